@@ -1,0 +1,102 @@
+"""Configuration dataclasses and the three profiles (`smoke`, `default`, `full`).
+
+Every chapter takes a profile name as a papermill parameter and builds its configuration with
+`get_config(profile)`. Each config is passed whole into the constructor that uses it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+PROFILES = ("smoke", "default", "full")
+
+
+@dataclass
+class DataConfig:
+    """What data to generate or read, and how to pre-process it (chapter 01)."""
+
+    source: str = "synthetic"  # "synthetic" (generated Amazon-2023-format files) or "amazon" (files on disk)
+    category: str = "Synthetic_Books"  # file stem: <category>.jsonl.gz and meta_<category>.jsonl.gz
+    raw_dir: str = ""  # where raw files live; "" = <artefacts>/raw
+    # --- synthetic generator ---
+    n_users: int = 6000  # users generated (before k-core)
+    n_items: int = 2500  # items generated (before k-core)
+    n_clusters: int = 20  # latent item clusters (tastes)
+    mean_seq_len: float = 18.0  # mean interactions per user
+    popularity_alpha: float = 1.1  # power-law exponent of item popularity within a cluster
+    markov_strength: float = 0.7  # probability the next cluster follows the cluster-level Markov chain
+    # --- pre-processing ---
+    k_core: int = 5  # iterative k-core on users and items
+    split: str = "leave_last_out"  # "leave_last_out" or "timestamp"
+    valid_from_ms: int = 1628643414042  # timestamp split: validation cut-off (Amazon 2023 benchmark value)
+    test_from_ms: int = 1658002729837  # timestamp split: test cut-off (Amazon 2023 benchmark value)
+    max_len: int = 30  # history length fed to the model (most recent items, left-padded)
+    chunk_size: int = 200_000  # rows per chunk when streaming raw files
+
+
+@dataclass
+class ModelConfig:
+    """The teacher's shape: a stack of Hugging Face decoder layers over item embeddings (chapter 02)."""
+
+    arch: str = "llama"  # backbone family: "llama", "qwen2", "mistral"
+    num_layers: int = 24  # decoder layers of the teacher
+    hidden_size: int = 64  # backbone width
+    num_heads: int = 4  # attention heads
+    intermediate_size: int = 128  # MLP width
+    item_dim: int = 64  # item-embedding width (projected to hidden_size when different)
+    dropout: float = 0.1  # dropout on item embeddings and attention
+    use_text: bool = False  # add frozen title features to item embeddings
+
+
+@dataclass
+class TrainConfig:
+    """How a recommender is trained: full-catalogue softmax CE, AdamW, warm-up + cosine (chapter 02)."""
+
+    epochs: int = 30  # maximum epochs
+    batch_size: int = 256  # users per step
+    lr: float = 3e-3  # peak learning rate
+    weight_decay: float = 0.01  # AdamW weight decay
+    warmup_frac: float = 0.05  # fraction of steps with linear warm-up
+    grad_clip: float = 1.0  # max gradient norm
+    patience: int = 3  # early stopping on validation NDCG@10 (epochs without improvement)
+    eval_batch_size: int = 512  # users per evaluation batch
+    max_minutes: float = 9.0  # wall-clock budget; training stops (and says so) when exceeded
+
+
+@dataclass
+class BookConfig:
+    """Everything a chapter needs, for one profile and seed."""
+
+    profile: str = "default"  # "smoke", "default" or "full"
+    seed: int = 0  # global seed
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def config_hash(obj) -> str:
+    """A short stable hash of a dataclass (or dict), used to key cached artefacts."""
+    d = dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def get_config(profile: str = "default", seed: int = 0) -> BookConfig:
+    """The configuration of a profile. `smoke` is tiny (CI), `default` runs on a 2-core CPU, `full` is large."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
+    if profile == "smoke":
+        data = DataConfig(n_users=400, n_items=150, n_clusters=6, mean_seq_len=14.0, max_len=16)
+        model = ModelConfig(num_layers=8, hidden_size=32, num_heads=2, intermediate_size=64, item_dim=32)
+        train = TrainConfig(epochs=6, batch_size=128, lr=5e-3, patience=2, max_minutes=1.0)
+    elif profile == "default":
+        data, model, train = DataConfig(), ModelConfig(), TrainConfig()
+    else:
+        data = DataConfig(n_users=60_000, n_items=12_000, n_clusters=60, mean_seq_len=14.0, max_len=50)
+        model = ModelConfig(num_layers=32, hidden_size=128, num_heads=4, intermediate_size=256, item_dim=128)
+        train = TrainConfig(epochs=50, max_minutes=240.0)
+    return BookConfig(profile=profile, seed=seed, data=data, model=model, train=train)

@@ -1,0 +1,83 @@
+"""Full-ranking metrics: HR@K, NDCG@K and MRR over the whole catalogue (chapter 02).
+
+Every item is ranked for every user (Krichene & Rendle 2020: sampled metrics are inconsistent, so none are used as a
+headline). By default the items a user already interacted with are masked before ranking: the Amazon 2023 pipeline
+de-duplicates user–item pairs, so a target is never a previously seen item and leaving seen items in the ranking would
+only penalise a model for scoring the past. Per-user values are kept for the paired tests of the statistics chapter.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data import PAD
+
+KS = (5, 10, 20)
+
+
+def target_ranks(scores: torch.Tensor, target: torch.Tensor, seen: torch.Tensor | None = None,
+                 mask_history: bool = True) -> torch.Tensor:
+    """0-based rank of each target among all items (0 = top).
+
+    Args:
+        scores: (B, N+1) a score for every item index; index 0 (padding) is never ranked.
+        target: (B,) the true next item.
+        seen: (B, S) items to mask (PAD entries are ignored), used when `mask_history`.
+        mask_history: exclude `seen` items (other than the target) from the ranking.
+
+    Ties count against the target (pessimistic), so a constant scorer cannot look good.
+    """
+    s = scores.detach().float().clone()  # (B, N+1)
+    s[:, PAD] = -torch.inf
+    t_score = s.gather(1, target[:, None])  # (B, 1)
+    if mask_history and seen is not None:
+        s.scatter_(1, seen, -torch.inf)
+        s[:, PAD] = -torch.inf
+    s.scatter_(1, target[:, None], t_score)  # the target itself is never masked
+    greater = (s > t_score).sum(1)
+    ties = (s == t_score).sum(1) - 1
+    return greater + ties  # (B,)
+
+
+def metrics_from_ranks(ranks, ks: Sequence[int] = KS) -> pd.DataFrame:
+    """Per-user metrics from 0-based ranks: hr@K, ndcg@K for each K, and (untruncated) mrr."""
+    r = np.asarray(ranks.cpu() if isinstance(ranks, torch.Tensor) else ranks, dtype=np.float64)
+    cols = {}
+    for k in ks:
+        hit = r < k
+        cols[f"hr@{k}"] = hit.astype(float)
+        cols[f"ndcg@{k}"] = np.where(hit, 1.0 / np.log2(r + 2.0), 0.0)
+    cols["mrr"] = 1.0 / (r + 1.0)
+    cols["rank"] = r
+    return pd.DataFrame(cols)
+
+
+@torch.no_grad()
+def evaluate(score_fn: Callable[[torch.Tensor], torch.Tensor], history: torch.Tensor, target: torch.Tensor,
+             seen: torch.Tensor | None = None, ks: Sequence[int] = KS, mask_history: bool = True,
+             batch_size: int = 512, users: torch.Tensor | None = None) -> tuple[dict, pd.DataFrame]:
+    """Rank the whole catalogue for every user and return (mean metrics, per-user frame).
+
+    Args:
+        score_fn: maps a (B, T) history batch to (B, N+1) scores (the model's last-position scores).
+        history, target, seen: one split of `RecData` (see `RecData.split`).
+        users: user index per row, kept in the per-user frame for paired tests.
+    """
+    ranks = []
+    for i in range(0, history.shape[0], batch_size):
+        h = history[i:i + batch_size]
+        sc = score_fn(h)
+        sn = seen[i:i + batch_size].to(sc.device) if seen is not None else None
+        ranks.append(target_ranks(sc, target[i:i + batch_size].to(sc.device), sn, mask_history).cpu())
+    per_user = metrics_from_ranks(torch.cat(ranks), ks)
+    per_user.insert(0, "user", (users if users is not None else torch.arange(len(per_user))).numpy())
+    summary = per_user.drop(columns=["user", "rank"]).mean().to_dict()
+    return summary, per_user
+
+
+def popularity_scores(item_counts: torch.Tensor, batch: int) -> torch.Tensor:
+    """Scores of the most-popular baseline: training interaction counts, the same for every user.  # (B, N+1)"""
+    return item_counts.float()[None, :].expand(batch, -1)

@@ -1,0 +1,212 @@
+"""The recommender: item embeddings -> a stack of Hugging Face decoder layers -> a score for every item (chapter 02).
+
+`SeqRecModel` is an ordinary `transformers.PreTrainedModel` whose backbone is built from a `transformers` config
+(`LlamaConfig` by default; Qwen2 and Mistral for the architecture comparison) and run through the backbone's own
+forward with `inputs_embeds` and a causal + padding mask. Scores are tied to the item embeddings (SASRec does the same):
+the catalogue is scored by a dot product with the item table, which keeps the head free of extra parameters and lets
+rare items share what the encoder learned. `save_pretrained` / `from_pretrained` round-trip the whole recommender.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers.configuration_utils import SubConfigSpec
+from transformers.utils import ModelOutput
+
+from .config import ModelConfig
+from .data import IGNORE, PAD
+
+ARCHS = ("llama", "qwen2", "mistral")
+
+
+class SeqRecConfig(PreTrainedConfig):
+    """Config of a sequential recommender; `backbone_config` is any decoder config with a `.layers` stack."""
+
+    model_type = "seqrec"
+    sub_configs_defaults = {"backbone_config": SubConfigSpec(config_class=AutoConfig, model_type="llama")}
+
+    backbone_config: dict | PreTrainedConfig | None = None  # the decoder stack (LlamaConfig, Qwen2Config, ...)
+    num_items: int = 100  # catalogue size; item indices 1..num_items, 0 = padding
+    item_dim: int = 64  # item-embedding width
+    max_len: int = 50  # history length the model was trained on
+    dropout: float = 0.1  # dropout on the input embeddings
+    text_dim: int = 0  # width of frozen item text features (0 = none)
+    tie_word_embeddings: bool = False
+
+
+def backbone_config(cfg: ModelConfig, max_len: int = 512) -> PreTrainedConfig:
+    """A small decoder config of the chosen architecture (chapter 02).
+
+    Args:
+        cfg: the model section of the book's config.
+        max_len: longest history the positional encoding must cover.
+    """
+    common = dict(
+        vocab_size=2,  # the backbone's own token embedding is unused (items come in as inputs_embeds)
+        hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads, max_position_embeddings=max(max_len, 64),
+        attention_dropout=cfg.dropout, pad_token_id=None, bos_token_id=None, eos_token_id=None,
+        tie_word_embeddings=False,
+    )
+    if cfg.arch not in ARCHS:
+        raise ValueError(f"unknown arch {cfg.arch!r}; choose one of {ARCHS}")
+    if cfg.arch == "mistral":
+        common["sliding_window"] = None
+    return AutoConfig.for_model(cfg.arch, **common)
+
+
+@dataclass
+class SeqRecOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None  # (B, T, N+1), (B, N+1) with score="last", None with score="none"
+    hidden_states: tuple | None = None  # (L+1) x (B, T, H): input embeddings, then each layer's output
+    last_hidden_state: torch.Tensor | None = None  # (B, T, H) after the final norm
+
+
+class SeqRecModel(PreTrainedModel):
+    """Next-item recommender with a Hugging Face decoder backbone (chapter 02)."""
+
+    config_class = SeqRecConfig
+    base_model_prefix = "seqrec"
+    main_input_name = "input_ids"
+    _supports_sdpa = True
+    _supports_attention_backend = True
+
+    def __init__(self, config: SeqRecConfig, backbone: PreTrainedModel | None = None):
+        super().__init__(config)
+        bc = config.backbone_config
+        self.item_emb = nn.Embedding(config.num_items + 1, config.item_dim, padding_idx=PAD)
+        if config.text_dim:
+            self.register_buffer("text_features", torch.zeros(config.num_items + 1, config.text_dim))
+            self.text_proj = nn.Linear(config.text_dim, config.item_dim, bias=False)
+        self.in_proj = (nn.Identity() if config.item_dim == bc.hidden_size
+                        else nn.Linear(config.item_dim, bc.hidden_size, bias=False))
+        self.emb_dropout = nn.Dropout(config.dropout)
+        self.backbone = backbone if backbone is not None else AutoModel.from_config(bc)
+        self.out_proj = (nn.Identity() if config.item_dim == bc.hidden_size
+                         else nn.Linear(bc.hidden_size, config.item_dim, bias=False))
+        self.post_init()
+
+    def _init_weights(self, module):
+        std = 0.02
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=std)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif hasattr(module, "weight") and isinstance(getattr(module, "weight"), nn.Parameter) \
+                and "Norm" in type(module).__name__:
+            nn.init.ones_(module.weight)
+
+    # -- pieces -------------------------------------------------------------------------------------------------
+    @property
+    def layers(self) -> nn.ModuleList:
+        """The decoder layers, indexed by `layer_idx`."""
+        return self.backbone.layers
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.backbone.layers)
+
+    def item_table(self) -> torch.Tensor:
+        """Item representations used both as inputs and as the scoring table.  # (N+1, D)"""
+        w = self.item_emb.weight
+        if self.config.text_dim:
+            w = w + self.text_proj(self.text_features)
+        return w
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Input embeddings of a history batch.  # (B, T) -> (B, T, H)"""
+        x = F.embedding(input_ids, self.item_table(), padding_idx=PAD)  # (B, T, D)
+        return self.emb_dropout(self.in_proj(x))  # (B, T, H)
+
+    def score(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Scores for every item from backbone outputs.  # (..., H) -> (..., N+1)"""
+        return self.out_proj(hidden) @ self.item_table().T
+
+    # -- forward ------------------------------------------------------------------------------------------------
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, output_hidden_states: bool = False, score: str = "all",
+                use_cache: bool = False, **kwargs) -> SeqRecOutput:
+        """Run the backbone over a left-padded history batch.
+
+        Args:
+            input_ids: (B, T) item indices, PAD = 0 on the left.
+            attention_mask: (B, T) 1 for real items; derived from `input_ids` when omitted.
+            labels: (B, T) next item per position (IGNORE = -100 to skip); gives a full-catalogue softmax CE loss.
+            output_hidden_states: also return the input of the first layer and every layer's output.
+            score: "all" positions, "last" position only (what inference needs), or "none".
+        """
+        if attention_mask is None:
+            attention_mask = (input_ids != PAD).long()  # (B, T)
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): left padding keeps positions 0..n-1
+        out = self.backbone(inputs_embeds=self.embed(input_ids), attention_mask=attention_mask,
+                            position_ids=position_ids, output_hidden_states=output_hidden_states,
+                            use_cache=use_cache, **kwargs)
+        h = out.last_hidden_state  # (B, T, H)
+        loss = None
+        if labels is not None:
+            keep = labels != IGNORE  # (B, T)
+            loss = F.cross_entropy(self.score(h[keep]), labels[keep])  # (M, N+1) scored only where needed
+        logits = {"all": lambda: self.score(h), "last": lambda: self.score(h[:, -1]),
+                  "none": lambda: None}[score]()
+        hs = None
+        if output_hidden_states:
+            hs = tuple(out.hidden_states)
+        return SeqRecOutput(loss=loss, logits=logits, hidden_states=hs, last_hidden_state=h)
+
+    @torch.no_grad()
+    def recommend_scores(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Last-position scores for a history batch, in eval mode, on the model's device.  # (B, T) -> (B, N+1)"""
+        was = self.training
+        self.eval()
+        s = self(input_ids.to(self.device), score="last").logits
+        self.train(was)
+        return s
+
+
+def build_model(cfg: ModelConfig, num_items: int, max_len: int, attn_implementation: str = "sdpa") -> SeqRecModel:
+    """A freshly initialised recommender of the configured architecture and depth (chapter 02)."""
+    bc = backbone_config(cfg, max_len)
+    bc._attn_implementation = attn_implementation
+    config = SeqRecConfig(backbone_config=bc, num_items=num_items, item_dim=cfg.item_dim, max_len=max_len,
+                          dropout=cfg.dropout)
+    return SeqRecModel(config)
+
+
+def from_pretrained_backbone(path: str, num_items: int, max_len: int, item_dim: int | None = None,
+                             dropout: float = 0.1, **kwargs) -> SeqRecModel:
+    """A recommender whose decoder stack is a local pretrained checkpoint (`AutoModel.from_pretrained(path)`, offline).
+
+    The item embeddings are new; the backbone's layers keep their pretrained weights (add LoRA with peft on top).
+    """
+    backbone = AutoModel.from_pretrained(path, local_files_only=True, **kwargs)
+    bc = backbone.config
+    config = SeqRecConfig(backbone_config=bc, num_items=num_items, item_dim=item_dim or bc.hidden_size,
+                          max_len=max_len, dropout=dropout)
+    model = SeqRecModel(config, backbone=backbone)
+    return model
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (only those with requires_grad when `trainable_only`)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def score_fn(model: SeqRecModel) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The callable `lab.metrics.evaluate` expects: history batch -> last-position scores."""
+    return model.recommend_scores
+
+
+AutoConfig.register("seqrec", SeqRecConfig, exist_ok=True)
+AutoModel.register(SeqRecConfig, SeqRecModel, exist_ok=True)

@@ -1,0 +1,113 @@
+"""The notebook harness: run the book's jupytext chapters headlessly with papermill.
+
+Chapters are `notebooks/NN_name.py` (py:percent), paired with `.ipynb` through the root `jupytext.toml`. The runner
+converts a chapter, injects its parameters (profile, seed, artefact folder), executes it with papermill and writes the
+executed copy to `runs/<profile>/NN_name.ipynb`. A failure raises `ChapterFailed` naming the chapter and the cell.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+from . import REPO_ROOT
+
+NOTEBOOKS = REPO_ROOT / "notebooks"
+RUNS = REPO_ROOT / "runs"
+
+
+class ChapterFailed(RuntimeError):
+    """A chapter raised while running; the message names the chapter, the cell and the error."""
+
+
+def chapters(folder: Path = NOTEBOOKS) -> list[Path]:
+    """The book's chapters in order: `NN_name.py` files."""
+    return sorted(p for p in Path(folder).glob("[0-9][0-9]_*.py"))
+
+
+def parameters_cells(nb) -> list[int]:
+    """Indices of the cells tagged `parameters`."""
+    return [i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
+
+
+def run_chapter(path: str | os.PathLike, profile: str = "smoke", seed: int = 0, artefacts: str | None = None,
+                out_dir: str | os.PathLike | None = None, extra: dict | None = None, kernel: str = "python3",
+                timeout: int | None = None) -> Path:
+    """Execute one chapter with papermill and return the path of the executed notebook.
+
+    Args:
+        path: the chapter's `.py` (or `.ipynb`).
+        profile, seed, artefacts: injected as PROFILE, SEED and ARTEFACTS.
+        out_dir: where executed notebooks go (default `runs/<profile>`).
+        extra: further parameters (UPPERCASE names of the chapter's parameters cell).
+    """
+    import jupytext
+    import nbformat
+    import papermill as pm
+
+    path = Path(path)
+    nb = jupytext.read(path)
+    if len(parameters_cells(nb)) != 1:
+        raise ChapterFailed(f"{path.name}: expected exactly one cell tagged 'parameters', "
+                            f"found {len(parameters_cells(nb))}")
+    out_dir = Path(out_dir or RUNS / profile)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    src = out_dir / f".{path.stem}.input.ipynb"
+    nbformat.write(nb, src)
+    out = out_dir / f"{path.stem}.ipynb"
+    params = {"PROFILE": profile, "SEED": seed, "ARTEFACTS": str(artefacts or "")}
+    params.update(extra or {})
+    try:
+        pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=kernel, cwd=str(path.parent),
+                            progress_bar=False, execution_timeout=timeout)
+    except pm.PapermillExecutionError as e:
+        raise ChapterFailed(f"chapter {path.stem} failed in cell {e.exec_count} (index {e.cell_index}): "
+                            f"{e.ename}: {e.evalue}\n  executed copy: {out}") from None
+    finally:
+        src.unlink(missing_ok=True)
+    return out
+
+
+def run_book(profile: str = "smoke", seed: int = 0, artefacts: str | None = None, only: list[str] | None = None,
+             out_dir: str | os.PathLike | None = None, extra: dict | None = None) -> dict[str, float]:
+    """Run every chapter in order (or those whose name starts with one of `only`); return seconds per chapter."""
+    times = {}
+    for ch in chapters():
+        if only and not any(ch.stem.startswith(o) for o in only):
+            continue
+        t0 = time.perf_counter()
+        print(f"[book:{profile}] {ch.stem} ...", flush=True)
+        run_chapter(ch, profile=profile, seed=seed, artefacts=artefacts, out_dir=out_dir, extra=extra)
+        times[ch.stem] = time.perf_counter() - t0
+        print(f"[book:{profile}] {ch.stem} done in {times[ch.stem]:.1f}s", flush=True)
+    return times
+
+
+def pair_in_sync(py: Path) -> bool:
+    """True when `NN_name.ipynb` has the same cells as `NN_name.py` and carries no outputs."""
+    import jupytext
+
+    ipynb = py.with_suffix(".ipynb")
+    if not ipynb.exists():
+        return False
+    a, b = jupytext.read(py), jupytext.read(ipynb)
+    if any(c.get("outputs") or c.get("execution_count") for c in b.cells if c.cell_type == "code"):
+        return False
+    strip = lambda nb: [(c.cell_type, c.source.strip(), sorted(c.metadata.get("tags", []))) for c in nb.cells]
+    return strip(a) == strip(b)
+
+
+def sync_all(folder: Path = NOTEBOOKS) -> list[Path]:
+    """Regenerate every `.ipynb` (without outputs) from its `.py`; return the files written."""
+    import jupytext
+
+    written = []
+    for py in chapters(folder):
+        nb = jupytext.read(py)
+        for c in nb.cells:
+            if c.cell_type == "code":
+                c.outputs, c.execution_count = [], None
+        jupytext.write(nb, py.with_suffix(".ipynb"))
+        written.append(py.with_suffix(".ipynb"))
+    return written

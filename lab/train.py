@@ -1,0 +1,169 @@
+"""Training a recommender: full-catalogue softmax cross-entropy, AdamW, warm-up + cosine decay, early stopping on
+validation NDCG@10, a checkpoint every epoch and resume after an interruption (chapter 02).
+
+SASRec trained with full softmax CE is the strong baseline (Klenitskiy & Vasilev 2023); BCE with one sampled negative
+is not used. On CUDA the forward runs under bf16 autocast.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .config import TrainConfig
+from .data import RecData
+from .io import atomic_path, read_json, write_json
+from .metrics import evaluate
+from .models import SeqRecModel
+
+
+def evaluate_model(model: SeqRecModel, data: RecData, split: str = "valid", mask_history: bool = True,
+                   batch_size: int = 512) -> tuple[dict, pd.DataFrame]:
+    """Full-ranking metrics of a model on the 'valid' or 'test' split: (means, per-user frame)."""
+    history, target, seen = data.split(split)
+    users = data.valid_users if split == "valid" else data.test_users
+    return evaluate(model.recommend_scores, history, target, seen, mask_history=mask_history,
+                    batch_size=batch_size, users=users)
+
+
+def lr_lambda(total_steps: int, warmup_steps: int):
+    """Linear warm-up then cosine decay to 0, as a LambdaLR multiplier."""
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Path | None = None, seed: int = 0,
+        progress: bool = True, loss_fn=None, stop_after_epochs: int | None = None,
+        trainable: list | None = None) -> pd.DataFrame:
+    """Train `model` on `data.train_*`; return the per-epoch history (loss, validation metrics, seconds).
+
+    Args:
+        ckpt_dir: where `last.pt` (resume state) and the best model (`best/`) are kept; resumes when `last.pt` exists.
+        loss_fn: optional `loss_fn(model, input_ids, labels) -> loss` (distillation plugs in here); default CE.
+        stop_after_epochs: stop (as if interrupted) after this many epochs in this call — used to test resume.
+        trainable: parameters to optimise (default: all with requires_grad).
+
+    The model is left holding the best validation weights.
+    """
+    device = next(model.parameters()).device
+    params = trainable if trainable is not None else [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n = data.train_inputs.shape[0]
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, int(cfg.warmup_frac * total)))
+    state = {"epoch": 0, "best": -1.0, "bad_epochs": 0, "history": [], "elapsed": 0.0}
+    ckpt = Path(ckpt_dir) if ckpt_dir else None
+    if ckpt and (ckpt / "last.pt").exists():  # resume
+        saved = torch.load(ckpt / "last.pt", map_location=device, weights_only=False)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        torch.set_rng_state(saved["rng"])
+        state = saved["state"]
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if ckpt and (ckpt / "best.pt").exists():
+        best_state = torch.load(ckpt / "best.pt", map_location=device, weights_only=True)
+    loss_fn = loss_fn or (lambda m, x, y: m(x, labels=y, score="none").loss)
+    epochs_this_call = 0
+    t_start = time.perf_counter() - state["elapsed"]
+    while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
+        if (time.perf_counter() - t_start) / 60 > cfg.max_minutes:
+            print(f"stopping: the {cfg.max_minutes} min budget is spent after {state['epoch']} epochs")
+            break
+        model.train()
+        g = torch.Generator().manual_seed(seed * 1000 + state["epoch"])
+        order = torch.randperm(n, generator=g)
+        t0, total_loss = time.perf_counter(), 0.0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {state['epoch'] + 1}", disable=not progress, leave=False)
+        for s in bar:
+            idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            x, y = data.train_inputs[idx].to(device), data.train_labels[idx].to(device)  # (B, T)
+            with _autocast(device):
+                loss = loss_fn(model, x, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            sched.step()
+            total_loss += loss.item() * len(idx)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        metrics, _ = evaluate_model(model, data, "valid", batch_size=cfg.eval_batch_size)
+        state["epoch"] += 1
+        row = {"epoch": state["epoch"], "train_loss": total_loss / n, "seconds": time.perf_counter() - t0,
+               **{f"valid_{k}": v for k, v in metrics.items()}}
+        state["history"].append(row)
+        if progress:
+            print(f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  valid ndcg@10 {row['valid_ndcg@10']:.4f}"
+                  f"  ({row['seconds']:.1f}s)")
+        if metrics["ndcg@10"] > state["best"]:
+            state["best"], state["bad_epochs"] = metrics["ndcg@10"], 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if ckpt:
+                with atomic_path(ckpt / "best.pt") as tmp:
+                    torch.save(best_state, tmp)
+        else:
+            state["bad_epochs"] += 1
+        state["elapsed"] = time.perf_counter() - t_start
+        if ckpt:
+            with atomic_path(ckpt / "last.pt") as tmp:
+                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                            "rng": torch.get_rng_state(), "state": state}, tmp)
+        epochs_this_call += 1
+        if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return pd.DataFrame(state["history"])
+
+
+def train_or_load(model: SeqRecModel, data: RecData, cfg: TrainConfig, out_dir: str | Path, seed: int = 0,
+                  progress: bool = True, key: dict | None = None) -> tuple[SeqRecModel, pd.DataFrame, dict]:
+    """Train and `save_pretrained` into `out_dir`, or load it when a finished model with the same key is there.
+
+    Returns (model, history, info) where info has `train_seconds`, `epochs`, `loaded` and the key.
+    The intermediate checkpoints live in `out_dir/ckpt` until training finishes, so an interrupted run resumes.
+    """
+    out_dir = Path(out_dir)
+    key = {"train": asdict(cfg), "seed": seed, **(key or {})}
+    info = read_json(out_dir / "train_info.json")
+    if info and info.get("key") == _jsonable(key) and (out_dir / "config.json").exists():
+        loaded = type(model).from_pretrained(out_dir).to(next(model.parameters()).device)
+        loaded.eval()
+        history = pd.read_csv(out_dir / "history.csv")
+        return loaded, history, {**info, "loaded": True}
+    t0 = time.perf_counter()
+    history = fit(model, data, cfg, ckpt_dir=out_dir / "ckpt", seed=seed, progress=progress)
+    info = {"key": _jsonable(key), "train_seconds": time.perf_counter() - t0,
+            "epochs": int(len(history)), "best_valid_ndcg@10": float(history["valid_ndcg@10"].max())}
+    if (out_dir / "ckpt" / "last.pt").exists():
+        saved = torch.load(out_dir / "ckpt" / "last.pt", map_location="cpu", weights_only=False)
+        info["train_seconds"] = saved["state"]["elapsed"]  # includes time before an interruption
+    model.save_pretrained(out_dir)
+    with atomic_path(out_dir / "history.csv") as tmp:
+        history.to_csv(tmp, index=False)
+    write_json(out_dir / "train_info.json", info)
+    shutil.rmtree(out_dir / "ckpt", ignore_errors=True)
+    return model, history, {**info, "loaded": False}
+
+
+def _jsonable(d):
+    import json
+
+    return json.loads(json.dumps(d, sort_keys=True, default=str))

@@ -1,0 +1,44 @@
+"""Shared fixtures. `smoke_book` executes chapters (in order, each once per session) in the smoke profile into a
+temporary artefact folder, so every chapter test reads the values that chapter recorded."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+class SmokeBook:
+    """Runs chapters on demand, prerequisites first; a chapter runs at most once per test session."""
+
+    def __init__(self, root):
+        self.artefacts = root / "artefacts"
+        self.runs = root / "runs"
+        self.done: dict[str, object] = {}
+
+    def run(self, prefix: str) -> dict:
+        """Run every chapter up to and including the one starting with `prefix`; return all recorded results."""
+        import lab
+        from lab.notebooks import chapters, run_chapter
+
+        for ch in chapters():
+            if ch.stem not in self.done:
+                try:
+                    run_chapter(ch, profile="smoke", seed=0, artefacts=str(self.artefacts), out_dir=self.runs)
+                    self.done[ch.stem] = True
+                except Exception as e:  # remembered, so dependants fail fast with the same cause
+                    self.done[ch.stem] = e
+            if isinstance(self.done[ch.stem], Exception):
+                raise RuntimeError(f"chapter {ch.stem} failed: {self.done[ch.stem]}")
+            if ch.stem.startswith(prefix):
+                return lab.results("smoke", self.artefacts)
+        raise LookupError(f"no chapter starts with {prefix!r}")
+
+
+@pytest.fixture(scope="session")
+def smoke_book(tmp_path_factory):
+    root = tmp_path_factory.mktemp("book")
+    os.environ["LAB_FIGURES"] = str(root / "figures")
+    return SmokeBook(root)
