@@ -8,6 +8,7 @@ rare items share what the encoder learned. `save_pretrained` / `from_pretrained`
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Callable
 
@@ -36,6 +37,7 @@ class SeqRecConfig(PreTrainedConfig):
     max_len: int = 50  # history length the model was trained on
     dropout: float = 0.1  # dropout on the input embeddings
     text_dim: int = 0  # width of frozen item text features (0 = none)
+    source_layers: list | None = None  # for a compact student: the teacher layer each of its layers came from
     tie_word_embeddings: bool = False
 
 
@@ -196,6 +198,39 @@ def from_pretrained_backbone(path: str, num_items: int, max_len: int, item_dim: 
                           max_len=max_len, dropout=dropout)
     model = SeqRecModel(config, backbone=backbone)
     return model
+
+
+def build_student(teacher: SeqRecModel, layers: list[int]) -> SeqRecModel:
+    """A real compact model: a new `SeqRecModel` whose backbone has `len(layers)` decoder layers (chapter 04).
+
+    The kept layers' weights are copied from the teacher (in the given order, which must be sorted), each attention
+    module's `layer_idx` is renumbered 0..k-1 (the KV cache indexes by it), per-layer config lists such as
+    `layer_types` are sliced, and embeddings, projections and the final norm are copied. The config records
+    `source_layers`, so the student saves and loads as an ordinary model with k layers.
+    """
+    layers = [int(i) for i in layers]
+    L = teacher.num_layers
+    if not layers or sorted(set(layers)) != layers or layers[0] < 0 or layers[-1] >= L:
+        raise ValueError(f"layers must be sorted, distinct indices in [0, {L}); got {layers}")
+    config = copy.deepcopy(teacher.config)
+    bc = config.backbone_config
+    bc.num_hidden_layers = len(layers)
+    if getattr(bc, "layer_types", None) is not None:
+        bc.layer_types = [bc.layer_types[i] for i in layers]
+    prior = teacher.config.source_layers
+    config.source_layers = [prior[i] for i in layers] if prior else layers
+    student = SeqRecModel(config).to(teacher.device)
+    sd = {k: v for k, v in teacher.state_dict().items() if not k.startswith("backbone.layers.")}
+    for new, old in enumerate(layers):
+        prefix = f"backbone.layers.{old}."
+        sd.update({f"backbone.layers.{new}." + k[len(prefix):]: v for k, v in teacher.state_dict().items()
+                   if k.startswith(prefix)})
+    student.load_state_dict(sd, strict=True)
+    for new, layer in enumerate(student.layers):
+        if hasattr(layer, "self_attn"):
+            layer.self_attn.layer_idx = new
+    student.train(teacher.training)
+    return student
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
