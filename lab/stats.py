@@ -1,0 +1,80 @@
+"""Statistics for honest comparisons: bootstrap confidence intervals, paired tests, rank correlations.
+
+Introduced for chapters 03–05 (CIs of importance scores, retention, correlations); the hypotheses chapter builds on it.
+Per-user metric vectors are paired by user, so every two-model comparison here is a paired one.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from scipy import stats as sps
+
+
+def bootstrap_ci(values, stat: Callable = np.mean, n_boot: int = 1000, alpha: float = 0.05,
+                 seed: int = 0) -> tuple[float, float, float]:
+    """(estimate, low, high): percentile bootstrap CI of `stat` over the rows of `values`."""
+    v = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(v), size=(n_boot, len(v)))
+    boots = np.array([stat(v[i]) for i in idx])
+    return float(stat(v)), float(np.quantile(boots, alpha / 2)), float(np.quantile(boots, 1 - alpha / 2))
+
+
+def paired_ratio_ci(num, den, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
+    """(ratio, low, high) of mean(num) / mean(den), resampling users jointly (e.g. retention = student / teacher)."""
+    a, b = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired vectors must have the same shape, got {a.shape} and {b.shape}")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), size=(n_boot, len(a)))
+    ratios = a[idx].mean(1) / np.maximum(b[idx].mean(1), 1e-12)
+    return float(a.mean() / max(b.mean(), 1e-12)), float(np.quantile(ratios, alpha / 2)), \
+        float(np.quantile(ratios, 1 - alpha / 2))
+
+
+def paired_diff_ci(a, b, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
+    """(mean(a - b), low, high): bootstrap CI of a paired mean difference."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    return bootstrap_ci(d, np.mean, n_boot, alpha, seed)
+
+
+def paired_test(a, b) -> dict:
+    """Paired t-test and Wilcoxon signed-rank test of a vs b (two-sided), with the mean difference."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    d = a - b
+    out = {"mean_diff": float(d.mean()), "n": int(len(d))}
+    out["t_p"] = float(sps.ttest_rel(a, b).pvalue) if np.any(d != 0) else 1.0
+    out["wilcoxon_p"] = float(sps.wilcoxon(d).pvalue) if np.any(d != 0) else 1.0
+    return out
+
+
+def spearman_ci(x, y, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
+    """(rho, low, high): Spearman correlation with a bootstrap CI over paired items (e.g. layers)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    rho = sps.spearmanr(x, y).statistic
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(x), len(x))
+        if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
+            boots.append(sps.spearmanr(x[i], y[i]).statistic)
+    boots = np.asarray(boots) if boots else np.array([np.nan])
+    return float(rho), float(np.nanquantile(boots, alpha / 2)), float(np.nanquantile(boots, 1 - alpha / 2))
+
+
+def kendall_tau(x, y) -> float:
+    """Kendall's tau between two score vectors (rank stability of layer importance)."""
+    return float(sps.kendalltau(np.asarray(x, dtype=float), np.asarray(y, dtype=float)).statistic)
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values (for the several hypotheses tested together)."""
+    p = np.asarray(pvalues, dtype=float)
+    order = np.argsort(p)
+    adj = np.empty_like(p)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, (len(p) - rank) * p[i])
+        adj[i] = min(1.0, running)
+    return adj
