@@ -14,6 +14,8 @@ def main(argv=None) -> int:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--artefacts", default=None, help="artefact root (default: ./artefacts)")
     b.add_argument("--only", nargs="*", help="chapter prefixes to run, e.g. 01 02")
+    b.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="extra chapter parameter (UPPERCASE name of a parameters-cell constant); repeatable")
     bench = sub.add_parser("bench", help="run a benchmark; its last line is a JSON object")
     bench.add_argument("what", choices=["fisher", "compact"])
     bench.add_argument("--profile", default="default", choices=["smoke", "default", "full"])
@@ -25,7 +27,14 @@ def main(argv=None) -> int:
     if a.cmd == "book":
         from .notebooks import run_book
 
-        times = run_book(a.profile, a.seed, a.artefacts, a.only)
+        extra = {}
+        for kv in a.param:
+            name, _, value = kv.partition("=")
+            try:
+                extra[name] = json.loads(value)
+            except json.JSONDecodeError:
+                extra[name] = value
+        times = run_book(a.profile, a.seed, a.artefacts, a.only, extra=extra)
         print(json.dumps({"profile": a.profile, "seconds": times, "total_s": sum(times.values())}))
     elif a.cmd == "bench":
         from . import bench as bench_mod

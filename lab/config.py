@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 
 PROFILES = ("smoke", "default", "full")
@@ -99,4 +100,8 @@ def get_config(profile: str = "default", seed: int = 0) -> BookConfig:
         data = DataConfig(n_users=60_000, n_items=12_000, n_clusters=60, mean_seq_len=14.0, max_len=50)
         model = ModelConfig(num_layers=32, hidden_size=128, num_heads=4, intermediate_size=256, item_dim=128)
         train = TrainConfig(epochs=50, max_minutes=240.0)
+    # Real data: point every chapter at downloaded Amazon Reviews 2023 files without editing a notebook.
+    if os.environ.get("LAB_RAW_DIR"):
+        data.source, data.raw_dir = "amazon", os.environ["LAB_RAW_DIR"]
+        data.category = os.environ.get("LAB_CATEGORY", data.category)
     return BookConfig(profile=profile, seed=seed, data=data, model=model, train=train)

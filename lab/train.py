@@ -88,8 +88,8 @@ def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Pat
             print(f"stopping: the {cfg.max_minutes} min budget is spent after {state['epoch']} epochs")
             break
         model.train()
-        g = torch.Generator().manual_seed(seed * 1000 + state["epoch"])
-        order = torch.randperm(n, generator=g)
+        torch.manual_seed(seed * 1000 + state["epoch"])  # dropout stream per epoch: same numbers twice, and on resume
+        order = torch.randperm(n)
         t0, total_loss = time.perf_counter(), 0.0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {state['epoch'] + 1}", disable=not progress, leave=False)
         for s in bar:

@@ -1,0 +1,32 @@
+"""Figures of chapter 02: learning curves and the evaluation table as bars."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+
+def learning_curves(histories: dict[str, pd.DataFrame]):
+    """Training loss and validation NDCG@10 per epoch, one line per model (chapter 02)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, h in histories.items():
+        axes[0].plot(h["epoch"], h["train_loss"], marker="o", label=name)
+        axes[1].plot(h["epoch"], h["valid_ndcg@10"], marker="o", label=name)
+    axes[0].set(xlabel="epoch", ylabel="train CE loss", title="training loss")
+    axes[1].set(xlabel="epoch", ylabel="NDCG@10 (validation, full ranking)", title="validation quality")
+    axes[1].legend()
+    fig.tight_layout()
+    return fig
+
+
+def metric_bars(table: pd.DataFrame, metrics=("ndcg@10", "hr@10", "mrr")):
+    """Grouped bars of test metrics per model; `table` has a `model` column and one column per metric."""
+    long = table.melt(id_vars="model", value_vars=list(metrics), var_name="metric", value_name="value")
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    sns.barplot(data=long, x="metric", y="value", hue="model", ax=ax)
+    ax.set(title="test split, full ranking", ylabel="")
+    fig.tight_layout()
+    return fig

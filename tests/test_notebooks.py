@@ -1,0 +1,50 @@
+"""The notebook harness: pairs in sync, one parameters cell, no committed outputs, clear failures."""
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+from lab.notebooks import ChapterFailed, chapters, pair_in_sync, parameters_cells, run_chapter
+
+CHAPTERS = chapters()
+
+
+def test_there_are_chapters():
+    assert [c.stem[:2] for c in CHAPTERS][:2] == ["01", "02"]
+
+
+@pytest.mark.parametrize("py", CHAPTERS, ids=lambda p: p.stem)
+def test_pair_in_sync_and_without_outputs(py):
+    assert pair_in_sync(py), f"{py.name} and its .ipynb differ (or the .ipynb has outputs): run `python -m lab sync`"
+
+
+@pytest.mark.parametrize("py", CHAPTERS, ids=lambda p: p.stem)
+def test_one_parameters_cell_with_profile_seed_artefacts(py):
+    nb = jupytext.read(py)
+    cells = parameters_cells(nb)
+    assert len(cells) == 1
+    src = nb.cells[cells[0]].source
+    for name in ("PROFILE", "SEED", "ARTEFACTS"):
+        assert f"{name} =" in src
+    assert "lab.record(" in nb.cells[-1].source, "the last cell records the chapter's key results"
+
+
+def test_out_of_sync_pair_is_detected(tmp_path):
+    py = tmp_path / "01_x.py"
+    py.write_text('# %% tags=["parameters"]\nPROFILE = "smoke"\n\n# %%\nprint(1)\n')
+    nb = jupytext.read(py)
+    jupytext.write(nb, tmp_path / "01_x.ipynb")
+    assert pair_in_sync(py)
+    py.write_text(py.read_text() + "\n# %%\nprint(2)\n")
+    assert not pair_in_sync(py)
+
+
+def test_failure_names_chapter_and_cell(tmp_path):
+    py = tmp_path / "09_broken.py"
+    py.write_text('# %% tags=["parameters"]\nPROFILE = "smoke"\nSEED = 0\nARTEFACTS = ""\n\n'
+                  '# %%\nx = 1\n\n# %%\nraise ValueError("boom")\n')
+    with pytest.raises(ChapterFailed, match=r"09_broken.*cell.*ValueError: boom"):
+        run_chapter(py, out_dir=tmp_path / "runs")
+    executed = nbformat.read(tmp_path / "runs" / "09_broken.ipynb", as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
