@@ -26,6 +26,16 @@ def chapters(folder: Path = NOTEBOOKS) -> list[Path]:
     return sorted(p for p in Path(folder).glob("[0-9][0-9]_*.py"))
 
 
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+
+
+def with_kernel(nb):
+    """Give a notebook read from a bare py:percent file the kernel and language metadata papermill needs."""
+    nb.metadata.setdefault("kernelspec", dict(KERNELSPEC))
+    nb.metadata.setdefault("language_info", {"name": "python"})
+    return nb
+
+
 def parameters_cells(nb) -> list[int]:
     """Indices of the cells tagged `parameters`."""
     return [i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
@@ -47,7 +57,7 @@ def run_chapter(path: str | os.PathLike, profile: str = "smoke", seed: int = 0, 
     import papermill as pm
 
     path = Path(path)
-    nb = jupytext.read(path)
+    nb = with_kernel(jupytext.read(path))
     if len(parameters_cells(nb)) != 1:
         raise ChapterFailed(f"{path.name}: expected exactly one cell tagged 'parameters', "
                             f"found {len(parameters_cells(nb))}")
@@ -104,8 +114,9 @@ def sync_all(folder: Path = NOTEBOOKS) -> list[Path]:
 
     written = []
     for py in chapters(folder):
-        nb = jupytext.read(py)
-        for c in nb.cells:
+        nb = with_kernel(jupytext.read(py))
+        for i, c in enumerate(nb.cells):
+            c["id"] = f"{py.stem[:2]}-{i:02d}"  # stable ids keep the .ipynb diff small
             if c.cell_type == "code":
                 c.outputs, c.execution_count = [], None
         jupytext.write(nb, py.with_suffix(".ipynb"))
