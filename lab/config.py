@@ -28,6 +28,10 @@ class DataConfig:
     mean_seq_len: float = 18.0  # mean interactions per user
     popularity_alpha: float = 1.1  # power-law exponent of item popularity within a cluster
     markov_strength: float = 0.7  # probability the next cluster follows the cluster-level Markov chain
+    successor_strength: float = 0.4  # probability the next item is one of the last item's preferred successors
+    n_successors: int = 3  # preferred "next" items per item, inside its cluster (item-level sequential pattern)
+    duplicate_frac: float = 0.003  # share of review rows written twice (exact duplicates, for de-duplication)
+    repeat_frac: float = 0.01  # share of interactions reviewed again later (repeated user-item pairs)
     # --- pre-processing ---
     k_core: int = 5  # iterative k-core on users and items
     split: str = "leave_last_out"  # "leave_last_out" or "timestamp"
@@ -35,6 +39,7 @@ class DataConfig:
     test_from_ms: int = 1658002729837  # timestamp split: test cut-off (Amazon 2023 benchmark value)
     max_len: int = 30  # history length fed to the model (most recent items, left-padded)
     chunk_size: int = 200_000  # rows per chunk when streaming raw files
+    strict: bool = False  # raise on the first bad raw row (naming file, line, field) instead of skipping it
 
 
 @dataclass
@@ -48,7 +53,8 @@ class ModelConfig:
     intermediate_size: int = 128  # MLP width
     item_dim: int = 64  # item-embedding width (projected to hidden_size when different)
     dropout: float = 0.1  # dropout on item embeddings and attention
-    use_text: bool = False  # add frozen title features to item embeddings
+    use_text: bool = False  # add frozen title features (hashed bag of words) to item embeddings
+    text_dim: int = 256  # width of the hashed title features when use_text
 
 
 @dataclass

@@ -177,13 +177,39 @@ class SeqRecModel(PreTrainedModel):
         return s
 
 
-def build_model(cfg: ModelConfig, num_items: int, max_len: int, attn_implementation: str = "sdpa") -> SeqRecModel:
-    """A freshly initialised recommender of the configured architecture and depth (chapter 02)."""
+def title_features(titles: list[str], dim: int = 256) -> torch.Tensor:
+    """Frozen text features of item titles: an L2-normalised hashed bag of words (no download needed).  # (N+1, dim)
+
+    Index 0 (padding) gets zeros. Hashing uses a fixed function (not Python's salted `hash`), so features are stable.
+    """
+    import zlib
+
+    feats = torch.zeros(len(titles), dim)
+    for i, title in enumerate(titles):
+        for word in str(title or "").lower().split():
+            feats[i, zlib.crc32(word.encode()) % dim] += 1.0
+    feats[0] = 0.0
+    return F.normalize(feats, dim=-1)
+
+
+def build_model(cfg: ModelConfig, num_items: int, max_len: int, attn_implementation: str = "sdpa",
+                item_titles: list[str] | None = None) -> SeqRecModel:
+    """A freshly initialised recommender of the configured architecture and depth (chapter 02).
+
+    With `cfg.use_text`, `item_titles` (index i = item i) become frozen hashed title features added to the item
+    embeddings through a learned projection.
+    """
     bc = backbone_config(cfg, max_len)
     bc._attn_implementation = attn_implementation
+    text_dim = cfg.text_dim if cfg.use_text else 0
     config = SeqRecConfig(backbone_config=bc, num_items=num_items, item_dim=cfg.item_dim, max_len=max_len,
-                          dropout=cfg.dropout)
-    return SeqRecModel(config)
+                          dropout=cfg.dropout, text_dim=text_dim)
+    model = SeqRecModel(config)
+    if text_dim:
+        if item_titles is None or len(item_titles) != num_items + 1:
+            raise ValueError("use_text needs item_titles with one title per item index (num_items + 1 entries)")
+        model.text_features.copy_(title_features(item_titles, text_dim))
+    return model
 
 
 def from_pretrained_backbone(path: str, num_items: int, max_len: int, item_dim: int | None = None,

@@ -48,7 +48,7 @@ cfg.model
 
 # %%
 torch.manual_seed(SEED)
-teacher = build_model(cfg.model, data.num_items, data.max_len).to(lab.device())
+teacher = build_model(cfg.model, data.num_items, data.max_len, item_titles=data.item_titles).to(lab.device())
 teacher, teacher_hist, teacher_info = train_or_load(teacher, data, cfg.train, P.teacher, seed=SEED,
                                                     key={"model": cfg.model.__dict__, "data": stats.get("config_hash")})
 n_params = count_parameters(teacher)
@@ -66,7 +66,7 @@ print(f"teacher: {teacher.num_layers} x {type(teacher.layers[0]).__name__}, {n_p
 # %%
 small_cfg = lab.ModelConfig(**{**cfg.model.__dict__, "num_layers": SMALL_LAYERS})
 torch.manual_seed(SEED)
-small = build_model(small_cfg, data.num_items, data.max_len).to(lab.device())
+small = build_model(small_cfg, data.num_items, data.max_len, item_titles=data.item_titles).to(lab.device())
 small, small_hist, small_info = train_or_load(small, data, cfg.train, P.root / "small_scratch", seed=SEED,
                                               key={"model": small_cfg.__dict__, "data": stats.get("config_hash")})
 

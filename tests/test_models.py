@@ -94,3 +94,17 @@ def test_build_student_is_really_smaller(tiny):
     assert [l.self_attn.layer_idx for l in s.layers] == [0, 1, 2]
     with pytest.raises(ValueError):
         build_student(tiny, [3, 1])
+
+
+def test_text_features_are_frozen_and_saved(tmp_path):
+    cfg = get_config("smoke").model
+    cfg.use_text, cfg.text_dim = True, 16
+    titles = [""] + [f"red shoe {i % 3}" for i in range(30)]
+    m = build_model(cfg, 30, 10, item_titles=titles).eval()
+    assert m.text_features.shape == (31, 16) and not m.text_features.requires_grad
+    assert torch.allclose(m.text_features[1], m.text_features[4])  # same words, same features
+    assert m.text_features[0].abs().sum() == 0
+    m.save_pretrained(tmp_path)
+    back = SeqRecModel.from_pretrained(tmp_path).eval()
+    x = torch.randint(1, 31, (2, 10))
+    assert torch.equal(back(x, score="last").logits, m(x, score="last").logits)
