@@ -99,7 +99,7 @@ def get_config(profile: str = "default", seed: int = 0) -> BookConfig:
     if profile == "smoke":
         data = DataConfig(n_users=400, n_items=150, n_clusters=6, mean_seq_len=14.0, max_len=16, chunk_size=2_000)
         model = ModelConfig(num_layers=8, hidden_size=32, num_heads=2, intermediate_size=64, item_dim=32)
-        train = TrainConfig(epochs=6, batch_size=128, lr=5e-3, patience=2, max_minutes=1.0)
+        train = TrainConfig(epochs=12, batch_size=128, lr=5e-3, patience=3, max_minutes=1.5)
     elif profile == "default":
         data, model, train = DataConfig(), ModelConfig(), TrainConfig()
     else:

@@ -21,7 +21,7 @@
 # %% tags=["parameters"]
 PROFILE = "smoke"  # smoke | default | full
 SEED = 0  # global seed
-ARTEFACTS = ""  # artefact root ("" = <repo>/artefacts)
+ARTEFACTS = ""  # artefact root; empty means <repo>/artefacts
 
 # %%
 import dataclasses
