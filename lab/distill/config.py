@@ -1,0 +1,138 @@
+"""`DistillConfig`: every loss term, weighting, mapping and adapter of the distillation trainer is a switch (chapter 05).
+
+A *variant* names a combination of loss terms: "ce" (next-item CE only, no teacher), "kd" (CE + logit KD), and
+"kd+<weighting>" / "ce+<weighting>" (adds the layer-wise hidden-state term under that weighting). The hypotheses
+chapter flips single fields (e.g. the weighting) with `dataclasses.replace` or `with_variant`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..config import PROFILES, TrainConfig
+
+DISTANCES = ("mse", "cosine", "slmrec")
+MAPPINGS = ("source", "last_of_block", "uniform")
+WEIGHTINGS = ("uniform", "depth", "fisher", "none")
+POSITIONS = ("all", "last")
+ADAPTERS = ("full", "lora", "qlora")
+LLAMA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class DistillConfig:
+    """Loss = alpha·CE + beta·T²·KL(teacher ‖ student) + gamma·Σ_i w_i·d(h_s_i, h_t_map(i)); adapters; budget."""
+
+    # --- loss terms ---
+    alpha: float = 1.0  # weight of next-item cross-entropy on the true labels (all labelled positions)
+    beta: float = 1.0  # weight of logit KD: T²·KL(softmax(t/T) ‖ softmax(s/T)) over the full catalogue
+    gamma: float = 1.0  # weight of the layer-wise hidden-state term (0 or weighting "none" switches it off)
+    temperature: float = 2.0  # KD softmax temperature T (Hinton et al. 2015; the loss is scaled by T²)
+    distance: str = "cosine"  # d(h_s, h_t): "mse", "cosine" (1 − cos), "slmrec" ((1 − cos) + 0.1·‖h_s − h_t‖₂)
+    mapping: str = "source"  # student layer i -> teacher layer: "source" (config.source_layers), "last_of_block"
+    #                          (SLMRec: last layer of the i-th of k equal blocks), "uniform" (round(linspace(0, L-1, k)))
+    weighting: str = "uniform"  # layer weights w_i, all summing to 1: "uniform", "depth" (∝ linspace(0.1, 1, k)),
+    #                             "fisher" (∝ Fisher importance of the mapped teacher layers), "none" (term off)
+    positions: str = "last"  # where the KD and hidden terms apply: the "last" position (the one inference scores;
+    #                          SLMRec's choice; a KD step then costs about a CE step) or "all" labelled positions
+    # --- adapters ---
+    adapter: str = "full"  # "full" fine-tuning, "lora" (peft), "qlora" (4-bit NF4 base via bitsandbytes + LoRA)
+    lora_r: int = 8  # LoRA rank
+    lora_alpha: float = 16.0  # LoRA scaling numerator (scale = lora_alpha / lora_r)
+    lora_dropout: float = 0.0  # dropout on the LoRA input
+    lora_targets: tuple = LLAMA_PROJECTIONS  # projections that get adapters (attention and MLP)
+    lora_train_embeddings: bool = False  # also train the item table (peft modules_to_save); off: the student keeps
+    #                                      the teacher's item table, so both score in the same space
+    # --- teacher outputs ---
+    cache_teacher: bool = True  # run the frozen teacher once over the training set and reuse its outputs (IISAN)
+    cache_dtype: str = "float32"  # dtype of cached hidden states ("float32", "bfloat16", "float16")
+    # --- budget (overrides the teacher's TrainConfig) ---
+    epochs: int = 6  # maximum epochs per student
+    patience: int = 2  # early stopping on validation NDCG@10
+    lr: float | None = None  # peak learning rate for full fine-tuning (None = the teacher's)
+    lora_lr: float | None = None  # peak learning rate with LoRA / QLoRA (None = 2 × lr)
+
+    def __post_init__(self):
+        for name, allowed in (("distance", DISTANCES), ("mapping", MAPPINGS), ("weighting", WEIGHTINGS),
+                              ("positions", POSITIONS), ("adapter", ADAPTERS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        self.lora_targets = tuple(self.lora_targets)
+
+    @classmethod
+    def for_profile(cls, profile: str) -> "DistillConfig":
+        """Budgets per profile: `smoke` is a couple of epochs (CI), `default` fits the 2-core CPU plan of chapter 05."""
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
+        if profile == "smoke":
+            return cls(epochs=2, patience=1)
+        if profile == "default":
+            return cls(epochs=3, patience=1)
+        return cls(epochs=20, patience=3)
+
+    @property
+    def uses_teacher(self) -> bool:
+        """Whether any term needs the teacher (KD or the layer-wise term)."""
+        return self.beta > 0 or self.uses_layers
+
+    @property
+    def uses_layers(self) -> bool:
+        """Whether the layer-wise hidden-state term is on."""
+        return self.gamma > 0 and self.weighting != "none"
+
+    @property
+    def variant(self) -> str:
+        """The variant name of this loss combination ("ce", "kd", "kd+fisher", "ce+depth", ...)."""
+        base = "kd" if self.beta > 0 else "ce"
+        return f"{base}+{self.weighting}" if self.uses_layers else base
+
+    def with_variant(self, name: str) -> "DistillConfig":
+        """A copy switched to a variant: "ce", "kd", "ce+<weighting>" or "kd+<weighting>" (weighting as above).
+
+        Weights of the terms that stay on keep their values; a term that was 0 is set to 1.
+        """
+        base, _, w = name.partition("+")
+        if base not in ("ce", "kd") or (w and w not in WEIGHTINGS):
+            raise ValueError(f"unknown variant {name!r}: use ce | kd, optionally +{'|'.join(WEIGHTINGS)}")
+        beta = (self.beta or 1.0) if base == "kd" else 0.0
+        gamma = (self.gamma or 1.0) if w and w != "none" else 0.0
+        return dataclasses.replace(self, beta=beta, gamma=gamma, weighting=w or "none")
+
+    def train_config(self, base: TrainConfig) -> TrainConfig:
+        """The TrainConfig of a student run: the teacher's, with this budget and learning rate."""
+        lr = self.lr if self.lr is not None else base.lr
+        if self.adapter != "full":
+            lr = self.lora_lr if self.lora_lr is not None else 2 * lr
+        return dataclasses.replace(base, epochs=self.epochs, patience=self.patience, lr=lr)
+
+
+@dataclass
+class DistillGrid:
+    """Which students chapter 05 trains: selection rules × loss variants, plus LoRA / QLoRA on the best setting."""
+
+    rules: tuple = ("fisher_topk", "uniform")  # selection rules whose layer lists (selections.parquet) are distilled
+    main_rules: tuple = ("fisher_topk", "uniform")  # rules that get every variant; the others get the best variant
+    variants: tuple = ("ce", "kd", "kd+layer")  # (a) CE only, (b) logit KD, (c) logit KD + layer-wise term
+    weightings: tuple = ("uniform", "depth", "fisher")  # layer weightings that "kd+layer" is trained with
+    n_random: int = 0  # random-selection draws used (rule "random", draws 0..n_random-1)
+    adapters: tuple = ("lora", "qlora")  # adapter runs on the best full fine-tuning setting
+
+    @classmethod
+    def for_profile(cls, profile: str) -> "DistillGrid":
+        """smoke: 2 rules × 3 variants (CI). default: every variant for fisher_topk and uniform, the best variant for
+        top, bottom, block_influence and 2 random draws: 15 students + LoRA + QLoRA at ≤ 3 epochs, planned from
+        measured step times (a cached KD + layer step on the last position ≈ a CE step ≈ 0.6 s per 256 users; an
+        epoch ≈ 24 steps + validation ≈ 20 s) to stay near 20 min on 2 CPU cores."""
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
+        if profile == "smoke":
+            return cls(weightings=("fisher",))
+        rules = ("fisher_topk", "uniform", "top", "bottom", "block_influence", "random")
+        return cls(rules=rules, n_random=2 if profile == "default" else 5)
+
+    def variant_names(self) -> list[str]:
+        """The loss variants in `DistillConfig.with_variant` names: "kd+layer" expands to one per weighting."""
+        out = []
+        for v in self.variants:
+            out += [f"kd+{w}" for w in self.weightings] if v == "kd+layer" else [v]
+        return out

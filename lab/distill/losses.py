@@ -1,0 +1,329 @@
+"""The distillation loss: next-item CE, logit KD and a weighted layer-wise hidden-state term (chapter 05).
+
+Hidden states are the raw outputs of decoder layers, captured with forward hooks (`LayerTap`): the last entry of
+`output_hidden_states` is after the final RMSNorm, so it is not comparable with an intermediate layer's output.
+The frozen teacher's outputs can be computed once for the whole training set (`build_teacher_cache`, the decoupling
+trick of IISAN); teacher logits are then recomputed from the cached final hidden state by the teacher's own head.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import IGNORE
+from .config import DistillConfig
+
+SLMREC_L2 = 0.1  # weight of the L2 distance in SLMRec's hidden-state loss
+
+
+# -- which teacher layer teaches which student layer, and how much ----------------------------------------------
+def layer_mapping(num_student: int, num_teacher: int, mapping: str = "source",
+                  source_layers: list[int] | None = None) -> list[int]:
+    """The teacher layer whose output each student layer's output is matched to.
+
+    Args:
+        num_student: k, the student's depth.
+        num_teacher: L, the teacher's depth.
+        mapping: "source" (the layer each student layer was copied from), "last_of_block" (SLMRec: the last layer of
+            the i-th of k consecutive blocks, floor((i+1)·L/k) − 1), "uniform" (round(linspace(0, L−1, k))).
+        source_layers: `student.config.source_layers`, needed by "source".
+    """
+    k, L = int(num_student), int(num_teacher)
+    if mapping == "source":
+        if source_layers is None or len(source_layers) != k:
+            raise ValueError(f"mapping 'source' needs source_layers of length {k}, got {source_layers}")
+        out = [int(i) for i in source_layers]
+    elif mapping == "last_of_block":
+        out = [(i + 1) * L // k - 1 for i in range(k)]
+    elif mapping == "uniform":
+        out = [int(round(v)) for v in np.linspace(0, L - 1, k)]
+    else:
+        raise ValueError(f"unknown mapping {mapping!r}")
+    if min(out) < 0 or max(out) >= L:
+        raise ValueError(f"mapping {mapping!r} gives teacher layers {out} outside [0, {L})")
+    return out
+
+
+def importance_vector(importance, num_layers: int, signal: str = "fisher_empirical",
+                      norm: str = "per_param") -> np.ndarray:
+    """Per-layer importance as an array of length L (index = teacher layer).
+
+    Args:
+        importance: chapter 03's tidy frame (layer_idx, signal, norm, value, ...; filtered to `signal` and `norm`
+            when those columns exist), a Series indexed by layer, or any array-like of length L.
+    """
+    if isinstance(importance, pd.DataFrame):
+        df = importance
+        if "signal" in df.columns:
+            df = df[df["signal"] == signal]
+        if "norm" in df.columns:
+            df = df[df["norm"] == norm]
+        s = df.groupby("layer_idx")["value"].mean()
+    elif isinstance(importance, pd.Series):
+        s = importance
+    else:
+        s = pd.Series(np.asarray(importance, dtype=float), index=range(len(importance)))
+    v = s.reindex(range(num_layers)).to_numpy(dtype=float)
+    if np.isnan(v).any():
+        raise ValueError(f"importance lacks layers {np.flatnonzero(np.isnan(v)).tolist()} of {num_layers}")
+    return v
+
+
+def layer_weights(weighting: str, teacher_layers: list[int], importance=None) -> torch.Tensor:
+    """Weights w_i of the layer-wise term, one per student layer; every weighting sums to 1 ("none": all 0).
+
+    "uniform": 1/k. "depth": linspace(0.1, 1.0, k) normalised (deeper student layers weigh more). "fisher": the
+    importance of the mapped teacher layers (negative values clipped to 0) divided by their sum, so only the
+    distribution over layers changes between weightings, never the term's total scale.
+
+    Args:
+        importance: a length-L array (see `importance_vector`), needed by "fisher".
+    """
+    k = len(teacher_layers)
+    if weighting == "none":
+        return torch.zeros(k)
+    if weighting == "uniform":
+        w = np.ones(k)
+    elif weighting == "depth":
+        w = np.linspace(0.1, 1.0, k) if k > 1 else np.ones(1)
+    elif weighting == "fisher":
+        if importance is None:
+            raise ValueError("weighting 'fisher' needs the per-layer importance (chapter 03)")
+        w = np.clip(np.asarray(importance, dtype=float)[list(teacher_layers)], 0.0, None)
+        if not np.isfinite(w).all() or w.sum() <= 0:
+            raise ValueError(f"Fisher importance of layers {teacher_layers} has no positive mass: {w}")
+    else:
+        raise ValueError(f"unknown weighting {weighting!r}")
+    return torch.as_tensor(w / w.sum(), dtype=torch.float32)
+
+
+# -- distances ----------------------------------------------------------------------------------------------------
+def hidden_distance(hs: torch.Tensor, ht: torch.Tensor, kind: str = "cosine") -> torch.Tensor:
+    """Mean distance between matched hidden states.  # (M, H), (M, H) -> ()
+
+    "mse": mean squared error over positions and features; "cosine": mean 1 − cos; "slmrec": mean
+    (1 − cos) + 0.1·‖h_s − h_t‖₂ (SLMRec's block-boundary loss).
+    """
+    if hs.shape[0] == 0:
+        return hs.sum() * 0.0
+    ht = ht.to(hs.dtype)
+    if kind == "mse":
+        return F.mse_loss(hs, ht)
+    cos = 1.0 - F.cosine_similarity(hs, ht, dim=-1, eps=1e-8)  # (M,)
+    if kind == "cosine":
+        return cos.mean()
+    if kind == "slmrec":
+        return (cos + SLMREC_L2 * torch.linalg.vector_norm(hs - ht, dim=-1)).mean()
+    raise ValueError(f"unknown distance {kind!r}")
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T²·KL(softmax(t/T) ‖ softmax(s/T)), averaged over positions.  # (M, N), (M, N) -> ()"""
+    if student_logits.shape[0] == 0:
+        return student_logits.sum() * 0.0
+    T = float(temperature)
+    log_s = F.log_softmax(student_logits.float() / T, dim=-1)
+    log_t = F.log_softmax(teacher_logits.float() / T, dim=-1)
+    return F.kl_div(log_s, log_t, log_target=True, reduction="batchmean") * T * T
+
+
+# -- capturing layer outputs ----------------------------------------------------------------------------------------
+def base_model(model: nn.Module) -> nn.Module:
+    """The `SeqRecModel` inside a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+class LayerTap:
+    """Forward hooks that keep the raw outputs of chosen decoder layers during a forward pass."""
+
+    def __init__(self, layers: nn.ModuleList, idx: list[int]):
+        self.out: dict[int, torch.Tensor] = {}
+        self._handles = [layers[i].register_forward_hook(self._hook(i)) for i in idx]
+
+    def _hook(self, i: int):
+        def f(module, args, output):
+            self.out[i] = output[0] if isinstance(output, tuple) else output  # (B, T, H)
+        return f
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+def position_mask(labels: torch.Tensor, positions: str) -> torch.Tensor:
+    """Where the KD and hidden terms apply: labelled positions, or only the last one.  # (B, T) -> (B, T') bool"""
+    keep = labels != IGNORE  # (B, T)
+    return keep if positions == "all" else keep[:, -1:]  # (B, 1) for "last"
+
+
+# -- teacher cache -------------------------------------------------------------------------------------------------
+@dataclass
+class TeacherCache:
+    """The frozen teacher's outputs on the training rows: raw outputs of `layers` and the final hidden state."""
+
+    layers: list[int]  # teacher layers cached
+    positions: str  # "all" (U, T, H) or "last" (U, 1, H)
+    hidden: dict = field(default_factory=dict)  # teacher layer -> (U, T', H) raw layer output
+    final: torch.Tensor | None = None  # (U, T', H) after the final norm (teacher logits = teacher.score(final))
+    seconds: float = 0.0  # wall time of the teacher pass that built it
+
+    @property
+    def nbytes(self) -> int:
+        ts = [*self.hidden.values(), self.final]
+        return int(sum(t.numel() * t.element_size() for t in ts if t is not None))
+
+    def covers(self, layers: list[int], positions: str) -> bool:
+        return self.positions == positions and set(layers) <= set(self.layers)
+
+
+@torch.no_grad()
+def build_teacher_cache(teacher: nn.Module, inputs: torch.Tensor, layers: list[int], positions: str = "all",
+                        batch_size: int = 512, dtype: str = "float32") -> TeacherCache:
+    """Run the frozen teacher once over `inputs` (the training histories) and keep what the loss needs.
+
+    Args:
+        inputs: (U, T) training histories (`data.train_inputs`).
+        layers: teacher layers whose raw outputs are kept (the union of the mappings of the runs sharing it).
+    """
+    teacher.eval()
+    dev = next(teacher.parameters()).device
+    dt = getattr(torch, dtype)
+    layers = sorted(set(int(i) for i in layers))
+    t0 = time.perf_counter()
+    hidden = {i: [] for i in layers}
+    final = []
+    with LayerTap(teacher.layers, layers) as tap:
+        for s in range(0, inputs.shape[0], batch_size):
+            x = inputs[s:s + batch_size].to(dev)  # (B, T)
+            h = teacher(x, score="none").last_hidden_state  # (B, T, H)
+            cut = slice(None) if positions == "all" else slice(-1, None)
+            final.append(h[:, cut].to(dt))  # (B, T', H)
+            for i in layers:
+                hidden[i].append(tap.out[i][:, cut].to(dt))
+    return TeacherCache(layers=layers, positions=positions, hidden={i: torch.cat(v) for i, v in hidden.items()},
+                        final=torch.cat(final), seconds=time.perf_counter() - t0)
+
+
+def with_row_index(data):
+    """A copy of `data` whose training inputs carry their row number as an extra last column.  # (U, T) -> (U, T+1)
+
+    `lab.train.fit` hands the loss only the batch, not its rows; `DistillLoss` reads the rows from this column to
+    look up cached teacher outputs, and strips it before the student sees the batch.
+    """
+    import dataclasses
+
+    rows = torch.arange(data.train_inputs.shape[0], dtype=data.train_inputs.dtype)[:, None]  # (U, 1)
+    return dataclasses.replace(data, train_inputs=torch.cat([data.train_inputs, rows], dim=1))
+
+
+# -- the loss ---------------------------------------------------------------------------------------------------------
+class DistillLoss:
+    """alpha·CE + beta·T²·KL(teacher ‖ student) + gamma·Σ_i w_i·d(h_s_i, h_t_map(i)); a `loss_fn` for `lab.train.fit`.
+
+    Args:
+        teacher: the frozen teacher (eval mode, requires_grad False); may be None for the "ce" variant.
+        cfg: which terms, distance and positions.
+        teacher_layers: map(i) for each student layer i (`layer_mapping`).
+        weights: w_i (`layer_weights`).
+        cache: precomputed teacher outputs on the training rows; None runs the teacher live (under no_grad).
+        row_column: the batch carries its row numbers as the last column (`with_row_index`).
+    """
+
+    def __init__(self, teacher: nn.Module | None, cfg: DistillConfig, teacher_layers: list[int],
+                 weights: torch.Tensor, cache: TeacherCache | None = None, row_column: bool = True):
+        if cfg.uses_teacher and teacher is None:
+            raise ValueError(f"variant {cfg.variant!r} needs the teacher")
+        if cache is not None and cfg.uses_teacher and not cache.covers(teacher_layers if cfg.uses_layers else [],
+                                                                       cfg.positions):
+            raise ValueError(f"the cache ({cache.positions}, layers {cache.layers}) lacks {teacher_layers}")
+        self.teacher, self.cfg, self.cache, self.row_column = teacher, cfg, cache, row_column
+        self.teacher_layers = list(teacher_layers)
+        self.weights = weights.float()
+        self.totals: dict[str, float] = {}
+        self.steps = 0
+
+    def _teacher_outputs(self, x: torch.Tensor, rows: torch.Tensor | None) -> tuple[torch.Tensor, list]:
+        """Teacher final hidden (B, T', H) and mapped layer outputs, from the cache or a live no-grad pass."""
+        need = self.teacher_layers if self.cfg.uses_layers else []
+        if self.cache is not None:
+            if rows is None:
+                raise ValueError("a cached teacher needs the batch's row numbers")
+            r = rows.to(self.cache.final.device)
+            dev = x.device
+            return self.cache.final[r].to(dev).float(), [self.cache.hidden[j][r].to(dev).float() for j in need]
+        cut = slice(None) if self.cfg.positions == "all" else slice(-1, None)
+        with torch.no_grad(), LayerTap(self.teacher.layers, sorted(set(need))) as tap:
+            h = self.teacher(x, score="none").last_hidden_state  # (B, T, H)
+            return h[:, cut], [tap.out[j][:, cut] for j in need]
+
+    def terms(self, student: nn.Module, x: torch.Tensor, labels: torch.Tensor,
+              rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Every term of the loss for one batch, and their weighted sum as "loss".
+
+        Args:
+            x: (B, T) histories; labels: (B, T) next items (IGNORE where none); rows: (B,) training-row numbers.
+        """
+        cfg = self.cfg
+        base = base_model(student)
+        keep = labels != IGNORE  # (B, T)
+        pkeep = position_mask(labels, cfg.positions)  # (B, T')
+        cut = slice(None) if cfg.positions == "all" else slice(-1, None)
+        k = base.num_layers
+        tap = LayerTap(base.layers, list(range(k))) if cfg.uses_layers else None
+        try:
+            h = student(x, score="none").last_hidden_state  # (B, T, H)
+        finally:
+            if tap is not None:
+                tap.remove()
+        zero = h.sum() * 0.0
+        out = {"ce": zero, "kd": zero, "layer": zero}
+        s_logits = base.score(h[keep]) if keep.any() else None  # (M, N+1) at labelled positions
+        if cfg.alpha > 0 and s_logits is not None:
+            out["ce"] = F.cross_entropy(s_logits, labels[keep])
+        if cfg.uses_teacher:
+            t_final, t_layers = self._teacher_outputs(x, rows)  # (B, T', H), k x (B, T', H)
+            if cfg.beta > 0:
+                if cfg.positions == "all" and s_logits is not None:
+                    sl = s_logits  # (M, N+1), shared with CE
+                else:
+                    sl = base.score(h[:, cut][pkeep])  # (M', N+1)
+                with torch.no_grad():
+                    tl = self.teacher.score(t_final[pkeep].to(h.dtype))  # (M', N+1)
+                out["kd"] = kd_loss(sl[:, 1:], tl[:, 1:], cfg.temperature)  # padding index 0 left out
+            if cfg.uses_layers:
+                w = self.weights.to(h.device)
+                terms = [hidden_distance(tap.out[i][:, cut][pkeep], t_layers[i][pkeep], cfg.distance)
+                         for i in range(k)]
+                out["layer"] = (w * torch.stack(terms)).sum()
+                for i, t in enumerate(terms):
+                    out[f"layer_{i}"] = t
+        out["loss"] = cfg.alpha * out["ce"] + cfg.beta * out["kd"] + cfg.gamma * out["layer"]
+        return out
+
+    def __call__(self, student: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The `loss_fn(model, input_ids, labels)` hook of `lab.train.fit`; keeps running means of every term."""
+        rows = None
+        if self.row_column:
+            x, rows = x[:, :-1], x[:, -1]  # (B, T), (B,)
+        out = self.terms(student, x, labels, rows)
+        for name, v in out.items():
+            self.totals[name] = self.totals.get(name, 0.0) + float(v.detach())
+        self.steps += 1
+        return out["loss"]
+
+    def summary(self) -> dict[str, float]:
+        """Mean of every term over the steps seen so far."""
+        return {k: v / max(1, self.steps) for k, v in self.totals.items()}

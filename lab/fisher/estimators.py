@@ -1,0 +1,566 @@
+"""Fisher estimators: the per-user loop (reference), vmap(grad), batched hooks, ghost norms, the wrong one (ch. 03)."""
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import IGNORE, PAD
+
+ESTIMATORS = ("fisher_empirical", "fisher_true", "batchgrad_squared")
+NORMS = ("per_param", "total", "max")
+SIGNALS = ("fisher_empirical", "fisher_true", "batchgrad_squared", "block_influence", "angular", "grad_norm",
+           "magnitude", "ablation_drop")
+GROUP_ORDER = ("q", "k", "v", "o", "gate", "up", "down", "input_norm", "post_norm", "embedding", "final_norm",
+               "out_proj")
+_GROUP_OF = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o", "gate_proj": "gate", "up_proj": "up",
+             "down_proj": "down", "input_layernorm": "input_norm", "post_attention_layernorm": "post_norm"}
+_SKIP = ("backbone.embed_tokens.",)  # the backbone's own token table: items enter as inputs_embeds, never used
+
+
+@dataclass
+class FisherConfig:
+    """How the Fisher of chapter 03 is estimated."""
+
+    n_samples: int = 1024  # users (training sequences) the Fisher averages over
+    n_draws: int = 2  # Monte Carlo label draws per user for the true Fisher
+    chunk_size: int = 128  # users per batched forward (hooks / vmap)
+    method: str = "hooks"  # "hooks" (fastest), "vmap", "loop" (reference) or "ghost" (norms only)
+    wrong_batch_size: int = 64  # mini-batch size of the (wrong) squared batch gradient
+    n_boot: int = 1000  # bootstrap resamples for CIs
+    stability_seeds: tuple = (0, 1)  # user-subsample seeds for the between-seed rank stability
+    n_check: int = 16  # users on which the fast method is checked against the loop (float64)
+    ablation_users: int = 2000  # validation users for the ablation and representation signals (0 = all)
+    bench_fast: int = 256  # users timed for the fast methods in `benchmark`
+    bench_loop: int = 32  # users timed for the per-sample loop in `benchmark`
+    bench_rounds: int = 2  # timing rounds (methods interleaved; the best round counts)
+
+    @classmethod
+    def for_profile(cls, profile: str) -> "FisherConfig":
+        if profile == "smoke":
+            return cls(n_samples=96, n_draws=2, chunk_size=48, wrong_batch_size=16, n_boot=200, n_check=4,
+                       ablation_users=0, bench_fast=96, bench_loop=8, bench_rounds=1)
+        if profile == "full":
+            return cls(n_samples=4096, n_draws=4, chunk_size=128, ablation_users=0)
+        return cls()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# parameters and groups
+def param_key(name: str, num_layers: int) -> tuple[int, str]:
+    """(layer_idx, group) of a parameter name; layer_idx -1 = embedding side, L = head side."""
+    m = re.search(r"(?:^|\.)layers\.(\d+)\.(.+)$", name)
+    if m:
+        sub = m.group(2).split(".")
+        mod = sub[-2] if len(sub) >= 2 else sub[-1]
+        return int(m.group(1)), _GROUP_OF.get(mod, mod)
+    if name.startswith(("item_emb.", "in_proj.", "text_proj.")):
+        return -1, "embedding"
+    if name.startswith("backbone.norm."):
+        return num_layers, "final_norm"
+    if name.startswith("out_proj."):
+        return num_layers, "out_proj"
+    return -1, name.rsplit(".", 1)[0]
+
+
+def _num_layers(model: nn.Module) -> int:
+    return int(getattr(model, "num_layers", 0))
+
+
+def fisher_params(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The parameters the Fisher covers: every trainable one except the backbone's unused token table."""
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad and not n.startswith(_SKIP)]
+
+
+def _keys(model: nn.Module):
+    L = _num_layers(model)
+    params = fisher_params(model)
+    keys = sorted({param_key(n, L) for n, _ in params},
+                  key=lambda k: (k[0], GROUP_ORDER.index(k[1]) if k[1] in GROUP_ORDER else 99, k[1]))
+    col = {k: i for i, k in enumerate(keys)}
+    numel = np.zeros(len(keys))
+    for n, p in params:
+        numel[col[param_key(n, L)]] += p.numel()
+    return params, keys, col, numel
+
+
+@dataclass
+class FisherEstimate:
+    """Per-sample squared gradient norms per (layer_idx, group), and optionally the full diagonal."""
+
+    estimator: str  # "fisher_empirical", "fisher_true" or "batchgrad_squared"
+    method: str  # "loop", "vmap", "hooks", "ghost" or "batch"
+    keys: list  # (layer_idx, group) of each column of per_sample
+    numel: np.ndarray  # (K,) parameters per group
+    per_sample: np.ndarray  # (S, K) squared gradient norm per sample (mean over MC draws); batches for the wrong one
+    n_layers: int  # L
+    diag: dict | None = None  # parameter name -> diagonal Fisher (mean over samples), float64
+    seconds: float = 0.0  # wall-clock time of the estimate
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.per_sample.shape[0])
+
+    def per_layer(self) -> np.ndarray:
+        """(S, L) per-sample squared gradient norm of each decoder layer's parameters."""
+        out = np.zeros((self.n_samples, self.n_layers))
+        for j, (l, _) in enumerate(self.keys):
+            if 0 <= l < self.n_layers:
+                out[:, l] += self.per_sample[:, j]
+        return out
+
+    def layer_numel(self) -> np.ndarray:
+        """(L,) parameters per decoder layer."""
+        out = np.zeros(self.n_layers)
+        for j, (l, _) in enumerate(self.keys):
+            if 0 <= l < self.n_layers:
+                out[l] += self.numel[j]
+        return out
+
+    def layer_values(self, norm: str = "per_param", rows=None) -> np.ndarray:
+        """(L,) layer scores under a normalisation: total (trace), per_param (mean per parameter), max (total / max)."""
+        pl = self.per_layer() if rows is None else self.per_layer()[rows]
+        return normalise(pl.mean(0), self.layer_numel(), norm)
+
+
+def normalise(total: np.ndarray, numel: np.ndarray, norm: str) -> np.ndarray:
+    """Named normalisations of per-layer totals: "total", "per_param" (/ numel), "max" (/ largest total)."""
+    total = np.asarray(total, dtype=float)
+    if norm == "total":
+        return total
+    if norm == "per_param":
+        return total / np.maximum(numel, 1)
+    if norm == "max":
+        return total / max(float(np.max(total)), 1e-300)
+    raise ValueError(f"norm must be one of {NORMS}, not {norm!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the per-sample loss
+def _is_seqrec(model) -> bool:
+    return hasattr(model, "item_table") and hasattr(model, "backbone")
+
+
+def model_logits(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """Logits at every position: SeqRecModel (B, T) -> (B, T, N+1); any other module is called as `model(inputs)`."""
+    return _logits_call(model, _is_seqrec(model), inputs)
+
+
+def _logits_call(call, seqrec: bool, inputs: torch.Tensor) -> torch.Tensor:
+    return call(inputs, score="all").logits if seqrec else call(inputs)
+
+
+def sample_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-sample negative log-likelihood: sum over labelled positions.  (B, T, N) & (B, T) -> (B,)"""
+    keep = labels != IGNORE
+    logp = torch.log_softmax(logits, -1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
+    return -(logp * keep).sum(-1)
+
+
+@torch.no_grad()
+def draw_labels(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, n_draws: int, seed: int = 0,
+                chunk_size: int = 256) -> torch.Tensor:
+    """Labels drawn from the model's predictive distribution where `labels` is not IGNORE.  # -> (D, S, T)
+
+    Every method gets the same draws, so the true-Fisher implementations are compared exactly.
+    """
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    with eval_mode(model):
+        for i in range(0, inputs.shape[0], chunk_size):
+            p = torch.softmax(model_logits(model, inputs[i:i + chunk_size]).double(), -1).cpu()  # (C, T, N)
+            y = torch.multinomial(p.reshape(-1, p.shape[-1]), n_draws, replacement=True, generator=g)  # (C*T, D)
+            y = y.T.reshape(n_draws, *p.shape[:2])  # (D, C, T)
+            out.append(torch.where(labels[i:i + chunk_size].cpu() != IGNORE, y, IGNORE))
+    return torch.cat(out, 1).to(labels.device)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module, attn: str | None = None):
+    """Eval mode (no dropout) and optionally another attention implementation, restored on exit."""
+    was = model.training
+    cfgs = [c for c in {id(c): c for c in _attn_configs(model)}.values()] if attn else []
+    old = [c._attn_implementation for c in cfgs]
+    model.eval()
+    for c in cfgs:
+        c._attn_implementation = attn
+    try:
+        yield model
+    finally:
+        for c, o in zip(cfgs, old):
+            c._attn_implementation = o
+        model.train(was)
+
+
+def _vmap_attention() -> str:
+    """Register (once) and name an eager attention safe under vmap and in float64.
+
+    sdpa's mask builder branches on the data (no vmap); HF eager softmaxes in float32, where float64's mask value
+    becomes -inf and the fully masked rows of left padding give NaN. This one softmaxes in the query's dtype.
+    """
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+    def attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+        groups = query.shape[1] // key.shape[1]
+        key, value = key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1)  # (B, heads, T, d)
+        w = query @ key.transpose(2, 3) * scaling  # (B, heads, T, T)
+        if attention_mask is not None:
+            w = w + attention_mask[..., : key.shape[-2]]
+        w = torch.softmax(w, -1, dtype=torch.promote_types(query.dtype, torch.float32)).to(query.dtype)
+        return (w @ value).transpose(1, 2).contiguous(), w  # (B, T, heads, d)
+
+    AttentionInterface.register("fisher_vmap", attention)
+    AttentionMaskInterface.register("fisher_vmap", eager_mask)
+    return "fisher_vmap"
+
+
+def _attn_configs(model):
+    return [m.config for m in model.modules() if hasattr(m, "config") and hasattr(m.config, "_attn_implementation")
+            and m is not model]
+
+
+def _by_length(inputs: torch.Tensor, chunk_size: int, seqrec: bool):
+    """Chunks of row indices, users of similar history length together (all rows in order for other models)."""
+    if not seqrec:
+        return [torch.arange(i, min(i + chunk_size, len(inputs))) for i in range(0, len(inputs), chunk_size)]
+    order = torch.argsort((inputs != PAD).sum(1), stable=True)
+    return [order[i:i + chunk_size] for i in range(0, len(order), chunk_size)]
+
+
+def _trim(x: torch.Tensor, *ys: torch.Tensor, seqrec: bool = True):
+    """Drop leading columns that are padding in every row (exact: positions come from the mask, pads are masked).
+
+    Label tensors (..., B, T) lose the same columns; their padded positions carry no label."""
+    if not seqrec or x.dim() != 2:
+        return (x, *ys)
+    real = (x != PAD).any(0)
+    start = int(real.int().argmax()) if bool(real.any()) else x.shape[1] - 1
+    return (x[:, start:], *(y[..., start:] for y in ys))
+
+
+def _label_sets(labels: torch.Tensor) -> torch.Tensor:
+    return labels.unsqueeze(0) if labels.dim() == 2 else labels  # (D, S, T)
+
+
+def _estimate(model, keys, numel, per_sample, diag, estimator, method, t0, **meta) -> FisherEstimate:
+    return FisherEstimate(estimator=estimator, method=method, keys=list(keys), numel=numel, per_sample=per_sample,
+                          n_layers=_num_layers(model), diag=diag, seconds=time.perf_counter() - t0, meta=meta)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# reference: one backward per sample
+def fisher_loop(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
+                estimator: str = "fisher_empirical") -> FisherEstimate:
+    """Reference per-sample loop: one forward+backward per user (and per label draw).
+
+    Args:
+        labels: (S, T) observed labels, or (D, S, T) label sets (e.g. `draw_labels`); squares are averaged over D.
+    """
+    t0 = time.perf_counter()
+    params, keys, col, numel = _keys(model)
+    L = _num_layers(model)
+    sets = _label_sets(labels)
+    D, S = sets.shape[0], inputs.shape[0]
+    cols = torch.tensor([col[param_key(n, L)] for n, _ in params])
+    per_sample = torch.zeros(S, len(keys), dtype=torch.float64)
+    plist = [p for _, p in params]
+    diag = [torch.zeros_like(p) for p in plist]
+    seq = _is_seqrec(model)
+    with eval_mode(model):
+        for i in range(S):
+            xi, yi = _trim(inputs[i:i + 1], sets[:, i:i + 1], seqrec=seq)  # (1, t), (D, 1, t): no padding
+            for d in range(D):
+                loss = sample_nll(model_logits(model, xi), yi[d]).sum()
+                grads = torch.autograd.grad(loss, plist, allow_unused=True)
+                sq = torch._foreach_mul([g if g is not None else torch.zeros_like(p) for g, p in zip(grads, plist)],
+                                        [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, plist)])
+                torch._foreach_add_(diag, sq)
+                norms = torch.stack([t.sum() for t in sq]).double().cpu()  # (P,)
+                per_sample[i].index_add_(0, cols, norms / D)
+    diag = [t.double() / (S * D) for t in diag]
+    return _estimate(model, keys, numel, per_sample.numpy(), {n: t for (n, _), t in zip(params, diag)}, estimator,
+                     "loop", t0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# torch.func: vmap(grad(...))
+def fisher_vmap(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, estimator: str = "fisher_empirical",
+                chunk_size: int = 32) -> FisherEstimate:
+    """Per-sample gradients with `torch.func.vmap(grad(loss))` over users, chunked; eager attention inside vmap."""
+    from torch.func import functional_call, grad, vmap
+
+    t0 = time.perf_counter()
+    params, keys, col, numel = _keys(model)
+    L = _num_layers(model)
+    sets = _label_sets(labels)
+    D, S = sets.shape[0], inputs.shape[0]
+    pdict = {n: p.detach() for n, p in params}
+    rest = {n: p.detach() for n, p in model.named_parameters() if n not in pdict}
+    buffers = dict(model.named_buffers())
+
+    seq = _is_seqrec(model)
+
+    def loss(pd_, x, y):  # one sample: x (T,) or (T, d), y (T,)
+        call = lambda *a, **k: functional_call(model, {**pd_, **rest, **buffers}, a, k)  # noqa: E731
+        logits = _logits_call(call, seq, x.unsqueeze(0))  # (1, T, N)
+        return sample_nll(logits, y.unsqueeze(0)).sum()
+
+    per_grad = vmap(grad(loss), in_dims=(None, 0, 0))
+    per_sample = np.zeros((S, len(keys)))
+    diag = {n: torch.zeros_like(p, dtype=torch.float64) for n, p in params}
+    with eval_mode(model, attn=_vmap_attention() if seq else None):
+        for rows in _by_length(inputs, chunk_size, seq):
+            x, ys = _trim(inputs[rows], sets[:, rows], seqrec=seq)  # (C, t), (D, C, t)
+            for d in range(D):
+                gs = per_grad(pdict, x, ys[d])  # name -> (C, *shape)
+                for n, gr in gs.items():
+                    sq = gr.double() ** 2
+                    diag[n] += sq.sum(0) / (S * D)
+                    per_sample[rows.numpy(), col[param_key(n, L)]] += sq.flatten(1).sum(1).numpy() / D
+    return _estimate(model, keys, numel, per_sample, diag, estimator, "vmap", t0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# hooks: one batched forward, per-sample weight gradients by bmm
+def _is_rmsnorm(m: nn.Module) -> bool:
+    return type(m).__name__.endswith("RMSNorm") and isinstance(getattr(m, "weight", None), nn.Parameter)
+
+
+def _rms_hat(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """x / rms(x) as the HF RMSNorm computes it (float32 inside, cast back).  # (B, T, H)"""
+    eps = getattr(m, "variance_epsilon", getattr(m, "eps", 1e-6))
+    xf = x.to(torch.float32)
+    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+
+
+class _Capture:
+    """Forward hooks that keep each covered module's input and (graph-connected) output."""
+
+    def __init__(self, model: nn.Module, names: set):
+        self.records, self.handles = [], []
+        for mname, m in model.named_modules():
+            own = [f"{mname}.{pn}" if mname else pn for pn, _ in m.named_parameters(recurse=False)]
+            own = [n for n in own if n in names]
+            if not own:
+                continue
+            if isinstance(m, nn.Linear) or _is_rmsnorm(m):
+                self.handles.append(m.register_forward_hook(self._hook(mname, m)))
+
+    def _hook(self, mname, m):
+        def f(mod, inp, out):
+            if torch.is_grad_enabled():
+                self.records.append((mname, m, inp[0].detach(), out))
+        return f
+
+    def close(self):
+        for h in self.handles:
+            h.remove()
+
+
+def _seqrec_forward(model, ids):
+    """SeqRecModel's forward with the item table detached; returns (logits, x0, z).  # (B, T) -> (B, T, N+1)
+
+    x0 = the looked-up item embeddings (its grad is the input-side table gradient), z = out_proj(h), logits = z W^T.
+    """
+    W = model.item_table().detach()  # (N+1, D)
+    x0 = F.embedding(ids, W, padding_idx=PAD).requires_grad_()  # (B, T, D)
+    mask = (ids != PAD).long()  # (B, T)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    h = model.backbone(inputs_embeds=model.emb_dropout(model.in_proj(x0)), attention_mask=mask, position_ids=pos,
+                       use_cache=False).last_hidden_state  # (B, T, H)
+    z = model.out_proj(h)  # (B, T, D)
+    return z @ W.T, x0, z  # (B, T, N+1)
+
+
+def fisher_hooks(model: nn.Module, inputs: torch.Tensor, label_sets: dict, chunk_size: int = 128,
+                 ghost: bool = False, diag: bool = True) -> dict:
+    """Per-sample gradients for several label sets from ONE batched forward per chunk (the fast exact method).
+
+    Args:
+        label_sets: {name: (S, T) or (D, S, T) labels}; e.g. {"fisher_empirical": labels,
+            "fisher_true": draw_labels(...), "item:tail": labels masked to tail targets}.
+        ghost: per-group squared norms of Linear weights by the ghost-norm identity, without per-sample gradients
+            (no diagonal); RMSNorm and table gradients are per-sample vectors either way.
+        diag: also accumulate the per-parameter diagonal (ignored with ghost).
+
+    Returns:
+        {name: FisherEstimate}.
+    """
+    t0 = time.perf_counter()
+    params, keys, col, numel = _keys(model)
+    L = _num_layers(model)
+    names = {n for n, _ in params}
+    pname = {id(p): n for n, p in params}
+    sets = {k: _label_sets(v) for k, v in label_sets.items()}
+    S = inputs.shape[0]
+    diag = diag and not ghost
+    dev = next(model.parameters()).device
+    out_ps = {k: torch.zeros(S, len(keys), dtype=torch.float64, device=dev) for k in sets}
+    out_dg = {k: {n: torch.zeros_like(p, dtype=torch.float64) for n, p in params} for k in sets} if diag else None
+    seq = _is_seqrec(model)
+    cap = _Capture(model, names)
+    covered = {f"{mn}.{pn}" if mn else pn for mn, m in model.named_modules() if isinstance(m, nn.Linear)
+               or _is_rmsnorm(m) for pn, _ in m.named_parameters(recurse=False)}
+    if seq:
+        covered |= {"item_emb.weight", "text_proj.weight"}
+    missing = names - covered
+    if missing:
+        cap.close()
+        raise NotImplementedError(f"hooks method does not cover {sorted(missing)}; use method='vmap' or 'loop'")
+    try:
+        with eval_mode(model):
+            for rows in _by_length(inputs, chunk_size, seq):
+                x, *ysets = _trim(inputs[rows], *(v[:, rows] for v in sets.values()), seqrec=seq)  # (C, t)
+                C = x.shape[0]
+                cap.records.clear()
+                if seq:
+                    logits, x0, z = _seqrec_forward(model, x)
+                else:
+                    logits, x0, z = model_logits(model, x), None, None
+                recs = list(cap.records)
+                outs = [r[3] for r in recs] + ([x0] if seq else [])
+                prob = torch.softmax(logits.detach(), -1)  # (C, T, N)
+                for name, ys in zip(sets, ysets):
+                    D = ys.shape[0]
+                    for d in range(D):
+                        y = ys[d]  # (C, t)
+                        keep = (y != IGNORE).unsqueeze(-1).to(prob.dtype)  # (C, T, 1)
+                        dlog = (prob * keep).scatter_add_(-1, y.clamp(min=0).unsqueeze(-1), -keep)  # (C, T, N)
+                        grads = torch.autograd.grad(logits, outs, dlog, retain_graph=True, allow_unused=True)
+                        acc = _Acc(out_ps[name], rows.to(dev), D, col, L, out_dg[name] if diag else None, S)
+                        for (mname, m, a, _), g in zip(recs, grads):
+                            _per_sample_module(m, a, g, acc, pname, ghost)
+                        if seq:
+                            _per_sample_table(model, x, dlog, grads[-1], z.detach(), acc)
+    finally:
+        cap.close()
+    res = {}
+    for name in sets:
+        est = name if name in ESTIMATORS else "fisher_empirical"
+        res[name] = _estimate(model, keys, numel, out_ps[name].cpu().numpy(), out_dg[name] if diag else None, est,
+                              "ghost" if ghost else "hooks", t0, label_set=name)
+    return res
+
+
+class _Acc:
+    """Adds one label draw's per-sample squared gradients into the outputs (torch, on the model's device)."""
+
+    def __init__(self, ps, rows, D, col, L, diag, S):
+        self.ps, self.rows, self.D, self.col, self.L, self.diag, self.S = ps, rows, D, col, L, diag, S
+
+    def add(self, name: str, g: torch.Tensor | None = None, sq_norm: torch.Tensor | None = None):
+        """g: (C, *shape) per-sample gradients (overwritten by their squares); or sq_norm: (C,) squared norms only."""
+        if g is not None:
+            sq = g.square_()  # in place: the per-sample gradient is not needed again
+            sq_norm = sq.flatten(1).sum(1)  # (C,)
+            if self.diag is not None:
+                self.diag[name] += sq.sum(0).double() / (self.S * self.D)
+        self.ps[self.rows, self.col[param_key(name, self.L)]] += sq_norm.double() / self.D
+
+
+def _per_sample_module(m, a, g, acc: _Acc, pname: dict, ghost: bool):
+    C = a.shape[0]
+    if g is None:
+        return
+    a3, g3 = a.reshape(C, -1, a.shape[-1]), g.reshape(C, -1, g.shape[-1])  # (C, T, in), (C, T, out)
+    if _is_rmsnorm(m):
+        acc.add(pname[id(m.weight)], (g3 * _rms_hat(m, a3)).sum(1))  # (C, H)
+        return
+    if ghost:
+        sq = (torch.bmm(g3, g3.transpose(1, 2)) * torch.bmm(a3, a3.transpose(1, 2))).sum((1, 2))  # (C,)
+        acc.add(pname[id(m.weight)], sq_norm=sq)
+    else:
+        acc.add(pname[id(m.weight)], torch.bmm(g3.transpose(1, 2), a3))  # (C, out, in)
+    if m.bias is not None and id(m.bias) in pname:
+        acc.add(pname[id(m.bias)], g3.sum(1))  # (C, out)
+
+
+def _per_sample_table(model, ids, dlog, g_x0, z, acc: _Acc, sub: int = 32):
+    """Per-sample gradient of the tied item table: scoring side dlogits^T z plus the scattered input side."""
+    if g_x0 is not None:
+        g_x0 = g_x0 * (ids != PAD).unsqueeze(-1)  # F.embedding(padding_idx=PAD) sends no gradient to row 0
+    tf = getattr(model, "text_features", None) if model.config.text_dim else None
+    for j in range(0, ids.shape[0], sub):
+        gw = torch.bmm(dlog[j:j + sub].transpose(1, 2), z[j:j + sub])  # (c, N+1, D)
+        if g_x0 is not None:
+            idx = ids[j:j + sub].unsqueeze(-1).expand(-1, -1, gw.shape[-1])  # (c, T, D)
+            gw.scatter_add_(1, idx, g_x0[j:j + sub])
+        sub_acc = _Acc(acc.ps, acc.rows[j:j + sub], acc.D, acc.col, acc.L, acc.diag, acc.S)
+        gt = torch.einsum("cnd,nk->cdk", gw, tf) if tf is not None else None  # (c, D, text_dim)
+        sub_acc.add("item_emb.weight", gw)
+        if gt is not None:
+            sub_acc.add("text_proj.weight", gt)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the wrong estimator, and the one entry point
+def batchgrad_squared(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
+                      batch_size: int = 64) -> FisherEstimate:
+    """WRONG on purpose (the earlier attempt): the square of each mini-batch's mean-loss gradient, batch-averaged.
+
+    It estimates (E g)^2 + Var(g)/B, not E[g^2]; at a well-fitted model the mean gradient is ~0 while the Fisher is not.
+    Rows of `per_sample` are mini-batches.
+    """
+    t0 = time.perf_counter()
+    params, keys, col, numel = _keys(model)
+    L = _num_layers(model)
+    nb = math.ceil(inputs.shape[0] / batch_size)
+    per_batch = np.zeros((nb, len(keys)))
+    diag = {n: torch.zeros_like(p, dtype=torch.float64) for n, p in params}
+    with eval_mode(model):
+        for b in range(nb):
+            x, y = inputs[b * batch_size:(b + 1) * batch_size], labels[b * batch_size:(b + 1) * batch_size]
+            loss = sample_nll(model_logits(model, x), y).mean()
+            grads = torch.autograd.grad(loss, [p for _, p in params], allow_unused=True)
+            for (n, _), gr in zip(params, grads):
+                if gr is not None:
+                    sq = gr.double() ** 2
+                    diag[n] += sq / nb
+                    per_batch[b, col[param_key(n, L)]] += float(sq.sum())
+    return _estimate(model, keys, numel, per_batch, diag, "batchgrad_squared", "batch", t0, batch_size=batch_size)
+
+
+def estimate_fisher(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, estimator: str = "fisher_empirical",
+                    method: str = "hooks", n_draws: int = 1, seed: int = 0, chunk_size: int = 128) -> FisherEstimate:
+    """One Fisher estimate: `estimator` in ESTIMATORS, `method` in loop / vmap / hooks / ghost."""
+    if estimator == "batchgrad_squared":
+        return batchgrad_squared(model, inputs, labels, chunk_size)
+    if estimator == "fisher_true":
+        labels = draw_labels(model, inputs, labels, n_draws, seed)
+    elif estimator != "fisher_empirical":
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, not {estimator!r}")
+    if method == "loop":
+        return fisher_loop(model, inputs, labels, estimator)
+    if method == "vmap":
+        return fisher_vmap(model, inputs, labels, estimator, chunk_size=min(chunk_size, 32))
+    if method in ("hooks", "ghost"):
+        return fisher_hooks(model, inputs, {estimator: labels}, chunk_size, ghost=method == "ghost")[estimator]
+    raise ValueError(f"unknown method {method!r}")
+
+
+def compare(a: FisherEstimate, b: FisherEstimate) -> dict:
+    """Largest relative differences between two estimates: per-layer/group totals, and the diagonal (if both have it).
+
+    Relative = |a - b| / max|b| within each group column or parameter tensor (scale-aware, so tiny entries of a
+    tensor do not blow up the ratio).
+    """
+    ta, tb = a.per_sample.mean(0), b.per_sample.mean(0)
+    out = {"groups": float(np.max(np.abs(ta - tb) / np.maximum(np.abs(tb), 1e-300)))}
+    la, lb = a.per_layer().mean(0), b.per_layer().mean(0)
+    out["layers"] = float(np.max(np.abs(la - lb) / np.maximum(np.abs(lb), 1e-300))) if len(lb) else 0.0
+    ps = np.abs(a.per_sample - b.per_sample) / np.maximum(np.abs(b.per_sample).max(0, keepdims=True), 1e-300)
+    out["per_sample"] = float(ps.max())
+    if a.diag is not None and b.diag is not None:
+        out["diag"] = max(float((a.diag[n] - b.diag[n]).abs().max() / b.diag[n].abs().max().clamp(min=1e-300))
+                          for n in b.diag)
+    out["max"] = max(out.values())
+    return out

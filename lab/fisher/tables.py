@@ -1,0 +1,204 @@
+"""Fisher estimates as tidy frames: layer and group scores with bootstrap CIs, subsets, rank stability, and the
+`importance.parquet` / `fisher_groups.parquet` contract read by chapters 04 and 05 (chapter 03)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data import IGNORE, PAD
+from ..io import write_parquet
+from ..stats import kendall_tau
+from .estimators import GROUP_ORDER, NORMS, SIGNALS, FisherEstimate, normalise
+
+IMPORTANCE_COLUMNS = ["layer_idx", "signal", "norm", "value", "ci_low", "ci_high"]
+GROUP_COLUMNS = ["layer_idx", "group", "estimator", "subset", "seed", "norm", "value", "ci_low", "ci_high",
+                 "n_params", "n_samples"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# subsets
+def user_activity(data) -> np.ndarray:
+    """Training interactions of each training row's user (the items before the validation target).  # (U,)
+
+    Uses `valid_seen` when its rows are the training rows (`valid_users` = 0..U-1), else the window's label count + 1.
+    """
+    U = data.train_inputs.shape[0]
+    vu = getattr(data, "valid_users", None)
+    if vu is not None and len(vu) == U and torch.equal(vu.cpu(), torch.arange(U)):
+        return (data.valid_seen != PAD).sum(1).cpu().numpy()
+    return ((data.train_labels != IGNORE).sum(1) + 1).cpu().numpy()
+
+
+def user_buckets(activity, names=("low", "mid", "high")) -> np.ndarray:
+    """Activity terciles (rank-based, so ties split evenly): one name per user."""
+    a = pd.Series(np.asarray(activity, dtype=float)).rank(method="first")
+    return pd.qcut(a, len(names), labels=list(names)).astype(str).to_numpy()
+
+
+def item_buckets(item_counts, names=("head", "torso", "tail")) -> np.ndarray:
+    """Popularity bucket of every item index: head = the most popular items holding the first third of training
+    interactions, torso the next third, tail the rest; index 0 (padding) is "pad".  # (N+1,)"""
+    c = np.asarray(item_counts.cpu() if isinstance(item_counts, torch.Tensor) else item_counts, dtype=float).copy()
+    c[PAD] = 0
+    order = np.argsort(-c[1:], kind="stable") + 1
+    before = (np.cumsum(c[order]) - c[order]) / max(c.sum(), 1)  # share of interactions held by more popular items
+    k = len(names)
+    out = np.full(len(c), "pad", dtype=object)
+    out[order] = [names[min(int(b * k), k - 1)] for b in before]
+    return out
+
+
+def mask_labels(labels: torch.Tensor, keep_items) -> torch.Tensor:
+    """Labels whose target item is not in `keep_items` ((N+1,) bool) become IGNORE.  # (S, T)"""
+    keep = torch.as_tensor(np.asarray(keep_items, dtype=bool), device=labels.device)
+    ok = (labels != IGNORE) & keep[labels.clamp(min=0)]
+    return torch.where(ok, labels, torch.full_like(labels, IGNORE))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# uncertainty
+def bootstrap_means(values, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """Bootstrap replicates of the column means of `values` (S, K), resampling rows.  # -> (n_boot, K)
+
+    Same percentile bootstrap as `lab.stats.bootstrap_ci`, vectorised through multinomial resampling counts.
+    """
+    v = np.asarray(values, dtype=float)
+    S = len(v)
+    counts = np.random.default_rng(seed).multinomial(S, np.full(S, 1.0 / S), size=n_boot)  # (n_boot, S)
+    return counts @ v / S
+
+
+def bootstrap_mean_ci(values, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0, transform=None):
+    """(estimate, low, high) arrays over the columns of `values` (S, K); `transform` maps a (K,) mean vector."""
+    v = np.asarray(values, dtype=float)
+    f = transform or (lambda m: m)
+    boots = np.stack([f(b) for b in bootstrap_means(v, n_boot, seed)])
+    return f(v.mean(0)), np.quantile(boots, alpha / 2, axis=0), np.quantile(boots, 1 - alpha / 2, axis=0)
+
+
+def kendall_halves(per_layer, n_splits: int = 20, seed: int = 0) -> tuple[float, np.ndarray]:
+    """Rank stability: Kendall tau between the layer scores of two random halves of the samples (mean, all splits)."""
+    v = np.asarray(per_layer, dtype=float)
+    rng = np.random.default_rng(seed)
+    taus = []
+    for _ in range(n_splits):
+        perm = rng.permutation(len(v))
+        a, b = perm[: len(v) // 2], perm[len(v) // 2:]
+        taus.append(kendall_tau(v[a].mean(0), v[b].mean(0)))
+    taus = np.asarray(taus)
+    return float(np.nanmean(taus)), taus
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# tidy frames
+def importance_rows(signal: str, values, norm: str = "raw", ci_low=None, ci_high=None) -> pd.DataFrame:
+    """Rows of the importance table for one signal: layer_idx, signal, norm, value, ci_low, ci_high (NaN if none)."""
+    v = np.asarray(values, dtype=float)
+    nan = np.full(len(v), np.nan)
+    return pd.DataFrame({"layer_idx": np.arange(len(v), dtype=int), "signal": signal, "norm": norm, "value": v,
+                         "ci_low": nan if ci_low is None else np.asarray(ci_low, dtype=float),
+                         "ci_high": nan if ci_high is None else np.asarray(ci_high, dtype=float)})
+
+
+def fisher_importance_rows(est: FisherEstimate, n_boot: int = 1000, seed: int = 0, rows=None) -> pd.DataFrame:
+    """Importance rows of a Fisher estimate for every normalisation, with bootstrap CIs over samples."""
+    pl = est.per_layer() if rows is None else est.per_layer()[rows]
+    numel = est.layer_numel()
+    frames = []
+    for norm in NORMS:
+        v, lo, hi = bootstrap_mean_ci(pl, n_boot, seed=seed, transform=lambda m, n=norm: normalise(m, numel, n))
+        frames.append(importance_rows(est.estimator, v, norm, lo, hi))
+    return pd.concat(frames, ignore_index=True)
+
+
+def group_frame(est: FisherEstimate, subset: str = "all", seed: int = 0, rows=None, n_boot: int = 200,
+                boot_seed: int = 0) -> pd.DataFrame:
+    """Tidy (layer_idx, group) scores of an estimate for every normalisation, with bootstrap CIs.
+
+    "max" divides by the largest layer of the same group. `rows` restricts to a subset of samples (user buckets).
+    """
+    ps = est.per_sample if rows is None else est.per_sample[rows]
+    keys = pd.DataFrame(est.keys, columns=["layer_idx", "group"])
+    boots = bootstrap_means(ps, n_boot, boot_seed) if n_boot and len(ps) > 1 else None
+    groups = [np.asarray(ix) for ix in keys.groupby("group").indices.values()]
+
+    def tf(m, norm):  # (..., K) means -> normalised
+        if norm == "total":
+            return m
+        if norm == "per_param":
+            return m / np.maximum(est.numel, 1)
+        out = np.empty_like(m)
+        for ix in groups:
+            out[..., ix] = m[..., ix] / np.maximum(m[..., ix].max(-1, keepdims=True), 1e-300)
+        return out
+
+    frames = []
+    for norm in NORMS:
+        v = tf(ps.mean(0), norm)
+        if boots is not None:
+            b = tf(boots, norm)
+            lo, hi = np.quantile(b, 0.025, axis=0), np.quantile(b, 0.975, axis=0)
+        else:
+            lo = hi = np.full(len(v), np.nan)
+        frames.append(keys.assign(estimator=est.estimator, subset=subset, seed=seed, norm=norm, value=v, ci_low=lo,
+                                  ci_high=hi, n_params=est.numel.astype(int), n_samples=len(ps)))
+    df = pd.concat(frames, ignore_index=True)
+    df["layer_idx"] = df["layer_idx"].astype(int)
+    return df[GROUP_COLUMNS]
+
+
+def order_groups(groups) -> list[str]:
+    """Groups in the book's order (attention, MLP, norms, then outside the stack)."""
+    g = list(dict.fromkeys(groups))
+    return sorted(g, key=lambda x: (GROUP_ORDER.index(x) if x in GROUP_ORDER else 99, x))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the contract with chapters 04 and 05
+def save_tables(paths, importance: pd.DataFrame, groups: pd.DataFrame | None = None) -> None:
+    """Write `importance.parquet` (exactly IMPORTANCE_COLUMNS) and `fisher_groups.parquet`, atomically."""
+    missing = set(IMPORTANCE_COLUMNS) - set(importance.columns)
+    if missing:
+        raise ValueError(f"importance table lacks {sorted(missing)}")
+    unknown = set(importance["signal"]) - set(SIGNALS)
+    if unknown:
+        raise ValueError(f"unknown signals {sorted(unknown)}; the contract allows {SIGNALS}")
+    imp = importance[IMPORTANCE_COLUMNS].reset_index(drop=True).astype(
+        {"layer_idx": int, "signal": str, "norm": str, "value": float, "ci_low": float, "ci_high": float})
+    write_parquet(paths.file("importance.parquet"), imp)
+    if groups is not None:
+        write_parquet(paths.file("fisher_groups.parquet"), groups.reset_index(drop=True))
+
+
+def load_importance(paths) -> pd.DataFrame:
+    """The importance table chapter 03 wrote: layer_idx, signal, norm, value, ci_low, ci_high."""
+    f = paths.file("importance.parquet")
+    if not f.exists():
+        raise FileNotFoundError(f"{f} does not exist: run chapter 03_fisher first")
+    return pd.read_parquet(f).reset_index(drop=True)[IMPORTANCE_COLUMNS]
+
+
+def load_groups(paths) -> pd.DataFrame:
+    """The per-group Fisher table chapter 03 wrote (`fisher_groups.parquet`)."""
+    return pd.read_parquet(paths.file("fisher_groups.parquet")).reset_index(drop=True)
+
+
+def importance_vector(table: pd.DataFrame, signal: str = "fisher_empirical", norm: str = "per_param") -> np.ndarray:
+    """Scores of one signal as an array of length L indexed by layer_idx (higher = more important).
+
+    Non-Fisher signals only have norm "raw", which is used for them whatever `norm` says.
+    """
+    t = table[table["signal"] == signal]
+    if t.empty:
+        raise KeyError(f"signal {signal!r} not in the table (has {sorted(table['signal'].unique())})")
+    if norm not in set(t["norm"]):
+        if set(t["norm"]) == {"raw"}:
+            norm = "raw"
+        else:
+            raise KeyError(f"norm {norm!r} not available for {signal!r} (has {sorted(t['norm'].unique())})")
+    t = t[t["norm"] == norm]
+    L = int(t["layer_idx"].max()) + 1
+    out = np.full(L, np.nan)
+    out[t["layer_idx"].to_numpy(dtype=int)] = t["value"].to_numpy(dtype=float)
+    return out

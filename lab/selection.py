@@ -1,0 +1,354 @@
+"""Which layers to keep: selection rules that turn a per-layer importance into a layer set (chapter 04).
+
+A rule maps (importance, budget k) to k sorted, distinct layer indices; `lab.models.build_student` then makes the real
+compact model from them. Rules: Fisher top-k (chapter 03's table, any estimator and normalisation), Fisher top-k that
+always keeps both ends, uniform spacing (DistilBERT / PKD-skip), last k, first k, random (the control), ShortGPT's
+Block Influence, Gromov et al.'s angular-distance block removal, weight magnitude, and a greedy "oracle" that removes
+one layer at a time by measured validation NDCG@10 (the upper bound a rule can reach with zero-shot truncation).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data import RecData
+from .importance import angular_block_distance
+from .metrics import evaluate
+from .models import SeqRecModel, build_student
+from .train import evaluate_model
+
+RULES = ("fisher_topk", "fisher_topk_ends", "uniform", "top", "bottom", "random", "block_influence", "angular_block",
+         "magnitude", "oracle")
+FISHER_SIGNALS = ("fisher_empirical", "fisher_true", "batchgrad_squared")  # chapter 03's Fisher-type estimators
+
+
+@dataclass
+class SelectionConfig:
+    """How chapter 04 selects and evaluates compact students."""
+
+    k_divisors: tuple = (8, 4, 2)  # budgets k = max(1, L // d): L/8, L/4, L/2 layers kept
+    random_draws: int = 10  # random selections per budget (the control distribution)
+    fisher_signal: str = "fisher_empirical"  # estimator behind the default "fisher_topk" rule
+    fisher_norm: str = "per_param"  # its normalisation ("per_param", "total" or "max")
+    oracle_users: int = 512  # validation users the greedy oracle scores each candidate on
+    eval_batch_size: int = 512  # users per evaluation batch
+    n_boot: int = 1000  # bootstrap resamples for the correlation CIs
+
+    @classmethod
+    def for_profile(cls, profile: str) -> "SelectionConfig":
+        """smoke: tiny oracle subsample; default: 1,024 users; full: 2,048 users and 20 random draws."""
+        if profile == "smoke":
+            return cls(oracle_users=256, n_boot=200)
+        if profile == "default":
+            return cls(oracle_users=1024)
+        if profile == "full":
+            return cls(random_draws=20, oracle_users=2048)
+        raise ValueError(f"unknown profile {profile!r}")
+
+
+def budgets(num_layers: int, divisors=(8, 4, 2)) -> list[int]:
+    """Distinct layer budgets k = max(1, L // d), ascending."""
+    return sorted({max(1, num_layers // int(d)) for d in divisors})
+
+
+# -- importance tables ----------------------------------------------------------------------------------------------
+def default_norm(table: pd.DataFrame, signal: str) -> str:
+    """The normalisation used when none is named: "per_param" for Fisher signals, else the signal's only one."""
+    norms = list(table.loc[table["signal"] == signal, "norm"].unique())
+    if not norms:
+        raise KeyError(f"signal {signal!r} not in the importance table (has {sorted(table['signal'].unique())})")
+    for pref in ("per_param", "raw"):
+        if pref in norms:
+            return pref
+    if len(norms) == 1:
+        return norms[0]
+    raise ValueError(f"signal {signal!r} has norms {norms}; name one")
+
+
+def importance_vector(importance, signal: str = "fisher_empirical", norm: str | None = None) -> np.ndarray:
+    """Per-layer scores (higher = more important) from chapter 03's tidy table or from a plain vector.  # (L,)
+
+    Args:
+        importance: a DataFrame with columns layer_idx, signal, norm, value; or a 1-D array-like of per-layer scores.
+        signal, norm: which rows of the table (ignored for a vector); `norm=None` picks `default_norm`.
+    """
+    if isinstance(importance, pd.DataFrame):
+        norm = norm or default_norm(importance, signal)
+        rows = importance[(importance["signal"] == signal) & (importance["norm"] == norm)].sort_values("layer_idx")
+        if rows.empty:
+            raise KeyError(f"no rows with signal={signal!r}, norm={norm!r} in the importance table")
+        idx = rows["layer_idx"].to_numpy()
+        if not np.array_equal(idx, np.arange(len(idx))):
+            raise ValueError(f"{signal}/{norm}: layer_idx must be 0..L-1 once each, got {idx.tolist()}")
+        v = rows["value"].to_numpy(dtype=float)
+    else:
+        v = np.asarray(importance, dtype=float).reshape(-1)
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"importance has non-finite values: {v.tolist()}")
+    return v
+
+
+def num_layers_of(importance=None, model: SeqRecModel | None = None) -> int:
+    """L from an int, a per-layer vector, an importance table or a model."""
+    if isinstance(importance, (int, np.integer)):
+        return int(importance)
+    if isinstance(importance, pd.DataFrame):
+        return int(importance["layer_idx"].max()) + 1
+    if importance is not None:
+        return int(np.asarray(importance).reshape(-1).shape[0])
+    if model is not None:
+        return model.num_layers
+    raise ValueError("need an importance table/vector, a layer count or a model")
+
+
+def topk(scores, k: int) -> list[int]:
+    """Indices of the k highest scores, sorted; ties go to the lower index."""
+    order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
+    return sorted(int(i) for i in order[:k])
+
+
+# -- rules needing no scores ----------------------------------------------------------------------------------------
+def uniform_layers(num_layers: int, k: int) -> list[int]:
+    """Evenly spaced layers ending at the last: floor(j (L-1)/(k-1) + 1/2) for j = 0..k-1; k = 1 keeps the last.
+
+    With L = 12, k = 6 this is [0, 2, 4, 7, 9, 11], DistilBERT's initialisation; both ends are always kept.
+    """
+    _check_k(num_layers, k)
+    if k == 1:
+        return [num_layers - 1]
+    return [int(math.floor(j * (num_layers - 1) / (k - 1) + 0.5)) for j in range(k)]
+
+
+def random_selections(num_layers: int, k: int, n: int, seed: int = 0) -> list[list[int]]:
+    """`n` independent uniformly random k-subsets (sorted) from one seeded generator: the control distribution."""
+    _check_k(num_layers, k)
+    rng = np.random.default_rng(seed)
+    return [sorted(int(i) for i in rng.choice(num_layers, size=k, replace=False)) for _ in range(n)]
+
+
+# -- the greedy oracle ----------------------------------------------------------------------------------------------
+class GreedyOracle:
+    """Greedy layer removal by measured validation NDCG@10 on a user subsample (chapter 04).
+
+    Starting from all L layers, each step builds every student with one more layer removed and keeps the best; the
+    path down to k layers is cached, so every budget and the single-layer ablation come from one search.
+    """
+
+    def __init__(self, model: SeqRecModel, data: RecData, n_users: int = 512, seed: int = 0,
+                 metric: str = "ndcg@10", batch_size: int = 512):
+        self.model, self.data, self.metric, self.batch_size = model, data, metric, batch_size
+        hist, target, seen = data.split("valid")
+        n = hist.shape[0]
+        idx = torch.as_tensor(np.sort(np.random.default_rng(seed).choice(n, size=min(n_users, n), replace=False)))
+        self.history, self.target, self.seen = hist[idx], target[idx], seen[idx]
+        self.cache: dict[tuple, float] = {}
+        self.steps: list[dict] = []
+        self.current = list(range(model.num_layers))
+        self.full = self.score(self.current)
+
+    def score(self, layers) -> float:
+        """Validation metric (on the subsample) of the zero-shot student keeping `layers`; cached."""
+        key = tuple(int(i) for i in layers)
+        if key not in self.cache:
+            m = self.model if len(key) == self.model.num_layers else build_student(self.model, list(key))
+            m.eval()
+            means, _ = evaluate(m.recommend_scores, self.history, self.target, self.seen,
+                                batch_size=self.batch_size)
+            self.cache[key] = float(means[self.metric])
+        return self.cache[key]
+
+    def run(self, k_min: int) -> None:
+        """Extend the greedy path until only `k_min` layers are left."""
+        _check_k(self.model.num_layers, k_min)
+        while len(self.current) > k_min:
+            cands = [(self.score([l for l in self.current if l != r]), -r, r) for r in self.current]
+            best, _, r = max(cands)  # ties: remove the higher layer
+            self.current = [l for l in self.current if l != r]
+            self.steps.append({"n_layers": len(self.current), "removed": r, "layers": list(self.current),
+                               f"valid_{self.metric}": best})
+
+    def select(self, k: int) -> list[int]:
+        """The greedy oracle's k layers."""
+        L = self.model.num_layers
+        if k == L:
+            return list(range(L))
+        self.run(k)
+        return next(s["layers"] for s in self.steps if s["n_layers"] == k)
+
+    def single_layer_drops(self) -> np.ndarray:
+        """Metric of the full model minus that without layer i (the single-layer ablation drop).  # (L,)"""
+        L = self.model.num_layers
+        return np.array([self.full - self.score([l for l in range(L) if l != i]) for i in range(L)])
+
+    @property
+    def path(self) -> pd.DataFrame:
+        """The greedy path: layers left after each removal and the subsample metric."""
+        return pd.DataFrame(self.steps)
+
+
+_ORACLES: dict[tuple, GreedyOracle] = {}
+
+
+def get_oracle(model: SeqRecModel, data: RecData, n_users: int = 512, seed: int = 0) -> GreedyOracle:
+    """The cached `GreedyOracle` of this model, data set and subsample (`_ORACLES.clear()` frees them)."""
+    key = (id(model), id(data), int(n_users), int(seed))
+    o = _ORACLES.get(key)
+    if o is None or o.model is not model or o.data is not data:  # ids can be reused after garbage collection
+        o = _ORACLES[key] = GreedyOracle(model, data, n_users, seed)
+    return o
+
+
+# -- the entry point ------------------------------------------------------------------------------------------------
+def select_layers(importance, k: int, rule: str = "fisher_topk", *, signal: str | None = None,
+                  norm: str | None = None, seed: int = 0, model: SeqRecModel | None = None,
+                  data: RecData | None = None, distances=None, oracle: GreedyOracle | None = None,
+                  oracle_users: int = 512) -> list[int]:
+    """k sorted, distinct layer indices chosen by `rule` (chapter 04).
+
+    Args:
+        importance: chapter 03's importance table, a per-layer score vector (higher = more important), or the layer
+            count L (enough for "uniform", "top", "bottom", "random", "angular_block" with `distances`).
+        k: layers to keep, 1 <= k <= L.
+        rule: one of `RULES`.
+        signal, norm: the table rows a score rule reads (defaults: "fisher_empirical"/"per_param" for the Fisher
+            rules, "block_influence" and "magnitude" for theirs).
+        seed: the random rule's seed.
+        model, data: the teacher and data set, for "angular_block" (without `distances`) and "oracle".
+        distances: per-start angular distances of blocks of length L-k (for "angular_block"; default
+            `lab.importance.angular_block_distance(model, data, L-k)`).
+        oracle, oracle_users: a `GreedyOracle` to reuse, or the subsample size of the cached one.
+    """
+    L = num_layers_of(importance, model)
+    _check_k(L, k)
+    if rule in ("fisher_topk", "fisher_topk_ends", "block_influence", "magnitude"):
+        default = {"block_influence": "block_influence", "magnitude": "magnitude"}.get(rule, "fisher_empirical")
+        v = importance_vector(importance, signal or default, norm)
+        if len(v) != L:
+            raise ValueError(f"importance has {len(v)} layers, expected {L}")
+        if rule != "fisher_topk_ends":
+            return topk(v, k)
+        if k == 1:  # only one end fits: the more important one
+            return [0] if v[0] > v[L - 1] else [L - 1]
+        inner = topk(v[1:L - 1], k - 2) if k > 2 else []
+        return sorted({0, L - 1, *[i + 1 for i in inner]})
+    if rule == "uniform":
+        return uniform_layers(L, k)
+    if rule == "top":
+        return list(range(L - k, L))
+    if rule == "bottom":
+        return list(range(k))
+    if rule == "random":
+        return random_selections(L, k, 1, seed)[0]
+    if rule == "angular_block":
+        n = L - k
+        if n == 0:
+            return list(range(L))
+        if distances is None:
+            if model is None or data is None:
+                raise ValueError("angular_block needs `distances` or `model` and `data`")
+            distances = angular_block_distance(model, data, n)  # chapter 03's Gromov et al. distance per start
+        d = np.asarray(distances, dtype=float).reshape(-1)
+        if len(d) != L - n + 1:
+            raise ValueError(f"need {L - n + 1} block distances for n={n}, got {len(d)}")
+        start = int(np.argmin(d))  # first minimum on ties
+        return [i for i in range(L) if not start <= i < start + n]
+    if rule == "oracle":
+        if oracle is None:
+            if model is None or data is None:
+                raise ValueError("oracle needs `model` and `data` (or an `oracle`)")
+            oracle = get_oracle(model, data, oracle_users, seed)
+        return oracle.select(k)
+    raise ValueError(f"unknown rule {rule!r}; choose one of {RULES}")
+
+
+def _check_k(num_layers: int, k: int) -> None:
+    if int(k) != k or not 1 <= k <= num_layers:
+        raise ValueError(f"k must be an integer in [1, {num_layers}], got {k}")
+
+
+# -- chapter 04: every rule at every budget, and its zero-shot quality ----------------------------------------------
+def layers_str(layers) -> str:
+    """"0,3,7": how a layer set is stored in tidy tables."""
+    return ",".join(str(int(i)) for i in layers)
+
+
+def parse_layers(s) -> list[int]:
+    """The layer list back from `layers_str` (lists pass through)."""
+    if isinstance(s, str):
+        return [int(x) for x in s.split(",") if x.strip() != ""]
+    return [int(x) for x in s]
+
+
+def selection_plan(importance: pd.DataFrame, teacher: SeqRecModel, data: RecData, ks, cfg: SelectionConfig,
+                   seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
+    """Every rule's layers at every budget (chapter 04): a tidy frame (rule, k, draw, signal, norm, layers) and notes.
+
+    "fisher_topk" uses `cfg.fisher_signal`/`cfg.fisher_norm`; every other Fisher estimator and normalisation in the
+    table appears as "fisher_topk[signal/norm]". Rules whose signal is missing from the table are skipped, with a note.
+    """
+    L = teacher.num_layers
+    notes: list[str] = []
+    signals = set(importance["signal"])
+    fisher = [(s, n) for s in FISHER_SIGNALS if s in signals
+              for n in sorted(importance.loc[importance["signal"] == s, "norm"].unique())]
+    default = (cfg.fisher_signal, cfg.fisher_norm)
+    if fisher and default not in fisher:
+        notes.append(f"{default[0]}/{default[1]} is not in the importance table; fisher_topk uses "
+                     f"{fisher[0][0]}/{fisher[0][1]}")
+        default = fisher[0]
+    rows = []
+
+    def add(rule, k, layers, draw=0, signal="", norm=""):
+        rows.append({"rule": rule, "k": int(k), "draw": int(draw), "signal": signal, "norm": norm,
+                     "layers": layers_str(layers)})
+
+    oracle = get_oracle(teacher, data, cfg.oracle_users, seed)
+    for k in ks:
+        if fisher:
+            add("fisher_topk", k, select_layers(importance, k, "fisher_topk", signal=default[0], norm=default[1]),
+                signal=default[0], norm=default[1])
+            add("fisher_topk_ends", k, select_layers(importance, k, "fisher_topk_ends", signal=default[0],
+                                                     norm=default[1]), signal=default[0], norm=default[1])
+        for rule in ("uniform", "top", "bottom"):
+            add(rule, k, select_layers(L, k, rule))
+        add("angular_block", k, select_layers(L, k, "angular_block", model=teacher, data=data),
+            signal="angular_block_distance", norm="raw")
+        for rule in ("block_influence", "magnitude"):
+            if rule in signals:
+                add(rule, k, select_layers(importance, k, rule), signal=rule, norm=default_norm(importance, rule))
+        add("oracle", k, oracle.select(k), signal=f"greedy valid ndcg@10 ({len(oracle.history)} users)")
+        for d, layers in enumerate(random_selections(L, k, cfg.random_draws, seed)):
+            add("random", k, layers, draw=d)
+        for s, n in fisher:
+            if (s, n) != default:
+                add(f"fisher_topk[{s}/{n}]", k, select_layers(importance, k, "fisher_topk", signal=s, norm=n),
+                    signal=s, norm=n)
+    notes += [f"{r} is not in the importance table; that rule is skipped" for r in ("block_influence", "magnitude")
+              if r not in signals]
+    if not fisher:
+        notes.append(f"no Fisher signal ({', '.join(FISHER_SIGNALS)}) in the importance table; Fisher rules skipped")
+    add("teacher", L, list(range(L)))
+    return pd.DataFrame(rows), notes
+
+
+def evaluate_selections(teacher: SeqRecModel, data: RecData, plan: pd.DataFrame,
+                        metrics=("ndcg@10", "hr@10", "mrr"), batch_size: int = 512) -> pd.DataFrame:
+    """Zero-shot (no retraining) validation and test metrics of the student of every row of `plan` (chapter 04).
+
+    Each distinct layer set is built (`build_student`) and evaluated once; columns valid_<metric>, test_<metric>.
+    """
+    cache: dict[str, dict] = {}
+    for s in plan["layers"].unique():
+        layers = parse_layers(s)
+        m = teacher if len(layers) == teacher.num_layers else build_student(teacher, layers)
+        m.eval()
+        row = {}
+        for split in ("valid", "test"):
+            means, _ = evaluate_model(m, data, split, batch_size=batch_size)
+            row.update({f"{split}_{k}": float(means[k]) for k in metrics})
+        cache[s] = row
+    return pd.concat([plan.reset_index(drop=True), pd.DataFrame([cache[s] for s in plan["layers"]])], axis=1)

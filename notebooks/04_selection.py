@@ -1,0 +1,262 @@
+# %% [markdown]
+# # 04 · Layer selection and real compact students
+#
+# **Question.** Chapter 03 scored every layer of the teacher. If a compact student keeps only k of its L layers,
+# which k should it keep — and is a student built that way really faster?
+#
+# A *selection rule* turns importance into a layer set. Here every rule is compared at the same budgets k (L/8, L/4,
+# L/2), on the **zero-shot** quality of the truncated student (kept layers copied from the teacher, nothing retrained),
+# against two controls: many **random** selections (if a rule is no better than chance, its importance signal does not
+# pick layers) and a greedy **oracle** that removes, one at a time, the layer whose removal hurts validation NDCG@10
+# least (an upper bound for rules that do not look at the metric). The rules:
+#
+# | rule | keeps |
+# |---|---|
+# | `fisher_topk` | the k layers with the highest Fisher information (chapter 03); other estimators: `fisher_topk[signal/norm]` |
+# | `fisher_topk_ends` | the first and last layer, plus the k−2 most Fisher-important others |
+# | `uniform` | evenly spaced layers from the first to the last, floor(j(L−1)/(k−1)+½) (DistilBERT's 12→6 mapping) |
+# | `top` / `bottom` | the last k / the first k layers |
+# | `random` | k layers drawn uniformly at random (seeded, many draws) |
+# | `block_influence` | the k layers with the highest Block Influence 1 − cos(h_in, h_out) (ShortGPT) |
+# | `angular_block` | all but the L−k consecutive layers across which the last-token state turns least (Gromov et al.) |
+# | `magnitude` | the k layers with the largest weights |
+# | `oracle` | greedy removal by measured validation NDCG@10 on a user subsample |
+#
+# Every student is a real `transformers` model with k decoder layers (`lab.models.build_student`: layer indices
+# renumbered so the KV cache works, config sliced, `save_pretrained` round-trips), so its speed is measured, not
+# assumed.
+
+# %% tags=["parameters"]
+PROFILE = "smoke"  # smoke | default | full
+SEED = 0  # global seed
+ARTEFACTS = ""  # artefact root (empty: <repo>/artefacts)
+K_DIVISORS = [8, 4, 2]  # budgets: k is max(1, L // d) layers kept
+RANDOM_DRAWS = 0  # random selections per budget (0: profile default, 10 or more)
+ORACLE_USERS = 0  # validation users the greedy oracle scores each candidate on (0: profile default)
+SPEED_REPEATS = 0  # timed passes per model and batch size (0: profile default)
+EVAL_THREADS = 1  # torch threads for the quality evaluations (1 is fastest on a busy shared CPU; 0: torch default)
+SPEED_THREADS = 0  # torch threads for the speed measurement (0: all cores of the machine)
+
+# %%
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+import lab
+from lab.bench import BenchConfig, compact_students, compare_speed
+from lab.data import load_rec_data
+from lab.io import write_parquet
+from lab.models import SeqRecModel
+from lab.selection import SelectionConfig, budgets, evaluate_selections, get_oracle, selection_plan
+from lab.stats import spearman_ci
+from lab.viz_selection import plot_quality_vs_k, plot_rules_by_budget, plot_selection_grid, plot_speedup
+
+P = lab.setup(SEED, PROFILE, ARTEFACTS or None, chapter="04_selection")
+cfg = lab.get_config(PROFILE, SEED)
+scfg = SelectionConfig.for_profile(PROFILE)
+scfg.random_draws = RANDOM_DRAWS or scfg.random_draws
+scfg.oracle_users = ORACLE_USERS or scfg.oracle_users
+bcfg = BenchConfig.for_profile(PROFILE)
+bcfg.repeats = SPEED_REPEATS or bcfg.repeats
+bcfg.threads = SPEED_THREADS or bcfg.threads
+if EVAL_THREADS:
+    torch.set_num_threads(EVAL_THREADS)
+t_start = time.perf_counter()
+
+data, report, stats = load_rec_data(cfg.data, P, seed=SEED, progress=False)
+teacher = SeqRecModel.from_pretrained(P.teacher).to(lab.device()).eval()
+if not P.file("importance.parquet").exists():
+    raise FileNotFoundError(f"{P.file('importance.parquet')} is missing: run chapter 03 (importance per layer) first")
+importance = pd.read_parquet(P.file("importance.parquet"))
+L = teacher.num_layers
+ks = [k for k in budgets(L, K_DIVISORS) if k < L]
+k_q = min(ks, key=lambda k: abs(k - L / 4))  # the headline budget: (about) a quarter of the layers
+print(f"teacher: {L} layers, {data.num_items} items, {len(data.valid_target)} validation users; budgets k = {ks}")
+print(f"importance table: {sorted(importance['signal'].unique())}")
+scfg
+
+# %% [markdown]
+# ## Which layers each rule keeps
+# The oracle's greedy search runs once down to the smallest budget (each step evaluates every remaining layer's
+# removal on the validation subsample); every budget reads its layers off that one path.
+
+# %%
+t0 = time.perf_counter()
+plan, notes = selection_plan(importance, teacher, data, ks, scfg, seed=SEED)
+oracle = get_oracle(teacher, data, scfg.oracle_users, SEED)
+for note in notes:
+    print("note:", note)
+print(f"{len(plan)} selections ({plan['layers'].nunique()} distinct layer sets) in {time.perf_counter() - t0:.1f} s; "
+      f"the oracle evaluated {len(oracle.cache)} layer sets on {len(oracle.history)} validation users")
+shown = plan[~plan.rule.isin(["random", "teacher"]) & ~plan.rule.str.contains("[", regex=False)]
+shown.pivot(index="rule", columns="k", values="layers")
+
+# %%
+fig = plot_selection_grid(plan, L, P)
+
+# %% [markdown]
+# ## Zero-shot quality: truncate, do not retrain
+# Each distinct layer set becomes a student and is evaluated on the full validation and test sets (full-catalogue
+# ranking, seen items masked). This measures how much of the teacher's function the kept layers carry *as they are*;
+# chapter 05 then heals/distils the promising students.
+
+# %%
+t0 = time.perf_counter()
+sel = evaluate_selections(teacher, data, plan, batch_size=cfg.train.eval_batch_size)
+write_parquet(P.file("selections.parquet"), sel)
+print(f"evaluated in {time.perf_counter() - t0:.1f} s; saved {P.file('selections.parquet')}")
+teacher_ndcg = float(sel.loc[sel.rule == "teacher", "test_ndcg@10"].iloc[0])
+summary = (sel[sel.rule != "teacher"].groupby(["rule", "k"])["test_ndcg@10"]
+           .agg(["mean", "std", "count"]).unstack("k").round(4))
+summary
+
+# %%
+fig = plot_rules_by_budget(sel, P, teacher=teacher_ndcg)
+
+# %%
+fig = plot_quality_vs_k(sel, P, teacher=teacher_ndcg)
+
+# %% [markdown]
+# ## How well does each importance signal predict the single-layer ablation drop?
+# The ablation drop of layer i is the teacher's NDCG@10 minus that of the teacher without layer i. A signal that
+# ranks layers like the drop does (Spearman ρ near 1, bootstrap CI over layers) identifies which single layer matters;
+# it need not identify the best *set*, which is what the quality table above measures.
+
+# %%
+if "ablation_drop" in set(importance["signal"]):
+    ablation = importance[importance.signal == "ablation_drop"].sort_values("layer_idx")["value"].to_numpy()
+    ablation_source = "chapter 03's ablation_drop"
+else:
+    ablation = oracle.single_layer_drops()
+    ablation_source = f"the oracle's first step ({len(oracle.history)} validation users)"
+corr = []
+for (signal, norm), g in importance[importance.signal != "ablation_drop"].groupby(["signal", "norm"]):
+    v = g.sort_values("layer_idx")["value"].to_numpy()
+    rho, lo, hi = spearman_ci(v, ablation, n_boot=scfg.n_boot, seed=SEED) if np.ptp(v) > 0 else (np.nan,) * 3
+    corr.append({"signal": signal, "norm": norm, "spearman": rho, "ci_low": lo, "ci_high": hi})
+corr = pd.DataFrame(corr).sort_values("spearman", ascending=False, na_position="last").reset_index(drop=True)
+print(f"ablation drop from {ablation_source}")
+corr.round(3)
+
+# %% [markdown]
+# ## Measured speed: the real compact models against the teacher
+# The same batches of real test histories, every model in the same run with interleaved repeats, scoring the full
+# catalogue at the last position under `torch.inference_mode`, with as many torch threads as the machine has cores.
+# The ideal speed-up L/k counts only the layer stack: the item embeddings, the attention mask and the scoring do not
+# shrink, so the measured one should stay a little below it. `speedup` compares median latencies, `speedup_p10` the
+# 10th percentiles (less sensitive to other processes on a shared machine; `load_avg` says how busy it was).
+
+# %%
+torch.set_num_threads(bcfg.num_threads())
+models = compact_students(teacher, K_DIVISORS)
+speed = compare_speed(models, data.test_history, bcfg.batch_sizes, bcfg.repeats, bcfg.warmup, memory=bcfg.memory)
+write_parquet(P.file("speed.parquet"), speed)
+print(f"device {speed['device'].iloc[0]}, {torch.get_num_threads()} torch threads (os.cpu_count() = {os.cpu_count()}), "
+      f"{bcfg.repeats} interleaved repeats, load average {speed['load_avg'].iloc[0]:.1f}")
+speed[["model", "n_layers", "batch", "median_ms", "p10_ms", "p90_ms", "throughput", "speedup", "speedup_p10",
+       "ideal", "params_ratio", "peak_mb", "mem_ratio"]].round(3)
+
+# %%
+fig = plot_speedup(speed, P)
+
+# %% [markdown]
+# ## What the measurements show
+
+# %%
+q = sel[(sel.k == k_q) & (sel.rule != "teacher")]
+by_rule = q.groupby("rule")["test_ndcg@10"].mean()
+rnd = q.loc[q.rule == "random", "test_ndcg@10"]
+fisher_q = float(by_rule.get("fisher_topk", np.nan))
+uniform_q = float(by_rule["uniform"])
+oracle_q = float(by_rule["oracle"])
+non_oracle = by_rule.drop(["oracle", "random"])
+best_rule = str(non_oracle.idxmax())
+pct = float((rnd < fisher_q).mean() + 0.5 * (rnd == fisher_q).mean()) if np.isfinite(fisher_q) else np.nan
+bmax = max(bcfg.batch_sizes)
+sq = speed[(speed.n_layers == k_q) & (speed.batch == bmax)].iloc[0]
+
+
+def verdict(a, b, tol):
+    return "better than" if a > b + tol else ("worse than" if a < b - tol else "on a par with")
+
+
+tol = float(rnd.std()) / 2 if len(rnd) > 1 else 0.0
+print(f"At k = {k_q} of {L} layers (zero-shot, test NDCG@10; teacher {teacher_ndcg:.4f}):")
+if np.isfinite(fisher_q):
+    print(f"- Fisher top-k reaches {fisher_q:.4f} ({fisher_q / max(teacher_ndcg, 1e-12):.0%} of the teacher): "
+          f"{verdict(fisher_q, float(rnd.mean()), tol)} random selection (mean {rnd.mean():.4f} ± {rnd.std():.4f} "
+          f"over {len(rnd)} draws; Fisher beats {pct:.0%} of them) and {verdict(fisher_q, uniform_q, tol)} "
+          f"uniform spacing ({uniform_q:.4f}).")
+per_k = sel[sel.rule.isin(["fisher_topk", "uniform", "random"])].groupby(["k", "rule"])["test_ndcg@10"].mean()
+per_k = per_k.unstack("rule")
+if "fisher_topk" in per_k:
+    above_rnd = int((per_k["fisher_topk"] > per_k["random"]).sum())
+    above_uni = int((per_k["fisher_topk"] > per_k["uniform"]).sum())
+    print(f"- Across the budgets k = {ks}, Fisher top-k is above the random mean at {above_rnd} of {len(per_k)} "
+          f"and above uniform spacing at {above_uni} of {len(per_k)}.")
+print(f"- The best rule that does not look at the metric is {best_rule} ({non_oracle.max():.4f}); the greedy oracle "
+      f"reaches {oracle_q:.4f}, so {max(oracle_q - non_oracle.max(), 0):.4f} NDCG@10 is left on the table by every "
+      f"rule here.")
+ok = corr.dropna(subset=["spearman"])
+if len(ok):
+    top = ok.iloc[0]
+    fis = ok[(ok.signal == scfg.fisher_signal) & (ok.norm == scfg.fisher_norm)]
+    ci_txt = lambda r: f"{r.spearman:+.2f}, 95% CI {r.ci_low:+.2f} to {r.ci_high:+.2f}"
+    if top.spearman > 0:
+        print(f"- Against the single-layer ablation drop, {top.signal}/{top.norm} agrees best ({ci_txt(top)}); "
+              + ("its CI excludes 0." if top.ci_low > 0 else f"its CI includes 0, so not even that is established "
+                 f"on {L} layers."))
+    else:
+        print(f"- No signal ranks layers in the same order as their single-layer ablation drop: the highest "
+              f"Spearman is {top.signal}/{top.norm} ({ci_txt(top)}).")
+    if len(fis):
+        print(f"  The default Fisher signal ({scfg.fisher_signal}/{scfg.fisher_norm}) has {ci_txt(fis.iloc[0])}.")
+print(f"- Speed: the {k_q}-layer student runs at {sq.speedup:.2f}x the teacher's throughput at batch {bmax} "
+      f"({sq.speedup_p10:.2f}x from 10th-percentile latencies; ideal {sq.ideal:.1f}x for the layer stack), with "
+      f"{sq.params_ratio:.0%} of its parameters and {sq.mem_ratio:.0%} of its peak memory (weights + one pass's "
+      f"activations) — measured on "
+      f"{sq.device} with {sq.threads} threads at load average {sq.load_avg:.1f}.")
+if sq.speedup > 1.05 * sq.ideal:
+    print(f"  Above the ideal {sq.ideal:.1f}x, which removing layers cannot explain: other load on the machine "
+          f"disturbed this timing (the p10-p90 spread is in the speed table); read it as 'about {sq.ideal:.0f}x'.")
+elif sq.speedup < 0.8 * sq.ideal:
+    parts = "; ".join(f"{n} {v:.1f}" for n, v in speed[speed.batch == bmax].set_index("model")["median_ms"].items())
+    print(f"  Below 80% of the ideal: median ms at batch {bmax}: {parts}. The fixed cost (embeddings, mask, "
+          f"scoring) or machine load takes the rest; `lab.bench.time_components` splits a pass into its parts.")
+print(f"Chapter time: {time.perf_counter() - t_start:.0f} s.")
+
+# %% [markdown]
+# ## Summary
+# - Every rule above is a function from importance to layers (`lab.selection.select_layers`); every student is a real
+#   `transformers` model with fewer layers, evaluated zero-shot on full-ranking metrics and timed against the teacher
+#   in the same run. `selections.parquet` (rule, k, draw, layers, valid/test metrics) and `speed.parquet` are what
+#   chapter 05 reads to distil the chosen students.
+# - The random draws are the yardstick for every importance signal; the oracle is the ceiling for zero-shot truncation.
+# - The speed-up is measured, with the ideal L/k beside it; the gap is the part of the cost that depth does not touch.
+
+# %%
+lab.record("L", L)
+lab.record("k_values", ks)
+lab.record("k_quarter", k_q)
+lab.record("teacher_ndcg", teacher_ndcg)
+lab.record("ndcg_quarter", {r: float(v) for r, v in by_rule.items()})
+lab.record("best_rule_quarter", best_rule)
+lab.record("fisher_ndcg_quarter", fisher_q)
+lab.record("uniform_ndcg_quarter", uniform_q)
+lab.record("oracle_ndcg_quarter", oracle_q)
+lab.record("oracle_valid_quarter", float(q.loc[q.rule == "oracle", "valid_ndcg@10"].iloc[0]))
+lab.record("random_valid_mean_quarter", float(q.loc[q.rule == "random", "valid_ndcg@10"].mean()))
+lab.record("random_mean_quarter", float(rnd.mean()))
+lab.record("random_std_quarter", float(rnd.std()))
+lab.record("random_draws", int(len(rnd)))
+lab.record("fisher_beats_random_share_quarter", pct)
+lab.record(f"speedup_quarter_b{bmax}", float(sq.speedup))
+lab.record(f"speedup_p10_quarter_b{bmax}", float(sq.speedup_p10))
+lab.record("ideal_quarter", float(sq.ideal))
+lab.record("params_ratio_quarter", float(sq.params_ratio))
+lab.record("mem_ratio_quarter", float(sq.mem_ratio))
+lab.record("spearman", {f"{r.signal}/{r.norm}": float(r.spearman) for r in corr.itertuples()})
+lab.record("ablation_source", ablation_source)

@@ -1,0 +1,70 @@
+"""Speed and memory measurement of real models (lab.bench)."""
+from __future__ import annotations
+
+import math
+import sys
+import types
+
+import pytest
+import torch
+
+import lab
+from lab import bench
+from lab.config import get_config
+from lab.models import build_model, build_student
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a busy shared 2-core machine, 2 threads stall each other ~10x (measured)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    torch.manual_seed(0)
+    return build_model(get_config("smoke").model, 50, 8).eval()  # 8 layers, hidden 32
+
+
+def test_time_forward_summary(teacher):
+    x = bench.random_histories(50, 8, 4)
+    r = bench.time_forward(teacher, x, repeats=5, warmup=1)
+    assert r["batch"] == 4 and r["repeats"] == 5
+    assert 0 < r["p10_ms"] <= r["median_ms"] <= r["p90_ms"]
+    assert r["throughput"] == pytest.approx(4 / (r["median_ms"] / 1e3))
+    parts = bench.time_components(teacher, x, repeats=2, warmup=1)
+    assert set(parts) == {"embed_ms", "backbone_ms", "score_ms", "total_ms"} and all(v > 0 for v in parts.values())
+
+
+def test_compare_speed_rows_and_ratios(teacher):
+    models = {"teacher": teacher, "k=2": build_student(teacher, [0, 7]).eval()}
+    df = bench.compare_speed(models, bench.random_histories(50, 8, 3), batch_sizes=(1, 5), repeats=3, warmup=1)
+    assert len(df) == 4 and set(df["model"]) == set(models) and set(df["batch"]) == {1, 5}
+    t = df[df.model == "teacher"]
+    assert (t["speedup"] == 1.0).all() and (t["ideal"] == 1.0).all() and (t["params_ratio"] == 1.0).all()
+    s = df[df.model == "k=2"]
+    assert (s["ideal"] == 4.0).all() and (s["n_layers"] == 2).all()
+    assert (s["params_ratio"] < 1).all() and (s["weights_mb"] < t["weights_mb"].iloc[0]).all()
+    assert (df["speedup"] > 0).all() and (df["threads"] == torch.get_num_threads()).all()
+    mem = df["act_peak_mb"]
+    assert all(math.isnan(v) or v >= 0 for v in mem)
+    assert (df["peak_mb"] >= df["weights_mb"]).all() or mem.isna().all()
+
+
+def test_main_compact_and_fisher_dispatch(monkeypatch, tmp_path):
+    monkeypatch.setattr(bench.BenchConfig, "for_profile",
+                        classmethod(lambda cls, p: cls(batch_sizes=(1, 16), repeats=2, warmup=1, threads=1)))
+    out = bench.main("compact", profile="smoke", seed=0, artefacts=str(tmp_path))
+    assert out["threads"] == 1 and out["L"] == 8 and out["k_quarter"] == 2 and out["ideal_quarter"] == 4.0
+    assert out["speedup_quarter_b16"] > 0 and set(out["ideal"]) == {"k=1", "k=2", "k=4"}
+    assert "freshly built" in out["teacher"]
+    fake = types.ModuleType("lab.fisher")
+    fake.benchmark = lambda profile, seed, artefacts: {"what": "fisher", "profile": profile}
+    monkeypatch.setitem(sys.modules, "lab.fisher", fake)
+    monkeypatch.setattr(lab, "fisher", fake, raising=False)
+    assert bench.main("fisher", profile="smoke") == {"what": "fisher", "profile": "smoke"}
+    with pytest.raises(ValueError):
+        bench.main("nothing")

@@ -1,0 +1,222 @@
+"""Unit tests of lab.distill on tiny models: loss terms, gradient flow, adapters, merging, QLoRA, resume, weights."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lab.config import ModelConfig, TrainConfig
+from lab.data import rec_data_from_sequences, toy_markov_sequences
+from lab.distill import (DistillConfig, DistillLoss, apply_adapter, build_teacher_cache, distill, freeze_teacher,
+                         importance_vector, layer_mapping, layer_weights, merge_student, plan_layers, retention,
+                         tpme, with_row_index)
+from lab.models import build_model, build_student
+from lab.train import evaluate_model
+
+N_ITEMS, T = 30, 10
+SMALL = ModelConfig(num_layers=4, hidden_size=16, num_heads=2, intermediate_size=32, item_dim=16, dropout=0.1)
+TRAIN = TrainConfig(epochs=3, batch_size=32, lr=5e-3, patience=5, eval_batch_size=64, max_minutes=5.0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread on a shared 2-core machine; restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return rec_data_from_sequences(toy_markov_sequences(64, N_ITEMS, 12, seed=0), N_ITEMS, T)
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    torch.manual_seed(0)
+    return freeze_teacher(build_model(SMALL, N_ITEMS, T))
+
+
+def batch(data, n=16):
+    return with_row_index(data).train_inputs[:n], data.train_labels[:n]
+
+
+def make_loss(teacher, student, cfg, data=None, cached=False):
+    t_layers, w = plan_layers(teacher, student, cfg, importance=np.arange(1, teacher.num_layers + 1))
+    cache = build_teacher_cache(teacher, data.train_inputs, t_layers, cfg.positions) if cached else None
+    return DistillLoss(teacher, cfg, t_layers, w, cache)
+
+
+@pytest.mark.parametrize("distance", ["mse", "cosine", "slmrec"])
+@pytest.mark.parametrize("positions", ["all", "last"])
+@pytest.mark.parametrize("cached", [False, True])
+def test_terms_vanish_when_student_is_teacher(teacher, data, distance, positions, cached):
+    student = build_student(teacher, list(range(teacher.num_layers))).eval()  # identity mapping, same weights
+    cfg = DistillConfig(distance=distance, positions=positions, weighting="uniform")
+    loss = make_loss(teacher, student, cfg, data, cached)
+    x, y = batch(data)
+    out = loss.terms(student, x[:, :-1], y, rows=x[:, -1])
+    assert out["kd"].abs().item() < 1e-6
+    assert out["layer"].abs().item() < 1e-5
+    assert all(out[f"layer_{i}"].abs().item() < 1e-5 for i in range(teacher.num_layers))
+    assert out["ce"].item() > 0  # the label term is the only one left
+
+
+def test_cache_gives_the_live_terms(teacher, data):
+    student = build_student(teacher, [0, 3]).eval()
+    cfg = DistillConfig(distance="slmrec", weighting="depth")
+    x, y = batch(data)
+    live = make_loss(teacher, student, cfg, data, cached=False).terms(student, x[:, :-1], y)
+    cached = make_loss(teacher, student, cfg, data, cached=True).terms(student, x[:, :-1], y, rows=x[:, -1])
+    for k in ("ce", "kd", "layer"):
+        assert torch.allclose(live[k], cached[k], atol=1e-5), k
+    assert live["kd"].item() > 0 and live["layer"].item() > 0
+
+
+def test_kd_gradient_reaches_only_the_student(teacher, data):
+    student = build_student(teacher, [1, 2]).train()
+    cfg = DistillConfig(alpha=0.0, beta=1.0, gamma=0.0, weighting="none")
+    loss = make_loss(teacher, student, cfg, data, cached=False)
+    x, y = batch(data)
+    out = loss.terms(student, x[:, :-1], y)
+    assert out["kd"].item() > 0 and out["loss"].requires_grad
+    out["loss"].backward()
+    assert all(not p.requires_grad and p.grad is None for p in teacher.parameters())
+    assert not teacher.training
+    grads = [p.grad for p in student.parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_lora_trains_only_adapters_and_merges_exactly(teacher, data):
+    torch.manual_seed(0)
+    student = build_student(teacher, [0, 3])
+    cfg = DistillConfig(adapter="lora", lora_r=4, weighting="uniform")
+    model = apply_adapter(student, cfg)
+    before = {n: p.detach().clone() for n, p in model.model.named_parameters()}
+    trainable = [n for n, p in model.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)  # item table, norms and base weights frozen
+    loss = make_loss(teacher, student, cfg, data)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    x, y = batch(data)
+    for _ in range(2):
+        opt.zero_grad()
+        loss(model, x, y).backward()
+        opt.step()
+    changed = {n for n, p in model.model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and changed <= set(trainable)
+    assert any("lora_B" in n for n in changed)
+    h = data.test_history[:20]
+    unmerged = model.recommend_scores(h)
+    merged = merge_student(model, cfg)
+    assert type(merged).__name__ == "SeqRecModel" and not any("lora" in n for n, _ in merged.named_parameters())
+    assert torch.allclose(merged.recommend_scores(h), unmerged, atol=1e-5)
+
+
+def test_lora_with_trainable_item_table(teacher, data):
+    student = build_student(teacher, [0, 3])
+    cfg = DistillConfig(adapter="lora", lora_r=2, lora_train_embeddings=True)
+    model = apply_adapter(student, cfg)
+    names = [n for n, p in model.model.named_parameters() if p.requires_grad]
+    assert any("item_emb" in n for n in names)
+    loss = make_loss(teacher, student, cfg, data)
+    x, y = batch(data)
+    loss(model, x, y).backward()
+    torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1).step()
+    h = data.test_history[:8]
+    unmerged = model.recommend_scores(h)
+    assert torch.allclose(merge_student(model, cfg).recommend_scores(h), unmerged, atol=1e-5)
+
+
+def test_qlora_step_on_cpu_and_merge(teacher, data, tmp_path):
+    student = build_student(teacher, [1, 3])
+    cfg = DistillConfig(adapter="qlora", lora_r=4, weighting="depth")
+    model = apply_adapter(student, cfg, tmp_path / "base")
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert "Linear4bit" in kinds  # the base really is 4-bit NF4
+    loss = make_loss(teacher, student, cfg, data)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    x, y = batch(data)
+    opt.zero_grad()
+    loss(model, x, y).backward()
+    opt.step()
+    h = data.test_history[:20]
+    unmerged = model.recommend_scores(h)
+    merged = merge_student(model, cfg, tmp_path / "base")
+    s = merged.recommend_scores(h)
+    assert torch.isfinite(s).all() and next(merged.parameters()).dtype == torch.float32
+    assert torch.allclose(s, unmerged, atol=1e-4)  # dequantised base + delta = what was trained
+    assert not (tmp_path / "base").exists()
+
+
+def test_resume_matches_uninterrupted_run(teacher, data, tmp_path):
+    cfg = DistillConfig(epochs=3, patience=5, weighting="fisher")
+    imp = np.array([0.1, 0.4, 0.2, 0.3])
+
+    def run(out, stop=None):
+        torch.manual_seed(1)
+        return distill(teacher, build_student(teacher, [1, 3]), data, cfg, TRAIN, out, importance=imp, seed=0,
+                       progress=False, stop_after_epochs=stop)
+
+    full, h_full, info = run(tmp_path / "a")
+    _, _, part = run(tmp_path / "b", stop=1)
+    assert not part["finished"] and (tmp_path / "b" / "ckpt" / "last.pt").exists()
+    resumed, h_res, info_r = run(tmp_path / "b")
+    assert info["finished"] and info_r["finished"] and len(h_res) == len(h_full) == 3
+    np.testing.assert_allclose(h_res["valid_ndcg@10"], h_full["valid_ndcg@10"], atol=1e-6)
+    m_full, _ = evaluate_model(full, data, "test")
+    m_res, _ = evaluate_model(resumed, data, "test")
+    assert m_full == pytest.approx(m_res, abs=1e-6)
+    again, _, info_l = run(tmp_path / "a")  # a finished run loads
+    assert info_l["loaded"] and torch.allclose(again.recommend_scores(data.test_history[:4]),
+                                               full.recommend_scores(data.test_history[:4]), atol=1e-6)
+
+
+def test_fisher_weights_are_normalised_importance_of_mapped_layers():
+    imp = pd.DataFrame({"layer_idx": [0, 1, 2, 3, 0, 1, 2, 3], "signal": ["fisher_empirical"] * 4 + ["other"] * 4,
+                        "norm": "per_param", "value": [0.5, 2.0, 1.0, 4.0, 9, 9, 9, 9]})
+    v = importance_vector(imp, 4)
+    np.testing.assert_allclose(v, [0.5, 2.0, 1.0, 4.0])
+    w = layer_weights("fisher", [1, 3], v)
+    np.testing.assert_allclose(w.numpy(), [2.0 / 6.0, 4.0 / 6.0], rtol=1e-6)
+    for kind in ("uniform", "depth", "fisher"):
+        assert layer_weights(kind, [0, 2, 3], v).sum().item() == pytest.approx(1.0)
+    assert layer_weights("depth", [0, 2, 3], v)[-1] > layer_weights("depth", [0, 2, 3], v)[0]
+    assert layer_weights("none", [0, 2], v).sum() == 0
+
+
+def test_mappings_variants_and_cost():
+    assert layer_mapping(2, 8, "source", [2, 5]) == [2, 5]
+    assert layer_mapping(4, 24, "last_of_block") == [5, 11, 17, 23]
+    assert layer_mapping(6, 24, "uniform") == [0, 5, 9, 14, 18, 23]
+    c = DistillConfig()
+    assert (c.with_variant("ce").variant, c.with_variant("kd").variant) == ("ce", "kd")
+    assert c.with_variant("kd+fisher").weighting == "fisher" and c.with_variant("ce+depth").beta == 0
+    assert not c.with_variant("ce").uses_teacher
+    assert DistillConfig.for_profile("smoke").epochs <= 2
+    with pytest.raises(ValueError):
+        DistillConfig(distance="l1")
+    df = pd.DataFrame({"total_seconds": [10.0, 20.0, 30.0], "trainable_params": [5, 5, 5],
+                       "peak_mem_mb": [100.0, 300.0, 200.0]})
+    np.testing.assert_allclose(tpme(df), [0.0, 0.45 * 0.5 + 0.45, 0.45 + 0.45 * 0.5])
+
+
+def test_retention_is_paired_ratio():
+    t = pd.DataFrame({"user": [0, 1, 2, 3], "ndcg@10": [1.0, 0.5, 0.0, 0.5], "hr@10": 1.0, "mrr": 0.5})
+    s = pd.DataFrame({"name": "s", "user": [3, 2, 1, 0], "ndcg@10": [0.25, 0.0, 0.5, 0.75], "hr@10": 1.0,
+                      "mrr": 0.25})
+    r = retention(s, t, n_boot=200).set_index("metric")
+    assert r.loc["ndcg@10", "retention"] == pytest.approx(1.5 / 2.0)
+    assert r.loc["mrr", "retention"] == pytest.approx(0.5)
+    assert r.loc["ndcg@10", "ci_low"] <= 0.75 <= r.loc["ndcg@10", "ci_high"]
+
+
+def test_grid_expands_variants():
+    from lab.distill import DistillGrid
+
+    g = DistillGrid.for_profile("smoke")
+    assert g.variant_names() == ["ce", "kd", "kd+fisher"]
+    d = DistillGrid.for_profile("default")
+    assert d.variant_names() == ["ce", "kd", "kd+uniform", "kd+depth", "kd+fisher"]
+    assert {"fisher_topk", "uniform", "top", "bottom", "block_influence", "random"} == set(d.rules)

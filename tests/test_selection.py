@@ -1,0 +1,196 @@
+"""Layer-selection rules and real compact students (lab.selection, lab.models.build_student)."""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import DynamicCache
+
+from lab.config import get_config
+from lab.data import rec_data_from_sequences, toy_markov_sequences
+from lab.models import SeqRecModel, build_model, build_student, count_parameters
+from lab.importance import angular_block_distance
+from lab.selection import (RULES, GreedyOracle, SelectionConfig, budgets, importance_vector, random_selections,
+                           select_layers, uniform_layers)
+
+L = 8
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a busy shared 2-core machine, 2 threads stall each other ~10x (measured)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return rec_data_from_sequences(toy_markov_sequences(n_users=48, n_items=20, length=10), num_items=20, max_len=8)
+
+
+@pytest.fixture(scope="module")
+def teacher(data):
+    torch.manual_seed(0)
+    return build_model(get_config("smoke").model, data.num_items, data.max_len).eval()  # 8 layers, random weights
+
+
+@pytest.fixture(scope="module")
+def table():
+    """A chapter-03-style tidy importance table with every signal, and norms for the Fisher ones."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for sig in ("fisher_empirical", "fisher_true", "batchgrad_squared"):
+        for norm in ("per_param", "total", "max"):
+            rows += [{"layer_idx": i, "signal": sig, "norm": norm, "value": v} for i, v in enumerate(rng.random(L))]
+    for sig in ("block_influence", "angular", "grad_norm", "magnitude", "ablation_drop"):
+        rows += [{"layer_idx": i, "signal": sig, "norm": "raw", "value": v} for i, v in enumerate(rng.random(L))]
+    df = pd.DataFrame(rows)
+    df["ci_low"], df["ci_high"] = df["value"] - 0.1, df["value"] + 0.1
+    return df.sample(frac=1.0, random_state=0)  # row order must not matter
+
+
+@pytest.fixture(scope="module")
+def oracle(teacher, data):
+    return GreedyOracle(teacher, data, n_users=32, seed=0)
+
+
+def test_every_rule_gives_k_sorted_distinct_valid_layers(table, teacher, data, oracle):
+    for rule in RULES:
+        for k in range(1, L + 1):
+            got = select_layers(table, k, rule, model=teacher, data=data, oracle=oracle)
+            assert got == sorted(set(got)) and len(got) == k, (rule, k, got)
+            assert all(isinstance(i, int) and 0 <= i < L for i in got), (rule, k, got)
+    with pytest.raises(ValueError):
+        select_layers(table, 0, "uniform")
+    with pytest.raises(ValueError):
+        select_layers(table, L + 1, "top")
+    with pytest.raises(ValueError):
+        select_layers(table, 2, "no_such_rule")
+
+
+def test_score_rules_read_the_right_rows(table):
+    v = importance_vector(table, "fisher_true", "max")
+    ref = table[(table.signal == "fisher_true") & (table.norm == "max")].sort_values("layer_idx")["value"].to_numpy()
+    assert np.array_equal(v, ref)
+    assert select_layers(table, 3, "fisher_topk", signal="fisher_true", norm="max") == sorted(np.argsort(-ref)[:3])
+    bi = importance_vector(table, "block_influence")  # norm "raw" chosen by default
+    assert select_layers(table, 3, "block_influence") == sorted(np.argsort(-bi)[:3])
+    assert select_layers(bi, 3, "fisher_topk") == sorted(np.argsort(-bi)[:3])  # a plain vector works too
+    vec = np.array([9.0, 0, 0, 5, 4, 0, 0, 1.0])
+    assert select_layers(vec, 3, "fisher_topk") == [0, 3, 4]
+    assert select_layers(vec, 3, "fisher_topk_ends") == [0, 3, 7]  # both ends + best inner layer
+    assert select_layers(vec, 2, "fisher_topk_ends") == [0, 7]
+    assert select_layers(vec, 1, "fisher_topk_ends") == [0]  # k = 1: the more important end
+    assert select_layers(L, 3, "top") == [5, 6, 7] and select_layers(L, 3, "bottom") == [0, 1, 2]
+
+
+def test_uniform_matches_its_definition():
+    assert uniform_layers(12, 6) == [0, 2, 4, 7, 9, 11]  # DistilBERT's teacher layers
+    assert uniform_layers(24, 6) == [0, 5, 9, 14, 18, 23]
+    assert uniform_layers(8, 2) == [0, 7] and uniform_layers(8, 1) == [7] and uniform_layers(8, 8) == list(range(8))
+    for n in range(1, 33):
+        for k in range(2, n + 1):
+            got = uniform_layers(n, k)
+            assert got == [math.floor(j * (n - 1) / (k - 1) + 0.5) for j in range(k)]
+            assert got[0] == 0 and got[-1] == n - 1 and len(set(got)) == k
+            gaps = np.diff(got)
+            assert gaps.max() - gaps.min() <= 1  # as even as integers allow
+
+
+def test_random_is_seeded():
+    a, b = random_selections(24, 6, 10, seed=3), random_selections(24, 6, 10, seed=3)
+    assert a == b
+    assert select_layers(24, 6, "random", seed=3) == select_layers(24, 6, "random", seed=3)
+    assert random_selections(24, 6, 10, seed=4) != a
+    assert len({tuple(s) for s in a}) > 1  # draws differ from one another
+    assert all(s == sorted(set(s)) and len(s) == 6 for s in a)
+
+
+def test_angular_block_removes_the_closest_block(teacher, data):
+    d = np.array([0.5, 0.4, 0.1, 0.3, 0.2, 0.6])  # starts 0..5 of blocks of n = 3
+    assert select_layers(L, 5, "angular_block", distances=d) == [0, 1, 5, 6, 7]
+    dist = angular_block_distance(teacher, data, 3)
+    assert dist.shape == (L - 3 + 1,) and np.all((dist >= 0) & (dist <= 1))
+    start = int(np.argmin(dist))
+    want = [i for i in range(L) if not start <= i < start + 3]
+    assert select_layers(L, 5, "angular_block", distances=dist) == want
+    assert select_layers(L, 5, "angular_block", model=teacher, data=data) == want  # computes the same distances
+    assert select_layers(L, L, "angular_block", model=teacher, data=data) == list(range(L))  # nothing to remove
+
+
+def test_oracle_is_greedy_and_nested(oracle):
+    sets = [set(oracle.select(k)) for k in range(L, 0, -1)]
+    assert all(small < big for big, small in zip(sets, sets[1:]))  # each budget drops one layer of the previous
+    drops = oracle.single_layer_drops()
+    first = oracle.path.iloc[0]
+    assert first["removed"] == max(range(L), key=lambda i: (-drops[i], i))  # least harmful single layer first
+    assert oracle.path["valid_ndcg@10"].iloc[0] == pytest.approx(oracle.full - drops[first["removed"]])
+
+
+def test_budgets_and_config():
+    assert budgets(24) == [3, 6, 12] and budgets(8) == [1, 2, 4] and budgets(2) == [1]
+    assert SelectionConfig.for_profile("smoke").oracle_users < SelectionConfig.for_profile("default").oracle_users
+
+
+def test_student_round_trips(teacher, data, tmp_path):
+    layers = select_layers(L, 3, "uniform")
+    s = build_student(teacher, layers).eval()
+    assert s.num_layers == 3 and s.config.source_layers == layers
+    assert count_parameters(s) < count_parameters(teacher)
+    s.save_pretrained(tmp_path / "s")
+    r = SeqRecModel.from_pretrained(tmp_path / "s").eval()
+    assert r.num_layers == 3 and count_parameters(r) == count_parameters(s) and r.config.source_layers == layers
+    x = data.test_history[:6]
+    assert torch.equal(s.recommend_scores(x), r.recommend_scores(x))
+
+
+def _filled(cache) -> int:
+    return sum(1 for lay in cache.layers if getattr(lay, "keys", None) is not None and lay.keys.numel() > 0)
+
+
+def test_student_cache_and_the_naive_truncation_bug(teacher, data):
+    layers = [0, 3, 5, 7]
+    x = data.test_history[:4]  # (B, T), left-padded
+    s = build_student(teacher, layers).eval()
+    with torch.no_grad():
+        cache = DynamicCache(config=s.config.backbone_config)
+        out = s(x, use_cache=True, cache=cache, score="last").logits
+        assert len(cache.layers) == 4 and _filled(cache) == 4 and cache.get_seq_length() == x.shape[1]
+        assert torch.allclose(out, s(x, score="last").logits, atol=1e-5)  # the cache does not change the scores
+        # Naive truncation 1: slice the layer list, keep the config and the old layer_idx -> a cache of the old depth
+        naive = copy.deepcopy(teacher)
+        naive.backbone.layers = torch.nn.ModuleList([naive.backbone.layers[i] for i in layers])
+        c1 = DynamicCache(config=naive.config.backbone_config)
+        naive(x, use_cache=True, cache=c1, score="last")
+        assert len(c1.layers) == L and _filled(c1) == 4  # 8 cache slots for 4 layers, 4 of them empty
+        # Naive truncation 2: also shrink num_hidden_layers but keep layer_idx -> the cache is indexed out of range
+        naive.config.backbone_config.num_hidden_layers = 4
+        with pytest.raises(IndexError):
+            naive(x, use_cache=True, score="last")
+
+
+def test_selection_figures(tmp_path):
+    from types import SimpleNamespace
+
+    from lab.viz_selection import plot_quality_vs_k, plot_rules_by_budget, plot_selection_grid, plot_speedup
+
+    rows = [{"rule": r, "k": k, "draw": d, "layers": ",".join(map(str, select_layers(L, k, r, seed=d))),
+             "test_ndcg@10": 0.1 + 0.01 * k + 0.001 * d}
+            for k in (1, 2) for r in ("uniform", "top", "random") for d in range(3 if r == "random" else 1)]
+    sel = pd.DataFrame(rows + [{"rule": "teacher", "k": L, "draw": 0, "layers": "0,1,2,3,4,5,6,7",
+                                "test_ndcg@10": 0.2}])
+    speed = pd.DataFrame({"model": ["teacher", "k=2"] * 2, "n_layers": [8, 2] * 2, "batch": [1, 1, 4, 4],
+                          "speedup": [1.0, 3.5, 1.0, 3.7], "ideal": [1.0, 4.0] * 2, "device": "cpu", "threads": 2})
+    paths = SimpleNamespace(figures=tmp_path)
+    plot_rules_by_budget(sel, paths, teacher=0.2)
+    plot_quality_vs_k(sel, paths, teacher=0.2)
+    plot_selection_grid(sel, L, paths)
+    plot_speedup(speed, paths)
+    assert {p.name for p in tmp_path.glob("*.png")} == {"04_rules_by_budget.png", "04_quality_vs_k.png",
+                                                         "04_selection_grid.png", "04_speedup.png"}
