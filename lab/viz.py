@@ -16,12 +16,17 @@ from scipy import stats as sps
 from .io import atomic_path
 
 
-def save_fig(fig, name: str, paths, dpi: int = 120) -> Path:
-    """Save `fig` as `<paths.figures>/<name>.png` atomically; return the path."""
-    path = Path(paths.figures) / (name if name.endswith(".png") else f"{name}.png")
+def write_png(fig, path, dpi: int = 120) -> Path:
+    """Write `fig` as a PNG at `path`, atomically (every figure of the book goes through here)."""
+    path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     return path
+
+
+def save_fig(fig, name: str, paths, dpi: int = 120) -> Path:
+    """Save `fig` as `<paths.figures>/<name>.png` atomically; return the path."""
+    return write_png(fig, Path(paths.figures) / (name if name.endswith(".png") else f"{name}.png"), dpi)
 
 
 def _order_groups(groups) -> list:

@@ -5,21 +5,19 @@ the sequential-structure check. Each function takes the interactions table of `l
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .io import atomic_path
+from .viz import write_png
 
 
 def save_figure(fig, path: str | os.PathLike | None, dpi: int = 120):
     """Save `fig` as PNG atomically (when `path` is given) and return it."""
     if path is not None:
-        with atomic_path(Path(path)) as tmp:
-            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+        write_png(fig, path, dpi)
     return fig
 
 

@@ -5,7 +5,6 @@ returns the figure.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import matplotlib
 
@@ -14,13 +13,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .io import atomic_path  # noqa: E402
+from .viz import write_png  # noqa: E402
 
 
 def _save(fig, path: str | os.PathLike | None, dpi: int = 120):
     if path is not None:
-        with atomic_path(Path(path)) as tmp:
-            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+        write_png(fig, path, dpi)
     return fig
 
 

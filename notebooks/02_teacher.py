@@ -30,7 +30,7 @@ from lab.data import load_rec_data
 from lab.metrics import evaluate, popularity_scores
 from lab.models import build_model, count_parameters
 from lab.train import evaluate_model, train_or_load
-from lab.viz_data import save_figure
+from lab.viz import save_fig
 from lab.viz_teacher import learning_curves, metric_bars
 
 P = lab.setup(SEED, PROFILE, ARTEFACTS or None, chapter="02_teacher")
@@ -88,9 +88,9 @@ table.round(4)
 
 # %%
 fig = learning_curves({"teacher": teacher_hist, "small": small_hist})
-save_figure(fig, P.figures / "02_learning_curves.png")
+save_fig(fig, "02_learning_curves", P)
 fig = metric_bars(table[table.split == "test"])
-save_figure(fig, P.figures / "02_test_metrics.png")
+save_fig(fig, "02_test_metrics", P)
 
 # %% [markdown]
 # ## What the numbers say
