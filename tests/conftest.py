@@ -7,7 +7,9 @@ import os
 import pytest
 import torch
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Unit tests use tiny models: one torch thread is fastest for them, and two threads on a busy shared 2-core machine
+# stall each other ~10x (measured). Chapters run in their own kernels and keep the machine's thread count.
+torch.set_num_threads(1)
 
 
 class SmokeBook:

@@ -14,13 +14,6 @@ from lab.config import get_config
 from lab.models import build_model, build_student
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a busy shared 2-core machine, 2 threads stall each other ~10x (measured)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,6 @@ SMALL = ModelConfig(num_layers=4, hidden_size=16, num_heads=2, intermediate_size
 TRAIN = TrainConfig(epochs=3, batch_size=32, lr=5e-3, patience=5, eval_batch_size=64, max_minutes=5.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread on a shared 2-core machine; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
