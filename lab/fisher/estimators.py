@@ -36,8 +36,8 @@ class FisherConfig:
     wrong_batch_size: int = 64  # mini-batch size of the (wrong) squared batch gradient
     n_boot: int = 1000  # bootstrap resamples for CIs
     stability_seeds: tuple = (0, 1)  # user-subsample seeds for the between-seed rank stability
-    n_check: int = 16  # users on which the fast method is checked against the loop (float64)
-    ablation_users: int = 2000  # validation users for the ablation and representation signals (0 = all)
+    n_check: int = 8  # users on which the fast methods are checked against the loop (float64)
+    ablation_users: int = 1000  # validation users for the ablation and representation signals (0 = all)
     bench_fast: int = 256  # users timed for the fast methods in `benchmark`
     bench_loop: int = 32  # users timed for the per-sample loop in `benchmark`
     bench_rounds: int = 2  # timing rounds (methods interleaved; the best round counts)
