@@ -84,8 +84,10 @@ def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Pat
     epochs_this_call = 0
     t_start = time.perf_counter() - state["elapsed"]
     while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
-        if (time.perf_counter() - t_start) / 60 > cfg.max_minutes:
-            print(f"stopping: the {cfg.max_minutes} min budget is spent after {state['epoch']} epochs")
+        last_epoch = state["history"][-1]["seconds"] if state["history"] else 0.0
+        if (time.perf_counter() - t_start + last_epoch) / 60 > cfg.max_minutes:  # another epoch would overrun
+            print(f"stopping: another epoch would overrun the {cfg.max_minutes} min budget "
+                  f"(after {state['epoch']} epochs)")
             break
         model.train()
         torch.manual_seed(seed * 1000 + state["epoch"])  # dropout stream per epoch: same numbers twice, and on resume
