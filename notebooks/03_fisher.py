@@ -266,6 +266,9 @@ rho_wrong = float(spearmanr(vec["fisher_empirical"], vec["batchgrad_squared"]).s
 wrong_scale = float(np.median(vec["batchgrad_squared"] / vec["fisher_empirical"]))
 best_signal = agree.sort_values("spearman_vs_ablation", ascending=False).iloc[0]
 drop = vec["ablation_drop"]
+top_abl = [int(i) for i in np.argsort(-drop)[:3]]
+overlap = len(set(top) & set(top_abl))
+top2_share = float(np.sort(emp.layer_values("total"))[::-1][:2].sum() / emp.layer_values("total").sum())
 lp = li.layer_pass(teacher, data.valid_history[:256])  # a diagnostic: how large is the residual stream each layer reads?
 stream = lp.last[:, :L].norm(dim=-1).mean(0).numpy()  # (L,) mean last-token norm of each layer's input
 rho_stream = float(spearmanr(vec["fisher_empirical"], stream).statistic)
@@ -288,7 +291,9 @@ print(f"- {where} (95% CI {share_lo:.0%}–{share_hi:.0%}, {len(idx)} users, {L}
 print(f"- The Fisher layer ranking {abl}: Spearman {r_abl['spearman_vs_ablation']:.2f} "
       f"[{r_abl['ci_low']:.2f}, {r_abl['ci_high']:.2f}]. Removing a single layer changes validation NDCG@10 by "
       f"{-drop.max():+.4f} (worst layer, {int(np.argmax(drop))}) to {-drop.min():+.4f} (least harmful, "
-      f"{int(np.argmin(drop))}). "
+      f"{int(np.argmin(drop))}). The three layers whose removal hurts most are {top_abl}; {overlap} of them are among "
+      f"the Fisher's top three, and the two highest-Fisher layers hold {top2_share:.0%} of the layer Fisher — a rank "
+      f"correlation over all layers also weighs the order of layers whose scores barely differ. "
       + (f"The signal closest to the ablation ranking is `{best_signal['signal']}` (Spearman "
          f"{best_signal['spearman_vs_ablation']:.2f})." if best_signal["spearman_vs_ablation"] > 0 else
          f"No signal ranks layers like the ablation does; the least negative is `{best_signal['signal']}` "
@@ -338,6 +343,8 @@ lab.record("spearman_true_vs_empirical", rho_true)
 lab.record("spearman_wrong_vs_empirical", rho_wrong)
 lab.record("best_signal_vs_ablation", best_signal["signal"])
 lab.record("spearman_fisher_vs_stream_norm", rho_stream)
+lab.record("top3_overlap_fisher_ablation", overlap)
+lab.record("top2_share_fisher", top2_share)
 lab.record("fast_vs_loop_max_rel_diff", fast_vs_loop)
 lab.record("users_per_s", rates)
 lab.record("fisher_seconds", fisher_seconds)

@@ -19,6 +19,7 @@ def test_chapter_03(smoke_book):
               "spearman_wrong_vs_empirical"):
         assert -1.0 <= r[k] <= 1.0, k
     assert r["kendall_tau_halves"] > 0.3  # the ranking is not noise on the smoke teacher
+    assert 0 <= r["top3_overlap_fisher_ablation"] <= 3 and 0 < r["top2_share_fisher"] <= 1
     assert r["runtime_s"] < 300
     P = lab.paths("smoke", smoke_book.artefacts)
     imp = lf.load_importance(P)
