@@ -157,10 +157,15 @@ def train_or_load(model: SeqRecModel, data: RecData, cfg: TrainConfig, out_dir: 
     if (out_dir / "ckpt" / "last.pt").exists():
         saved = torch.load(out_dir / "ckpt" / "last.pt", map_location="cpu", weights_only=False)
         info["train_seconds"] = saved["state"]["elapsed"]  # includes time before an interruption
+    return save_finished(model, history, info, out_dir, "train_info.json")
+
+
+def save_finished(model, history: pd.DataFrame, info: dict, out_dir: Path, info_name: str):
+    """Save a finished run (model, history.csv, info JSON), drop its resume checkpoints; return (model, history, info)."""
     model.save_pretrained(out_dir)
     with atomic_path(out_dir / "history.csv") as tmp:
         history.to_csv(tmp, index=False)
-    write_json(out_dir / "train_info.json", info)
+    write_json(out_dir / info_name, info)
     shutil.rmtree(out_dir / "ckpt", ignore_errors=True)
     return model, history, {**info, "loaded": False}
 

@@ -22,7 +22,7 @@ from ..data import RecData
 from ..io import atomic_path, read_json, write_json
 from ..models import SeqRecModel, count_parameters
 from ..stats import paired_ratio_ci
-from ..train import _autocast, evaluate_model, fit
+from ..train import save_finished, _autocast, evaluate_model, fit
 from .adapters import apply_adapter, merge_student
 from .config import DistillConfig
 from .losses import (DistillLoss, TeacherCache, build_teacher_cache, importance_vector, layer_mapping,
@@ -181,12 +181,7 @@ def distill(teacher: SeqRecModel, student: SeqRecModel, data: RecData, cfg: Dist
 
     merged = merge_student(model, cfg, out_dir / "qlora_base")
     info["params"] = int(count_parameters(merged))
-    merged.save_pretrained(out_dir)
-    with atomic_path(out_dir / "history.csv") as tmp:
-        history.to_csv(tmp, index=False)
-    write_json(out_dir / "distill_info.json", info)
-    shutil.rmtree(out_dir / "ckpt", ignore_errors=True)
-    return merged, history, {**info, "loaded": False}
+    return save_finished(merged, history, info, out_dir, "distill_info.json")
 
 
 def _ckpt_state(ckpt: Path) -> dict | None:
