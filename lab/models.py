@@ -205,10 +205,32 @@ def build_model(cfg: ModelConfig, num_items: int, max_len: int, attn_implementat
     config = SeqRecConfig(backbone_config=bc, num_items=num_items, item_dim=cfg.item_dim, max_len=max_len,
                           dropout=cfg.dropout, text_dim=text_dim)
     model = SeqRecModel(config)
+    model.set_attn_implementation(attn_implementation)  # reaches the backbone (a config attribute alone does not)
+    init_for_depth(model, cfg)
     if text_dim:
         if item_titles is None or len(item_titles) != num_items + 1:
             raise ValueError("use_text needs item_titles with one title per item index (num_items + 1 entries)")
         model.text_features.copy_(title_features(item_titles, text_dim))
+    return model
+
+
+@torch.no_grad()
+def init_for_depth(model: SeqRecModel, cfg: ModelConfig) -> SeqRecModel:
+    """Initialise a fresh recommender for its depth (chapter 02): linear layers N(0, init_std), item embeddings
+    N(0, embedding_std), and with `scale_residual_init` the residual outputs (`o_proj`, `down_proj`) divided by
+    sqrt(2L) (GPT-2), so that a deep pre-norm stack starts near the identity and trains in few steps.
+
+    Only for models built from scratch: a pretrained backbone keeps its weights.
+    """
+    scale = (2 * model.num_layers) ** -0.5 if cfg.scale_residual_init else 1.0
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            std = cfg.init_std * (scale if name.endswith(("o_proj", "down_proj")) else 1.0)
+            nn.init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    nn.init.normal_(model.item_emb.weight, std=cfg.embedding_std)
+    model.item_emb.weight[PAD].zero_()
     return model
 
 

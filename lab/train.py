@@ -42,7 +42,8 @@ def lr_lambda(total_steps: int, warmup_steps: int):
     return f
 
 
-def _autocast(device: torch.device):
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA, a no-op context elsewhere (used by every training step)."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast("cpu", enabled=False)
@@ -97,7 +98,7 @@ def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Pat
         for s in bar:
             idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
             x, y = data.train_inputs[idx].to(device), data.train_labels[idx].to(device)  # (B, T)
-            with _autocast(device):
+            with autocast(device):
                 loss = loss_fn(model, x, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()

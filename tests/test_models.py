@@ -108,3 +108,31 @@ def test_text_features_are_frozen_and_saved(tmp_path):
     back = SeqRecModel.from_pretrained(tmp_path).eval()
     x = torch.randint(1, 31, (2, 10))
     assert torch.equal(back(x, score="last").logits, m(x, score="last").logits)
+
+
+def test_fresh_init_is_scaled_for_depth():
+    import dataclasses
+
+    cfg = dataclasses.replace(get_config("smoke").model, num_layers=8, hidden_size=64, intermediate_size=128)
+    torch.manual_seed(0)
+    m = build_model(cfg, num_items=2000, max_len=10)
+    resid = torch.cat([torch.cat([l.self_attn.o_proj.weight.flatten(), l.mlp.down_proj.weight.flatten()])
+                       for l in m.layers])
+    other = torch.cat([l.self_attn.q_proj.weight.flatten() for l in m.layers])
+    assert resid.std().item() == pytest.approx(cfg.init_std / 4.0, rel=0.05)  # sqrt(2 * 8) = 4
+    assert other.std().item() == pytest.approx(cfg.init_std, rel=0.05)
+    assert m.item_emb.weight[1:].std().item() == pytest.approx(cfg.embedding_std, rel=0.05)
+    assert m.item_emb.weight[0].abs().sum() == 0  # padding row
+    flat = build_model(dataclasses.replace(cfg, scale_residual_init=False), num_items=2000, max_len=10)
+    assert flat.layers[0].self_attn.o_proj.weight.std().item() == pytest.approx(cfg.init_std, rel=0.1)
+
+
+def test_attn_implementation_takes_effect():
+    torch.manual_seed(0)
+    m = build_model(get_config("smoke").model, num_items=30, max_len=10, attn_implementation="eager").eval()
+    assert m.layers[0].self_attn.config._attn_implementation == "eager"
+    x = torch.randint(1, 31, (2, 10))
+    eager = m(x).logits
+    m.set_attn_implementation("sdpa")
+    assert m.layers[0].self_attn.config._attn_implementation == "sdpa"
+    torch.testing.assert_close(m(x).logits, eager, atol=1e-5, rtol=1e-5)

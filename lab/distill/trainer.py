@@ -22,7 +22,7 @@ from ..data import RecData
 from ..io import atomic_path, read_json, write_json
 from ..models import SeqRecModel, count_parameters
 from ..stats import paired_ratio_ci
-from ..train import save_finished, _autocast, evaluate_model, fit
+from ..train import save_finished, autocast, evaluate_model, fit
 from .adapters import apply_adapter, merge_student
 from .config import DistillConfig
 from .losses import (DistillLoss, TeacherCache, build_teacher_cache, importance_vector, layer_mapping,
@@ -76,7 +76,7 @@ def estimate_training_memory(model: nn.Module, loss_fn, x: torch.Tensor, y: torc
         return t
 
     with torch.random.fork_rng(devices=[]), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        with _autocast(x.device):
+        with autocast(x.device):
             loss = loss_fn(model, x, y)
     act = _nbytes(saved)
     del saved, loss
@@ -223,7 +223,7 @@ def time_teacher_cache(teacher: SeqRecModel, student: SeqRecModel, data: RecData
         times = []
         for i in range(n_steps + 1):
             t0 = time.perf_counter()
-            with _autocast(dev):
+            with autocast(dev):
                 out = loss(s, x, y)
             out.backward()
             times.append(time.perf_counter() - t0)
