@@ -78,3 +78,23 @@ def holm(pvalues) -> np.ndarray:
         running = max(running, (len(p) - rank) * p[i])
         adj[i] = min(1.0, running)
     return adj
+
+
+def compare_paired(frame, a: list[str], b: list[str], metric: str, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Paired comparison of runs `a` vs runs `b` on a tidy per-user frame (name, user, metric) (chapter 05).
+
+    Each user's metric is averaged over the runs of `a` and over the runs of `b` (e.g. the same layer sets trained
+    two ways), so users stay the independent unit; returns the mean difference a − b with its bootstrap CI, the paired
+    t and Wilcoxon p-values, and `clear`: whether the CI excludes 0.
+    """
+    if not a or not b:
+        raise ValueError("a and b must each name at least one run")
+    missing = sorted((set(a) | set(b)) - set(frame["name"]))
+    if missing:
+        raise KeyError(f"no per-user rows for {missing}")
+    wide = frame[frame["name"].isin([*a, *b])].pivot_table(index="user", columns="name", values=metric)
+    wide = wide.dropna()  # users every run was evaluated on
+    x, y = wide[list(a)].mean(axis=1).to_numpy(), wide[list(b)].mean(axis=1).to_numpy()
+    diff, lo, hi = paired_diff_ci(x, y, n_boot=n_boot, seed=seed)
+    return {"diff": diff, "ci_low": lo, "ci_high": hi, **paired_test(x, y), "n_users": int(len(x)),
+            "clear": bool(lo > 0 or hi < 0)}

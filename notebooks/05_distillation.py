@@ -54,6 +54,7 @@ from lab.distill import (METRICS, DistillConfig, DistillGrid, build_teacher_cach
 from lab.io import read_json, write_parquet
 from lab.models import SeqRecModel, build_student, count_parameters
 from lab.selection import layers_str, parse_layers
+from lab.stats import compare_paired
 
 P = lab.setup(SEED, PROFILE, ARTEFACTS or None, chapter="05_distillation")
 cfg = lab.get_config(PROFILE, SEED)
@@ -138,14 +139,24 @@ print(f"training step ({probe_cfg.variant}): {ct['live_step_s']:.3f} s with the 
 # NDCG@10, a checkpoint per epoch and resume, fixed seed. A finished student is saved with `save_pretrained` under
 # `students/<name>` and loaded back on a re-run when nothing changed. First every variant on the main rules; the
 # variant with the best mean **validation** NDCG@10 there is then used for the other rules (the test split picks
-# nothing).
+# nothing). Rules often agree on the layers (chapter 04); a rule whose layer set, variant and adapter were already
+# trained gets that student's row (same seed, same run) with `same_as` naming it, instead of a second identical run.
 
 # %%
-runs, per_user, histories = [], [], {}
+runs, per_user, histories, trained = [], [], {}, {}
 
 
 def train(name, rule, draw, layers, variant, adapter="full"):
     """Distil one student, evaluate it on the test split, keep its row, per-user metrics and history."""
+    done = trained.get((tuple(layers), variant, adapter))
+    if done is not None:  # the same student under another rule's name
+        first = next(r_ for r_ in runs if r_["name"] == done)
+        runs.append({**first, "name": name, "rule": rule, "draw": draw, "same_as": done})
+        per_user.append(next(p_ for p_ in per_user if p_["name"].iat[0] == done).assign(name=name))
+        histories[name] = histories[done]
+        print(f"{name:<32} same layers as {done}: not trained again")
+        return models.get(done)
+    trained[(tuple(layers), variant, adapter)] = name
     c = dataclasses.replace(dcfg.with_variant(variant), adapter=adapter)
     model, hist, info = distill(teacher, build_student(teacher, layers), data, c, cfg.train,
                                 P.root / "students" / name, importance=importance, cache=cache, seed=SEED,
@@ -160,7 +171,7 @@ def train(name, rule, draw, layers, variant, adapter="full"):
                  **{f"test_{m}": float(pu[m].mean()) for m in METRICS},
                  **{c_: info[c_] for c_ in ("train_seconds", "cache_seconds", "total_seconds", "trainable_params",
                                             "peak_mem_mb")},
-                 "params": count_parameters(model), "loaded": info["loaded"]})
+                 "params": count_parameters(model), "loaded": info["loaded"], "same_as": ""})
     print(f"{name:<32} valid ndcg@10 {info['best_valid_ndcg@10']:.4f}  test {runs[-1]['test_ndcg@10']:.4f}  "
           f"{info['epochs']} ep  {info['total_seconds']:.1f} s{'  (loaded)' if info['loaded'] else ''}")
     return model
@@ -186,7 +197,7 @@ for name, rule, draw, layers in others:
 
 # %%
 full = pd.DataFrame(runs)
-best_full = full.loc[full["valid_ndcg@10"].idxmax()]
+best_full = full.loc[full.loc[full["same_as"] == "", "valid_ndcg@10"].idxmax()]
 best_layers = next(s for s in layer_sets if s[0] == best_full["name"].split(":")[0])
 for adapter in grid.adapters:
     nm = f"{best_layers[0]}:{best_full['variant']}:{adapter}"
@@ -265,24 +276,49 @@ print(f"Goal (>= {GOAL_RETENTION:.0%} retention at >= {GOAL_SPEEDUP:.0f}x): "
                                                else ".")))
 print(f"{len(meeting)} of {len(r)} students meet the goal on their point estimate"
       + (f" ({', '.join(meeting.index[:6])}{'…' if len(meeting) > 6 else ''})." if len(meeting) else "."))
+# Context: chapter 02's shallow model trained from scratch, without the teacher, on the same test users
+small_name = next((m for m in te["model"].unique() if m.startswith("small")), None)
+scratch_ret = float("nan")
+if small_name is not None:
+    small_pu = te[te["model"] == small_name][["user", *METRICS]].assign(name=small_name)
+    sr = retention(small_pu, teacher_pu, ["ndcg@10"], seed=SEED).iloc[0]
+    scratch_ret = float(sr["retention"])
+    print(f"Reference: the {small_name} model trained from scratch in chapter 02 (no teacher) keeps "
+          f"{sr['retention']:.1%} (95% CI {sr['ci_low']:.1%}–{sr['ci_high']:.1%}). "
+          + ("So on this data the teacher's depth buys little: a student can match the teacher without learning "
+             "anything from it, and retention near or above 100% says as much about the data as about distillation."
+             if sr["retention"] >= GOAL_RETENTION else
+             "The teacher's depth is worth something here: a shallow model trained alone falls short of it."))
 
 mr = r[r["rule"].isin(grid.main_rules) & (r["adapter"] == "full")]
 if len(mr):
     vt = mr.groupby("variant", sort=False)["ret_ndcg@10"].mean()
     print("Mean test retention over the main rules by variant: "
           + ", ".join(f"{v} {x:.1%}" for v, x in vt.items()) + ".")
+    main_names = lambda v: [f"{n}:{v}" for n, *_ in main]  # the same layer sets, trained with variant v
+
+    def versus(va, vb):
+        """Paired test of variant va vs vb on the main rules' test users (NDCG@10 averaged over the rules)."""
+        c = compare_paired(pu_all, main_names(va), main_names(vb), "ndcg@10", seed=SEED)
+        comparisons.append({"a": va, "b": vb, **c})
+        verdict = (("better" if c["diff"] > 0 else "worse") + " (the CI excludes 0)") if c["clear"] else \
+            "no different within noise (the CI includes 0)"
+        return (f"{va} vs {vb}: NDCG@10 {c['diff']:+.4f} (95% CI {c['ci_low']:+.4f} to {c['ci_high']:+.4f}, "
+                f"Wilcoxon p = {c['wilcoxon_p']:.2g}) — {verdict}")
+
+    comparisons = []
     if {"ce", "kd"} <= set(vt.index):
-        d = vt["kd"] - vt["ce"]
-        print(f"Logit KD {'raises' if d > 0 else 'does not raise'} mean retention over CE alone "
-              f"({d * 100:+.1f} points).")
+        print("Logit KD over CE alone: " + versus("kd", "ce") + ".")
     lw = {v: vt[v] for v in vt.index if v.startswith("kd+")}
     if lw and "kd" in vt.index:
         top_w = max(lw, key=lw.get)
-        print(f"The layer-wise term {'helps' if lw[top_w] > vt['kd'] else 'does not help'}: the best weighting, "
-              f"{top_w} ({lw[top_w]:.1%}), against plain KD ({vt['kd']:.1%}).")
+        print("The layer-wise term (its best weighting) over plain KD: " + versus(top_w, "kd") + ".")
         if len(lw) > 1 and "kd+fisher" in lw:
-            print("Fisher weighting is the best of the weightings tried." if top_w == "kd+fisher" else
-                  f"Fisher weighting ({lw['kd+fisher']:.1%}) is not the best of the weightings tried.")
+            rival = max((v for v in lw if v != "kd+fisher"), key=lw.get)
+            print("Fisher weighting against the best other weighting: " + versus("kd+fisher", rival) + ".")
+    comparisons = pd.DataFrame(comparisons)
+    if len(comparisons):
+        write_parquet(P.file("distill_comparisons.parquet"), comparisons)
 fr = r[(r["variant"] == best_variant) & (r["adapter"] == "full")]
 if len(fr) > 1:
     rnd = fr[fr["rule"] == "random"]["ret_ndcg@10"]
@@ -298,8 +334,9 @@ for n, row in ad.iterrows():
           f"{row['total_seconds']:.1f} s vs {best['total_seconds']:.1f} s; TPME {row['tpme']:.2f} vs "
           f"{best['tpme']:.2f}; merged speed-up {row['speedup']:.2f}x.")
 chapter_seconds = time.perf_counter() - t_start
-print(f"Training all {len(r)} students took {r['total_seconds'].sum():.0f} s of wall time "
-      f"(chapter: {chapter_seconds:.0f} s).")
+n_trained = int((r["same_as"] == "").sum())
+print(f"Training the {n_trained} distinct students ({len(r) - n_trained} rows share another rule's layers) took "
+      f"{r.loc[r['same_as'] == '', 'total_seconds'].sum():.0f} s of wall time (chapter: {chapter_seconds:.0f} s).")
 
 # %% [markdown]
 # ## Summary
@@ -326,12 +363,18 @@ lab.record("retention_ci", {n: [float(a), float(b)] for n, a, b in
 lab.record("best_retention", float(best["ret_ndcg@10"]))
 lab.record("best_retention_ci", [float(best["ret_ndcg@10_low"]), float(best["ret_ndcg@10_high"])])
 lab.record("max_retention", float(r["ret_ndcg@10"].max()))
+lab.record("scratch_small_retention", scratch_ret)
+lab.record("variant_comparisons", {
+    f"{c_['a']} vs {c_['b']}": {**{kk: float(c_[kk]) for kk in ("diff", "ci_low", "ci_high", "wilcoxon_p")},
+                                "clear": bool(c_["clear"])}
+    for c_ in (comparisons.to_dict("records") if len(mr) else [])})
 lab.record("best_speedup", float(best["speedup"]))
 lab.record("best_speedup_b1", float(best["speedup_b1"]))
 lab.record("goal_met", goal_met)
 lab.record("goal_met_ci", goal_met_ci)
 lab.record("train_seconds", {n: float(x) for n, x in r["total_seconds"].items()})
-lab.record("train_seconds_total", float(r["total_seconds"].sum()))
+lab.record("train_seconds_total", float(r.loc[r["same_as"] == "", "total_seconds"].sum()))
+lab.record("same_as", {n: x for n, x in r["same_as"].items() if x})
 lab.record("tpme", {n: float(x) for n, x in r["tpme"].items()})
 lab.record("trainable_params", {n: int(x) for n, x in r["trainable_params"].items()})
 lab.record("peak_mem_mb", {n: float(x) for n, x in r["peak_mem_mb"].items()})

@@ -23,10 +23,17 @@ def test_chapter_05(smoke_book):
     lo, hi = r["best_retention_ci"]
     assert lo <= r["best_retention"] <= hi and hi - lo < 1.0
     assert r["max_retention"] >= r["best_retention"]
+    assert r["scratch_small_retention"] > 0.3  # chapter 02's shallow model, as context for retention
+    assert "kd vs ce" in r["variant_comparisons"]
+    for c in r["variant_comparisons"].values():  # paired tests of the loss variants on the same layer sets
+        assert c["ci_low"] <= c["diff"] <= c["ci_high"] and 0 <= c["wilcoxon_p"] <= 1
+        assert c["clear"] == (c["ci_low"] > 0 or c["ci_high"] < 0)
     assert r["best_speedup"] > 1.5  # k = L/4 layers, merged, timed at batch 256
     assert r["goal_met"] == bool(r["best_retention"] >= 0.95 and r["best_speedup"] >= 3.0)
     assert all(0.0 <= v <= 1.0 for v in r["tpme"].values())
     assert all(v > 0 for v in r["train_seconds"].values())
+    for name, first in r["same_as"].items():  # a rule that picked already-trained layers shares that student's row
+        assert first in names and r["retention"][name] == r["retention"][first]
 
     lora = next(n for n in names if n.endswith(":lora"))
     qlora = next(n for n in names if n.endswith(":qlora"))
