@@ -56,7 +56,8 @@ def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Pat
 
     Args:
         ckpt_dir: where `last.pt` (resume state) and the best model (`best/`) are kept; resumes when `last.pt` exists.
-        loss_fn: optional `loss_fn(model, input_ids, labels) -> loss` (distillation plugs in here); default CE.
+        loss_fn: optional `loss_fn(model, input_ids, labels, rows) -> loss`, where `rows` (B,) are the batch's
+            row numbers in `data.train_inputs` (distillation looks up cached teacher outputs by them); default CE.
         stop_after_epochs: stop (as if interrupted) after this many epochs in this call — used to test resume.
         trainable: parameters to optimise (default: all with requires_grad).
 
@@ -81,7 +82,7 @@ def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Pat
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if ckpt and (ckpt / "best.pt").exists():
         best_state = torch.load(ckpt / "best.pt", map_location=device, weights_only=True)
-    loss_fn = loss_fn or (lambda m, x, y: m(x, labels=y, score="none").loss)
+    loss_fn = loss_fn or (lambda m, x, y, rows: m(x, labels=y, score="none").loss)
     epochs_this_call = 0
     t_start = time.perf_counter() - state["elapsed"]
     while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
@@ -99,7 +100,7 @@ def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Pat
             idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
             x, y = data.train_inputs[idx].to(device), data.train_labels[idx].to(device)  # (B, T)
             with autocast(device):
-                loss = loss_fn(model, x, y)
+                loss = loss_fn(model, x, y, idx.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)

@@ -10,7 +10,7 @@ from lab.config import ModelConfig, TrainConfig
 from lab.data import rec_data_from_sequences, toy_markov_sequences
 from lab.distill import (DistillConfig, DistillLoss, apply_adapter, build_teacher_cache, distill, freeze_teacher,
                          importance_vector, layer_mapping, layer_weights, merge_student, plan_layers, retention,
-                         tpme, with_row_index)
+                         tpme)
 from lab.models import build_model, build_student
 from lab.train import evaluate_model
 
@@ -33,7 +33,8 @@ def teacher():
 
 
 def batch(data, n=16):
-    return with_row_index(data).train_inputs[:n], data.train_labels[:n]
+    """(histories, labels, training-row numbers) of the first n training rows."""
+    return data.train_inputs[:n], data.train_labels[:n], torch.arange(n)
 
 
 def make_loss(teacher, student, cfg, data=None, cached=False):
@@ -49,8 +50,8 @@ def test_terms_vanish_when_student_is_teacher(teacher, data, distance, positions
     student = build_student(teacher, list(range(teacher.num_layers))).eval()  # identity mapping, same weights
     cfg = DistillConfig(distance=distance, positions=positions, weighting="uniform")
     loss = make_loss(teacher, student, cfg, data, cached)
-    x, y = batch(data)
-    out = loss.terms(student, x[:, :-1], y, rows=x[:, -1])
+    x, y, rows = batch(data)
+    out = loss.terms(student, x, y, rows=rows)
     assert out["kd"].abs().item() < 1e-6
     assert out["layer"].abs().item() < 1e-5
     assert all(out[f"layer_{i}"].abs().item() < 1e-5 for i in range(teacher.num_layers))
@@ -60,9 +61,9 @@ def test_terms_vanish_when_student_is_teacher(teacher, data, distance, positions
 def test_cache_gives_the_live_terms(teacher, data):
     student = build_student(teacher, [0, 3]).eval()
     cfg = DistillConfig(distance="slmrec", weighting="depth")
-    x, y = batch(data)
-    live = make_loss(teacher, student, cfg, data, cached=False).terms(student, x[:, :-1], y)
-    cached = make_loss(teacher, student, cfg, data, cached=True).terms(student, x[:, :-1], y, rows=x[:, -1])
+    x, y, rows = batch(data)
+    live = make_loss(teacher, student, cfg, data, cached=False).terms(student, x, y)
+    cached = make_loss(teacher, student, cfg, data, cached=True).terms(student, x, y, rows=rows)
     for k in ("ce", "kd", "layer"):
         assert torch.allclose(live[k], cached[k], atol=1e-5), k
     assert live["kd"].item() > 0 and live["layer"].item() > 0
@@ -72,8 +73,8 @@ def test_kd_gradient_reaches_only_the_student(teacher, data):
     student = build_student(teacher, [1, 2]).train()
     cfg = DistillConfig(alpha=0.0, beta=1.0, gamma=0.0, weighting="none")
     loss = make_loss(teacher, student, cfg, data, cached=False)
-    x, y = batch(data)
-    out = loss.terms(student, x[:, :-1], y)
+    x, y, rows = batch(data)
+    out = loss.terms(student, x, y)
     assert out["kd"].item() > 0 and out["loss"].requires_grad
     out["loss"].backward()
     assert all(not p.requires_grad and p.grad is None for p in teacher.parameters())
@@ -92,10 +93,10 @@ def test_lora_trains_only_adapters_and_merges_exactly(teacher, data):
     assert trainable and all("lora_" in n for n in trainable)  # item table, norms and base weights frozen
     loss = make_loss(teacher, student, cfg, data)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    x, y = batch(data)
+    x, y, rows = batch(data)
     for _ in range(2):
         opt.zero_grad()
-        loss(model, x, y).backward()
+        loss(model, x, y, rows).backward()
         opt.step()
     changed = {n for n, p in model.model.named_parameters() if not torch.equal(p, before[n])}
     assert changed and changed <= set(trainable)
@@ -114,8 +115,8 @@ def test_lora_with_trainable_item_table(teacher, data):
     names = [n for n, p in model.model.named_parameters() if p.requires_grad]
     assert any("item_emb" in n for n in names)
     loss = make_loss(teacher, student, cfg, data)
-    x, y = batch(data)
-    loss(model, x, y).backward()
+    x, y, rows = batch(data)
+    loss(model, x, y, rows).backward()
     torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1).step()
     h = data.test_history[:8]
     unmerged = model.recommend_scores(h)
@@ -130,9 +131,9 @@ def test_qlora_step_on_cpu_and_merge(teacher, data, tmp_path):
     assert "Linear4bit" in kinds  # the base really is 4-bit NF4
     loss = make_loss(teacher, student, cfg, data)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    x, y = batch(data)
+    x, y, rows = batch(data)
     opt.zero_grad()
-    loss(model, x, y).backward()
+    loss(model, x, y, rows).backward()
     opt.step()
     h = data.test_history[:20]
     unmerged = model.recommend_scores(h)

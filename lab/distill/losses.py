@@ -217,18 +217,6 @@ def build_teacher_cache(teacher: nn.Module, inputs: torch.Tensor, layers: list[i
                         final=torch.cat(final), seconds=time.perf_counter() - t0)
 
 
-def with_row_index(data):
-    """A copy of `data` whose training inputs carry their row number as an extra last column.  # (U, T) -> (U, T+1)
-
-    `lab.train.fit` hands the loss only the batch, not its rows; `DistillLoss` reads the rows from this column to
-    look up cached teacher outputs, and strips it before the student sees the batch.
-    """
-    import dataclasses
-
-    rows = torch.arange(data.train_inputs.shape[0], dtype=data.train_inputs.dtype)[:, None]  # (U, 1)
-    return dataclasses.replace(data, train_inputs=torch.cat([data.train_inputs, rows], dim=1))
-
-
 # -- the loss ---------------------------------------------------------------------------------------------------------
 class DistillLoss:
     """alpha·CE + beta·T²·KL(teacher ‖ student) + gamma·Σ_i w_i·d(h_s_i, h_t_map(i)); a `loss_fn` for `lab.train.fit`.
@@ -239,17 +227,16 @@ class DistillLoss:
         teacher_layers: map(i) for each student layer i (`layer_mapping`).
         weights: w_i (`layer_weights`).
         cache: precomputed teacher outputs on the training rows; None runs the teacher live (under no_grad).
-        row_column: the batch carries its row numbers as the last column (`with_row_index`).
     """
 
     def __init__(self, teacher: nn.Module | None, cfg: DistillConfig, teacher_layers: list[int],
-                 weights: torch.Tensor, cache: TeacherCache | None = None, row_column: bool = True):
+                 weights: torch.Tensor, cache: TeacherCache | None = None):
         if cfg.uses_teacher and teacher is None:
             raise ValueError(f"variant {cfg.variant!r} needs the teacher")
         if cache is not None and cfg.uses_teacher and not cache.covers(teacher_layers if cfg.uses_layers else [],
                                                                        cfg.positions):
             raise ValueError(f"the cache ({cache.positions}, layers {cache.layers}) lacks {teacher_layers}")
-        self.teacher, self.cfg, self.cache, self.row_column = teacher, cfg, cache, row_column
+        self.teacher, self.cfg, self.cache = teacher, cfg, cache
         self.teacher_layers = list(teacher_layers)
         self.weights = weights.float()
         self.totals: dict[str, float] = {}
@@ -313,11 +300,9 @@ class DistillLoss:
         out["loss"] = cfg.alpha * out["ce"] + cfg.beta * out["kd"] + cfg.gamma * out["layer"]
         return out
 
-    def __call__(self, student: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The `loss_fn(model, input_ids, labels)` hook of `lab.train.fit`; keeps running means of every term."""
-        rows = None
-        if self.row_column:
-            x, rows = x[:, :-1], x[:, -1]  # (B, T), (B,)
+    def __call__(self, student: nn.Module, x: torch.Tensor, labels: torch.Tensor,
+                 rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The `loss_fn(model, input_ids, labels, rows)` hook of `lab.train.fit`; keeps running means of every term."""
         out = self.terms(student, x, labels, rows)
         for name, v in out.items():
             self.totals[name] = self.totals.get(name, 0.0) + float(v.detach())

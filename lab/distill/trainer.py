@@ -26,7 +26,7 @@ from ..train import save_finished, autocast, evaluate_model, fit
 from .adapters import apply_adapter, merge_student
 from .config import DistillConfig
 from .losses import (DistillLoss, TeacherCache, build_teacher_cache, importance_vector, layer_mapping,
-                     layer_weights, with_row_index)
+                     layer_weights)
 
 METRICS = ("ndcg@10", "hr@10", "mrr")
 
@@ -58,7 +58,7 @@ def _nbytes(tensors) -> int:
 
 
 def estimate_training_memory(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor,
-                             extra_bytes: int = 0) -> dict:
+                             rows: torch.Tensor | None = None, extra_bytes: int = 0) -> dict:
     """Bytes a training step holds at its peak, counted from the tensors themselves (deterministic, CPU or GPU).
 
     weights (all, frozen included) + gradients and two AdamW moments of the trainable ones + activations saved for
@@ -77,7 +77,7 @@ def estimate_training_memory(model: nn.Module, loss_fn, x: torch.Tensor, y: torc
 
     with torch.random.fork_rng(devices=[]), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         with autocast(x.device):
-            loss = loss_fn(model, x, y)
+            loss = loss_fn(model, x, y, rows)
     act = _nbytes(saved)
     del saved, loss
     for p in trainable:
@@ -140,7 +140,6 @@ def distill(teacher: SeqRecModel, student: SeqRecModel, data: RecData, cfg: Dist
         cache = None
     model = apply_adapter(student, cfg, out_dir / "qlora_base")
     loss = DistillLoss(teacher if cfg.uses_teacher else None, cfg, t_layers, weights, cache)
-    rows_data = with_row_index(data)
     dev = next(model.parameters()).device
 
     # memory: measured peak on CUDA, counted from tensors on CPU
@@ -148,15 +147,16 @@ def distill(teacher: SeqRecModel, student: SeqRecModel, data: RecData, cfg: Dist
     if cfg.uses_teacher:  # the frozen teacher and the parts of the cache this run reads
         used = [cache.final, *[cache.hidden[j] for j in set(need)]] if cache is not None else []
         extra = _module_bytes(teacher) + sum(t.numel() * t.element_size() for t in used)
-    x0 = rows_data.train_inputs[:tc.batch_size].to(dev)
+    x0 = data.train_inputs[:tc.batch_size].to(dev)
     y0 = data.train_labels[:tc.batch_size].to(dev)
-    mem = estimate_training_memory(model, loss, x0, y0, extra_bytes=extra)
+    rows0 = torch.arange(len(x0), device=dev)
+    mem = estimate_training_memory(model, loss, x0, y0, rows0, extra_bytes=extra)
     loss.totals, loss.steps = {}, 0
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
 
     t0 = time.perf_counter()
-    history = fit(model, rows_data, tc, ckpt_dir=out_dir / "ckpt", seed=seed, progress=progress, loss_fn=loss,
+    history = fit(model, data, tc, ckpt_dir=out_dir / "ckpt", seed=seed, progress=progress, loss_fn=loss,
                   stop_after_epochs=stop_after_epochs)
     fit_s = time.perf_counter() - t0
     state = _ckpt_state(out_dir / "ckpt")
@@ -213,18 +213,18 @@ def time_teacher_cache(teacher: SeqRecModel, student: SeqRecModel, data: RecData
     if cache is None or not cache.covers(need, cfg.positions):
         cache = build_teacher_cache(teacher, data.train_inputs, need, cfg.positions,
                                     batch_size=train_cfg.eval_batch_size, dtype=cfg.cache_dtype)
-    rows_data = with_row_index(data)
     bs = train_cfg.batch_size
     dev = next(s.parameters()).device
-    x = rows_data.train_inputs[:bs].to(dev)
+    x = data.train_inputs[:bs].to(dev)
     y = data.train_labels[:bs].to(dev)
+    rows = torch.arange(len(x), device=dev)
 
     def step_time(loss):
         times = []
         for i in range(n_steps + 1):
             t0 = time.perf_counter()
             with autocast(dev):
-                out = loss(s, x, y)
+                out = loss(s, x, y, rows)
             out.backward()
             times.append(time.perf_counter() - t0)
             s.zero_grad(set_to_none=True)
