@@ -18,7 +18,7 @@ from .io import read_json, write_json
 
 __all__ = [
     "BookConfig", "DataConfig", "ModelConfig", "TrainConfig", "get_config",
-    "setup", "record", "results", "paths", "device", "Paths", "REPO_ROOT",
+    "setup", "record", "results", "paths", "run_name", "device", "Paths", "REPO_ROOT",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -54,16 +54,25 @@ class Paths:
         return self.root / name
 
 
-def paths(profile: str = "default", artefacts: str | os.PathLike | None = None) -> Paths:
-    """The artefact and figure folders for a profile.
+def run_name(profile: str = "default", seed: int = 0) -> str:
+    """The folder name of a run: the profile, plus `-seed<N>` for seeds other than 0, so that batch reruns over seeds
+    keep their data, models, results and executed notebooks side by side instead of overwriting each other."""
+    return profile if int(seed) == 0 else f"{profile}-seed{int(seed)}"
+
+
+def paths(profile: str = "default", artefacts: str | os.PathLike | None = None, seed: int = 0) -> Paths:
+    """The artefact and figure folders of a profile and seed.
 
     Args:
         profile: profile name.
-        artefacts: artefact root; default `$LAB_ARTEFACTS` or `<repo>/artefacts`. The profile is a sub-folder.
+        artefacts: artefact root; default `$LAB_ARTEFACTS` or `<repo>/artefacts`. The run (`run_name`) is a
+            sub-folder: `default`, `default-seed1`, ...
+        seed: the run's seed (0 keeps the plain profile folder).
     """
     base = Path(artefacts or os.environ.get("LAB_ARTEFACTS") or REPO_ROOT / "artefacts")
     figs = Path(os.environ.get("LAB_FIGURES") or REPO_ROOT / "figures")
-    p = Paths(root=base / profile, figures=figs / profile)
+    name = run_name(profile, seed)
+    p = Paths(root=base / name, figures=figs / name)
     p.root.mkdir(parents=True, exist_ok=True)
     p.figures.mkdir(parents=True, exist_ok=True)
     return p
@@ -96,7 +105,7 @@ def setup(seed: int = 0, profile: str = "default", artefacts=None, chapter: str 
         sns.set_theme(context="notebook", style="whitegrid")
     except ImportError:  # pragma: no cover
         pass
-    p = paths(profile, artefacts)
+    p = paths(profile, artefacts, seed)
     _CONTEXT.update(chapter=chapter, paths=p)
     return p
 
@@ -116,9 +125,9 @@ def record(name: str, value, chapter: str | None = None, paths_: Paths | None = 
     return value
 
 
-def results(profile: str = "default", artefacts=None) -> dict:
-    """All recorded results of a profile, as {chapter: {name: value}}."""
-    return read_json(paths(profile, artefacts).results, default={})
+def results(profile: str = "default", artefacts=None, seed: int = 0) -> dict:
+    """All recorded results of a profile and seed, as {chapter: {name: value}}."""
+    return read_json(paths(profile, artefacts, seed).results, default={})
 
 
 def _plain(v):

@@ -247,7 +247,7 @@ def main(what: str, profile: str = "default", seed: int = 0, artefacts=None) -> 
     cfg, bcfg = get_config(profile, seed), BenchConfig.for_profile(profile)
     torch.set_num_threads(bcfg.num_threads())
     torch.manual_seed(seed)
-    P = paths(profile, artefacts)
+    P = paths(profile, artefacts, seed)
     if (P.teacher / "config.json").exists():
         teacher = SeqRecModel.from_pretrained(P.teacher)
         source = f"trained teacher loaded from {P.teacher}"

@@ -11,7 +11,7 @@ import re
 import time
 from pathlib import Path
 
-from . import REPO_ROOT
+from . import REPO_ROOT, run_name
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 RUNS = REPO_ROOT / "runs"
@@ -49,7 +49,7 @@ def run_chapter(path: str | os.PathLike, profile: str = "smoke", seed: int = 0, 
     Args:
         path: the chapter's `.py` (or `.ipynb`).
         profile, seed, artefacts: injected as PROFILE, SEED and ARTEFACTS.
-        out_dir: where executed notebooks go (default `runs/<profile>`).
+        out_dir: where executed notebooks go (default `runs/<profile>`, `runs/<profile>-seed<N>` for seed N > 0).
         extra: further parameters (UPPERCASE names of the chapter's parameters cell).
     """
     import jupytext
@@ -61,7 +61,7 @@ def run_chapter(path: str | os.PathLike, profile: str = "smoke", seed: int = 0, 
     if len(parameters_cells(nb)) != 1:
         raise ChapterFailed(f"{path.name}: expected exactly one cell tagged 'parameters', "
                             f"found {len(parameters_cells(nb))}")
-    out_dir = Path(out_dir or RUNS / profile)
+    out_dir = Path(out_dir or RUNS / run_name(profile, seed))
     out_dir.mkdir(parents=True, exist_ok=True)
     src = out_dir / f".{path.stem}.input.ipynb"
     nbformat.write(nb, src)

@@ -48,3 +48,20 @@ def test_failure_names_chapter_and_cell(tmp_path):
         run_chapter(py, out_dir=tmp_path / "runs")
     executed = nbformat.read(tmp_path / "runs" / "09_broken.ipynb", as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+
+
+def test_seeds_keep_their_runs_apart(tmp_path, monkeypatch):
+    import lab
+
+    monkeypatch.setenv("LAB_FIGURES", str(tmp_path / "figures"))
+    p0, p1 = lab.paths("smoke", tmp_path, seed=0), lab.paths("smoke", tmp_path, seed=1)
+    assert p0.root == tmp_path / "smoke" and p1.root == tmp_path / "smoke-seed1"
+    assert p1.figures == tmp_path / "figures" / "smoke-seed1"
+    lab.record("x", 1, chapter="99_test", paths_=p0)
+    lab.record("x", 2, chapter="99_test", paths_=p1)
+    assert lab.results("smoke", tmp_path)["99_test"]["x"] == 1
+    assert lab.results("smoke", tmp_path, seed=1)["99_test"]["x"] == 2
+    py = tmp_path / "09_seeded.py"
+    py.write_text('# %% tags=["parameters"]\nPROFILE = "smoke"\nSEED = 0\nARTEFACTS = ""\n\n# %%\nx = SEED\n')
+    monkeypatch.setattr("lab.notebooks.RUNS", tmp_path / "runs")
+    assert run_chapter(py, seed=2) == tmp_path / "runs" / "smoke-seed2" / "09_seeded.ipynb"

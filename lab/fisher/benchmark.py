@@ -18,7 +18,7 @@ def bench_inputs(profile: str, seed: int = 0, artefacts=None):
     from ..models import SeqRecModel, build_model
 
     cfg = get_config(profile, seed)
-    P = _paths(profile, artefacts)
+    P = _paths(profile, artefacts, seed)
     data, data_src = None, ""
     if P.processed.exists() and any(P.processed.iterdir()):
         try:
