@@ -43,6 +43,11 @@ def read_json(path: str | os.PathLike, default: Any = None) -> Any:
     return json.loads(path.read_text())
 
 
+def jsonable(obj: Any) -> Any:
+    """`obj` as plain JSON types (what it reads back as), for comparing run keys with saved ones."""
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
 def write_parquet(path: str | os.PathLike, df) -> None:
     """Write a DataFrame to parquet, atomically."""
     with atomic_path(path) as tmp:

@@ -7,7 +7,6 @@ executed copy to `runs/<profile>/NN_name.ipynb`. A failure raises `ChapterFailed
 from __future__ import annotations
 
 import os
-import re
 import time
 from pathlib import Path
 

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from .data import RecData
+from .fisher.tables import default_norm, importance_vector  # noqa: F401 (re-exported for chapter 04)
 from .importance import angular_block_distance
 from .metrics import evaluate
 from .models import SeqRecModel, build_student
@@ -56,42 +57,6 @@ def budgets(num_layers: int, divisors=(8, 4, 2)) -> list[int]:
 
 
 # -- importance tables ----------------------------------------------------------------------------------------------
-def default_norm(table: pd.DataFrame, signal: str) -> str:
-    """The normalisation used when none is named: "per_param" for Fisher signals, else the signal's only one."""
-    norms = list(table.loc[table["signal"] == signal, "norm"].unique())
-    if not norms:
-        raise KeyError(f"signal {signal!r} not in the importance table (has {sorted(table['signal'].unique())})")
-    for pref in ("per_param", "raw"):
-        if pref in norms:
-            return pref
-    if len(norms) == 1:
-        return norms[0]
-    raise ValueError(f"signal {signal!r} has norms {norms}; name one")
-
-
-def importance_vector(importance, signal: str = "fisher_empirical", norm: str | None = None) -> np.ndarray:
-    """Per-layer scores (higher = more important) from chapter 03's tidy table or from a plain vector.  # (L,)
-
-    Args:
-        importance: a DataFrame with columns layer_idx, signal, norm, value; or a 1-D array-like of per-layer scores.
-        signal, norm: which rows of the table (ignored for a vector); `norm=None` picks `default_norm`.
-    """
-    if isinstance(importance, pd.DataFrame):
-        norm = norm or default_norm(importance, signal)
-        rows = importance[(importance["signal"] == signal) & (importance["norm"] == norm)].sort_values("layer_idx")
-        if rows.empty:
-            raise KeyError(f"no rows with signal={signal!r}, norm={norm!r} in the importance table")
-        idx = rows["layer_idx"].to_numpy()
-        if not np.array_equal(idx, np.arange(len(idx))):
-            raise ValueError(f"{signal}/{norm}: layer_idx must be 0..L-1 once each, got {idx.tolist()}")
-        v = rows["value"].to_numpy(dtype=float)
-    else:
-        v = np.asarray(importance, dtype=float).reshape(-1)
-    if not np.all(np.isfinite(v)):
-        raise ValueError(f"importance has non-finite values: {v.tolist()}")
-    return v
-
-
 def num_layers_of(importance=None, model: SeqRecModel | None = None) -> int:
     """L from an int, a per-layer vector, an importance table or a model."""
     if isinstance(importance, (int, np.integer)):

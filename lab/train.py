@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .config import TrainConfig
 from .data import RecData
-from .io import atomic_path, read_json, write_json
+from .io import atomic_path, jsonable, read_json, write_json
 from .metrics import evaluate
 from .models import SeqRecModel
 
@@ -147,14 +147,14 @@ def train_or_load(model: SeqRecModel, data: RecData, cfg: TrainConfig, out_dir: 
     out_dir = Path(out_dir)
     key = {"train": asdict(cfg), "seed": seed, **(key or {})}
     info = read_json(out_dir / "train_info.json")
-    if info and info.get("key") == _jsonable(key) and (out_dir / "config.json").exists():
+    if info and info.get("key") == jsonable(key) and (out_dir / "config.json").exists():
         loaded = type(model).from_pretrained(out_dir).to(next(model.parameters()).device)
         loaded.eval()
         history = pd.read_csv(out_dir / "history.csv")
         return loaded, history, {**info, "loaded": True}
     t0 = time.perf_counter()
     history = fit(model, data, cfg, ckpt_dir=out_dir / "ckpt", seed=seed, progress=progress)
-    info = {"key": _jsonable(key), "train_seconds": time.perf_counter() - t0,
+    info = {"key": jsonable(key), "train_seconds": time.perf_counter() - t0,
             "epochs": int(len(history)), "best_valid_ndcg@10": float(history["valid_ndcg@10"].max())}
     if (out_dir / "ckpt" / "last.pt").exists():
         saved = torch.load(out_dir / "ckpt" / "last.pt", map_location="cpu", weights_only=False)
@@ -170,9 +170,3 @@ def save_finished(model, history: pd.DataFrame, info: dict, out_dir: Path, info_
     write_json(out_dir / info_name, info)
     shutil.rmtree(out_dir / "ckpt", ignore_errors=True)
     return model, history, {**info, "loaded": False}
-
-
-def _jsonable(d):
-    import json
-
-    return json.loads(json.dumps(d, sort_keys=True, default=str))

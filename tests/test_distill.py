@@ -170,7 +170,7 @@ def test_resume_matches_uninterrupted_run(teacher, data, tmp_path):
 def test_fisher_weights_are_normalised_importance_of_mapped_layers():
     imp = pd.DataFrame({"layer_idx": [0, 1, 2, 3, 0, 1, 2, 3], "signal": ["fisher_empirical"] * 4 + ["other"] * 4,
                         "norm": "per_param", "value": [0.5, 2.0, 1.0, 4.0, 9, 9, 9, 9]})
-    v = importance_vector(imp, 4)
+    v = importance_vector(imp, num_layers=4)
     np.testing.assert_allclose(v, [0.5, 2.0, 1.0, 4.0])
     w = layer_weights("fisher", [1, 3], v)
     np.testing.assert_allclose(w.numpy(), [2.0 / 6.0, 4.0 / 6.0], rtol=1e-6)

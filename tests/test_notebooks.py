@@ -1,6 +1,4 @@
 """The notebook harness: pairs in sync, one parameters cell, no committed outputs, clear failures."""
-from pathlib import Path
-
 import jupytext
 import nbformat
 import pytest

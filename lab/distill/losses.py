@@ -11,12 +11,12 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..data import IGNORE
+from ..fisher.tables import importance_vector  # noqa: F401 (re-exported: chapter 03's table -> weights)
 from .config import DistillConfig
 
 SLMREC_L2 = 0.1  # weight of the L2 distance in SLMRec's hidden-state loss
@@ -48,31 +48,6 @@ def layer_mapping(num_student: int, num_teacher: int, mapping: str = "source",
     if min(out) < 0 or max(out) >= L:
         raise ValueError(f"mapping {mapping!r} gives teacher layers {out} outside [0, {L})")
     return out
-
-
-def importance_vector(importance, num_layers: int, signal: str = "fisher_empirical",
-                      norm: str = "per_param") -> np.ndarray:
-    """Per-layer importance as an array of length L (index = teacher layer).
-
-    Args:
-        importance: chapter 03's tidy frame (layer_idx, signal, norm, value, ...; filtered to `signal` and `norm`
-            when those columns exist), a Series indexed by layer, or any array-like of length L.
-    """
-    if isinstance(importance, pd.DataFrame):
-        df = importance
-        if "signal" in df.columns:
-            df = df[df["signal"] == signal]
-        if "norm" in df.columns:
-            df = df[df["norm"] == norm]
-        s = df.groupby("layer_idx")["value"].mean()
-    elif isinstance(importance, pd.Series):
-        s = importance
-    else:
-        s = pd.Series(np.asarray(importance, dtype=float), index=range(len(importance)))
-    v = s.reindex(range(num_layers)).to_numpy(dtype=float)
-    if np.isnan(v).any():
-        raise ValueError(f"importance lacks layers {np.flatnonzero(np.isnan(v)).tolist()} of {num_layers}")
-    return v
 
 
 def layer_weights(weighting: str, teacher_layers: list[int], importance=None) -> torch.Tensor:

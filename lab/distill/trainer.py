@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import shutil
 import time
 from pathlib import Path
 
@@ -19,10 +18,10 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..data import RecData
-from ..io import atomic_path, read_json, write_json
+from ..io import jsonable, read_json
 from ..models import SeqRecModel, count_parameters
 from ..stats import paired_ratio_ci
-from ..train import save_finished, autocast, evaluate_model, fit
+from ..train import autocast, evaluate_model, fit, save_finished
 from .adapters import apply_adapter, merge_student
 from .config import DistillConfig
 from .losses import (DistillLoss, TeacherCache, build_teacher_cache, importance_vector, layer_mapping,
@@ -42,7 +41,7 @@ def plan_layers(teacher: SeqRecModel, student: SeqRecModel, cfg: DistillConfig,
                 importance=None) -> tuple[list[int], torch.Tensor]:
     """(teacher layer for each student layer, weights w_i) for a run; `importance` is chapter 03's frame or array."""
     t_layers = layer_mapping(student.num_layers, teacher.num_layers, cfg.mapping, student.config.source_layers)
-    imp = importance_vector(importance, teacher.num_layers) if importance is not None else None
+    imp = importance_vector(importance, num_layers=teacher.num_layers) if importance is not None else None
     return t_layers, layer_weights(cfg.weighting if cfg.uses_layers else "none", t_layers, imp)
 
 
@@ -118,7 +117,7 @@ def distill(teacher: SeqRecModel, student: SeqRecModel, data: RecData, cfg: Dist
     out_dir = Path(out_dir)
     tc = cfg.train_config(train_cfg)
     t_layers, weights = plan_layers(teacher, student, cfg, importance)
-    full_key = _jsonable({"distill": dataclasses.asdict(cfg), "train": dataclasses.asdict(tc), "seed": seed,
+    full_key = jsonable({"distill": dataclasses.asdict(cfg), "train": dataclasses.asdict(tc), "seed": seed,
                           "layers": student.config.source_layers, "teacher_layers": t_layers,
                           "weights": [round(float(w), 6) for w in weights], **(key or {})})
     info = read_json(out_dir / "distill_info.json")
@@ -188,12 +187,6 @@ def _ckpt_state(ckpt: Path) -> dict | None:
     if not (ckpt / "last.pt").exists():
         return None
     return torch.load(ckpt / "last.pt", map_location="cpu", weights_only=False)["state"]
-
-
-def _jsonable(d):
-    import json
-
-    return json.loads(json.dumps(d, sort_keys=True, default=str))
 
 
 # -- does caching the teacher pay? ----------------------------------------------------------------------------

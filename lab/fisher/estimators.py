@@ -420,7 +420,6 @@ def fisher_hooks(model: nn.Module, inputs: torch.Tensor, label_sets: dict, chunk
         with eval_mode(model):
             for rows in _by_length(inputs, chunk_size, seq):
                 x, *ysets = _trim(inputs[rows], *(v[:, rows] for v in sets.values()), seqrec=seq)  # (C, t)
-                C = x.shape[0]
                 cap.records.clear()
                 if seq:
                     logits, x0, z = _seqrec_forward(model, x)

@@ -184,21 +184,50 @@ def load_groups(paths) -> pd.DataFrame:
     return pd.read_parquet(paths.file("fisher_groups.parquet")).reset_index(drop=True)
 
 
-def importance_vector(table: pd.DataFrame, signal: str = "fisher_empirical", norm: str = "per_param") -> np.ndarray:
-    """Scores of one signal as an array of length L indexed by layer_idx (higher = more important).
+def default_norm(table: pd.DataFrame, signal: str) -> str:
+    """The normalisation used when none is named: "per_param" for Fisher signals, else the signal's only one."""
+    norms = list(table.loc[table["signal"] == signal, "norm"].unique())
+    if not norms:
+        raise KeyError(f"signal {signal!r} not in the importance table (has {sorted(table['signal'].unique())})")
+    for pref in ("per_param", "raw"):
+        if pref in norms:
+            return pref
+    if len(norms) == 1:
+        return norms[0]
+    raise ValueError(f"signal {signal!r} has norms {norms}; name one")
 
-    Non-Fisher signals only have norm "raw", which is used for them whatever `norm` says.
+
+def importance_vector(importance, signal: str = "fisher_empirical", norm: str | None = None,
+                      num_layers: int | None = None) -> np.ndarray:
+    """Per-layer scores (higher = more important) indexed by layer_idx, for chapters 03–05.  # (L,)
+
+    Args:
+        importance: the tidy table (layer_idx, signal, norm, value), a Series indexed by layer, or a 1-D array-like.
+        signal, norm: which rows of a table; `norm=None` picks `default_norm`, and a signal that only has "raw"
+            (non-Fisher signals) uses it whatever `norm` says.
+        num_layers: the expected L; an error names the layers that are missing.
     """
-    t = table[table["signal"] == signal]
-    if t.empty:
-        raise KeyError(f"signal {signal!r} not in the table (has {sorted(table['signal'].unique())})")
-    if norm not in set(t["norm"]):
-        if set(t["norm"]) == {"raw"}:
+    if isinstance(importance, pd.DataFrame):
+        t = importance[importance["signal"] == signal]
+        if t.empty:
+            raise KeyError(f"signal {signal!r} not in the table (has {sorted(importance['signal'].unique())})")
+        if norm is None:
+            norm = default_norm(importance, signal)
+        elif norm not in set(t["norm"]):
+            if set(t["norm"]) != {"raw"}:
+                raise KeyError(f"norm {norm!r} not available for {signal!r} (has {sorted(t['norm'].unique())})")
             norm = "raw"
-        else:
-            raise KeyError(f"norm {norm!r} not available for {signal!r} (has {sorted(t['norm'].unique())})")
-    t = t[t["norm"] == norm]
-    L = int(t["layer_idx"].max()) + 1
-    out = np.full(L, np.nan)
-    out[t["layer_idx"].to_numpy(dtype=int)] = t["value"].to_numpy(dtype=float)
-    return out
+        rows = t[t["norm"] == norm].sort_values("layer_idx")
+        idx = rows["layer_idx"].to_numpy()
+        if not np.array_equal(idx, np.arange(len(idx))):
+            raise ValueError(f"{signal}/{norm}: layer_idx must be 0..L-1 once each, got {idx.tolist()}")
+        v = rows["value"].to_numpy(dtype=float)
+    elif isinstance(importance, pd.Series):
+        v = importance.reindex(range(num_layers or int(importance.index.max()) + 1)).to_numpy(dtype=float)
+    else:
+        v = np.asarray(importance, dtype=float).reshape(-1)
+    if num_layers is not None and len(v) != num_layers:
+        raise ValueError(f"importance has {len(v)} layers, expected {num_layers}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"importance has non-finite values (missing layers?): {v.tolist()}")
+    return v
