@@ -24,6 +24,13 @@ def write_png(fig, path, dpi: int = 120) -> Path:
     return path
 
 
+def save_figure(fig, path=None, dpi: int = 120):
+    """Write `fig` as a PNG at `path` when one is given (plot functions take an optional path); return the figure."""
+    if path is not None:
+        write_png(fig, path, dpi)
+    return fig
+
+
 def save_fig(fig, name: str, paths, dpi: int = 120) -> Path:
     """Save `fig` as `<paths.figures>/<name>.png` atomically; return the path."""
     return write_png(fig, Path(paths.figures) / (name if name.endswith(".png") else f"{name}.png"), dpi)

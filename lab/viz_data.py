@@ -4,21 +4,12 @@ the sequential-structure check. Each function takes the interactions table of `l
 """
 from __future__ import annotations
 
-import os
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .viz import write_png
-
-
-def save_figure(fig, path: str | os.PathLike | None, dpi: int = 120):
-    """Save `fig` as PNG atomically (when `path` is given) and return it."""
-    if path is not None:
-        write_png(fig, path, dpi)
-    return fig
+from .viz import save_figure
 
 
 def popularity_tail(inter: pd.DataFrame, path=None, title: str = "Item popularity (long tail)"):

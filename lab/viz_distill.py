@@ -4,8 +4,6 @@ returns the figure.
 """
 from __future__ import annotations
 
-import os
-
 import matplotlib
 
 matplotlib.use("Agg", force=False)
@@ -13,13 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .viz import write_png  # noqa: E402
-
-
-def _save(fig, path: str | os.PathLike | None, dpi: int = 120):
-    if path is not None:
-        write_png(fig, path, dpi)
-    return fig
+from .viz import save_figure  # noqa: E402
 
 
 def retention_bars(results: pd.DataFrame, metric: str = "ndcg@10", goal: float = 0.95, path=None):
@@ -45,7 +37,7 @@ def retention_bars(results: pd.DataFrame, metric: str = "ndcg@10", goal: float =
     ax.set(xlabel=f"retention of {metric.upper()} (student / teacher, test, paired 95% CI)", ylabel="",
            title="How much of the teacher each student keeps")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def cost_and_speed(results: pd.DataFrame, metric: str = "ndcg@10", goal: float = 0.95, speed_goal: float = 3.0,
@@ -73,4 +65,4 @@ def cost_and_speed(results: pd.DataFrame, metric: str = "ndcg@10", goal: float =
            ylabel=f"retention of {metric.upper()}", title="quality kept vs speed gained")
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
