@@ -94,13 +94,12 @@ def time_components(model: SeqRecModel, history: torch.Tensor, repeats: int = 20
     model.eval()
     x = history.to(model.device)  # (B, T)
     mask = (x != 0).long()  # (B, T)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
     with torch.inference_mode():
         e = model.embed(x)  # (B, T, H)
-        h = model.backbone(inputs_embeds=e, attention_mask=mask, position_ids=pos).last_hidden_state  # (B, T, H)
+        h = model.run_backbone(e, mask).last_hidden_state  # (B, T, H)
     parts = {
         "embed": lambda: model.embed(x),
-        "backbone": lambda: model.backbone(inputs_embeds=e, attention_mask=mask, position_ids=pos),
+        "backbone": lambda: model.run_backbone(e, mask),
         "score": lambda: model.score(h[:, -1]),  # (B, N+1)
         "total": lambda: model(x, score="last"),
     }

@@ -132,6 +132,18 @@ class SeqRecModel(PreTrainedModel):
         x = F.embedding(input_ids, self.item_table(), padding_idx=PAD)  # (B, T, D)
         return self.emb_dropout(self.in_proj(x))  # (B, T, H)
 
+    def run_backbone(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, **kwargs):
+        """The decoder stack over embedded histories; positions count real items only, so left padding does not shift
+        them (every caller of the stack goes through here: forward, the Fisher hooks, the component timings).
+
+        Args:
+            inputs_embeds: (B, T, H) backbone inputs (`embed`); attention_mask: (B, T), 1 for real items.
+            kwargs: passed to the backbone (output_hidden_states, use_cache, ...).
+        """
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): left padding keeps positions 0..n-1
+        return self.backbone(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
+                             **kwargs)
+
     def score(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores for every item from backbone outputs.  # (..., H) -> (..., N+1)"""
         return self.out_proj(hidden) @ self.item_table().T
@@ -151,10 +163,8 @@ class SeqRecModel(PreTrainedModel):
         """
         if attention_mask is None:
             attention_mask = (input_ids != PAD).long()  # (B, T)
-        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): left padding keeps positions 0..n-1
-        out = self.backbone(inputs_embeds=self.embed(input_ids), attention_mask=attention_mask,
-                            position_ids=position_ids, output_hidden_states=output_hidden_states,
-                            use_cache=use_cache, **kwargs)
+        out = self.run_backbone(self.embed(input_ids), attention_mask, output_hidden_states=output_hidden_states,
+                                use_cache=use_cache, **kwargs)
         h = out.last_hidden_state  # (B, T, H)
         loss = None
         if labels is not None:

@@ -374,9 +374,7 @@ def _seqrec_forward(model, ids):
     W = model.item_table().detach()  # (N+1, D)
     x0 = F.embedding(ids, W, padding_idx=PAD).requires_grad_()  # (B, T, D)
     mask = (ids != PAD).long()  # (B, T)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    h = model.backbone(inputs_embeds=model.emb_dropout(model.in_proj(x0)), attention_mask=mask, position_ids=pos,
-                       use_cache=False).last_hidden_state  # (B, T, H)
+    h = model.run_backbone(model.emb_dropout(model.in_proj(x0)), mask, use_cache=False).last_hidden_state  # (B, T, H)
     z = model.out_proj(h)  # (B, T, D)
     return z @ W.T, x0, z  # (B, T, N+1)
 
