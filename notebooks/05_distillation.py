@@ -148,15 +148,14 @@ runs, per_user, histories, trained = [], [], {}, {}
 
 def train(name, rule, draw, layers, variant, adapter="full"):
     """Distil one student, evaluate it on the test split, keep its row, per-user metrics and history."""
-    done = trained.get((tuple(layers), variant, adapter))
-    if done is not None:  # the same student under another rule's name
-        first = next(r_ for r_ in runs if r_["name"] == done)
-        runs.append({**first, "name": name, "rule": rule, "draw": draw, "same_as": done})
-        per_user.append(next(p_ for p_ in per_user if p_["name"].iat[0] == done).assign(name=name))
+    key = (tuple(layers), variant, adapter)
+    if key in trained:  # the same student under another rule's name
+        done, row, pu, model = trained[key]
+        runs.append({**row, "name": name, "rule": rule, "draw": draw, "same_as": done})
+        per_user.append(pu.assign(name=name))
         histories[name] = histories[done]
         print(f"{name:<32} same layers as {done}: not trained again")
-        return models.get(done)
-    trained[(tuple(layers), variant, adapter)] = name
+        return model
     c = dataclasses.replace(dcfg.with_variant(variant), adapter=adapter)
     model, hist, info = distill(teacher, build_student(teacher, layers), data, c, cfg.train,
                                 P.root / "students" / name, importance=importance, cache=cache, seed=SEED,
@@ -172,6 +171,7 @@ def train(name, rule, draw, layers, variant, adapter="full"):
                  **{c_: info[c_] for c_ in ("train_seconds", "cache_seconds", "total_seconds", "trainable_params",
                                             "peak_mem_mb")},
                  "params": count_parameters(model), "loaded": info["loaded"], "same_as": ""})
+    trained[key] = (name, runs[-1], pu, model)
     print(f"{name:<32} valid ndcg@10 {info['best_valid_ndcg@10']:.4f}  test {runs[-1]['test_ndcg@10']:.4f}  "
           f"{info['epochs']} ep  {info['total_seconds']:.1f} s{'  (loaded)' if info['loaded'] else ''}")
     return model
