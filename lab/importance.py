@@ -4,7 +4,8 @@
 - Angular distance (Gromov et al. 2024): arccos(cos(h_l, h_{l+n})) / pi on the last token, h_l = the input of layer l;
   n = 1 per layer, any n for choosing a contiguous block (`angular_block_distance`, used by chapter 04).
 - Gradient norm: ||grad of the mean training loss|| over each layer's parameters.
-- Weight magnitude: mean |w| over each layer's parameters.
+- Weight magnitude: mean |w| over the weights of each layer's linear projections (q/k/v/o, gate/up/down), as in
+  magnitude pruning; RMSNorm gains and biases are left out.
 - Ablation drop (ground truth): validation NDCG@10 of the teacher minus that of `build_student(teacher, all but l)`.
 
 Higher = more important for every signal. Histories are the validation histories unless given.
@@ -126,9 +127,21 @@ def grad_norm(model, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int
     return out
 
 
+def linear_weights(layer: torch.nn.Module) -> list[torch.Tensor]:
+    """The weight matrices of a decoder layer's linear projections (q/k/v/o, gate/up/down): no norms, no biases."""
+    ws = [m.weight for m in layer.modules() if isinstance(m, torch.nn.Linear)]
+    if not ws:
+        raise ValueError(f"{type(layer).__name__} has no nn.Linear projections")
+    return ws
+
+
 def weight_magnitude(model) -> np.ndarray:
-    """(L,) mean |w| over all parameters of each decoder layer."""
-    return np.array([float(torch.cat([p.detach().abs().flatten() for p in layer.parameters()]).mean())
+    """(L,) mean |w| over the linear projection weights of each decoder layer (chapter 03).
+
+    Magnitude pruning ranks the weights of linear maps; RMSNorm gains (initialised at 1, a per-channel scale) would
+    otherwise dominate a small layer's mean, so they are left out, as are biases.
+    """
+    return np.array([float(torch.cat([w.detach().abs().flatten() for w in linear_weights(layer)]).mean())
                      for layer in model.layers])
 
 

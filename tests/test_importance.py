@@ -2,6 +2,7 @@
 changes nothing; the block distance generalises the per-layer one; the simple signals match hand computations."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -66,8 +67,24 @@ def test_grad_norm_and_magnitude(case):
     m.zero_grad(set_to_none=True)
     assert np.allclose(gn, want, rtol=1e-4)
     mag = li.weight_magnitude(m)
-    want0 = torch.cat([p.detach().abs().flatten() for p in m.layers[0].parameters()]).mean()
+    names = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    want0 = torch.cat([p.detach().abs().flatten() for n, p in m.layers[0].named_parameters()
+                       if n.split(".")[-2] in names and n.endswith("weight")]).mean()
     assert mag[0] == pytest.approx(float(want0))
+
+
+def test_magnitude_reads_linear_weights_only(case):
+    m, _ = case
+    m = copy.deepcopy(m)
+    before = li.weight_magnitude(m)
+    with torch.no_grad():
+        m.layers[1].input_layernorm.weight.mul_(50.0)  # RMSNorm gains are not weights of a linear map
+        m.layers[1].post_attention_layernorm.weight.mul_(50.0)
+    np.testing.assert_array_equal(li.weight_magnitude(m), before)
+    with torch.no_grad():
+        m.layers[1].mlp.up_proj.weight.mul_(3.0)  # a linear projection's weights are
+    after = li.weight_magnitude(m)
+    assert after[1] > before[1] and np.array_equal(np.delete(after, 1), np.delete(before, 1))
 
 
 def test_importance_signals_table(case):
