@@ -98,3 +98,57 @@ def compare_paired(frame, a: list[str], b: list[str], metric: str, n_boot: int =
     diff, lo, hi = paired_diff_ci(x, y, n_boot=n_boot, seed=seed)
     return {"diff": diff, "ci_low": lo, "ci_high": hi, **paired_test(x, y), "n_users": int(len(x)),
             "clear": bool(lo > 0 or hi < 0)}
+
+
+def holm_family(rows: list[dict], alpha: float = 0.05, p: str = "wilcoxon_p") -> list[dict]:
+    """One Holm correction over a family of `compare_paired` results tested together (chapter 05).
+
+    Each row gains `holm_p` (Holm-adjusted `p` over all rows), `ci_clear` (its bootstrap CI excludes 0) and `clear`,
+    now requiring both: the CI excludes 0 and `holm_p` < `alpha`.
+    """
+    adj = holm([r[p] for r in rows]) if rows else []
+    out = []
+    for r, q in zip(rows, adj):
+        ci_clear = bool(r["ci_low"] > 0 or r["ci_high"] < 0)
+        out.append({**r, "holm_p": float(q), "ci_clear": ci_clear, "clear": bool(ci_clear and q < alpha),
+                    "alpha": float(alpha)})
+    return out
+
+
+def empirical_p(value: float, null, alternative: str = "greater") -> float:
+    """One-sided Monte Carlo p-value of `value` against draws from a null distribution (chapter 04).
+
+    "greater": (1 + #{null >= value}) / (n + 1), the chance that a null draw does at least as well; "less" mirrors it.
+    Exact when `value` is exchangeable with the draws under the null (e.g. a rule's layer set vs random layer sets);
+    ties count against `value`, and the smallest attainable p is 1 / (n + 1).
+    """
+    z = np.asarray(null, dtype=float).reshape(-1)
+    if len(z) == 0:
+        raise ValueError("empirical_p needs at least one null draw")
+    if alternative == "greater":
+        hits = int(np.sum(z >= value))
+    elif alternative == "less":
+        hits = int(np.sum(z <= value))
+    else:
+        raise ValueError(f"alternative must be 'greater' or 'less', not {alternative!r}")
+    return (1 + hits) / (len(z) + 1)
+
+
+def against_null(values, null, alternative: str = "greater"):
+    """Each named value against one null sample: empirical p (`empirical_p`) and Holm-adjusted p across the values
+    (chapter 04: every selection rule against the random layer sets).
+
+    Args:
+        values: a mapping or Series name -> value (e.g. each rule's test NDCG@10).
+        null: the null draws (e.g. the random selections' test NDCG@10).
+    Returns:
+        a frame indexed by name: value, null_mean, null_ge (draws at least as good), p, p_holm.
+    """
+    import pandas as pd
+
+    v = pd.Series(values, dtype=float)
+    z = np.asarray(null, dtype=float).reshape(-1)
+    p = np.array([empirical_p(x, z, alternative) for x in v.to_numpy()])
+    return pd.DataFrame({"value": v.to_numpy(), "null_mean": float(z.mean()) if len(z) else np.nan,
+                         "null_ge": [int(np.sum(z >= x)) for x in v.to_numpy()], "p": p, "p_holm": holm(p)},
+                        index=v.index)
