@@ -19,7 +19,8 @@ KS = (5, 10, 20)
 
 
 def target_ranks(scores: torch.Tensor, target: torch.Tensor, seen: torch.Tensor | None = None,
-                 mask_history: bool = True) -> torch.Tensor:
+                 mask_history: bool = True, batch: int = 0, row0: int = 0,
+                 users: torch.Tensor | None = None) -> torch.Tensor:
     """0-based rank of each target among all items (0 = top).
 
     Args:
@@ -27,12 +28,24 @@ def target_ranks(scores: torch.Tensor, target: torch.Tensor, seen: torch.Tensor 
         target: (B,) the true next item.
         seen: (B, S) items to mask (PAD entries are ignored), used when `mask_history`.
         mask_history: exclude `seen` items (other than the target) from the ranking.
+        batch, row0, users: where these rows come from (batch number, row of the first one, (B,) user ids), for the
+            error message only.
 
     Ties count against the target (pessimistic), so a constant scorer cannot look good.
+
+    Raises:
+        ValueError: a row has a NaN score for an item (PAD's column aside), or its target's score is not finite: a NaN
+            target would rank first and NaN competitors would rank below it, which no metric should average.
     """
     s = scores.detach().float().clone()  # (B, N+1)
     s[:, PAD] = -torch.inf
     t_score = s.gather(1, target[:, None])  # (B, 1)
+    bad = s.isnan().any(1) | ~t_score[:, 0].isfinite()  # (B,) before masking: a NaN is a model bug, seen or not
+    if bad.any():
+        j = int(bad.nonzero()[0])
+        who = f" (user id {int(users[j])})" if users is not None else ""
+        raise ValueError(f"non-finite scores in batch {batch}, user row {row0 + j}{who}: target item "
+                         f"{int(target[j])} scores {float(t_score[j])}, {int(s[j].isnan().sum())} item scores are NaN")
     if mask_history and seen is not None:
         s.scatter_(1, seen, -torch.inf)
         s[:, PAD] = -torch.inf
@@ -65,13 +78,16 @@ def evaluate(score_fn: Callable[[torch.Tensor], torch.Tensor], history: torch.Te
         score_fn: maps a (B, T) history batch to (B, N+1) scores (the model's last-position scores).
         history, target, seen: one split of `RecData` (see `RecData.split`).
         users: user index per row, kept in the per-user frame for paired tests.
+
+    A NaN or non-finite target score raises a ValueError naming the batch, the row and the user (`target_ranks`).
     """
     ranks = []
-    for i in range(0, history.shape[0], batch_size):
+    for b, i in enumerate(range(0, history.shape[0], batch_size)):
         h = history[i:i + batch_size]
         sc = score_fn(h)
         sn = seen[i:i + batch_size].to(sc.device) if seen is not None else None
-        ranks.append(target_ranks(sc, target[i:i + batch_size].to(sc.device), sn, mask_history).cpu())
+        ranks.append(target_ranks(sc, target[i:i + batch_size].to(sc.device), sn, mask_history, batch=b, row0=i,
+                                  users=users[i:i + batch_size] if users is not None else None).cpu())
     per_user = metrics_from_ranks(torch.cat(ranks), ks)
     per_user.insert(0, "user", (users if users is not None else torch.arange(len(per_user))).numpy())
     summary = per_user.drop(columns=["user", "rank"]).mean().to_dict()

@@ -4,7 +4,9 @@
 (`LlamaConfig` by default; Qwen2 and Mistral for the architecture comparison) and run through the backbone's own
 forward with `inputs_embeds` and a causal + padding mask. Scores are tied to the item embeddings (SASRec does the same):
 the catalogue is scored by a dot product with the item table, which keeps the head free of extra parameters and lets
-rare items share what the encoder learned. `save_pretrained` / `from_pretrained` round-trip the whole recommender.
+rare items share what the encoder learned. The padding item is never a class: its score is -inf (`mask_pad`), so the
+training softmax, distillation, the Fisher's label draws and rankings all leave it out. `save_pretrained` /
+`from_pretrained` round-trip the whole recommender.
 """
 from __future__ import annotations
 
@@ -63,10 +65,20 @@ def backbone_config(cfg: ModelConfig, max_len: int = 512) -> PreTrainedConfig:
     return AutoConfig.for_model(cfg.arch, **common)
 
 
+def mask_pad(logits: torch.Tensor) -> torch.Tensor:
+    """Scores with the padding item made impossible: column PAD = -inf.  # (..., N+1) -> (..., N+1)
+
+    The one place that keeps PAD out of every softmax over the catalogue: its probability is exactly 0 (CE and the true
+    Fisher's label draws never use it, its table row gets no gradient from scoring) and it ranks last.
+    """
+    is_pad = torch.arange(logits.shape[-1], device=logits.device) == PAD  # (N+1,)
+    return logits.masked_fill(is_pad, -torch.inf)
+
+
 @dataclass
 class SeqRecOutput(ModelOutput):
     loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None  # (B, T, N+1), (B, N+1) with score="last", None with score="none"
+    logits: torch.Tensor | None = None  # (B, T, N+1), (B, N+1) with score="last", None with score="none"; PAD = -inf
     hidden_states: tuple | None = None  # (L+1) x (B, T, H): input embeddings, then each layer's output
     last_hidden_state: torch.Tensor | None = None  # (B, T, H) after the final norm
 
@@ -145,8 +157,8 @@ class SeqRecModel(PreTrainedModel):
                              **kwargs)
 
     def score(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Scores for every item from backbone outputs.  # (..., H) -> (..., N+1)"""
-        return self.out_proj(hidden) @ self.item_table().T
+        """Scores for every item from backbone outputs, PAD = -inf (`mask_pad`).  # (..., H) -> (..., N+1)"""
+        return mask_pad(self.out_proj(hidden) @ self.item_table().T)
 
     # -- forward ------------------------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -157,7 +169,8 @@ class SeqRecModel(PreTrainedModel):
         Args:
             input_ids: (B, T) item indices, PAD = 0 on the left.
             attention_mask: (B, T) 1 for real items; derived from `input_ids` when omitted.
-            labels: (B, T) next item per position (IGNORE = -100 to skip); gives a full-catalogue softmax CE loss.
+            labels: (B, T) next item per position (IGNORE = -100 to skip); gives a full-catalogue softmax CE loss
+                (PAD is no class: `score` masks it).
             output_hidden_states: also return the input of the first layer and every layer's output.
             score: "all" positions, "last" position only (what inference needs), or "none".
         """
@@ -179,7 +192,7 @@ class SeqRecModel(PreTrainedModel):
 
     @torch.no_grad()
     def recommend_scores(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Last-position scores for a history batch, in eval mode, on the model's device.  # (B, T) -> (B, N+1)"""
+        """Last-position scores (PAD = -inf) in eval mode, on the model's device.  # (B, T) -> (B, N+1)"""
         was = self.training
         self.eval()
         s = self(input_ids.to(self.device), score="last").logits

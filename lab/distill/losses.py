@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import IGNORE
+from ..data import IGNORE, PAD
 from ..fisher.tables import importance_vector  # noqa: F401 (re-exported: chapter 03's table -> weights)
 from .config import DistillConfig
 
@@ -99,12 +99,17 @@ def hidden_distance(hs: torch.Tensor, ht: torch.Tensor, kind: str = "cosine") ->
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """T²·KL(softmax(t/T) ‖ softmax(s/T)), averaged over positions.  # (M, N), (M, N) -> ()"""
+    """T²·KL(softmax(t/T) ‖ softmax(s/T)) over real items, averaged over positions.  # (M, N+1), (M, N+1) -> ()
+
+    Both distributions leave the padding item out: its column is dropped, not masked (the -inf of `mask_pad` in both
+    would make 0·(−inf − −inf) = NaN in the KL), so the loss and its gradient never see the PAD logits.
+    """
     if student_logits.shape[0] == 0:
         return student_logits.sum() * 0.0
     T = float(temperature)
-    log_s = F.log_softmax(student_logits.float() / T, dim=-1)
-    log_t = F.log_softmax(teacher_logits.float() / T, dim=-1)
+    items = slice(PAD + 1, None)  # PAD = 0 is the first column
+    log_s = F.log_softmax(student_logits[:, items].float() / T, dim=-1)  # (M, N)
+    log_t = F.log_softmax(teacher_logits[:, items].float() / T, dim=-1)  # (M, N)
     return F.kl_div(log_s, log_t, log_target=True, reduction="batchmean") * T * T
 
 
@@ -264,7 +269,7 @@ class DistillLoss:
                     sl = base.score(h[:, cut][pkeep])  # (M', N+1)
                 with torch.no_grad():
                     tl = self.teacher.score(t_final[pkeep].to(h.dtype))  # (M', N+1)
-                out["kd"] = kd_loss(sl[:, 1:], tl[:, 1:], cfg.temperature)  # padding index 0 left out
+                out["kd"] = kd_loss(sl, tl, cfg.temperature)
             if cfg.uses_layers:
                 w = self.weights.to(h.device)
                 terms = [hidden_distance(tap.out[i][:, cut][pkeep], t_layers[i][pkeep], cfg.distance)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import IGNORE, PAD
+from ..models import mask_pad
 
 ESTIMATORS = ("fisher_empirical", "fisher_true", "batchgrad_squared")
 NORMS = ("per_param", "total", "max")
@@ -159,10 +160,14 @@ def _logits_call(call, seqrec: bool, inputs: torch.Tensor) -> torch.Tensor:
 
 
 def sample_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-sample negative log-likelihood: sum over labelled positions.  (B, T, N) & (B, T) -> (B,)"""
+    """Per-sample negative log-likelihood: sum over labelled positions.  (B, T, N) & (B, T) -> (B,)
+
+    Unlabelled positions gather column 0, which is -inf for a recommender (PAD, `mask_pad`): `where`, not a product
+    with the mask, keeps their -inf out of the sum (−inf·0 = NaN) and sends them zero gradient.
+    """
     keep = labels != IGNORE
     logp = torch.log_softmax(logits, -1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
-    return -(logp * keep).sum(-1)
+    return -torch.where(keep, logp, 0.0).sum(-1)
 
 
 @torch.no_grad()
@@ -170,7 +175,8 @@ def draw_labels(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, n_
                 chunk_size: int = 256) -> torch.Tensor:
     """Labels drawn from the model's predictive distribution where `labels` is not IGNORE.  # -> (D, S, T)
 
-    Every method gets the same draws, so the true-Fisher implementations are compared exactly.
+    Every method gets the same draws, so the true-Fisher implementations are compared exactly. A recommender's PAD
+    has probability 0 (`mask_pad`), so it is never drawn.
     """
     g = torch.Generator().manual_seed(seed)
     out = []
@@ -369,14 +375,15 @@ class _Capture:
 def _seqrec_forward(model, ids):
     """SeqRecModel's forward with the item table detached; returns (logits, x0, z).  # (B, T) -> (B, T, N+1)
 
-    x0 = the looked-up item embeddings (its grad is the input-side table gradient), z = out_proj(h), logits = z W^T.
+    x0 = the looked-up item embeddings (its grad is the input-side table gradient), z = out_proj(h),
+    logits = z W^T with PAD masked as `SeqRecModel.score` does (`mask_pad`).
     """
     W = model.item_table().detach()  # (N+1, D)
     x0 = F.embedding(ids, W, padding_idx=PAD).requires_grad_()  # (B, T, D)
     mask = (ids != PAD).long()  # (B, T)
     h = model.run_backbone(model.emb_dropout(model.in_proj(x0)), mask, use_cache=False).last_hidden_state  # (B, T, H)
     z = model.out_proj(h)  # (B, T, D)
-    return z @ W.T, x0, z  # (B, T, N+1)
+    return mask_pad(z @ W.T), x0, z  # (B, T, N+1)
 
 
 def fisher_hooks(model: nn.Module, inputs: torch.Tensor, label_sets: dict, chunk_size: int = 128,
