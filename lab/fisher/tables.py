@@ -2,6 +2,8 @@
 `importance.parquet` / `fisher_groups.parquet` contract read by chapters 04 and 05 (chapter 03)."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import torch
@@ -9,7 +11,8 @@ import torch
 from ..data import IGNORE, PAD
 from ..io import write_parquet
 from ..stats import kendall_tau
-from .estimators import GROUP_ORDER, NORMS, SIGNALS, FisherEstimate, normalise
+from .estimators import (GROUP_ORDER, NORMS, SIGNALS, FisherEstimate, compare, draw_labels, estimate_fisher,
+                         fisher_hooks, fisher_loop, normalise)
 
 IMPORTANCE_COLUMNS = ["layer_idx", "signal", "norm", "value", "ci_low", "ci_high"]
 GROUP_COLUMNS = ["layer_idx", "group", "estimator", "subset", "seed", "norm", "value", "ci_low", "ci_high",
@@ -57,6 +60,29 @@ def mask_labels(labels: torch.Tensor, keep_items) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# exactness
+def exactness_table(model, inputs: torch.Tensor, labels: torch.Tensor, methods=("hooks", "ghost", "vmap"),
+                    chunk_size: int = 128, seed: int = 0) -> pd.DataFrame:
+    """Every fast Fisher method against the per-user loop, on a float64 copy of `model` (chapter 03).
+
+    One row per method on the observed labels, plus the hooks on two label draws from the model (the true Fisher's
+    label sets) for the first half of the users; columns rel_diff_<part> are `compare`'s largest relative differences
+    (groups, layers, per_sample, diag, and their max). float64 keeps summation-order noise far below a real error.
+    """
+    m64 = copy.deepcopy(model).double()
+    ref = fisher_loop(m64, inputs, labels)
+    rows = []
+    for method in methods:
+        est = estimate_fisher(m64, inputs, labels, method=method, chunk_size=chunk_size)
+        rows.append({"method": method, **{f"rel_diff_{k}": v for k, v in compare(est, ref).items()}})
+    n = max(2, len(inputs) // 2)
+    ys = draw_labels(m64, inputs[:n], labels[:n], 2, seed=seed)  # (2, n, T) two label draws per user
+    diff = compare(fisher_hooks(m64, inputs[:n], {"t": ys}, chunk_size)["t"], fisher_loop(m64, inputs[:n], ys))
+    rows.append({"method": "hooks (true Fisher, 2 draws)", **{f"rel_diff_{k}": v for k, v in diff.items()}})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # uncertainty
 def bootstrap_means(values, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
     """Bootstrap replicates of the column means of `values` (S, K), resampling rows.  # -> (n_boot, K)
@@ -75,6 +101,15 @@ def bootstrap_mean_ci(values, n_boot: int = 1000, alpha: float = 0.05, seed: int
     f = transform or (lambda m: m)
     boots = np.stack([f(b) for b in bootstrap_means(v, n_boot, seed)])
     return f(v.mean(0)), np.quantile(boots, alpha / 2, axis=0), np.quantile(boots, 1 - alpha / 2, axis=0)
+
+
+def share_ci(values, mask, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """(share, low, high): the share of the column means of `values` (S, K) held by the columns in `mask` (K,), with
+    a bootstrap CI over rows (chapter 03: the lower half's share of the layer Fisher, resampling users)."""
+    m = np.asarray(mask, dtype=bool)
+    f = lambda v: np.array([v[m].sum() / max(v.sum(), 1e-300)])  # noqa: E731
+    est, lo, hi = bootstrap_mean_ci(values, n_boot, seed=seed, transform=f)
+    return float(est[0]), float(lo[0]), float(hi[0])
 
 
 def kendall_halves(per_layer, n_splits: int = 20, seed: int = 0) -> tuple[float, np.ndarray]:
