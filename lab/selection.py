@@ -3,8 +3,10 @@
 A rule maps (importance, budget k) to k sorted, distinct layer indices; `lab.models.build_student` then makes the real
 compact model from them. Rules: Fisher top-k (chapter 03's table, any estimator and normalisation), Fisher top-k that
 always keeps both ends, uniform spacing (DistilBERT / PKD-skip), last k, first k, random (the control), ShortGPT's
-Block Influence, Gromov et al.'s angular-distance block removal, weight magnitude, and a greedy "oracle" that removes
-one layer at a time by measured validation NDCG@10 (the upper bound a rule can reach with zero-shot truncation).
+Block Influence, Gromov et al.'s angular-distance block removal, weight magnitude, and `greedy_valid`, a greedy
+validation search that removes one layer at a time by measured NDCG@10 on a validation subsample. The greedy search
+looks at the metric, so it is a strong reference, but it is neither optimal (greedy) nor a bound (a subsample, and
+test is another split): a rule can beat it.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from .models import SeqRecModel, build_student
 from .train import evaluate_model
 
 RULES = ("fisher_topk", "fisher_topk_ends", "uniform", "top", "bottom", "random", "block_influence", "angular_block",
-         "magnitude", "oracle")
+         "magnitude", "greedy_valid")
 FISHER_SIGNALS = ("fisher_empirical", "fisher_true", "batchgrad_squared")  # chapter 03's Fisher-type estimators
 
 
@@ -35,19 +37,19 @@ class SelectionConfig:
     random_draws: int = 10  # random selections per budget (the control distribution)
     fisher_signal: str = "fisher_empirical"  # estimator behind the default "fisher_topk" rule
     fisher_norm: str = "per_param"  # its normalisation ("per_param", "total" or "max")
-    oracle_users: int = 512  # validation users the greedy oracle scores each candidate on
+    greedy_users: int = 512  # validation users the greedy validation search scores each candidate on
     eval_batch_size: int = 512  # users per evaluation batch
     n_boot: int = 1000  # bootstrap resamples for the correlation CIs
 
     @classmethod
     def for_profile(cls, profile: str) -> "SelectionConfig":
-        """smoke: tiny oracle subsample; default: 1,024 users; full: 2,048 users and 20 random draws."""
+        """smoke: small greedy-search subsample; default: 1,024 users; full: 2,048 users and 20 random draws."""
         if profile == "smoke":
-            return cls(oracle_users=256, n_boot=200)
+            return cls(greedy_users=256, n_boot=200)
         if profile == "default":
-            return cls(oracle_users=1024)
+            return cls(greedy_users=1024)
         if profile == "full":
-            return cls(random_draws=20, oracle_users=2048)
+            return cls(random_draws=20, greedy_users=2048)
         raise ValueError(f"unknown profile {profile!r}")
 
 
@@ -95,12 +97,14 @@ def random_selections(num_layers: int, k: int, n: int, seed: int = 0) -> list[li
     return [sorted(int(i) for i in rng.choice(num_layers, size=k, replace=False)) for _ in range(n)]
 
 
-# -- the greedy oracle ----------------------------------------------------------------------------------------------
-class GreedyOracle:
-    """Greedy layer removal by measured validation NDCG@10 on a user subsample (chapter 04).
+# -- the greedy validation search -----------------------------------------------------------------------------------
+class GreedyValidSearch:
+    """Greedy layer removal by measured validation NDCG@10 on a user subsample: rule "greedy_valid" (chapter 04).
 
     Starting from all L layers, each step builds every student with one more layer removed and keeps the best; the
-    path down to k layers is cached, so every budget and the single-layer ablation come from one search.
+    path down to k layers is cached, so every budget and the single-layer ablation come from one search. Greedy and
+    scored on a subsample, it is not the best layer set, and not a bound on what a rule can reach. The chapter holds
+    one search object and hands it to `selection_plan`, so the path is computed once.
     """
 
     def __init__(self, model: SeqRecModel, data: RecData, n_users: int = 512, seed: int = 0,
@@ -137,7 +141,7 @@ class GreedyOracle:
                                f"valid_{self.metric}": best})
 
     def select(self, k: int) -> list[int]:
-        """The greedy oracle's k layers."""
+        """The greedy search's k layers."""
         L = self.model.num_layers
         if k == L:
             return list(range(L))
@@ -155,23 +159,11 @@ class GreedyOracle:
         return pd.DataFrame(self.steps)
 
 
-_ORACLES: dict[tuple, GreedyOracle] = {}
-
-
-def get_oracle(model: SeqRecModel, data: RecData, n_users: int = 512, seed: int = 0) -> GreedyOracle:
-    """The cached `GreedyOracle` of this model, data set and subsample (`_ORACLES.clear()` frees them)."""
-    key = (id(model), id(data), int(n_users), int(seed))
-    o = _ORACLES.get(key)
-    if o is None or o.model is not model or o.data is not data:  # ids can be reused after garbage collection
-        o = _ORACLES[key] = GreedyOracle(model, data, n_users, seed)
-    return o
-
-
 # -- the entry point ------------------------------------------------------------------------------------------------
 def select_layers(importance, k: int, rule: str = "fisher_topk", *, signal: str | None = None,
                   norm: str | None = None, seed: int = 0, model: SeqRecModel | None = None,
-                  data: RecData | None = None, distances=None, oracle: GreedyOracle | None = None,
-                  oracle_users: int = 512) -> list[int]:
+                  data: RecData | None = None, distances=None, search: GreedyValidSearch | None = None,
+                  greedy_users: int = 512) -> list[int]:
     """k sorted, distinct layer indices chosen by `rule` (chapter 04).
 
     Args:
@@ -182,10 +174,11 @@ def select_layers(importance, k: int, rule: str = "fisher_topk", *, signal: str 
         signal, norm: the table rows a score rule reads (defaults: "fisher_empirical"/"per_param" for the Fisher
             rules, "block_influence" and "magnitude" for theirs).
         seed: the random rule's seed.
-        model, data: the teacher and data set, for "angular_block" (without `distances`) and "oracle".
+        model, data: the teacher and data set, for "angular_block" (without `distances`) and "greedy_valid".
         distances: per-start angular distances of blocks of length L-k (for "angular_block"; default
             `lab.importance.angular_block_distance(model, data, L-k)`).
-        oracle, oracle_users: a `GreedyOracle` to reuse, or the subsample size of the cached one.
+        search, greedy_users: a `GreedyValidSearch` to reuse (its path is cached), or the validation subsample size of
+            a new one built from `model` and `data`.
     """
     L = num_layers_of(importance, model)
     _check_k(L, k)
@@ -221,12 +214,12 @@ def select_layers(importance, k: int, rule: str = "fisher_topk", *, signal: str 
             raise ValueError(f"need {L - n + 1} block distances for n={n}, got {len(d)}")
         start = int(np.argmin(d))  # first minimum on ties
         return [i for i in range(L) if not start <= i < start + n]
-    if rule == "oracle":
-        if oracle is None:
+    if rule == "greedy_valid":
+        if search is None:
             if model is None or data is None:
-                raise ValueError("oracle needs `model` and `data` (or an `oracle`)")
-            oracle = get_oracle(model, data, oracle_users, seed)
-        return oracle.select(k)
+                raise ValueError("greedy_valid needs `model` and `data` (or a `search`)")
+            search = GreedyValidSearch(model, data, greedy_users, seed)
+        return search.select(k)
     raise ValueError(f"unknown rule {rule!r}; choose one of {RULES}")
 
 
@@ -249,8 +242,11 @@ def parse_layers(s) -> list[int]:
 
 
 def selection_plan(importance: pd.DataFrame, teacher: SeqRecModel, data: RecData, ks, cfg: SelectionConfig,
-                   seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
+                   seed: int = 0, search: GreedyValidSearch | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Every rule's layers at every budget (chapter 04): a tidy frame (rule, k, draw, signal, norm, layers) and notes.
+
+    `search` is the greedy validation search to read "greedy_valid" from (default: a new one with `cfg.greedy_users`
+    users and `seed`); pass the chapter's own to reuse its path afterwards.
 
     "fisher_topk" uses `cfg.fisher_signal`/`cfg.fisher_norm`; every other Fisher estimator and normalisation in the
     table appears as "fisher_topk[signal/norm]". Rules whose signal is missing from the table are skipped, with a note.
@@ -271,7 +267,8 @@ def selection_plan(importance: pd.DataFrame, teacher: SeqRecModel, data: RecData
         rows.append({"rule": rule, "k": int(k), "draw": int(draw), "signal": signal, "norm": norm,
                      "layers": layers_str(layers)})
 
-    oracle = get_oracle(teacher, data, cfg.oracle_users, seed)
+    if search is None:
+        search = GreedyValidSearch(teacher, data, cfg.greedy_users, seed)
     for k in ks:
         if fisher:
             add("fisher_topk", k, select_layers(importance, k, "fisher_topk", signal=default[0], norm=default[1]),
@@ -285,7 +282,7 @@ def selection_plan(importance: pd.DataFrame, teacher: SeqRecModel, data: RecData
         for rule in ("block_influence", "magnitude"):
             if rule in signals:
                 add(rule, k, select_layers(importance, k, rule), signal=rule, norm=default_norm(importance, rule))
-        add("oracle", k, oracle.select(k), signal=f"greedy valid ndcg@10 ({len(oracle.history)} users)")
+        add("greedy_valid", k, search.select(k), signal=f"greedy valid ndcg@10 ({len(search.history)} users)")
         for d, layers in enumerate(random_selections(L, k, cfg.random_draws, seed)):
             add("random", k, layers, draw=d)
         for s, n in fisher:
@@ -317,3 +314,19 @@ def evaluate_selections(teacher: SeqRecModel, data: RecData, plan: pd.DataFrame,
             row.update({f"{split}_{k}": float(means[k]) for k in metrics})
         cache[s] = row
     return pd.concat([plan.reset_index(drop=True), pd.DataFrame([cache[s] for s in plan["layers"]])], axis=1)
+
+
+def rule_table(sel: pd.DataFrame, k: int, metric: str = "ndcg@10") -> pd.DataFrame:
+    """One row per rule at budget k (chapter 04): layers, valid_<metric>, test_<metric> and the number of draws.
+
+    Deterministic rules have one row each in `sel`; "random" becomes the mean over its draws (layers ""). The teacher
+    row is left out. Chapter 04 chooses on the valid column and only reports the test one.
+    """
+    d = sel[(sel["k"] == k) & (sel["rule"] != "teacher")]
+    cols = [f"valid_{metric}", f"test_{metric}"]
+    t = d.groupby("rule")[cols].mean()
+    t.insert(0, "layers", d.groupby("rule")["layers"].first())
+    t["draws"] = d.groupby("rule").size()
+    if "random" in t.index:
+        t.loc["random", "layers"] = ""
+    return t

@@ -64,8 +64,9 @@ def plot_quality_vs_k(sel: pd.DataFrame, paths=None, metric: str = "test_ndcg@10
     main = [r for r in d["rule"].unique() if r != "random" and "[" not in r]
     for r, c in zip(main, sns.color_palette("tab10", len(main))):
         g = d[d["rule"] == r].sort_values("k")
-        ax.plot(g["k"], g[metric], marker="o", color=c, label=r, lw=2.2 if r == "oracle" else 1.3,
-                ls="--" if r == "oracle" else "-")
+        greedy = r == "greedy_valid"
+        ax.plot(g["k"], g[metric], marker="o", color=c, lw=2.2 if greedy else 1.3, ls="--" if greedy else "-",
+                label="greedy_valid (greedy validation search)" if greedy else r)
     if teacher is not None:
         ax.axhline(teacher, ls=":", color="k", lw=1, label="teacher")
     ax.set_xscale("log", base=2)

@@ -14,8 +14,8 @@ from lab.config import get_config
 from lab.data import rec_data_from_sequences, toy_markov_sequences
 from lab.models import SeqRecModel, build_model, build_student, count_parameters
 from lab.importance import angular_block_distance
-from lab.selection import (RULES, GreedyOracle, SelectionConfig, budgets, importance_vector, random_selections,
-                           select_layers, uniform_layers)
+from lab.selection import (RULES, GreedyValidSearch, SelectionConfig, budgets, importance_vector, random_selections,
+                           rule_table, select_layers, selection_plan, uniform_layers)
 
 L = 8
 
@@ -49,14 +49,14 @@ def table():
 
 
 @pytest.fixture(scope="module")
-def oracle(teacher, data):
-    return GreedyOracle(teacher, data, n_users=32, seed=0)
+def search(teacher, data):
+    return GreedyValidSearch(teacher, data, n_users=32, seed=0)
 
 
-def test_every_rule_gives_k_sorted_distinct_valid_layers(table, teacher, data, oracle):
+def test_every_rule_gives_k_sorted_distinct_valid_layers(table, teacher, data, search):
     for rule in RULES:
         for k in range(1, L + 1):
-            got = select_layers(table, k, rule, model=teacher, data=data, oracle=oracle)
+            got = select_layers(table, k, rule, model=teacher, data=data, search=search)
             assert got == sorted(set(got)) and len(got) == k, (rule, k, got)
             assert all(isinstance(i, int) and 0 <= i < L for i in got), (rule, k, got)
     with pytest.raises(ValueError):
@@ -117,18 +117,42 @@ def test_angular_block_removes_the_closest_block(teacher, data):
     assert select_layers(L, L, "angular_block", model=teacher, data=data) == list(range(L))  # nothing to remove
 
 
-def test_oracle_is_greedy_and_nested(oracle):
-    sets = [set(oracle.select(k)) for k in range(L, 0, -1)]
+def test_greedy_valid_is_greedy_and_nested(search):
+    sets = [set(search.select(k)) for k in range(L, 0, -1)]
     assert all(small < big for big, small in zip(sets, sets[1:]))  # each budget drops one layer of the previous
-    drops = oracle.single_layer_drops()
-    first = oracle.path.iloc[0]
+    drops = search.single_layer_drops()
+    first = search.path.iloc[0]
     assert first["removed"] == max(range(L), key=lambda i: (-drops[i], i))  # least harmful single layer first
-    assert oracle.path["valid_ndcg@10"].iloc[0] == pytest.approx(oracle.full - drops[first["removed"]])
+    assert search.path["valid_ndcg@10"].iloc[0] == pytest.approx(search.full - drops[first["removed"]])
+
+
+def test_selection_plan_reads_the_search_it_is_given(table, teacher, data, search):
+    cfg = SelectionConfig(random_draws=3, greedy_users=32)
+    n_scored = len(search.cache)
+    plan, _ = selection_plan(table, teacher, data, [2, 4], cfg, seed=0, search=search)
+    assert len(search.cache) == n_scored  # the path down to k = 1 was already searched: nothing is scored again
+    got = plan[plan.rule == "greedy_valid"].set_index("k")["layers"]
+    assert got.to_dict() == {2: ",".join(map(str, search.select(2))), 4: ",".join(map(str, search.select(4)))}
+    assert "oracle" not in set(plan.rule) and "greedy_valid" in RULES
+    # without a search, a fresh one with the config's subsample gives the same path (same seed, same users)
+    fresh, _ = selection_plan(table, teacher, data, [2, 4], cfg, seed=0)
+    assert fresh[fresh.rule == "greedy_valid"].set_index("k")["layers"].equals(got)
+
+
+def test_rule_table_averages_random_draws_only():
+    sel = pd.DataFrame({"rule": ["a", "random", "random", "b", "teacher", "a"], "k": [2, 2, 2, 2, 8, 4],
+                        "draw": [0, 0, 1, 0, 0, 0], "layers": ["0,1", "2,5", "3,4", "6,7", "0,1,2,3,4,5,6,7", "0,1,2,3"],
+                        "valid_ndcg@10": [0.3, 0.1, 0.2, 0.4, 0.5, 0.6], "test_ndcg@10": [0.31, 0.11, 0.23, 0.2,
+                                                                                           0.5, 0.6]})
+    t = rule_table(sel, 2)
+    assert list(t.index) == ["a", "b", "random"]
+    assert t.loc["random", "test_ndcg@10"] == pytest.approx(0.17) and t.loc["random", "draws"] == 2
+    assert t.loc["a", "valid_ndcg@10"] == 0.3 and t.loc["b", "layers"] == "6,7" and t.loc["random", "layers"] == ""
 
 
 def test_budgets_and_config():
     assert budgets(24) == [3, 6, 12] and budgets(8) == [1, 2, 4] and budgets(2) == [1]
-    assert SelectionConfig.for_profile("smoke").oracle_users < SelectionConfig.for_profile("default").oracle_users
+    assert SelectionConfig.for_profile("smoke").greedy_users < SelectionConfig.for_profile("default").greedy_users
 
 
 def test_student_round_trips(teacher, data, tmp_path):
@@ -176,13 +200,17 @@ def test_selection_figures(tmp_path):
     rows = [{"rule": r, "k": k, "draw": d, "layers": ",".join(map(str, select_layers(L, k, r, seed=d))),
              "test_ndcg@10": 0.1 + 0.01 * k + 0.001 * d}
             for k in (1, 2) for r in ("uniform", "top", "random") for d in range(3 if r == "random" else 1)]
+    rows += [{"rule": "greedy_valid", "k": k, "draw": 0, "layers": ",".join(map(str, range(k))),
+              "test_ndcg@10": 0.2 + 0.01 * k} for k in (1, 2)]
     sel = pd.DataFrame(rows + [{"rule": "teacher", "k": L, "draw": 0, "layers": "0,1,2,3,4,5,6,7",
                                 "test_ndcg@10": 0.2}])
     speed = pd.DataFrame({"model": ["teacher", "k=2"] * 2, "n_layers": [8, 2] * 2, "batch": [1, 1, 4, 4],
                           "speedup": [1.0, 3.5, 1.0, 3.7], "ideal": [1.0, 4.0] * 2, "device": "cpu", "threads": 2})
     paths = SimpleNamespace(figures=tmp_path)
     plot_rules_by_budget(sel, paths, teacher=0.2)
-    plot_quality_vs_k(sel, paths, teacher=0.2)
+    fig = plot_quality_vs_k(sel, paths, teacher=0.2)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert "greedy_valid (greedy validation search)" in labels and not any("oracle" in x for x in labels)
     plot_selection_grid(sel, L, paths)
     plot_speedup(speed, paths)
     assert {p.name for p in tmp_path.glob("*.png")} == {"04_rules_by_budget.png", "04_quality_vs_k.png",
