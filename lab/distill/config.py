@@ -29,8 +29,10 @@ class DistillConfig:
     gamma: float = 1.0  # weight of the layer-wise hidden-state term (0 or weighting "none" switches it off)
     temperature: float = 2.0  # KD softmax temperature T (Hinton et al. 2015; the loss is scaled by T²)
     distance: str = "cosine"  # d(h_s, h_t): "mse", "cosine" (1 − cos), "slmrec" ((1 − cos) + 0.1·‖h_s − h_t‖₂)
-    mapping: str = "source"  # student layer i -> teacher layer: "source" (config.source_layers), "last_of_block"
-    #                          (SLMRec: last layer of the i-th of k equal blocks), "uniform" (round(linspace(0, L-1, k)))
+    mapping: str = "last_of_block"  # student layer i -> teacher layer of the layer-wise term: "last_of_block"
+    #   (SLMRec: last layer of the i-th of k equal blocks, (i+1)·L/k − 1; the default, so the term can carry what the
+    #   dropped layers computed), "source" (config.source_layers: a bottom-k student starts with the term at exactly 0),
+    #   "uniform" (round(linspace(0, L-1, k)))
     weighting: str = "uniform"  # layer weights w_i, all summing to 1: "uniform", "depth" (∝ linspace(0.1, 1, k)),
     #                             "fisher" (∝ Fisher importance of the mapped teacher layers), "none" (term off)
     positions: str = "last"  # where the KD and hidden terms apply: the "last" position (the one inference scores;
@@ -119,16 +121,48 @@ class DistillGrid:
 
     @classmethod
     def for_profile(cls, profile: str) -> "DistillGrid":
-        """smoke: 2 rules × 3 variants (CI). default: every variant for fisher_topk and uniform, the best variant for
-        top, bottom, block_influence and 2 random draws: 15 students + LoRA + QLoRA at ≤ 3 epochs, planned from
-        measured step times (a cached KD + layer step on the last position ≈ a CE step ≈ 0.6 s per 256 users; an
-        epoch ≈ 24 steps + validation ≈ 20 s) to stay near 20 min on 2 CPU cores."""
+        """smoke: 2 rules × 3 variants with the Fisher weighting only (CI). default: every variant (three
+        weightings) for fisher_topk and uniform, the best variant for top, bottom, block_influence and 2 random draws:
+        15 students + LoRA + QLoRA, sized for the 2-core CPU (the README gives the measured step times). full: the
+        same with 5 random draws."""
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
         if profile == "smoke":
             return cls(weightings=("fisher",))
         rules = ("fisher_topk", "uniform", "top", "bottom", "block_influence", "random")
         return cls(rules=rules, n_random=2 if profile == "default" else 5)
+
+    def with_overrides(self, rules=(), main_rules=(), variants=(), weightings=(), n_random: int = -1,
+                       adapters=()) -> "DistillGrid":
+        """A copy with chapter 05's parameters-cell overrides: an empty list keeps the profile's value, a negative
+        `n_random` too; `adapters` ["none"] means no adapter runs."""
+        given = {"rules": rules, "main_rules": main_rules, "variants": variants, "weightings": weightings}
+        out = dataclasses.replace(self, **{k: tuple(v) for k, v in given.items() if v})
+        if adapters:
+            out.adapters = tuple(a for a in adapters if a != "none")
+        if n_random >= 0:
+            out.n_random = int(n_random)
+        return out
+
+    def layer_sets(self, selections, k: int) -> list[tuple]:
+        """(name, rule, draw, layers) of each rule at budget k, from chapter 04's `selections.parquet` (chapter 05).
+
+        A rule gets its first draw; "random" its first `n_random` draws, named "random#<draw>". A rule without a
+        selection at k is skipped with a printed note.
+        """
+        from ..selection import parse_layers
+
+        at_k = selections[selections["k"] == k]
+        out = []
+        for rule in self.rules:
+            rows = at_k[at_k["rule"] == rule].sort_values("draw")
+            rows = rows.head(self.n_random if rule == "random" else 1)
+            if not len(rows) and (rule != "random" or self.n_random > 0):
+                print(f"note: chapter 04 has no {rule!r} selection at k={k}; skipped")
+            for _, r in rows.iterrows():
+                name = f"{rule}#{int(r['draw'])}" if rule == "random" else rule
+                out.append((name, rule, int(r["draw"]), parse_layers(r["layers"])))
+        return out
 
     def variant_names(self) -> list[str]:
         """The loss variants in `DistillConfig.with_variant` names: "kd+layer" expands to one per weighting."""

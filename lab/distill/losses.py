@@ -23,15 +23,20 @@ SLMREC_L2 = 0.1  # weight of the L2 distance in SLMRec's hidden-state loss
 
 
 # -- which teacher layer teaches which student layer, and how much ----------------------------------------------
-def layer_mapping(num_student: int, num_teacher: int, mapping: str = "source",
+def layer_mapping(num_student: int, num_teacher: int, mapping: str = "last_of_block",
                   source_layers: list[int] | None = None) -> list[int]:
-    """The teacher layer whose output each student layer's output is matched to.
+    """The teacher layer whose output each student layer's output is matched to (chapter 05).
+
+    "last_of_block" is the default: student layer i learns what the teacher has computed by the end of the i-th of k
+    equal blocks, so the term carries what the dropped layers computed. Under "source" a bottom-k student built from
+    the teacher starts equal to its targets: the term is 0 at step 0 and cannot teach what the dropped layers did.
 
     Args:
         num_student: k, the student's depth.
         num_teacher: L, the teacher's depth.
-        mapping: "source" (the layer each student layer was copied from), "last_of_block" (SLMRec: the last layer of
-            the i-th of k consecutive blocks, floor((i+1)·L/k) − 1), "uniform" (round(linspace(0, L−1, k))).
+        mapping: "last_of_block" (SLMRec: the last layer of the i-th of k consecutive blocks, floor((i+1)·L/k) − 1;
+            L=8, k=2 -> [3, 7]), "source" (the layer each student layer was copied from), "uniform"
+            (round(linspace(0, L−1, k))).
         source_layers: `student.config.source_layers`, needed by "source".
     """
     k, L = int(num_student), int(num_teacher)

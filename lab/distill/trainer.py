@@ -19,7 +19,8 @@ from torch import nn
 from ..config import TrainConfig
 from ..data import RecData
 from ..io import jsonable, read_json
-from ..models import SeqRecModel, count_parameters
+from ..models import SeqRecModel, build_student, count_parameters
+from ..selection import layers_str
 from ..stats import paired_ratio_ci
 from ..train import autocast, evaluate_model, fit, save_finished
 from .adapters import apply_adapter, merge_student
@@ -277,3 +278,168 @@ def retention(student_pu: pd.DataFrame, teacher_pu: pd.DataFrame, metrics=METRIC
             rows.append({"name": name, "metric": m, "student": float(g.loc[users, m].mean()),
                          "teacher": float(t.loc[users, m].mean()), "retention": r, "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows)
+
+
+# -- chapter 05: the runs, the choices (on validation) and the table ---------------------------------------------
+def mapped_teacher_layers(layer_sets, num_teacher: int, cfg: DistillConfig) -> list[int]:
+    """The teacher layers the layer-wise term reads, over all of chapter 05's layer sets under `cfg.mapping`: what one
+    shared teacher cache must hold. `layer_sets` are (name, rule, draw, layers) tuples."""
+    return sorted({j for *_, layers in layer_sets
+                   for j in layer_mapping(len(layers), num_teacher, cfg.mapping, [int(i) for i in layers])})
+
+
+class StudentRuns:
+    """Chapter 05's students: each run's row, per-user test metrics, history and merged model, kept by name.
+
+    A student whose (layers, variant, adapter) was already trained under another rule's name is not trained again: it
+    gets that run's row with `same_as` naming it. Rows carry the validation NDCG@10 (`valid_ndcg@10`, the best epoch's,
+    which is the model kept) that every choice of the chapter is made on; test metrics only report.
+    """
+
+    def __init__(self, teacher: SeqRecModel, data: RecData, cfg: DistillConfig, train_cfg: TrainConfig,
+                 root: str | Path, importance=None, cache: TeacherCache | None = None, seed: int = 0,
+                 key: dict | None = None):
+        self.teacher, self.data, self.cfg, self.train_cfg, self.root = teacher, data, cfg, train_cfg, Path(root)
+        self.importance, self.cache, self.seed, self.key = importance, cache, seed, key
+        self.rows: list[dict] = []
+        self.per_user: list[pd.DataFrame] = []
+        self.histories: dict[str, pd.DataFrame] = {}
+        self.models: dict[str, SeqRecModel] = {}
+        self._done: dict[tuple, tuple] = {}
+
+    def train(self, name: str, rule: str, draw: int, layers: list[int], variant: str, adapter: str = "full",
+              verbose: bool = True) -> SeqRecModel:
+        """Distil one student (`distill`, saved under `root/students/<name>`), evaluate it on test, keep its row."""
+        key = (tuple(layers), variant, adapter)
+        if key in self._done:  # the same student under another rule's name
+            done, row, pu, model = self._done[key]
+            self.rows.append({**row, "name": name, "rule": rule, "draw": draw, "same_as": done})
+            self.per_user.append(pu.assign(name=name))
+            self.histories[name], self.models[name] = self.histories[done], model
+            if verbose:
+                print(f"{name:<32} same layers as {done}: not trained again")
+            return model
+        c = dataclasses.replace(self.cfg.with_variant(variant), adapter=adapter)
+        student = build_student(self.teacher, [int(i) for i in layers])
+        model, hist, info = distill(self.teacher, student, self.data, c, self.train_cfg, self.root / "students" / name,
+                                    importance=self.importance, cache=self.cache, seed=self.seed, progress=False,
+                                    key=self.key)
+        pu = per_user_metrics(model, self.data, name, "test", batch_size=self.train_cfg.eval_batch_size)
+        row = {"name": name, "rule": rule, "draw": draw, "k": len(layers), "layers": layers_str(layers),
+               "variant": variant, "adapter": adapter, "weighting": c.weighting if c.uses_layers else "none",
+               "mapping": c.mapping if c.uses_layers else "none",
+               "teacher_layers": layers_str(info["teacher_layers"]) if c.uses_layers else "",
+               "epochs": info["epochs"], "valid_ndcg@10": info["best_valid_ndcg@10"],
+               **{f"test_{m}": float(pu[m].mean()) for m in METRICS},
+               **{k: info[k] for k in ("train_seconds", "cache_seconds", "total_seconds", "trainable_params",
+                                       "peak_mem_mb")},
+               "params": count_parameters(model), "loaded": info["loaded"], "same_as": ""}
+        self.rows.append(row)
+        self.per_user.append(pu)
+        self.histories[name], self.models[name] = hist, model
+        self._done[key] = (name, row, pu, model)
+        if verbose:
+            print(f"{name:<32} valid ndcg@10 {row['valid_ndcg@10']:.4f}  test {row['test_ndcg@10']:.4f}  "
+                  f"{row['epochs']} ep  {row['total_seconds']:.1f} s{'  (loaded)' if row['loaded'] else ''}")
+        return model
+
+    def frame(self) -> pd.DataFrame:
+        """One row per student name (shared runs included, with `same_as`)."""
+        return pd.DataFrame(self.rows)
+
+    def per_user_frame(self) -> pd.DataFrame:
+        """Per-user test metrics of every student name (name, user, metrics...)."""
+        return pd.concat(self.per_user, ignore_index=True)
+
+
+def valid_means(frame: pd.DataFrame, rules, metric: str = "valid_ndcg@10") -> pd.Series:
+    """Mean validation metric per variant over the full fine-tuned students of `rules` (chapter 05's choices)."""
+    sel = frame[frame["rule"].isin(list(rules)) & (frame["adapter"] == "full")]
+    return sel.groupby("variant", sort=False)[metric].mean()
+
+
+def best_student(frame: pd.DataFrame, metric: str = "valid_ndcg@10") -> str:
+    """The distinct full fine-tuned student with the highest validation NDCG@10 (chapter 05's best setting; the first
+    one on ties, in training order)."""
+    sel = frame[(frame["same_as"] == "") & (frame["adapter"] == "full")]
+    return str(sel.loc[sel[metric].idxmax(), "name"])
+
+
+def layerwise_choices(means: pd.Series) -> dict:
+    """Which layer-wise variants chapter 05 tests, chosen on validation means (`valid_means`): `top_w`, the best
+    "kd+<weighting>", and `rival`, the best one other than "kd+fisher" (None where the grid did not run them)."""
+    lw = {v: float(x) for v, x in means.items() if v.startswith("kd+")}
+    others = {v: x for v, x in lw.items() if v != "kd+fisher"}
+    return {"top_w": max(lw, key=lw.get) if lw else None,
+            "rival": max(others, key=others.get) if others and "kd+fisher" in lw else None}
+
+
+def variant_comparisons(per_user: pd.DataFrame, names: dict, means: pd.Series, alpha: float = 0.05,
+                        metric: str = "ndcg@10", seed: int = 0) -> pd.DataFrame:
+    """Chapter 05's family of paired tests of loss variants, each on the same layer sets trained two ways.
+
+    KD vs CE; the layer-wise term (its best weighting on validation) vs KD; Fisher weighting vs the best other
+    weighting on validation — those the grid ran. Each is `lab.stats.compare_paired` (per-user test `metric`
+    averaged over the layer sets); Holm adjusts the Wilcoxon p-values over the family, and a difference is `clear`
+    only when its CI excludes 0 and its Holm-adjusted p is below `alpha` (`lab.stats.holm_family`).
+
+    Args:
+        names: variant -> the student names of the main rules' layer sets trained with it.
+        means: validation means per variant (`valid_means`): the test split picks nothing.
+    """
+    from ..stats import compare_paired, holm_family
+
+    ch = layerwise_choices(means)
+    pairs = [("kd", "ce", "logit KD over CE alone"),
+             (ch["top_w"], "kd", "the layer-wise term (best weighting on validation) over plain KD"),
+             ("kd+fisher", ch["rival"], "Fisher weighting against the best other weighting on validation")]
+    rows = [{"a": a, "b": b, "question": q, "a_runs": list(names[a]), "b_runs": list(names[b]),
+             **compare_paired(per_user, names[a], names[b], metric, seed=seed)}
+            for a, b, q in pairs if names.get(a) and names.get(b)]
+    return pd.DataFrame(holm_family(rows, alpha=alpha))
+
+
+def describe_comparison(c: dict, n_tests: int) -> str:
+    """One printed sentence for a row of `variant_comparisons`: difference, CI, raw and Holm-adjusted p, verdict."""
+    if c["clear"]:
+        verdict = (f"{'better' if c['diff'] > 0 else 'worse'}: the CI excludes 0 and the Holm-adjusted p is below "
+                   f"{c['alpha']:g}")
+    elif c["ci_clear"]:
+        verdict = (f"not clear: the CI excludes 0, but the Holm-adjusted p is not below {c['alpha']:g} once the "
+                   f"{n_tests} tests are counted")
+    else:
+        verdict = "no different within noise (the CI includes 0)"
+    return (f"{c['question'][0].upper() + c['question'][1:]}: {c['a']} vs {c['b']}, NDCG@10 {c['diff']:+.4f} "
+            f"(95% CI {c['ci_low']:+.4f} to {c['ci_high']:+.4f}; Wilcoxon p = {c['wilcoxon_p']:.2g}, "
+            f"Holm-adjusted over {n_tests} tests {c['holm_p']:.2g}) — {verdict}.")
+
+
+def results_table(runs: pd.DataFrame, per_user: pd.DataFrame, teacher_pu: pd.DataFrame, speed: pd.DataFrame,
+                  reference: str, seed: int = 0) -> pd.DataFrame:
+    """Chapter 05's table: each run with its retention per metric (paired CI over test users), TPME and speed-up.
+
+    `speed` is `lab.bench.compare_speed`'s frame; students not timed get the speed of `reference` (a timed full
+    fine-tuned student: all k-layer students have the same shapes), at the largest batch (`speedup`) and batch 1
+    (`speedup_b1`).
+    """
+    ret = retention(per_user, teacher_pu, METRICS, seed=seed)
+    wide = ret.pivot(index="name", columns="metric", values=["retention", "ci_low", "ci_high"])
+    out = runs.set_index("name")
+    for m in METRICS:
+        out[f"ret_{m}"] = wide[("retention", m)]
+        out[f"ret_{m}_low"] = wide[("ci_low", m)]
+        out[f"ret_{m}_high"] = wide[("ci_high", m)]
+    out["tpme"] = tpme(out)
+    sp = speed.set_index(["model", "batch"])["speedup"]
+    for col, b in (("speedup", int(speed["batch"].max())), ("speedup_b1", 1)):
+        out[col] = [float(sp.get((n, b), sp[(reference, b)])) for n in out.index]
+    return out.reset_index()
+
+
+def throughput_ratios(speed: pd.DataFrame, names, reference: str, latency: str = "p10_ms") -> pd.DataFrame:
+    """Throughput of each of `names` ÷ that of `reference` per batch size (rows), from one `compare_speed` frame:
+    `reference`'s latency ÷ the model's (chapter 05: do merged LoRA / QLoRA students run as fast as the full
+    fine-tuned one?). The default uses the 10th-percentile latencies, the passes least disturbed by other processes
+    on a shared machine; "median_ms" gives the median's ratio."""
+    lat = speed.pivot(index="batch", columns="model", values=latency)
+    return pd.DataFrame({n: lat[reference] / lat[n] for n in names}, index=lat.index)
