@@ -39,7 +39,10 @@ def test_identity_layer_scores_zero(case):
     assert np.all(lo <= bi + 1e-12) and np.all(bi <= hi + 1e-12)
     ang = li.angular_block_distance(m, data, 1, lp=lp)
     assert ang.shape == (4,) and ang[2] < 1e-3 and np.all(np.delete(ang, 2) > 1e-3)
-    assert np.all((ang >= 0) & (ang <= 1))
+    h = lp.last.double().numpy()  # (S, L+1, H): the angle between the inputs of layers l and l+1, by hand
+    a, b = h[:, :-1], h[:, 1:]
+    cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+    np.testing.assert_allclose(ang, (np.arccos(np.clip(cos, -1, 1)) / np.pi).mean(0), atol=1e-9)
     # identity layer is invisible across blocks too: the block 1..2 turns as much as layer 1 alone
     ang2 = li.angular_block_distance(m, data, 2, lp=lp)
     assert ang2.shape == (3,) and ang2[1] == pytest.approx(ang[1], abs=1e-5)
