@@ -41,12 +41,13 @@ def retention_bars(results: pd.DataFrame, metric: str = "ndcg@10", goal: float =
 
 
 def cost_and_speed(results: pd.DataFrame, metric: str = "ndcg@10", goal: float = 0.95, speed_goal: float = 3.0,
-                   path=None):
+                   path=None, batch: int | None = None):
     """Two panels: retention against training seconds (marker = adapter), and retention against inference speed-up
     with the goal region (retention ≥ `goal`, speed-up ≥ `speed_goal`) shaded.
 
     Args:
         results: rows with `ret_<metric>`, `total_seconds`, `speedup`, `adapter`, `variant`.
+        batch: the batch size `speedup` was timed at (for the axis label).
     """
     col = f"ret_{metric}"
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -61,7 +62,8 @@ def cost_and_speed(results: pd.DataFrame, metric: str = "ndcg@10", goal: float =
     ax.axvspan(speed_goal, x_hi, ymin=(goal - y_lo) / (y_hi - y_lo), ymax=1, color="tab:green", alpha=0.12,
                label="goal region")
     sns.scatterplot(data=results, x="speedup", y=col, hue="variant", style="adapter", s=70, ax=ax, legend=False)
-    ax.set(xlim=(0, x_hi), ylim=(y_lo, y_hi), xlabel="inference speed-up vs teacher (merged model, batch 256)",
+    timed_at = f", batch {batch}" if batch else ""
+    ax.set(xlim=(0, x_hi), ylim=(y_lo, y_hi), xlabel=f"inference speed-up vs teacher (merged model{timed_at})",
            ylabel=f"retention of {metric.upper()}", title="quality kept vs speed gained")
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
