@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import os
 import random
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .config import BookConfig, DataConfig, ModelConfig, TrainConfig, get_config
+from .config import BookConfig, DataConfig, ModelConfig, TrainConfig, get_config, real_data_from_env
 from .io import read_json, write_json
 
 __all__ = [
     "BookConfig", "DataConfig", "ModelConfig", "TrainConfig", "get_config",
-    "setup", "record", "results", "paths", "run_name", "device", "Paths", "REPO_ROOT",
+    "setup", "record", "results", "paths", "run_name", "device", "Paths", "REPO_ROOT", "load_teacher",
+    "require_teacher",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -30,8 +32,11 @@ _CONTEXT: dict = {"chapter": None, "paths": None}
 class Paths:
     """Where a profile's artefacts live. Later chapters read what earlier ones wrote here."""
 
-    root: Path  # artefacts/<profile>
-    figures: Path  # figures/<profile>
+    root: Path  # artefacts/<run>
+    figures: Path  # figures/<run>
+    profile: str = "default"  # the run's profile, seed and artefact root (`--artefacts`; "" = default), so that a
+    seed: int = 0  #            message about a missing artefact can name the command that makes it (`command`)
+    artefacts: str = ""
 
     @property
     def raw(self) -> Path:  # generated or downloaded raw files (Amazon Reviews 2023 format)
@@ -53,11 +58,33 @@ class Paths:
         """A file directly in the artefact folder (e.g. 'fisher_layers.parquet')."""
         return self.root / name
 
+    def command(self, chapter: str) -> str:
+        """The shell command that runs `chapter` (e.g. '02') for this run: same profile, seed, artefacts and data."""
+        env = "".join(f"{k}={shlex.quote(os.environ[k])} " for k in ("LAB_RAW_DIR", "LAB_CATEGORY")
+                      if os.environ.get(k))
+        cmd = f"{env}python -m lab book --profile {self.profile}"
+        cmd += f" --seed {self.seed}" if int(self.seed) else ""
+        cmd += f" --artefacts {shlex.quote(self.artefacts)}" if self.artefacts else ""
+        return f"{cmd} --only {chapter}"
 
-def run_name(profile: str = "default", seed: int = 0) -> str:
-    """The folder name of a run: the profile, plus `-seed<N>` for seeds other than 0, so that batch reruns over seeds
-    keep their data, models, results and executed notebooks side by side instead of overwriting each other."""
-    return profile if int(seed) == 0 else f"{profile}-seed{int(seed)}"
+
+def run_name(profile: str = "default", seed: int = 0, data: DataConfig | None = None) -> str:
+    """The folder name of a run: the profile, then the category for real (non-synthetic) data, then `-seed<N>` for
+    seeds other than 0: `default`, `default-seed1`, `default-Video_Games`, `default-Video_Games-seed1`. Batch reruns
+    over seeds and runs on other data keep their data, models, results, figures and executed notebooks side by side
+    instead of overwriting each other.
+
+    Args:
+        data: the run's data configuration; default: what `get_config` takes from the environment (`$LAB_RAW_DIR`,
+            `$LAB_CATEGORY`: real data), else synthetic.
+    """
+    if data is None:
+        real = real_data_from_env()
+        category = real[1] if real else None
+    else:
+        category = None if data.source == "synthetic" else data.category
+    name = profile if category is None else f"{profile}-{category}"
+    return name if int(seed) == 0 else f"{name}-seed{int(seed)}"
 
 
 def paths(profile: str = "default", artefacts: str | os.PathLike | None = None, seed: int = 0) -> Paths:
@@ -72,10 +99,40 @@ def paths(profile: str = "default", artefacts: str | os.PathLike | None = None, 
     base = Path(artefacts or os.environ.get("LAB_ARTEFACTS") or REPO_ROOT / "artefacts")
     figs = Path(os.environ.get("LAB_FIGURES") or REPO_ROOT / "figures")
     name = run_name(profile, seed)
-    p = Paths(root=base / name, figures=figs / name)
+    p = Paths(root=base / name, figures=figs / name, profile=profile, seed=int(seed), artefacts=str(artefacts or ""))
     p.root.mkdir(parents=True, exist_ok=True)
     p.figures.mkdir(parents=True, exist_ok=True)
     return p
+
+
+TEACHER_CHAPTER = "02"  # the chapter that trains the teacher (02_teacher)
+
+
+def require_teacher(paths_: Paths) -> Path:
+    """The run's teacher folder; FileNotFoundError naming it and the command that trains it when it holds none."""
+    if not (paths_.teacher / "config.json").is_file():
+        raise FileNotFoundError(f"no trained teacher in {paths_.teacher}: chapter {TEACHER_CHAPTER} (02_teacher) "
+                                f"trains it; run `{paths_.command(TEACHER_CHAPTER)}` first")
+    return paths_.teacher
+
+
+def load_teacher(paths_: Paths | None = None, device: torch.device | str | None = None):
+    """The teacher chapter 02 trained, in eval mode, from `paths_.teacher` (chapters 03-05).
+
+    Args:
+        paths_: the run's `Paths` (default: the current chapter's, from `setup`).
+        device: where to put it; None leaves it on the CPU.
+
+    Raises FileNotFoundError naming the folder and the command that trains the teacher when there is none.
+    """
+    from .models import SeqRecModel
+
+    p = paths_ or _CONTEXT["paths"]
+    if p is None:
+        raise RuntimeError("call lab.setup(seed, profile, chapter=...) before lab.load_teacher(), or pass the Paths")
+    require_teacher(p)
+    teacher = SeqRecModel.from_pretrained(p.teacher)
+    return (teacher.to(device) if device is not None else teacher).eval()
 
 
 def device() -> torch.device:

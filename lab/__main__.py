@@ -1,9 +1,31 @@
-"""Command line: `python -m lab book|bench|sync ...`."""
+"""Command line: `python -m lab book|bench|sync ...`.
+
+A wrong first step (an unknown chapter, a missing raw-data folder, a chapter run before the one that makes its input,
+a chapter that fails) ends with one line saying what is missing and the command that makes it, and a non-zero exit
+status: 2 for what is caught before any chapter runs, 1 for a chapter that failed.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
+
+
+def check_real_data() -> None:
+    """With `$LAB_RAW_DIR` set (real Amazon Reviews 2023 data): the folder exists, `$LAB_CATEGORY` names a valid
+    category, and its review file is there. Raises ValueError (DataError) naming what is missing; checked before any
+    chapter runs, and again by the data loader (`lab.data.raw_files`)."""
+    raw = os.environ.get("LAB_RAW_DIR")
+    if not raw:
+        return
+    from .config import real_data_from_env
+    from .data import raw_files
+
+    # the folder first: a missing folder is the likelier mistake, and its message says what to put there
+    category = real_data_from_env()[1] if Path(raw).is_dir() else os.environ.get("LAB_CATEGORY", "")
+    raw_files(category, raw)
 
 
 def main(argv=None) -> int:
@@ -25,7 +47,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     if a.cmd == "book":
-        from .notebooks import run_book
+        from .notebooks import ChapterFailed, run_book
 
         extra = {}
         for kv in a.param:
@@ -34,7 +56,15 @@ def main(argv=None) -> int:
                 extra[name] = json.loads(value)
             except json.JSONDecodeError:
                 extra[name] = value
-        times = run_book(a.profile, a.seed, a.artefacts, a.only, extra=extra)
+        try:
+            check_real_data()
+            times = run_book(a.profile, a.seed, a.artefacts, a.only, extra=extra)
+        except ChapterFailed as e:
+            print(f"python -m lab book: {e}", file=sys.stderr)
+            return 1
+        except (ValueError, FileNotFoundError) as e:  # caught before any chapter ran
+            print(f"python -m lab book: error: {e}", file=sys.stderr)
+            return 2
         print(json.dumps({"profile": a.profile, "seconds": times, "total_s": sum(times.values())}))
     elif a.cmd == "bench":
         from . import bench as bench_mod

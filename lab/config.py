@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 
 PROFILES = ("smoke", "default", "full")
@@ -106,10 +107,8 @@ def get_config(profile: str = "default", seed: int = 0) -> BookConfig:
         model = ModelConfig(num_layers=8, hidden_size=32, num_heads=2, intermediate_size=64, item_dim=32)
         train = TrainConfig(epochs=12, batch_size=128, lr=5e-3, patience=3, max_minutes=1.5)
     elif profile == "default":
-        # sized from measured step times on the 2-core CPU: ~93 steps of 64 users per epoch (~45 s with validation
-        # at 2 threads), 12 epochs in < 10 min. Small batches give the 24-layer stack 4x the steps of batch 256,
-        # which it needs: at batch 256 it sat at popularity for 4 epochs (valid NDCG@10 0.058 after 4 min) where
-        # batch 64 + the scaled init above reached 0.285 (exp. in the 2026-11-25 session note).
+        # sized from measured step times on the 2-core CPU so that 12 epochs fit the 10-minute budget; batch 64 gives
+        # the 24-layer stack the steps it needs to leave popularity level (README, "What the default profile measured")
         data, model = DataConfig(max_len=20), ModelConfig()
         train = TrainConfig(epochs=12, batch_size=64, lr=2e-3, patience=3, max_minutes=9.5)
     else:
@@ -117,7 +116,41 @@ def get_config(profile: str = "default", seed: int = 0) -> BookConfig:
         model = ModelConfig(num_layers=32, hidden_size=128, num_heads=4, intermediate_size=256, item_dim=128)
         train = TrainConfig(epochs=50, max_minutes=240.0)
     # Real data: point every chapter at downloaded Amazon Reviews 2023 files without editing a notebook.
-    if os.environ.get("LAB_RAW_DIR"):
-        data.source, data.raw_dir = "amazon", os.environ["LAB_RAW_DIR"]
-        data.category = os.environ.get("LAB_CATEGORY", data.category)
+    real = real_data_from_env()
+    if real is not None:
+        data.source, data.raw_dir, data.category = "amazon", *real
     return BookConfig(profile=profile, seed=seed, data=data, model=model, train=train)
+
+
+CATEGORY_PATTERN = r"[A-Za-z0-9_]+"  # an Amazon Reviews 2023 category name (Video_Games, All_Beauty, ...)
+
+
+def check_category(category: str) -> str:
+    """`category` when it is safe as a file stem and a folder name (letters, digits, '_'), else ValueError.
+
+    Run folders join profile, category and seed with '-' (`default-Video_Games-seed1`), so a category may not contain
+    '-', a path separator or anything a shell would mangle, nor be `seed<N>` (`default-seed1` is synthetic seed 1).
+    """
+    if (not isinstance(category, str) or not re.fullmatch(CATEGORY_PATTERN, category)
+            or re.fullmatch(r"seed\d+", category)):
+        raise ValueError(f"category {category!r} is not a valid Amazon Reviews 2023 category name: use letters, "
+                         "digits and '_' only, as the file names do (e.g. LAB_CATEGORY=Video_Games for "
+                         "Video_Games.jsonl.gz); 'seed<N>' is reserved for run folders")
+    return category
+
+
+def real_data_from_env() -> tuple[str, str] | None:
+    """`($LAB_RAW_DIR, $LAB_CATEGORY)` when real Amazon Reviews 2023 files are asked for, None for synthetic data.
+
+    Raises ValueError when `LAB_RAW_DIR` is set without a valid `LAB_CATEGORY` (the category names the files:
+    `<Category>.jsonl.gz` and `meta_<Category>.jsonl.gz`).
+    """
+    raw = os.environ.get("LAB_RAW_DIR")
+    if not raw:
+        return None
+    category = os.environ.get("LAB_CATEGORY")
+    if not category:
+        raise ValueError(f"LAB_RAW_DIR={raw} is set but LAB_CATEGORY is not: set it to the category whose files "
+                         "are there, e.g. LAB_CATEGORY=Video_Games for Video_Games.jsonl.gz and "
+                         "meta_Video_Games.jsonl.gz")
+    return raw, check_category(category)

@@ -285,6 +285,43 @@ def find_raw_file(raw_dir: str | os.PathLike, stem: str) -> Path | None:
     return None
 
 
+EXPECTED_RAW = ("the Amazon Reviews 2023 files of one category: reviews <Category>.jsonl.gz (or .jsonl, .parquet) and "
+                "item metadata meta_<Category>.jsonl.gz (optional; same formats), e.g. Video_Games.jsonl.gz and "
+                "meta_Video_Games.jsonl.gz, directly in the folder or in its review_categories/ and meta_categories/ "
+                "sub-folders")  # what `raw_files` looks for, for error messages
+
+
+def raw_categories(raw_dir: str | os.PathLike) -> list[str]:
+    """The categories that have a review file in `raw_dir` (or its `review_categories/`), sorted."""
+    raw_dir, found = Path(raw_dir), set()
+    for sub in ("", "review_categories"):
+        for suf in SUFFIXES:
+            found |= {p.name[: -len(suf)] for p in (raw_dir / sub).glob(f"*{suf}")
+                      if p.is_file() and not p.name.startswith("meta_")}
+    return sorted(found)
+
+
+def raw_files(category: str, raw_dir: str | os.PathLike) -> tuple[Path, Path | None]:
+    """The review file and metadata file (None when absent) of `category` in `raw_dir`.
+
+    Raises DataError naming the folder and the files expected there when the folder or the review file is missing
+    (the first thing a new user with a wrong `LAB_RAW_DIR` or `LAB_CATEGORY` sees).
+    """
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        which = f", so no review file for category {category!r}" if category else ""
+        raise DataError(f"{raw_dir}: raw data folder not found{which} (LAB_RAW_DIR / DataConfig.raw_dir). It should "
+                        f"hold {EXPECTED_RAW}, downloaded by hand from the Amazon Reviews 2023 page. Point LAB_RAW_DIR "
+                        "at the folder that has them and set LAB_CATEGORY=<Category>.")
+    rev = find_raw_file(raw_dir, category)
+    if rev is None:
+        found = raw_categories(raw_dir)
+        raise DataError(f"{raw_dir}: no review file for category {category!r} (looked for {category}.jsonl.gz, "
+                        f"{category}.jsonl, {category}.parquet there and in review_categories/); categories found "
+                        f"there: {', '.join(found) if found else 'none'}. Expected {EXPECTED_RAW}.")
+    return rev, find_raw_file(raw_dir, f"meta_{category}")
+
+
 def _check_file(path: Path) -> None:
     if not path.exists():
         raise DataError(f"{path}: file not found")
@@ -1197,11 +1234,7 @@ def prepare_data(cfg: DataConfig, paths: "Paths", seed: int = 0, progress: bool 
         generated = ensure_synthetic(cfg, raw, seed, progress)
     elif cfg.source != "amazon":
         raise ValueError(f"DataConfig.source must be 'synthetic' or 'amazon', not {cfg.source!r}")
-    rev_path = find_raw_file(raw, cfg.category)
-    if rev_path is None:
-        raise DataError(f"{raw / cfg.category}: no review file found (looked for {cfg.category}"
-                        f"{{{', '.join(SUFFIXES)}}} in {raw} and {raw / 'review_categories'})")
-    meta_path = find_raw_file(raw, f"meta_{cfg.category}")
+    rev_path, meta_path = raw_files(cfg.category, raw)
     key = cache_key(cfg, seed, [rev_path, meta_path])
     cdir = Path(paths.processed) / cfg.category
     manifest = read_json(cdir / "manifest.json")

@@ -2,7 +2,9 @@
 
 Chapters are `notebooks/NN_name.py` (py:percent), paired with `.ipynb` through the root `jupytext.toml`. The runner
 converts a chapter, injects its parameters (profile, seed, artefact folder), executes it with papermill and writes the
-executed copy to `runs/<profile>/NN_name.ipynb`. A failure raises `ChapterFailed` naming the chapter and the cell.
+executed copy to `runs/<run>/NN_name.ipynb` (`lab.run_name`). A failure raises `ChapterFailed` naming the chapter and
+the cell. `run_book` checks what it can before any chapter runs: the chapters asked for exist, and a chapter that
+loads the teacher (`lab.load_teacher`) has one, or runs after chapter 02 in the same book run.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from . import REPO_ROOT, run_name
+from . import REPO_ROOT, TEACHER_CHAPTER, paths, require_teacher, run_name
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 RUNS = REPO_ROOT / "runs"
@@ -23,6 +25,26 @@ class ChapterFailed(RuntimeError):
 def chapters(folder: Path = NOTEBOOKS) -> list[Path]:
     """The book's chapters in order: `NN_name.py` files."""
     return sorted(p for p in Path(folder).glob("[0-9][0-9]_*.py"))
+
+
+def select_chapters(only: list[str] | None = None, folder: Path = NOTEBOOKS) -> list[Path]:
+    """The chapters whose name starts with one of `only` (all when empty), in book order.
+
+    Raises ValueError naming every prefix that matches no chapter, with the list of chapters.
+    """
+    every = chapters(folder)
+    if not only:
+        return every
+    unknown = [o for o in only if not any(ch.stem.startswith(o) for ch in every)]
+    if unknown:
+        raise ValueError(f"no chapter starts with {', '.join(map(repr, unknown))}; the chapters are: "
+                         f"{', '.join(ch.stem for ch in every)} (e.g. --only 01 02)")
+    return [ch for ch in every if any(ch.stem.startswith(o) for o in only)]
+
+
+def run_dir(profile: str = "smoke", seed: int = 0) -> Path:
+    """Where the executed notebooks of a run go: `runs/<run>` (`lab.run_name`)."""
+    return RUNS / run_name(profile, seed)
 
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -48,7 +70,8 @@ def run_chapter(path: str | os.PathLike, profile: str = "smoke", seed: int = 0, 
     Args:
         path: the chapter's `.py` (or `.ipynb`).
         profile, seed, artefacts: injected as PROFILE, SEED and ARTEFACTS.
-        out_dir: where executed notebooks go (default `runs/<profile>`, `runs/<profile>-seed<N>` for seed N > 0).
+        out_dir: where executed notebooks go (default `run_dir(profile, seed)`: `runs/<profile>`,
+            `runs/<profile>-seed<N>` for seed N > 0, `runs/<profile>-<Category>` for real data).
         extra: further parameters (UPPERCASE names of the chapter's parameters cell).
     """
     import jupytext
@@ -60,7 +83,7 @@ def run_chapter(path: str | os.PathLike, profile: str = "smoke", seed: int = 0, 
     if len(parameters_cells(nb)) != 1:
         raise ChapterFailed(f"{path.name}: expected exactly one cell tagged 'parameters', "
                             f"found {len(parameters_cells(nb))}")
-    out_dir = Path(out_dir or RUNS / run_name(profile, seed))
+    out_dir = Path(out_dir or run_dir(profile, seed))
     out_dir.mkdir(parents=True, exist_ok=True)
     src = out_dir / f".{path.stem}.input.ipynb"
     nbformat.write(nb, src)
@@ -80,11 +103,17 @@ def run_chapter(path: str | os.PathLike, profile: str = "smoke", seed: int = 0, 
 
 def run_book(profile: str = "smoke", seed: int = 0, artefacts: str | None = None, only: list[str] | None = None,
              out_dir: str | os.PathLike | None = None, extra: dict | None = None) -> dict[str, float]:
-    """Run every chapter in order (or those whose name starts with one of `only`); return seconds per chapter."""
+    """Run every chapter in order (or those whose name starts with one of `only`); return seconds per chapter.
+
+    Before running anything: ValueError for a prefix that matches no chapter, FileNotFoundError (naming the command
+    that trains it) when a chapter needs the teacher, there is none and chapter 02 is not part of this run.
+    """
+    selected = select_chapters(only)
+    if (not any(ch.stem.startswith(TEACHER_CHAPTER) for ch in selected)
+            and any("load_teacher(" in ch.read_text() for ch in selected)):
+        require_teacher(paths(profile, artefacts, seed))
     times = {}
-    for ch in chapters():
-        if only and not any(ch.stem.startswith(o) for o in only):
-            continue
+    for ch in selected:
         t0 = time.perf_counter()
         print(f"[book:{profile}] {ch.stem} ...", flush=True)
         run_chapter(ch, profile=profile, seed=seed, artefacts=artefacts, out_dir=out_dir, extra=extra)

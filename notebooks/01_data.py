@@ -54,7 +54,7 @@ raw = D.raw_dir_of(dcfg, P)
 t0 = time.perf_counter()
 generated = D.ensure_synthetic(dcfg, raw, SEED, progress=True) if dcfg.source == "synthetic" else False
 gen_seconds = time.perf_counter() - t0
-rev_path, meta_path = D.find_raw_file(raw, dcfg.category), D.find_raw_file(raw, f"meta_{dcfg.category}")
+rev_path, meta_path = D.raw_files(dcfg.category, raw)  # DataError naming the folder and the files expected there
 print(f"generated now: {generated} ({gen_seconds:.1f}s)")
 display(pd.DataFrame([{"file": p.name, "MB": p.stat().st_size / 2**20} for p in (rev_path, meta_path) if p]))
 opener = gzip.open if rev_path.name.endswith(".gz") else open

@@ -67,9 +67,7 @@ fc = lf.FisherConfig.for_profile(PROFILE)
 fc.n_samples, fc.n_draws, fc.n_boot = N_SAMPLES or fc.n_samples, N_DRAWS or fc.n_draws, N_BOOT or fc.n_boot
 fc.ablation_users = ABLATION_USERS or fc.ablation_users
 data, report, stats = load_rec_data(cfg.data, P, seed=SEED, progress=False)
-if not (P.teacher / "config.json").exists():
-    raise FileNotFoundError(f"no trained teacher at {P.teacher}: run chapter 02_teacher first")
-teacher = SeqRecModel.from_pretrained(P.teacher).eval()
+teacher = lab.load_teacher(P)  # FileNotFoundError naming the command that trains it when chapter 02 has not run
 L = teacher.num_layers
 
 

@@ -73,7 +73,7 @@ if EVAL_THREADS:
 t_start = time.perf_counter()
 
 data, report, stats = load_rec_data(cfg.data, P, seed=SEED, progress=False)
-teacher = SeqRecModel.from_pretrained(P.teacher).to(lab.device()).eval()
+teacher = lab.load_teacher(P, lab.device())
 if not P.file("importance.parquet").exists():
     raise FileNotFoundError(f"{P.file('importance.parquet')} is missing: run chapter 03 (importance per layer) first")
 importance = pd.read_parquet(P.file("importance.parquet"))
