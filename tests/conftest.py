@@ -39,6 +39,14 @@ class SmokeBook:
         raise LookupError(f"no chapter starts with {prefix!r}")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every chapter test (tests/test_chapter_*.py, or any test using `smoke_book`) is marked `notebook`, so that
+    `pytest -m "not notebook"` is the fast unit suite."""
+    for item in items:
+        if item.path.name.startswith("test_chapter_") or "smoke_book" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.notebook)
+
+
 @pytest.fixture(scope="session")
 def smoke_book(tmp_path_factory):
     root = tmp_path_factory.mktemp("book")

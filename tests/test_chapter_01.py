@@ -1,31 +1,167 @@
-"""Chapter 01 (data) in the smoke profile: the recorded statistics are plausible and the structure check passes."""
+"""Chapter 01 (data) in the smoke profile: every recorded count and baseline is recomputed here, independently of
+`lab.data`, from the files the chapter read and wrote (raw files, processed cache, the bad-input demo)."""
 from __future__ import annotations
 
+import gzip
+import json
+import math
+from collections import Counter
+
+import numpy as np
+import pandas as pd
 import pytest
 
+import lab
 
-@pytest.mark.notebook
-def test_chapter_01(smoke_book):
+FIELDS = ["user_id", "parent_asin", "timestamp", "rating"]
+
+
+def _jsonl(path) -> list[str]:
+    text = gzip.decompress(path.read_bytes()).decode() if path.name.endswith(".gz") else path.read_text()
+    return [ln for ln in text.splitlines() if ln.strip()]
+
+
+def _k_core(df: pd.DataFrame, k: int) -> pd.DataFrame:
+    while True:
+        keep = (df.groupby("user_id")["parent_asin"].transform("size") >= k) & \
+               (df.groupby("parent_asin")["user_id"].transform("size") >= k)
+        if keep.all():
+            return df
+        df = df[keep]
+
+
+def _pessimistic_rank(scores: np.ndarray, target: int, seen) -> int:
+    s = scores.astype(np.float64).copy()
+    t = s[target]
+    s[list(seen)] = -np.inf
+    s[0] = -np.inf
+    s[target] = t
+    return int((s > t).sum() + (s == t).sum() - 1)
+
+
+@pytest.fixture(scope="module")
+def chapter(smoke_book):
     r = smoke_book.run("01")["01_data"]
-    # smoke generates 400 users / 150 items; 5-core keeps most of them
-    assert 300 <= r["n_users"] <= 400
-    assert 100 <= r["n_items"] <= 150
-    assert 3_000 <= r["n_interactions"] <= 8_000
-    assert r["density"] == pytest.approx(r["n_interactions"] / (r["n_users"] * r["n_items"]))
-    assert 5 <= r["mean_seq_len"] <= 30
-    # only the generator's planted exact duplicates are skipped from the synthetic files
-    assert 0 < r["rows_skipped"] < 0.02 * r["rows_read"]
-    assert set(r["skipped_by_reason"]) <= {"duplicate_row", "unknown_item"}
+    P = lab.paths("smoke", smoke_book.artefacts)
+    cfg = lab.get_config("smoke", 0).data
+    return r, P, cfg
+
+
+def test_counts_match_an_independent_preprocessing_of_the_raw_files(chapter):
+    r, P, cfg = chapter
+    rev_lines = _jsonl(P.raw / f"{cfg.category}.jsonl.gz")
+    meta_lines = _jsonl(P.raw / f"meta_{cfg.category}.jsonl.gz")
+    assert r["rows_read"] == len(rev_lines) + len(meta_lines)  # every review and metadata row was read
+
+    reviews = pd.DataFrame([json.loads(ln) for ln in rev_lines])[FIELDS]
+    n_dup = int(reviews.duplicated().sum())
+    meta = pd.DataFrame([json.loads(ln) for ln in meta_lines])
+    unknown = int((~meta["parent_asin"].isin(set(reviews["parent_asin"]))).sum())
+    expected = {k: v for k, v in {"duplicate_row": n_dup, "unknown_item": unknown}.items() if v}
+    assert n_dup > 0  # the generator plants exact duplicates
+    assert {k: v for k, v in r["skipped_by_reason"].items() if v} == expected
+    assert r["rows_skipped"] == n_dup + unknown
+
+    # de-duplicate, keep each user's earliest review of an item, iterative k-core: the benchmark's steps
+    df = reviews.drop_duplicates().sort_values("timestamp", kind="stable")
+    df = _k_core(df.drop_duplicates(["user_id", "parent_asin"], keep="first"), cfg.k_core)
+    n_users, n_items, n = df["user_id"].nunique(), df["parent_asin"].nunique(), len(df)
+    assert (r["n_users"], r["n_items"], r["n_interactions"]) == (n_users, n_items, n)
+    assert r["density"] == pytest.approx(n / (n_users * n_items), rel=1e-12)
+    assert r["mean_seq_len"] == pytest.approx(n / n_users, rel=1e-12)
+
+    # the cache the later chapters read holds the same data set
+    inter = pd.read_parquet(P.processed / cfg.category / "interactions.parquet")
+    assert (inter["user"].nunique(), inter["item"].nunique(), len(inter)) == (n_users, n_items, n)
+    assert len(pd.read_parquet(P.processed / cfg.category / "items.parquet")) == n_items + 1  # + padding row
     assert r["cache_second_call"] == "hit"
-    assert r["valid_rows"] == r["test_rows"] == r["n_users"]  # leave-last-out: one of each per user
-    assert r["timestamp_valid_rows"] > 0 and r["timestamp_test_rows"] > 0
-    # sequential structure: Markov > popularity > chance, and order matters
-    assert r["hr10_popularity"] > r["hr10_chance"]
-    assert r["hr10_markov"] > 1.5 * r["hr10_popularity"]
-    assert r["hr10_markov"] > r["hr10_markov_reversed"]
-    assert r["markov_lift_over_popularity"] > 1.5
-    # the bad-input demonstration saw every planted problem
-    assert {"malformed_json", "not_an_object", "bad_type", "missing_field", "rating_out_of_range",
-            "duplicate_row", "unknown_item", "duplicate_item"} <= set(r["demo_skipped_by_reason"])
+
+
+def test_split_sizes_match_the_processed_data(chapter):
+    r, P, cfg = chapter
+    inter = pd.read_parquet(P.processed / cfg.category / "interactions.parquet")
+    sizes = inter.groupby("user").size()
+    assert r["split"] == "leave_last_out"
+    assert r["valid_rows"] == r["test_rows"] == int((sizes >= 3).sum())  # one target of each per user
+    n_valid = n_test = 0
+    for _, g in inter.groupby("user"):
+        t = np.sort(g["timestamp"].to_numpy())
+        before_valid = int((t < cfg.valid_from_ms).sum())
+        before_test = int((t < cfg.test_from_ms).sum())
+        n_valid += 0 < before_valid < before_test  # a target in the validation period, with history before it
+        n_test += 0 < before_test < len(t)
+    assert (r["timestamp_valid_rows"], r["timestamp_test_rows"]) == (n_valid, n_test)
+
+
+def test_baselines_recomputed_from_the_training_split(chapter):
+    r, P, cfg = chapter
+    inter = pd.read_parquet(P.processed / cfg.category / "interactions.parquet")  # sorted by user, then time
+    seqs = [g.tolist() for _, g in inter.groupby("user", sort=True)["item"]]
+    seqs = [s for s in seqs if len(s) >= 3]
+    n_items = int(inter["item"].max())
+    pop = np.zeros(n_items + 1)
+    fwd = np.zeros((n_items + 1, n_items + 1))
+    for s in seqs:
+        train = s[:-2]
+        np.add.at(pop, train, 1)
+        window = train[-(cfg.max_len + 1):]  # the model's training window: transitions the chapter counts
+        for a, b in zip(window[:-1], window[1:]):
+            fwd[a, b] += 1
+    tie = pop / (pop.max() + 1.0) * 1e-3  # popularity breaks ties below one transition count
+    hits = {"popularity": [], "markov": [], "markov_reversed": []}
+    for s in seqs:
+        hist, target = s[:-2], s[-2]  # validation target
+        for name, scores in (("popularity", tie), ("markov", fwd[hist[-1]] + tie),
+                             ("markov_reversed", fwd[:, hist[-1]] + tie)):
+            hits[name].append(_pessimistic_rank(scores, target, hist) < 10)
+    hr = {k: float(np.mean(v)) for k, v in hits.items()}
+    assert r["hr10_popularity"] == pytest.approx(hr["popularity"], abs=1e-12)
+    assert r["hr10_markov"] == pytest.approx(hr["markov"], abs=1e-12)
+    assert r["hr10_markov_reversed"] == pytest.approx(hr["markov_reversed"], abs=1e-12)
+    assert r["hr10_chance"] == pytest.approx(10 / n_items, rel=1e-12)
+    assert r["markov_lift_over_popularity"] == pytest.approx(hr["markov"] / hr["popularity"], rel=1e-12)
+    # the chapter's finding: the last item predicts the next, and the order matters
+    assert hr["popularity"] > 10 / n_items
+    assert hr["markov"] > 1.5 * hr["popularity"]
+    assert hr["markov"] > hr["markov_reversed"]
+
+
+def test_bad_input_demo_counts_every_planted_problem(chapter):
+    r, P, _ = chapter
+    demo = P.root / "bad_input_demo"
+    reasons, rows = Counter(), []
+    for ln in (demo / "Corrupt.jsonl").read_text().splitlines():
+        try:
+            o = json.loads(ln)
+        except ValueError:
+            reasons["malformed_json"] += 1
+            continue
+        if not isinstance(o, dict):
+            reasons["not_an_object"] += 1
+        elif any(o.get(f) is None for f in FIELDS):
+            reasons["missing_field"] += 1
+        elif not isinstance(o["rating"], (int, float)):
+            reasons["bad_type"] += 1
+        elif math.isnan(o["rating"]) or not 1 <= o["rating"] <= 5:
+            reasons["rating_out_of_range"] += 1
+        else:
+            rows.append(tuple(o[f] for f in FIELDS))
+    reasons["duplicate_row"] = len(rows) - len(set(rows))
+    known, meta_seen = {row[1] for row in rows}, set()
+    for ln in (demo / "meta_Corrupt.jsonl").read_text().splitlines():
+        try:
+            o = json.loads(ln)
+        except ValueError:
+            reasons["malformed_json"] += 1
+            continue
+        if o["parent_asin"] not in known:
+            reasons["unknown_item"] += 1
+        elif o["parent_asin"] in meta_seen:
+            reasons["duplicate_item"] += 1
+        meta_seen.add(o["parent_asin"])
+    # what the chapter planted: 2 malformed lines (a review and a meta row), a NaN and a 7 rating, one of each other
+    assert reasons["malformed_json"] == 2 and reasons["rating_out_of_range"] == 2 and reasons["duplicate_row"] >= 1
+    assert r["demo_skipped_by_reason"] == dict(reasons)
+    assert r["demo_rows_skipped"] == sum(reasons.values())
     assert r["demo_file_errors"] == ["Corrupt.jsonl (strict=True)", "Empty.jsonl", "Missing.jsonl",
                                      "Truncated.jsonl.gz"]

@@ -63,3 +63,23 @@ def test_seeds_keep_their_runs_apart(tmp_path, monkeypatch):
     py.write_text('# %% tags=["parameters"]\nPROFILE = "smoke"\nSEED = 0\nARTEFACTS = ""\n\n# %%\nx = SEED\n')
     monkeypatch.setattr("lab.notebooks.RUNS", tmp_path / "runs")
     assert run_chapter(py, seed=2) == tmp_path / "runs" / "smoke-seed2" / "09_seeded.ipynb"
+
+
+def _collect(*args) -> list[str]:
+    import subprocess
+    import sys
+
+    from lab import REPO_ROOT
+
+    r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+                       capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert r.returncode in (0, 5), r.stdout + r.stderr  # 5: nothing selected
+    return [ln for ln in r.stdout.splitlines() if "::" in ln]
+
+
+def test_chapter_tests_are_marked_notebook():
+    files = [f"tests/test_chapter_{c.stem[:2]}.py" for c in CHAPTERS] + ["tests/test_env.py"]
+    notebook, unit = _collect("-m", "notebook", *files), _collect("-m", "not notebook", *files)
+    assert notebook and all(t.startswith("tests/test_chapter_") for t in notebook)
+    assert {t.split("::")[0] for t in notebook} == set(files[:-1])  # every chapter has marked tests
+    assert unit and all(t.startswith("tests/test_env.py") for t in unit)
