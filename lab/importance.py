@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import IGNORE, PAD, RecData
-from .fisher.tables import bootstrap_mean_ci, importance_rows
+from .constants import IGNORE, PAD
+from .data import RecData
+from .fisher.tables import bootstrap_mean_ci, importance_rows, sample_rows
 from .models import build_student
 from .stats import paired_diff_ci
 from .train import evaluate_model
@@ -71,6 +72,13 @@ def layer_pass(model, history, batch_size: int = 256) -> LayerPass:
             h.remove()
         model.train(was)
     return LayerPass(torch.cat(bi).double().numpy(), torch.cat(ntok).double().numpy(), torch.cat(last))
+
+
+def stream_norms(model, data_or_history, batch_size: int = 256) -> np.ndarray:
+    """Mean last-token norm of the residual stream each decoder layer reads (its input), over the given validation
+    histories (chapter 03: does the Fisher per parameter follow the stream's scale?).  # (L,)"""
+    lp = layer_pass(model, data_or_history, batch_size)
+    return lp.last[:, :model.num_layers].norm(dim=-1).mean(0).numpy()
 
 
 def block_influence(model, history=None, batch_size: int = 256, n_boot: int = 1000, seed: int = 0,
@@ -145,12 +153,14 @@ def weight_magnitude(model) -> np.ndarray:
                      for layer in model.layers])
 
 
-def subsample_valid(data: RecData, n_users: int = 0, seed: int = 0) -> RecData:
-    """The same data with a random subset of `n_users` validation rows (0 or >= all keeps everything)."""
+def subsample_valid(data: RecData, n_users: int | None = 0, seed: int = 0) -> RecData:
+    """The same data with a seeded random subset of `n_users` validation rows (0, None or >= all keeps everything):
+    the one validation subsampler of chapters 03 and 04 (ablation, other signals, stream norms, the greedy
+    validation search), so the same `n_users` and seed always mean the same users (`lab.fisher.tables.sample_rows`)."""
     n = len(data.valid_target)
     if not n_users or n_users >= n:
         return data
-    idx = torch.from_numpy(np.sort(np.random.default_rng(seed).choice(n, n_users, replace=False)))
+    idx = torch.from_numpy(sample_rows(n, n_users, seed))
     return dataclasses.replace(data, valid_history=data.valid_history[idx], valid_target=data.valid_target[idx],
                                valid_users=data.valid_users[idx], valid_seen=data.valid_seen[idx])
 
@@ -158,21 +168,25 @@ def subsample_valid(data: RecData, n_users: int = 0, seed: int = 0) -> RecData:
 def ablation_drop(teacher, data: RecData, n_users: int = 0, seed: int = 0, n_boot: int = 1000,
                   metric: str = "ndcg@10", batch_size: int = 512) -> pd.DataFrame:
     """Single-layer ablation: for every layer l, validation `metric` of the teacher minus that of the real compact
-    model without l (`build_student`). Paired bootstrap CIs over users.
+    model without l (`build_student`), on `n_users` validation users (`subsample_valid`; 0 = all). Paired bootstrap
+    CIs over users (`n_boot` = 0: none). The one "teacher minus one layer" of the book: chapter 03's ground truth,
+    and chapter 04's when chapter 03's table lacks it (`lab.selection.GreedyValidSearch.single_layer_drops`).
 
     Returns a frame: layer_idx, value (the drop), ci_low, ci_high, teacher, without (the two means), n_users.
     """
     sub = subsample_valid(data, n_users, seed)
-    base = evaluate_model(teacher, sub, "valid", batch_size=batch_size)[1][metric].to_numpy()
+    mean, base = evaluate_model(teacher, sub, "valid", batch_size=batch_size)
+    base = base[metric].to_numpy()
     L = teacher.num_layers
     rows = []
     for i in range(L):
         student = build_student(teacher, [j for j in range(L) if j != i])
-        per = evaluate_model(student, sub, "valid", batch_size=batch_size)[1][metric].to_numpy()
-        d, lo, hi = paired_diff_ci(base, per, n_boot=n_boot, seed=seed) if n_boot else (base.mean() - per.mean(),
-                                                                                        np.nan, np.nan)
-        rows.append({"layer_idx": i, "value": d, "ci_low": lo, "ci_high": hi, "teacher": base.mean(),
-                     "without": per.mean(), "n_users": len(base)})
+        mean_i, per = evaluate_model(student, sub, "valid", batch_size=batch_size)
+        per = per[metric].to_numpy()
+        d, lo, hi = (paired_diff_ci(base, per, n_boot=n_boot, seed=seed) if n_boot else
+                     (mean[metric] - mean_i[metric], np.nan, np.nan))
+        rows.append({"layer_idx": i, "value": d, "ci_low": lo, "ci_high": hi, "teacher": mean[metric],
+                     "without": mean_i[metric], "n_users": len(base)})
     return pd.DataFrame(rows)
 
 

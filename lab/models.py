@@ -1,7 +1,7 @@
 """The recommender: item embeddings -> a stack of Hugging Face decoder layers -> a score for every item (chapter 02).
 
 `SeqRecModel` is an ordinary `transformers.PreTrainedModel` whose backbone is built from a `transformers` config
-(`LlamaConfig` by default; Qwen2 and Mistral for the architecture comparison) and run through the backbone's own
+(`LlamaConfig` by default; Qwen2 and Mistral through chapter 02's `ARCH`) and run through the backbone's own
 forward with `inputs_embeds` and a causal + padding mask. Scores are tied to the item embeddings (SASRec does the same):
 the catalogue is scored by a dot product with the item table, which keeps the head free of extra parameters and lets
 rare items share what the encoder learned. The padding item is never a class: its score is -inf (`mask_pad`), so the
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +21,7 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
 
 from .config import ModelConfig
-from .data import IGNORE, PAD
+from .constants import IGNORE, PAD
 
 ARCHS = ("llama", "qwen2", "mistral")
 
@@ -307,11 +306,6 @@ def build_student(teacher: SeqRecModel, layers: list[int]) -> SeqRecModel:
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (only those with requires_grad when `trainable_only`)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def score_fn(model: SeqRecModel) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The callable `lab.metrics.evaluate` expects: history batch -> last-position scores."""
-    return model.recommend_scores
 
 
 AutoConfig.register("seqrec", SeqRecConfig, exist_ok=True)

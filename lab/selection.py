@@ -15,11 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .data import RecData
-from .fisher.tables import default_norm, importance_vector  # noqa: F401 (re-exported for chapter 04)
-from .importance import angular_block_distance
+from .fisher.tables import default_norm, importance_vector
+from .importance import ablation_drop, angular_block_distance, subsample_valid
 from .metrics import evaluate
 from .models import SeqRecModel, build_student
 from .train import evaluate_model
@@ -33,7 +32,6 @@ FISHER_SIGNALS = ("fisher_empirical", "fisher_true", "batchgrad_squared")  # cha
 class SelectionConfig:
     """How chapter 04 selects and evaluates compact students."""
 
-    k_divisors: tuple = (8, 4, 2)  # budgets k = max(1, L // d): L/8, L/4, L/2 layers kept
     random_draws: int = 10  # random selections per budget (the control distribution)
     fisher_signal: str = "fisher_empirical"  # estimator behind the default "fisher_topk" rule
     fisher_norm: str = "per_param"  # its normalisation ("per_param", "total" or "max")
@@ -110,10 +108,8 @@ class GreedyValidSearch:
     def __init__(self, model: SeqRecModel, data: RecData, n_users: int = 512, seed: int = 0,
                  metric: str = "ndcg@10", batch_size: int = 512):
         self.model, self.data, self.metric, self.batch_size = model, data, metric, batch_size
-        hist, target, seen = data.split("valid")
-        n = hist.shape[0]
-        idx = torch.as_tensor(np.sort(np.random.default_rng(seed).choice(n, size=min(n_users, n), replace=False)))
-        self.history, self.target, self.seen = hist[idx], target[idx], seen[idx]
+        self.n_users, self.seed = n_users, seed
+        self.history, self.target, self.seen = subsample_valid(data, n_users, seed).split("valid")
         self.cache: dict[tuple, float] = {}
         self.steps: list[dict] = []
         self.current = list(range(model.num_layers))
@@ -149,9 +145,10 @@ class GreedyValidSearch:
         return next(s["layers"] for s in self.steps if s["n_layers"] == k)
 
     def single_layer_drops(self) -> np.ndarray:
-        """Metric of the full model minus that without layer i (the single-layer ablation drop).  # (L,)"""
-        L = self.model.num_layers
-        return np.array([self.full - self.score([l for l in range(L) if l != i]) for i in range(L)])
+        """Metric of the full model minus that without layer i on the search's users: the single-layer ablation drop
+        of `lab.importance.ablation_drop` (no CIs), the search's first step.  # (L,)"""
+        return ablation_drop(self.model, self.data, self.n_users, self.seed, n_boot=0, metric=self.metric,
+                             batch_size=self.batch_size)["value"].to_numpy()
 
     @property
     def path(self) -> pd.DataFrame:
@@ -330,3 +327,90 @@ def rule_table(sel: pd.DataFrame, k: int, metric: str = "ndcg@10") -> pd.DataFra
     if "random" in t.index:
         t.loc["random", "layers"] = ""
     return t
+
+
+# -- chapter 04: what the measurements show ----------------------------------------------------------------------------
+def ablation_reference(importance: pd.DataFrame, search: GreedyValidSearch) -> tuple[np.ndarray, str]:
+    """The single-layer ablation drop chapter 04 judges the importance signals against, and where it comes from.
+
+    Chapter 03's `ablation_drop` rows when its table has them: `lab.importance.ablation_drop` on this run's
+    validation users (the same data, `subsample_valid`'s users), so they are reused, not recomputed. Otherwise the same
+    function on the greedy validation search's users (`GreedyValidSearch.single_layer_drops`).  # (L,)
+    """
+    L = search.model.num_layers
+    if "ablation_drop" in set(importance["signal"]):
+        return importance_vector(importance, "ablation_drop", num_layers=L), "chapter 03's ablation_drop"
+    return (search.single_layer_drops(),
+            f"the greedy validation search's first step ({len(search.history)} validation users)")
+
+
+def signal_spearman(importance: pd.DataFrame, ablation, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Spearman of every signal/norm of chapter 03's table against the ablation drop, with a bootstrap CI over layers
+    (NaN for a signal that is constant over layers): signal, norm, spearman, ci_low, ci_high, best first
+    (chapter 04)."""
+    from .stats import spearman_ci
+
+    rows = []
+    for (signal, norm), g in importance[importance.signal != "ablation_drop"].groupby(["signal", "norm"]):
+        v = g.sort_values("layer_idx")["value"].to_numpy()
+        rho, lo, hi = spearman_ci(v, ablation, n_boot=n_boot, seed=seed) if np.ptp(v) > 0 else (np.nan,) * 3
+        rows.append({"signal": signal, "norm": norm, "spearman": rho, "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows).sort_values("spearman", ascending=False, na_position="last").reset_index(drop=True)
+
+
+@dataclass
+class RuleReport:
+    """The rules at one budget k, chosen on validation and reported on test (`rule_report`, chapter 04)."""
+
+    k: int  # the budget
+    table: pd.DataFrame  # one row per rule: layers, valid_/test_<metric>, draws, draws_at_least_as_good, p, p_holm
+    tests: pd.DataFrame  # the main rules against the random draws (`lab.stats.against_null`): null_ge, p, p_holm
+    random_valid: pd.Series  # validation metric of each random draw
+    random_test: pd.Series  # test metric of each random draw (the null sample)
+    main: list  # the rules tested together: all but "random" and the fisher_topk[signal/norm] variants
+    best_rule: str  # the best rule on validation among those that do not look at the metric
+    best_valid: float
+    best_test: float
+    greedy_valid: float  # the greedy validation search (a reference, not a candidate)
+    greedy_test: float
+    above_greedy: list  # candidate rules above the greedy search on test
+
+
+def rule_report(sel: pd.DataFrame, k: int, metric: str = "ndcg@10") -> RuleReport:
+    """Chapter 04's evaluation of the rules at budget k from `evaluate_selections`' frame: the rule table
+    (`rule_table`), the main rules' one-sided empirical p-values against the random draws with Holm's adjustment
+    (`lab.stats.against_null`), the best rule chosen on validation (not "random", not "greedy_valid") with its test
+    value, and the greedy validation search beside it."""
+    from .stats import against_null
+
+    v, t = f"valid_{metric}", f"test_{metric}"
+    q = sel[(sel.k == k) & (sel.rule == "random")]
+    tab = rule_table(sel, k, metric)
+    main = [r for r in tab.index if r != "random" and "[" not in r]
+    tests = against_null(tab.loc[main, t], q[t])
+    tab = tab.join(tests[["null_ge", "p", "p_holm"]].rename(columns={"null_ge": "draws_at_least_as_good"}))
+    candidates = tab.drop(index=["random", "greedy_valid"])
+    best = str(candidates[v].idxmax())
+    greedy_valid, greedy_test = (float(x) for x in tab.loc["greedy_valid", [v, t]])
+    return RuleReport(k=k, table=tab, tests=tests, random_valid=q[v], random_test=q[t], main=main, best_rule=best,
+                      best_valid=float(candidates.loc[best, v]), best_test=float(candidates.loc[best, t]),
+                      greedy_valid=greedy_valid, greedy_test=greedy_test,
+                      above_greedy=[r for r in candidates.index if candidates.loc[r, t] > greedy_test])
+
+
+def share_beaten(null, value: float) -> float:
+    """The share of the null draws below `value`, ties counting half (chapter 04: how many random layer sets a rule
+    beats); NaN for a value that is not finite."""
+    z = np.asarray(null, dtype=float)
+    return float((z < value).mean() + 0.5 * (z == value).mean()) if np.isfinite(value) else np.nan
+
+
+def mean_by_k(sel: pd.DataFrame, rules, metric: str = "test_ndcg@10") -> pd.DataFrame:
+    """Mean `metric` of each rule (columns) at each budget k (rows); random: the mean over its draws (chapter 04)."""
+    return sel[sel.rule.isin(list(rules))].groupby(["k", "rule"])[metric].mean().unstack("rule")
+
+
+def draws_needed(n_tests: int, alpha: float) -> int:
+    """Random draws needed before a rule that beats every draw can reach a Holm-adjusted p below `alpha` among
+    `n_tests` rules: the smallest n with n_tests / (n + 1) < alpha (chapter 04)."""
+    return next(n for n in range(1, 10**7) if n_tests / (n + 1) < alpha)

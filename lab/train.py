@@ -32,6 +32,31 @@ def evaluate_model(model: SeqRecModel, data: RecData, split: str = "valid", mask
                     batch_size=batch_size, users=users)
 
 
+def evaluate_scorers(scorers: dict, data: RecData, splits=("valid", "test"), per_user_split: str = "test",
+                     batch_size: int = 512) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Full-ranking metrics of several scorers on each split (chapter 02: popularity, the small model, the teacher).
+
+    Args:
+        scorers: name -> callable from a (B, T) history batch to (B, N+1) scores (a model's `recommend_scores`, a
+            baseline's scores).
+        per_user_split: the split whose per-user metrics are returned (the paired tests of later chapters use test).
+
+    Returns:
+        (one row per split and scorer: model, split, metrics...; per-user metrics of `per_user_split` with a model
+        column, scorers in the given order).
+    """
+    rows, per_user = [], []
+    for split in splits:
+        history, target, seen = data.split(split)
+        users = data.valid_users if split == "valid" else data.test_users
+        for name, fn in scorers.items():
+            summary, pu = evaluate(fn, history, target, seen, batch_size=batch_size, users=users)
+            rows.append({"model": name, "split": split, **summary})
+            if split == per_user_split:
+                per_user.append(pu.assign(model=name))
+    return pd.DataFrame(rows), pd.concat(per_user, ignore_index=True)
+
+
 def lr_lambda(total_steps: int, warmup_steps: int):
     """Linear warm-up then cosine decay to 0, as a LambdaLR multiplier."""
     def f(step: int) -> float:
@@ -146,12 +171,9 @@ def train_or_load(model: SeqRecModel, data: RecData, cfg: TrainConfig, out_dir: 
     """
     out_dir = Path(out_dir)
     key = {"train": asdict(cfg), "seed": seed, **(key or {})}
-    info = read_json(out_dir / "train_info.json")
-    if info and info.get("key") == jsonable(key) and (out_dir / "config.json").exists():
-        loaded = type(model).from_pretrained(out_dir).to(next(model.parameters()).device)
-        loaded.eval()
-        history = pd.read_csv(out_dir / "history.csv")
-        return loaded, history, {**info, "loaded": True}
+    done = load_finished(out_dir, key, "train_info.json", type(model), next(model.parameters()).device)
+    if done is not None:
+        return done
     t0 = time.perf_counter()
     history = fit(model, data, cfg, ckpt_dir=out_dir / "ckpt", seed=seed, progress=progress)
     info = {"key": jsonable(key), "train_seconds": time.perf_counter() - t0,
@@ -162,8 +184,23 @@ def train_or_load(model: SeqRecModel, data: RecData, cfg: TrainConfig, out_dir: 
     return save_finished(model, history, info, out_dir, "train_info.json")
 
 
+def load_finished(out_dir: str | Path, key: dict, info_name: str = "train_info.json", model_cls=SeqRecModel,
+                  device: torch.device | str | None = None) -> tuple[SeqRecModel, pd.DataFrame, dict] | None:
+    """(model in eval mode, history, info with loaded=True) of the finished run `save_finished` left in `out_dir`
+    when it was made with the same `key`, else None: the "load it back when nothing changed" step of the teacher
+    (`train_or_load`, chapter 02) and of every student (`lab.distill.distill`, chapter 05)."""
+    out_dir = Path(out_dir)
+    info = read_json(out_dir / info_name)
+    if not info or info.get("key") != jsonable(key) or not (out_dir / "config.json").exists():
+        return None
+    model = model_cls.from_pretrained(out_dir)
+    model = (model.to(device) if device is not None else model).eval()
+    return model, pd.read_csv(out_dir / "history.csv"), {**info, "loaded": True}
+
+
 def save_finished(model, history: pd.DataFrame, info: dict, out_dir: Path, info_name: str):
-    """Save a finished run (model, history.csv, info JSON), drop its resume checkpoints; return (model, history, info)."""
+    """Save a finished run (model, history.csv, info JSON), drop its resume checkpoints; return (model, history, info).
+    `load_finished` reads it back."""
     model.save_pretrained(out_dir)
     with atomic_path(out_dir / "history.csv") as tmp:
         history.to_csv(tmp, index=False)

@@ -9,8 +9,8 @@ import torch
 from lab.config import ModelConfig, TrainConfig
 from lab.data import rec_data_from_sequences, toy_markov_sequences
 from lab.distill import (DistillConfig, DistillLoss, apply_adapter, build_teacher_cache, distill, freeze_teacher,
-                         importance_vector, layer_mapping, layer_weights, merge_student, plan_layers, retention,
-                         tpme)
+                         layer_mapping, layer_weights, merge_student, plan_layers, retention, tpme)
+from lab.fisher.tables import importance_vector
 from lab.models import build_model, build_student
 from lab.train import evaluate_model
 

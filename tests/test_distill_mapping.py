@@ -138,10 +138,12 @@ def test_variant_comparisons_family():
 
 def test_grid_overrides_and_layer_sets(capsys):
     g = DistillGrid.for_profile("default").with_overrides(rules=["fisher_topk", "random", "top"], weightings=["depth"],
-                                                          n_random=1, adapters=["none"])
+                                                          n_random=1, adapters=[])  # []: no adapter runs
     assert g.rules == ("fisher_topk", "random", "top") and g.adapters == () and g.n_random == 1
     assert g.variant_names() == ["ce", "kd", "kd+depth"]
-    assert DistillGrid.for_profile("smoke").with_overrides().adapters == ("lora", "qlora")
+    same = DistillGrid.for_profile("smoke").with_overrides(None, None, None, None, None, None)  # None: the profile's
+    assert same == DistillGrid.for_profile("smoke") and same.adapters == ("lora", "qlora")
+    assert DistillGrid.for_profile("default").with_overrides(n_random=0).n_random == 0  # 0 is a value, not "default"
     sel = pd.DataFrame({"rule": ["fisher_topk", "random", "random", "fisher_topk"], "k": [2, 2, 2, 3],
                         "draw": [0, 1, 0, 0], "layers": ["0,5", "2,3", "1,4", "0,1,5"]})
     assert g.layer_sets(sel, 2) == [("fisher_topk", "fisher_topk", 0, [0, 5]), ("random#0", "random", 0, [1, 4])]

@@ -1,8 +1,8 @@
 """`DistillConfig`: every loss term, weighting, mapping and adapter of the distillation trainer is a switch (chapter 05).
 
 A *variant* names a combination of loss terms: "ce" (next-item CE only, no teacher), "kd" (CE + logit KD), and
-"kd+<weighting>" / "ce+<weighting>" (adds the layer-wise hidden-state term under that weighting). The hypotheses
-chapter flips single fields (e.g. the weighting) with `dataclasses.replace` or `with_variant`.
+"kd+<weighting>" / "ce+<weighting>" (adds the layer-wise hidden-state term under that weighting). Single fields (e.g.
+the weighting) are flipped with `dataclasses.replace` or `with_variant`.
 """
 from __future__ import annotations
 
@@ -132,17 +132,28 @@ class DistillGrid:
         rules = ("fisher_topk", "uniform", "top", "bottom", "block_influence", "random")
         return cls(rules=rules, n_random=2 if profile == "default" else 5)
 
-    def with_overrides(self, rules=(), main_rules=(), variants=(), weightings=(), n_random: int = -1,
-                       adapters=()) -> "DistillGrid":
-        """A copy with chapter 05's parameters-cell overrides: an empty list keeps the profile's value, a negative
-        `n_random` too; `adapters` ["none"] means no adapter runs."""
-        given = {"rules": rules, "main_rules": main_rules, "variants": variants, "weightings": weightings}
-        out = dataclasses.replace(self, **{k: tuple(v) for k, v in given.items() if v})
-        if adapters:
-            out.adapters = tuple(a for a in adapters if a != "none")
-        if n_random >= 0:
+    def with_overrides(self, rules=None, main_rules=None, variants=None, weightings=None, n_random: int | None = None,
+                       adapters=None) -> "DistillGrid":
+        """A copy with chapter 05's parameters-cell overrides; None keeps the profile's value (`lab.resolve`), so
+        `adapters=[]` means no adapter runs."""
+        given = {"rules": rules, "main_rules": main_rules, "variants": variants, "weightings": weightings,
+                 "adapters": adapters}
+        out = dataclasses.replace(self, **{k: tuple(v) for k, v in given.items() if v is not None})
+        if n_random is not None:
             out.n_random = int(n_random)
         return out
+
+    def split_sets(self, layer_sets) -> tuple[list, list]:
+        """`layer_sets` ((name, rule, draw, layers) tuples) split into those of the main rules, trained with every
+        variant, and the others, trained with the variant chosen on validation (chapter 05)."""
+        main = [s for s in layer_sets if s[1] in self.main_rules]
+        return main, [s for s in layer_sets if s[1] not in self.main_rules]
+
+    def variant_runs(self, layer_sets) -> dict[str, list[str]]:
+        """{variant: the student names of the main rules' layer sets trained with it}: the same layer sets, one list
+        per variant, for the paired variant comparisons (chapter 05)."""
+        main, _ = self.split_sets(layer_sets)
+        return {v: [f"{name}:{v}" for name, *_ in main] for v in self.variant_names()}
 
     def layer_sets(self, selections, k: int) -> list[tuple]:
         """(name, rule, draw, layers) of each rule at budget k, from chapter 04's `selections.parquet` (chapter 05).

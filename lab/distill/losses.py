@@ -15,8 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import IGNORE, PAD
-from ..fisher.tables import importance_vector  # noqa: F401 (re-exported: chapter 03's table -> weights)
+from ..constants import IGNORE, PAD
 from .config import DistillConfig
 
 SLMREC_L2 = 0.1  # weight of the L2 distance in SLMRec's hidden-state loss
@@ -63,7 +62,7 @@ def layer_weights(weighting: str, teacher_layers: list[int], importance=None) ->
     distribution over layers changes between weightings, never the term's total scale.
 
     Args:
-        importance: a length-L array (see `importance_vector`), needed by "fisher".
+        importance: a length-L array (see `lab.fisher.tables.importance_vector`), needed by "fisher".
     """
     k = len(teacher_layers)
     if weighting == "none":

@@ -17,18 +17,17 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
+from ..constants import METRICS
 from ..data import RecData
+from ..fisher.tables import importance_vector
 from ..io import jsonable, read_json
 from ..models import SeqRecModel, build_student, count_parameters
-from ..selection import layers_str
+from ..selection import layers_str, parse_layers
 from ..stats import paired_ratio_ci
-from ..train import autocast, evaluate_model, fit, save_finished
+from ..train import autocast, evaluate_model, fit, load_finished, save_finished
 from .adapters import apply_adapter, merge_student
-from .config import DistillConfig
-from .losses import (DistillLoss, TeacherCache, build_teacher_cache, importance_vector, layer_mapping,
-                     layer_weights)
-
-METRICS = ("ndcg@10", "hr@10", "mrr")
+from .config import DistillConfig, DistillGrid
+from .losses import DistillLoss, TeacherCache, build_teacher_cache, layer_mapping, layer_weights
 
 
 def freeze_teacher(teacher: SeqRecModel) -> SeqRecModel:
@@ -121,11 +120,9 @@ def distill(teacher: SeqRecModel, student: SeqRecModel, data: RecData, cfg: Dist
     full_key = jsonable({"distill": dataclasses.asdict(cfg), "train": dataclasses.asdict(tc), "seed": seed,
                           "layers": student.config.source_layers, "teacher_layers": t_layers,
                           "weights": [round(float(w), 6) for w in weights], **(key or {})})
-    info = read_json(out_dir / "distill_info.json")
-    if info and info.get("key") == full_key and (out_dir / "config.json").exists():
-        dev = next(student.parameters()).device
-        loaded = SeqRecModel.from_pretrained(out_dir).to(dev).eval()
-        return loaded, pd.read_csv(out_dir / "history.csv"), {**info, "loaded": True}
+    done = load_finished(out_dir, full_key, "distill_info.json", SeqRecModel, next(student.parameters()).device)
+    if done is not None:
+        return done
 
     torch.manual_seed(seed)
     freeze_teacher(teacher)
@@ -352,6 +349,71 @@ class StudentRuns:
         return pd.concat(self.per_user, ignore_index=True)
 
 
+def teacher_key(paths, stats: dict) -> dict:
+    """What every student's run key includes about its teacher and data (chapter 05): the teacher's own training key
+    (`train_info.json`) and the processed data's hash, so a retrained teacher or changed data retrains the students
+    instead of loading stale ones."""
+    return {"teacher": read_json(paths.teacher / "train_info.json", {}).get("key"), "data": stats.get("config_hash")}
+
+
+def run_grid(teacher: SeqRecModel, data: RecData, layer_sets, grid: DistillGrid, cfg: DistillConfig,
+             train_cfg: TrainConfig, root: str | Path, importance=None, cache: TeacherCache | None = None,
+             seed: int = 0, key: dict | None = None, verbose: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Chapter 05's grid of students, every choice on validation: each loss variant on the main rules' layer sets,
+    the variant with the best mean validation NDCG@10 there (`choose_variant`) on the other rules' sets, then each
+    of `grid.adapters` (LoRA, QLoRA) on the best full fine-tuned student (`best_student`).
+
+    Args:
+        layer_sets: (name, rule, draw, layers) tuples (`DistillGrid.layer_sets`).
+        root: the run's artefact folder; students are saved under `root/students/<name>` and loaded back when
+            nothing changed (`distill`).
+        importance, cache, seed, key: passed to every `distill` run (`teacher_key` for `key`).
+
+    Returns:
+        (one row per student name: rule, draw, layers, variant, adapter, validation and test metrics, training cost,
+        `same_as` for a layer set another rule already trained; per-user test metrics of every student).
+    """
+    runs = StudentRuns(teacher, data, cfg, train_cfg, root, importance=importance, cache=cache, seed=seed, key=key)
+    main, others = grid.split_sets(layer_sets)
+    for name, rule, draw, layers in main:
+        for variant in grid.variant_names():
+            runs.train(f"{name}:{variant}", rule, draw, layers, variant, verbose=verbose)
+    variant = choose_variant(runs.frame(), grid)
+    if verbose:
+        means = valid_means(runs.frame(), grid.main_rules)
+        print(f"best variant on validation (mean over {', '.join(grid.main_rules)}): {variant}  "
+              f"({', '.join(f'{v} {x:.4f}' for v, x in means.items())})")
+    for name, rule, draw, layers in others:
+        runs.train(f"{name}:{variant}", rule, draw, layers, variant, verbose=verbose)
+    best = best_student(runs.frame())
+    row = runs.frame().set_index("name").loc[best]
+    if verbose:
+        print(f"best full fine-tuning setting on validation: {best}")
+    for adapter in grid.adapters:
+        runs.train(f"{best}:{adapter}", row["rule"], int(row["draw"]), parse_layers(row["layers"]), row["variant"],
+                   adapter, verbose=verbose)
+    return runs.frame(), runs.per_user_frame()
+
+
+def choose_variant(frame: pd.DataFrame, grid: DistillGrid) -> str:
+    """The loss variant with the best mean validation NDCG@10 over the main rules' full fine-tuned students (the one
+    the other rules get); the grid's last variant when none ran (chapter 05)."""
+    means = valid_means(frame, grid.main_rules)
+    return str(means.idxmax()) if len(means) else grid.variant_names()[-1]
+
+
+def scratch_retention(teacher_eval: pd.DataFrame, teacher_pu: pd.DataFrame, metric: str = "ndcg@10",
+                      seed: int = 0) -> pd.Series | None:
+    """Retention (with its paired CI) of chapter 02's small model trained from scratch, on the teacher's test users:
+    the row of `retention` named after the model, or None when `teacher_eval.parquet` has no "small..." model
+    (chapter 05's reference: what a student reaches without the teacher)."""
+    small = next((m for m in teacher_eval["model"].unique() if m.startswith("small")), None)
+    if small is None:
+        return None
+    pu = teacher_eval[teacher_eval["model"] == small][["user", *METRICS]].assign(name=small)
+    return retention(pu, teacher_pu, [metric], seed=seed).iloc[0]
+
+
 def valid_means(frame: pd.DataFrame, rules, metric: str = "valid_ndcg@10") -> pd.Series:
     """Mean validation metric per variant over the full fine-tuned students of `rules` (chapter 05's choices)."""
     sel = frame[frame["rule"].isin(list(rules)) & (frame["adapter"] == "full")]
@@ -397,6 +459,15 @@ def variant_comparisons(per_user: pd.DataFrame, names: dict, means: pd.Series, a
              **compare_paired(per_user, names[a], names[b], metric, seed=seed)}
             for a, b, q in pairs if names.get(a) and names.get(b)]
     return pd.DataFrame(holm_family(rows, alpha=alpha))
+
+
+def comparison_records(comparisons: pd.DataFrame) -> dict:
+    """`variant_comparisons` as plain values for `results.json`: {"<a> vs <b>": diff, ci_low, ci_high, wilcoxon_p,
+    holm_p, clear, ci_clear, a_runs, b_runs} (chapter 05)."""
+    return {f"{c['a']} vs {c['b']}": {**{k: float(c[k]) for k in ("diff", "ci_low", "ci_high", "wilcoxon_p", "holm_p")},
+                                      "clear": bool(c["clear"]), "ci_clear": bool(c["ci_clear"]),
+                                      "a_runs": list(c["a_runs"]), "b_runs": list(c["b_runs"])}
+            for c in comparisons.to_dict("records")}
 
 
 def describe_comparison(c: dict, n_tests: int) -> str:

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import IGNORE, PAD
+from ..config import PROFILES
+from ..constants import IGNORE, PAD
 from ..models import mask_pad
 
 ESTIMATORS = ("fisher_empirical", "fisher_true", "batchgrad_squared")
@@ -36,7 +37,6 @@ class FisherConfig:
     method: str = "hooks"  # "hooks" (fastest), "vmap", "loop" (reference) or "ghost" (norms only)
     wrong_batch_size: int = 64  # mini-batch size of the (wrong) squared batch gradient
     n_boot: int = 1000  # bootstrap resamples for CIs
-    stability_seeds: tuple = (0, 1)  # user-subsample seeds for the between-seed rank stability
     n_check: int = 8  # users on which the fast methods are checked against the loop (float64)
     ablation_users: int = 1000  # validation users for the ablation and representation signals (0 = all)
     bench_fast: int = 256  # users timed for the fast methods in `benchmark`
@@ -45,12 +45,15 @@ class FisherConfig:
 
     @classmethod
     def for_profile(cls, profile: str) -> "FisherConfig":
+        """smoke: 96 users, 200 bootstrap resamples (CI); default: the field defaults; full: 4,096 users, 4 draws."""
         if profile == "smoke":
             return cls(n_samples=96, n_draws=2, chunk_size=48, wrong_batch_size=16, n_boot=200, n_check=4,
                        ablation_users=0, bench_fast=96, bench_loop=8, bench_rounds=1)
+        if profile == "default":
+            return cls()
         if profile == "full":
             return cls(n_samples=4096, n_draws=4, chunk_size=128, ablation_users=0)
-        return cls()
+        raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

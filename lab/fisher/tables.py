@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data import IGNORE, PAD
+from ..constants import IGNORE, PAD
 from ..io import write_parquet
 from ..stats import kendall_tau
 from .estimators import (GROUP_ORDER, NORMS, SIGNALS, FisherEstimate, compare, draw_labels, estimate_fisher,
@@ -21,6 +21,15 @@ GROUP_COLUMNS = ["layer_idx", "group", "estimator", "subset", "seed", "norm", "v
 
 # ---------------------------------------------------------------------------------------------------------------------
 # subsets
+def sample_rows(n_rows: int, n: int | None, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a seeded random subsample of `n` of `n_rows` rows; all rows when `n` is 0, None or at least
+    `n_rows` (chapter 03). The one sampler behind the Fisher's training users and every validation subsample
+    (`lab.importance.subsample_valid`: the ablation, the other signals, the greedy validation search).  # (n,)"""
+    if not n or n >= n_rows:
+        return np.arange(n_rows)
+    return np.sort(np.random.default_rng(seed).choice(n_rows, n, replace=False))
+
+
 def user_activity(data) -> np.ndarray:
     """Training interactions of each training row's user (the items before the validation target).  # (U,)
 
@@ -204,14 +213,6 @@ def save_tables(paths, importance: pd.DataFrame, groups: pd.DataFrame | None = N
     write_parquet(paths.file("importance.parquet"), imp)
     if groups is not None:
         write_parquet(paths.file("fisher_groups.parquet"), groups.reset_index(drop=True))
-
-
-def load_importance(paths) -> pd.DataFrame:
-    """The importance table chapter 03 wrote: layer_idx, signal, norm, value, ci_low, ci_high."""
-    f = paths.file("importance.parquet")
-    if not f.exists():
-        raise FileNotFoundError(f"{f} does not exist: run chapter 03_fisher first")
-    return pd.read_parquet(f).reset_index(drop=True)[IMPORTANCE_COLUMNS]
 
 
 def load_groups(paths) -> pd.DataFrame:

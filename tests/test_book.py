@@ -1,0 +1,87 @@
+"""lab.book: the house rules every chapter uses (paths, record, earlier chapters' artefacts, the parameters-cell
+convention), re-exported by `lab`; and every configuration refuses a profile it does not know."""
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+import pytest
+
+import lab
+from lab import book
+from lab.bench import BenchConfig
+from lab.config import BookConfig, get_config
+from lab.distill import DistillConfig, DistillGrid
+from lab.fisher import IMPORTANCE_COLUMNS, FisherConfig, save_tables
+from lab.selection import SelectionConfig
+
+
+def test_lab_reexports_the_book():
+    for name in ("setup", "record", "record_all", "results", "paths", "run_name", "device", "Paths", "REPO_ROOT",
+                 "load_teacher", "load_importance", "require_teacher", "resolve", "override", "TEACHER_CHAPTER",
+                 "IMPORTANCE_CHAPTER", "_CONTEXT"):
+        assert getattr(lab, name) is getattr(book, name), name
+    assert lab.REPO_ROOT == book.REPO_ROOT and (lab.REPO_ROOT / "notebooks").is_dir()
+
+
+def test_resolve_none_is_the_only_default():
+    assert lab.resolve(None, 7) == 7
+    assert lab.resolve(0, 7) == 0 and lab.resolve([], [1]) == [] and lab.resolve("", "x") == ""  # plain values
+
+
+def test_override_replaces_only_given_fields():
+    base = FisherConfig.for_profile("smoke")
+    got = lab.override(base, n_samples=None, n_boot=7, ablation_users=0)
+    assert got.n_samples == base.n_samples and got.n_boot == 7 and got.ablation_users == 0
+    assert base.n_boot != 7  # a copy: the profile's config is left as it was
+    assert lab.override(base) == base
+    with pytest.raises(TypeError, match="no field n_sample"):
+        lab.override(base, n_sample=3)
+
+
+def test_record_all_and_record_write_one_results_file(tmp_path):
+    P = lab.paths("smoke", tmp_path)
+    lab.record("a", 1, chapter="99_x", paths_=P)
+    values = {"b": [1.5, 2], "c": {3: "x"}}
+    assert lab.record_all(values, chapter="99_x", paths_=P) is values
+    assert lab.results("smoke", tmp_path) == {"99_x": {"a": 1, "b": [1.5, 2], "c": {"3": "x"}}}
+
+
+def test_record_needs_a_chapter(monkeypatch):
+    monkeypatch.setitem(lab._CONTEXT, "paths", None)
+    monkeypatch.setitem(lab._CONTEXT, "chapter", None)
+    with pytest.raises(RuntimeError, match="lab.setup"):
+        lab.record_all({"a": 1})
+    with pytest.raises(RuntimeError, match="lab.setup"):
+        lab.load_importance()
+
+
+def test_load_importance_names_the_command_that_writes_it(tmp_path):
+    P = lab.paths("smoke", tmp_path, seed=2)
+    with pytest.raises(FileNotFoundError) as e:
+        lab.load_importance(P)
+    msg = str(e.value)
+    assert "importance.parquet" in msg and "chapter 03" in msg and "--only 03" in msg and "--seed 2" in msg
+    table = pd.DataFrame({"layer_idx": [0, 1], "signal": "magnitude", "norm": "raw", "value": [0.5, 1.0],
+                          "ci_low": float("nan"), "ci_high": float("nan"), "extra": 1})
+    save_tables(P, table)
+    back = lab.load_importance(P)
+    assert list(back.columns) == IMPORTANCE_COLUMNS and back["value"].tolist() == [0.5, 1.0]
+
+
+@pytest.mark.parametrize("make", [
+    FisherConfig.for_profile, SelectionConfig.for_profile, DistillConfig.for_profile, DistillGrid.for_profile,
+    BenchConfig.for_profile, get_config, lambda p: BookConfig(profile=p)],
+    ids=["FisherConfig", "SelectionConfig", "DistillConfig", "DistillGrid", "BenchConfig", "get_config",
+         "BookConfig"])
+def test_configs_refuse_an_unknown_profile(make):
+    for profile in ("smoke", "default", "full"):
+        assert make(profile) is not None
+    with pytest.raises(ValueError, match="unknown profile 'smok'"):
+        make("smok")
+
+
+def test_dead_fields_are_gone():
+    assert "k_divisors" not in {f.name for f in dataclasses.fields(SelectionConfig)}  # chapter 04's K_DIVISORS
+    assert "stability_seeds" not in {f.name for f in dataclasses.fields(FisherConfig)}  # chapter 03's STABILITY_SEEDS
+    assert not hasattr(BookConfig, "to_dict")
