@@ -13,9 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import PAD
-
-KS = (5, 10, 20)
+from .constants import KS, PAD
 
 
 def target_ranks(scores: torch.Tensor, target: torch.Tensor, seen: torch.Tensor | None = None,

@@ -13,7 +13,8 @@ from torch import nn
 import lab
 from lab import fisher as lf
 from lab.config import get_config
-from lab.data import IGNORE, PAD, rec_data_from_sequences, toy_markov_sequences
+from lab.constants import IGNORE, PAD
+from lab.data import rec_data_from_sequences, toy_markov_sequences
 from lab.models import build_model
 
 TOL64 = 1e-10

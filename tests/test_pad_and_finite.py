@@ -9,7 +9,8 @@ import torch
 
 from lab import fisher as lf
 from lab.config import ModelConfig, get_config
-from lab.data import IGNORE, PAD, rec_data_from_sequences, toy_markov_sequences
+from lab.constants import IGNORE, PAD
+from lab.data import rec_data_from_sequences, toy_markov_sequences
 from lab.distill import DistillConfig, DistillLoss, kd_loss
 from lab.metrics import evaluate, target_ranks
 from lab.models import build_model, build_student

@@ -1,0 +1,11 @@
+"""Constants shared across the package: the padding item, the ignored label, the metrics' cut-offs and headline metrics.
+
+A leaf module (it imports nothing of ours), so `models`, `metrics`, `fisher` and `distill` need not import `data`
+for two integers.
+"""
+from __future__ import annotations
+
+PAD = 0  # item index used for padding; real items are 1..num_items
+IGNORE = -100  # label value ignored by the loss
+KS = (5, 10, 20)  # cut-offs K of HR@K and NDCG@K (`lab.metrics`)
+METRICS = ("ndcg@10", "hr@10", "mrr")  # the per-user metrics compared across models (chapters 02-05)
