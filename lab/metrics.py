@@ -18,7 +18,7 @@ from .constants import KS, PAD
 
 def target_ranks(scores: torch.Tensor, target: torch.Tensor, seen: torch.Tensor | None = None,
                  mask_history: bool = True, batch: int = 0, row0: int = 0,
-                 users: torch.Tensor | None = None) -> torch.Tensor:
+                 users: torch.Tensor | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """0-based rank of each target among all items (0 = top).
 
     Args:
@@ -28,6 +28,8 @@ def target_ranks(scores: torch.Tensor, target: torch.Tensor, seen: torch.Tensor 
         mask_history: exclude `seen` items (other than the target) from the ranking.
         batch, row0, users: where these rows come from (batch number, row of the first one, (B,) user ids), for the
             error message only.
+        dtype: the precision scores are compared in; float64 for count scores with small tie-breakers
+            (`lab.baselines`), which float32 would round into ties.
 
     Ties count against the target (pessimistic), so a constant scorer cannot look good.
 
@@ -35,7 +37,7 @@ def target_ranks(scores: torch.Tensor, target: torch.Tensor, seen: torch.Tensor 
         ValueError: a row has a NaN score for an item (PAD's column aside), or its target's score is not finite: a NaN
             target would rank first and NaN competitors would rank below it, which no metric should average.
     """
-    s = scores.detach().float().clone()  # (B, N+1)
+    s = scores.detach().to(dtype).clone()  # (B, N+1)
     s[:, PAD] = -torch.inf
     t_score = s.gather(1, target[:, None])  # (B, 1)
     bad = s.isnan().any(1) | ~t_score[:, 0].isfinite()  # (B,) before masking: a NaN is a model bug, seen or not
@@ -69,13 +71,15 @@ def metrics_from_ranks(ranks, ks: Sequence[int] = KS) -> pd.DataFrame:
 @torch.no_grad()
 def evaluate(score_fn: Callable[[torch.Tensor], torch.Tensor], history: torch.Tensor, target: torch.Tensor,
              seen: torch.Tensor | None = None, ks: Sequence[int] = KS, mask_history: bool = True,
-             batch_size: int = 512, users: torch.Tensor | None = None) -> tuple[dict, pd.DataFrame]:
+             batch_size: int = 512, users: torch.Tensor | None = None,
+             dtype: torch.dtype = torch.float32) -> tuple[dict, pd.DataFrame]:
     """Rank the whole catalogue for every user and return (mean metrics, per-user frame).
 
     Args:
         score_fn: maps a (B, T) history batch to (B, N+1) scores (the model's last-position scores).
         history, target, seen: one split of `RecData` (see `RecData.split`).
         users: user index per row, kept in the per-user frame for paired tests.
+        dtype: the precision scores are ranked in (`target_ranks`).
 
     A NaN or non-finite target score raises a ValueError naming the batch, the row and the user (`target_ranks`).
     """
@@ -85,13 +89,8 @@ def evaluate(score_fn: Callable[[torch.Tensor], torch.Tensor], history: torch.Te
         sc = score_fn(h)
         sn = seen[i:i + batch_size].to(sc.device) if seen is not None else None
         ranks.append(target_ranks(sc, target[i:i + batch_size].to(sc.device), sn, mask_history, batch=b, row0=i,
-                                  users=users[i:i + batch_size] if users is not None else None).cpu())
+                                  users=users[i:i + batch_size] if users is not None else None, dtype=dtype).cpu())
     per_user = metrics_from_ranks(torch.cat(ranks), ks)
     per_user.insert(0, "user", (users if users is not None else torch.arange(len(per_user))).numpy())
     summary = per_user.drop(columns=["user", "rank"]).mean().to_dict()
     return summary, per_user
-
-
-def popularity_scores(item_counts: torch.Tensor, batch: int) -> torch.Tensor:
-    """Scores of the most-popular baseline: training interaction counts, the same for every user.  # (B, N+1)"""
-    return item_counts.float()[None, :].expand(batch, -1)

@@ -35,6 +35,7 @@ import pandas as pd
 from IPython.display import display
 
 import lab
+from lab import baselines as B
 from lab import data as D
 from lab import viz_data as V
 
@@ -202,8 +203,8 @@ print("saved:", ", ".join(str(P.figures / n) for n in figs))
 # matters — which is what a sequence model exploits.
 
 # %%
-struct = D.sequential_structure(rd, k=10, split="valid")
-struct_ts = D.sequential_structure(rd_ts, k=10, split="valid")
+struct = B.sequential_structure(rd, k=10, split="valid")
+struct_ts = B.sequential_structure(rd_ts, k=10, split="valid")
 def baseline_table(st: dict) -> dict:
     return {**{k: st[k] for k in st if k.startswith(("hr@", "ndcg@"))}, "chance HR@10": st["chance_hr"],
             "rows": st["rows"]}

@@ -26,8 +26,9 @@ import pandas as pd
 import torch
 
 import lab
+from lab.baselines import popularity_scores
 from lab.data import load_rec_data
-from lab.metrics import evaluate, popularity_scores
+from lab.metrics import evaluate
 from lab.models import build_model, count_parameters
 from lab.train import evaluate_model, train_or_load
 from lab.viz import save_fig

@@ -1,4 +1,5 @@
-"""Unit tests of lab.data: readers (three formats, bad input), pre-processing, splits, generator, cache."""
+"""Unit tests of lab.data: readers (three formats, bad input), pre-processing, splits on generated data, generator,
+cache. The split builder itself: tests/test_splits.py; the count baselines: tests/test_baselines.py."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,8 +14,10 @@ import pytest
 import torch
 
 import lab
+from lab import baselines as B
 from lab import data as D
 from lab.config import DataConfig, get_config
+from lab.constants import IGNORE
 
 TINY = dict(n_users=120, n_items=60, n_clusters=4, mean_seq_len=10.0, max_len=8, chunk_size=97)
 
@@ -334,14 +337,14 @@ def test_timestamp_split_invariants():
     vf, tf = 100, 200
     seqs = [[1, 2, 3, 4, 5, 6], [7, 8], [3, 9, 1], [2, 4]]
     times = [[10, 50, 100, 150, 200, 250], [120, 130], [10, 210, 220], [90, 95]]
-    rd = D.rec_data_timestamp_split(seqs, times, 9, 4, vf, tf)
+    rd = D.build_rec_data(seqs, 9, 4, "timestamp", times, vf, tf)
     assert rd.num_users == 4
     assert rd.valid_users.tolist() == [0] and rd.valid_target.tolist() == [3]
     assert rd.valid_seen[0].tolist()[-2:] == [1, 2]
     assert rd.test_users.tolist() == [0, 2] and rd.test_target.tolist() == [5, 9]
     assert rd.test_history[0].tolist() == [1, 2, 3, 4]  # validation-period items are test history
     assert rd.train_inputs[0].tolist() == [0, 0, 0, 1] and rd.train_labels[0].tolist() == [-100, -100, -100, 2]
-    assert (rd.train_labels[1] == D.IGNORE).all()  # no training interaction before valid_from
+    assert (rd.train_labels[1] == IGNORE).all()  # no training interaction before valid_from
     assert rd.item_counts.tolist() == [0, 1, 2, 1, 1, 0, 0, 0, 0, 0]
 
 
@@ -400,7 +403,7 @@ def test_generator_has_sequential_structure(synthetic, tmp_path):
     cfg, files = synthetic
     rd, _, _ = D.load_rec_data(dataclasses.replace(cfg, raw_dir=str(files["reviews"].parent)), paths_in(tmp_path),
                                0, progress=False)
-    s = D.sequential_structure(rd)
+    s = B.sequential_structure(rd)
     assert s["hr@10_markov"] > s["hr@10_popularity"] > s["chance_hr"]
     assert s["hr@10_markov"] > s["hr@10_markov_reversed"]
 
@@ -467,16 +470,10 @@ def test_missing_meta_is_a_note(synthetic, tmp_path):
 
 def test_left_pad_and_stats():
     assert D.left_pad([[1, 2, 3], [], [4, 5, 6, 7, 8]], 4).tolist() == [[0, 1, 2, 3], [0, 0, 0, 0], [5, 6, 7, 8]]
-    assert D.left_pad([[1, 2]], 3, value=D.IGNORE).tolist() == [[-100, 1, 2]]
+    assert D.left_pad([[1, 2]], 3, value=IGNORE).tolist() == [[-100, 1, 2]]
     inter = pd.DataFrame({"user": [0, 0, 0, 1, 1], "item": [1, 2, 3, 1, 2], "rating": [5.0] * 5,
                           "timestamp": [0, 1, 2, 3, 4]})
     s = D.dataset_stats(inter)
     assert (s["users"], s["items"], s["interactions"]) == (2, 3, 5)
     assert s["density"] == pytest.approx(5 / 6) and s["mean_seq_len"] == 2.5 and s["seq_len"]["max"] == 3
 
-
-def test_sequential_structure_on_toy_markov():
-    seqs = D.toy_markov_sequences(n_users=80, n_items=30, length=12)
-    rd = D.rec_data_from_sequences(seqs, 30, 8)
-    s = D.sequential_structure(rd, k=10)
-    assert s["hr@10_markov"] == 1.0 and s["hr@10_markov_reversed"] < 0.6

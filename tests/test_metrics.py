@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from lab.metrics import evaluate, metrics_from_ranks, popularity_scores, target_ranks
+from lab.metrics import evaluate, metrics_from_ranks, target_ranks
 
 
 def reference_metrics(scores, target, seen, k):
@@ -73,9 +73,3 @@ def test_evaluate_batches_and_keeps_users():
     assert pu1["user"].tolist() == list(range(100, 150))
     assert set(s1) == {"hr@5", "ndcg@5", "hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr"}
     assert np.isclose(s1["mrr"], pu1["mrr"].mean())
-
-
-def test_popularity_scores_rank_by_count():
-    counts = torch.tensor([0, 5, 50, 1])
-    s = popularity_scores(counts, 2)
-    assert target_ranks(s, torch.tensor([2, 3]), mask_history=False).tolist() == [0, 2]

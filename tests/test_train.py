@@ -2,9 +2,10 @@
 import pytest
 import torch
 
+from lab.baselines import popularity_scores
 from lab.config import TrainConfig, get_config
 from lab.data import rec_data_from_sequences, toy_markov_sequences
-from lab.metrics import evaluate, popularity_scores
+from lab.metrics import evaluate
 from lab.models import build_model
 from lab.train import evaluate_model, fit, lr_lambda, train_or_load
 

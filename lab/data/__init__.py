@@ -1,0 +1,39 @@
+"""Data (chapter 01): Amazon Reviews 2023 readers, a seeded synthetic generator in the same format, pre-processing,
+splits and the cache. Every chapter calls `load_rec_data(cfg.data, paths, seed)` -> `(RecData, LoadReport, stats)`.
+
+The modules, in the order data flows through them:
+
+* `amazon`     - raw files: `raw_files` (finding a category's files), `read_reviews` / `read_meta` (streamed in
+                 chunks by `iter_records`), `LoadReport` (bad rows skipped and counted), `DataError` (bad files).
+* `synthetic`  - `generate_synthetic` / `ensure_synthetic` write seeded raw files in the Amazon format from
+                 `simulate_synthetic`'s latent `SyntheticWorld`; `SyntheticConstants` names the generator's numbers;
+                 `toy_markov_sequences` for unit tests.
+* `preprocess` - `preprocess_reviews` (de-duplication, iterative `k_core`, contiguous ids, chronological order),
+                 `sequences_from_interactions`, `dataset_stats`.
+* `splits`     - `RecData` (the model-facing tensors), `left_pad`, `build_rec_data` (the one split builder:
+                 leave-last-out or the absolute timestamp split), `rec_data_from_sequences`, `split_stats`.
+* `cache`      - `prepare_data` (generate or read, pre-process, cache as `Processed`), `to_rec_data`,
+                 `load_rec_data` (the entry point).
+
+Item index 0 is padding (`lab.constants.PAD`); real items are 1..num_items. Count baselines over `RecData` live in
+`lab.baselines`, above `lab.metrics`.
+"""
+from __future__ import annotations
+
+from .amazon import (META_FIELDS, REASONS, REVIEW_FIELDS, SEQ_FIELDS, DataError, LoadReport, find_raw_file,
+                     iter_records, raw_categories, raw_files, raw_format, read_meta, read_reviews)
+from .cache import Processed, cache_key, load_rec_data, prepare_data, raw_dir_of, to_rec_data
+from .preprocess import dataset_stats, k_core, preprocess_reviews, sequences_from_interactions
+from .splits import SPLITS, RecData, build_rec_data, left_pad, rec_data_from_sequences, split_stats
+from .synthetic import (SYNTHETIC, SyntheticConstants, SyntheticWorld, ensure_synthetic, generate_synthetic,
+                        generator_params, simulate_synthetic, toy_markov_sequences)
+
+__all__ = [
+    "META_FIELDS", "REASONS", "REVIEW_FIELDS", "SEQ_FIELDS", "DataError", "LoadReport", "find_raw_file",
+    "iter_records", "raw_categories", "raw_files", "raw_format", "read_meta", "read_reviews",
+    "Processed", "cache_key", "load_rec_data", "prepare_data", "raw_dir_of", "to_rec_data",
+    "dataset_stats", "k_core", "preprocess_reviews", "sequences_from_interactions",
+    "SPLITS", "RecData", "build_rec_data", "left_pad", "rec_data_from_sequences", "split_stats",
+    "SYNTHETIC", "SyntheticConstants", "SyntheticWorld", "ensure_synthetic", "generate_synthetic",
+    "generator_params", "simulate_synthetic", "toy_markov_sequences",
+]
