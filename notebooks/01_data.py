@@ -26,7 +26,6 @@ ARTEFACTS = ""  # artefact root; empty means <repo>/artefacts
 # %%
 import dataclasses
 import gzip
-import itertools
 import json
 import time
 
@@ -37,7 +36,8 @@ from IPython.display import display
 import lab
 from lab import baselines as B
 from lab import data as D
-from lab import viz_data as V
+from lab import viz as V
+from lab.data.bad_input import corrupt_copy, file_level_errors
 
 P = lab.setup(SEED, PROFILE, ARTEFACTS or None, chapter="01_data")  # seeds, determinism, theme; returns Paths
 cfg = lab.get_config(PROFILE, SEED)
@@ -102,29 +102,11 @@ pre
 
 # %%
 demo = P.root / "bad_input_demo"
-demo.mkdir(parents=True, exist_ok=True)
-with opener(rev_path, "rt") as f:
-    lines = [ln.rstrip("\n") for ln in itertools.islice(f, 300)]
-rec = json.loads(lines[5])
-bad = list(lines)
-bad[3] = lines[3][: len(lines[3]) // 2]  # truncated line: malformed JSON
-bad[10] = json.dumps({**json.loads(lines[10]), "rating": "abc"})  # mistyped rating
-bad[20] = json.dumps({k: v for k, v in json.loads(lines[20]).items() if k != "timestamp"})  # missing timestamp
-bad[30] = json.dumps({**json.loads(lines[30]), "rating": 7.0})  # rating out of range
-bad[40] = json.dumps({**json.loads(lines[40]), "rating": float("nan")})  # NaN rating (JSON `NaN`)
-bad[50] = "[1, 2, 3]"  # valid JSON, not an object
-bad.insert(61, bad[60])  # an exact duplicate row
-(demo / "Corrupt.jsonl").write_text("\n".join(bad) + "\n")
-meta_lines = [json.dumps({"parent_asin": rec["parent_asin"], "title": "A known item"}),
-              json.dumps({"parent_asin": "B0UNKNOWN01", "title": "No review mentions me"}),
-              '{"parent_asin": "B0BROKEN", "title": ',
-              json.dumps({"parent_asin": rec["parent_asin"], "title": "The same item again"})]
-(demo / "meta_Corrupt.jsonl").write_text("\n".join(meta_lines) + "\n")
-
+bad_reviews, bad_meta = corrupt_copy(rev_path, demo)  # 300 review rows with one row of each problem; a damaged meta
 demo_report = D.LoadReport()
-demo_reviews = D.read_reviews(demo / "Corrupt.jsonl", chunk_size=100, report=demo_report)
-D.preprocess_reviews(demo_reviews, k=1, report=demo_report, file="Corrupt.jsonl")
-D.read_meta(demo / "meta_Corrupt.jsonl", report=demo_report, known=set(demo_reviews["parent_asin"].cat.categories))
+demo_reviews = D.read_reviews(bad_reviews, chunk_size=100, report=demo_report)
+D.preprocess_reviews(demo_reviews, k=1, report=demo_report, file=bad_reviews.name)
+D.read_meta(bad_meta, report=demo_report, known=set(demo_reviews["parent_asin"].cat.categories))
 print(f"{demo_report.rows_read} rows read, {demo_report.rows_kept} kept, {demo_report.rows_skipped} skipped")
 display(demo_report.table())
 display(demo_report.examples_table())
@@ -133,19 +115,7 @@ display(demo_report.examples_table())
 # File-level problems stop the load with a message that names the file (and the line where the damage starts):
 
 # %%
-raw_bytes = rev_path.read_bytes() if rev_path.name.endswith(".gz") else gzip.compress(rev_path.read_bytes(), mtime=0)
-(demo / "Truncated.jsonl.gz").write_bytes(raw_bytes[: len(raw_bytes) // 2])
-(demo / "Empty.jsonl").write_bytes(b"")
-file_errors = {}
-for name in ("Truncated.jsonl.gz", "Empty.jsonl", "Missing.jsonl"):
-    try:
-        D.read_reviews(demo / name, chunk_size=dcfg.chunk_size)
-    except D.DataError as e:
-        file_errors[name] = str(e)
-try:
-    D.read_reviews(demo / "Corrupt.jsonl", strict=True)
-except D.DataError as e:
-    file_errors["Corrupt.jsonl (strict=True)"] = str(e)
+file_errors = file_level_errors(rev_path, bad_reviews, demo, dcfg.chunk_size)  # truncated gzip, empty, missing, strict
 with pd.option_context("display.max_colwidth", 200):
     display(pd.DataFrame({"error": file_errors}))
 
@@ -182,7 +152,7 @@ figs = {
     "01_activity.png": V.activity_over_time(proc.interactions, dcfg.valid_from_ms, dcfg.test_from_ms),
 }
 for name, fig in figs.items():
-    V.save_figure(fig, P.figures / name)
+    V.save(fig, name, P)
 plt.show()
 print("saved:", ", ".join(str(P.figures / n) for n in figs))
 
@@ -212,7 +182,7 @@ def baseline_table(st: dict) -> dict:
 
 table = pd.DataFrame({"leave-last-out": baseline_table(struct), "timestamp": baseline_table(struct_ts)})
 display(table)
-V.save_figure(V.structure_bars(struct), P.figures / "01_structure.png")
+V.save(V.structure_bars(struct), "01_structure", P)
 plt.show()
 lift = struct["hr@10_markov"] / max(struct["hr@10_popularity"], 1e-9)
 print(f"Markov HR@10 = {struct['hr@10_markov']:.3f} vs popularity {struct['hr@10_popularity']:.3f} "

@@ -16,28 +16,22 @@
 PROFILE = "smoke"  # smoke | default | full
 SEED = 0  # global seed
 ARTEFACTS = ""  # artefact root; empty means <repo>/artefacts
-ARCH = ""  # backbone family override: "" (profile's), "llama", "qwen2" or "mistral"
+ARCH = None  # backbone family: "llama", "qwen2" or "mistral"; None: the profile's
 SMALL_LAYERS = 2  # depth of the small SASRec-style reference model trained from scratch
 
 # %%
-import time
-
-import pandas as pd
 import torch
 
 import lab
 from lab.baselines import popularity_scores
 from lab.data import load_rec_data
-from lab.metrics import evaluate
 from lab.models import build_model, count_parameters
-from lab.train import evaluate_model, train_or_load
-from lab.viz import save_fig
-from lab.viz_teacher import learning_curves, metric_bars
+from lab.train import evaluate_scorers, train_or_load
+from lab.viz import learning_curves, metric_bars, save
 
 P = lab.setup(SEED, PROFILE, ARTEFACTS or None, chapter="02_teacher")
 cfg = lab.get_config(PROFILE, SEED)
-if ARCH:
-    cfg.model.arch = ARCH
+cfg.model.arch = lab.resolve(ARCH, cfg.model.arch)
 data, report, stats = load_rec_data(cfg.data, P, seed=SEED, progress=False)
 print(f"{data.num_users} users, {data.num_items} items, history length T={data.max_len}; device: {lab.device()}")
 cfg.model
@@ -71,27 +65,18 @@ small = build_model(small_cfg, data.num_items, data.max_len, item_titles=data.it
 small, small_hist, small_info = train_or_load(small, data, cfg.train, P.root / "small_scratch", seed=SEED,
                                               key={"model": small_cfg.__dict__, "data": stats.get("config_hash")})
 
-pop_fn = lambda h: popularity_scores(data.item_counts, len(h))
-rows, per_user = [], []
-for split in ("valid", "test"):
-    h, t, seen = data.split(split)
-    users = data.valid_users if split == "valid" else data.test_users
-    for name, fn in [("popularity", pop_fn), (f"small ({SMALL_LAYERS} layers)", small.recommend_scores),
-                     (f"teacher ({teacher.num_layers} layers)", teacher.recommend_scores)]:
-        summary, pu = evaluate(fn, h, t, seen, users=users)
-        rows.append({"model": name, "split": split, **summary})
-        if split == "test":
-            per_user.append(pu.assign(model=name))
-table = pd.DataFrame(rows)
-per_user = pd.concat(per_user, ignore_index=True)
+scorers = {"popularity": lambda h: popularity_scores(data.item_counts, len(h)),  # (B, T) -> (B, N+1) scores
+           f"small ({SMALL_LAYERS} layers)": small.recommend_scores,
+           f"teacher ({teacher.num_layers} layers)": teacher.recommend_scores}
+table, per_user = evaluate_scorers(scorers, data)  # one row per model and split; per-user test metrics
 lab.io.write_parquet(P.file("teacher_eval.parquet"), per_user)
 table.round(4)
 
 # %%
 fig = learning_curves({"teacher": teacher_hist, "small": small_hist})
-save_fig(fig, "02_learning_curves", P)
+save(fig, "02_learning_curves", P)
 fig = metric_bars(table[table.split == "test"])
-save_fig(fig, "02_test_metrics", P)
+save(fig, "02_test_metrics", P)
 
 # %% [markdown]
 # ## What the numbers say

@@ -29,11 +29,12 @@
 PROFILE = "smoke"  # smoke | default | full
 SEED = 0  # global seed
 ARTEFACTS = ""  # artefact root; empty means <repo>/artefacts
-N_SAMPLES = 0  # users in the Fisher; 0 means the profile default of FisherConfig
-N_DRAWS = 0  # Monte Carlo label draws per user for the true Fisher; 0 means the profile default
-N_BOOT = 0  # bootstrap resamples for the CIs; 0 means the profile default
+N_SAMPLES = None  # users in the Fisher; None: the profile's (FisherConfig.for_profile)
+N_DRAWS = None  # Monte Carlo label draws per user for the true Fisher; None: the profile's
+N_BOOT = None  # bootstrap resamples for the CIs; None: the profile's
 STABILITY_SEEDS = 2  # user subsamples drawn with different seeds for the between-seed rank stability
-ABLATION_USERS = 0  # validation users for the ablation and representation signals; 0 means the profile default
+ABLATION_USERS = None  # validation users for the ablation and representation signals (0: all); None: the profile's
+STREAM_USERS = 256  # validation users for the residual-stream diagnostic
 EXACT_TOL = 1e-10  # largest float64 relative difference to the per-user loop that still counts as agreement
 SCALE_FACTOR = 2.0  # the wrong estimator is roughly 1/batch size times the Fisher when within this factor of 1/B
 SAME_RANKING_RHO = 0.9  # Spearman above which two estimators are said to rank the layers alike
@@ -47,7 +48,6 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 from IPython.display import display
 
 import lab
@@ -55,29 +55,18 @@ from lab import fisher as lf
 from lab import importance as li
 from lab import viz
 from lab.data import load_rec_data
-from lab.fisher.tables import exactness_table, share_ci
-from lab.models import SeqRecModel
-from lab.stats import kendall_tau, spearman_ci
+from lab.stats import kendall_tau
 from scipy.stats import spearmanr
 
 t_start = time.perf_counter()
 P = lab.setup(SEED, PROFILE, ARTEFACTS or None, chapter="03_fisher")
 cfg = lab.get_config(PROFILE, SEED)
-fc = lf.FisherConfig.for_profile(PROFILE)
-fc.n_samples, fc.n_draws, fc.n_boot = N_SAMPLES or fc.n_samples, N_DRAWS or fc.n_draws, N_BOOT or fc.n_boot
-fc.ablation_users = ABLATION_USERS or fc.ablation_users
+fc = lab.override(lf.FisherConfig.for_profile(PROFILE), n_samples=N_SAMPLES, n_draws=N_DRAWS, n_boot=N_BOOT,
+                  ablation_users=ABLATION_USERS)  # None keeps the profile's value
 data, report, stats = load_rec_data(cfg.data, P, seed=SEED, progress=False)
 teacher = lab.load_teacher(P)  # FileNotFoundError naming the command that trains it when chapter 02 has not run
 L = teacher.num_layers
-
-
-def sample_users(seed: int) -> np.ndarray:
-    """A seeded subsample of training rows (users) for the Fisher."""
-    n = min(fc.n_samples, data.num_users)
-    return np.sort(np.random.default_rng(seed).choice(data.num_users, n, replace=False))
-
-
-idx = sample_users(SEED)
+idx = lf.sample_rows(data.num_users, fc.n_samples, SEED)  # the Fisher's training users, seeded
 x, y = data.train_inputs[idx], data.train_labels[idx]  # (S, T) histories and next items
 print(f"teacher: {L} decoder layers; Fisher over {len(idx)} of {data.num_users} users "
       f"({int((y != -100).sum())} labelled positions), {fc.n_draws} label draws for the true Fisher, "
@@ -94,14 +83,9 @@ fc
 
 # %%
 xc, yc = x[:fc.n_check], y[:fc.n_check]
-check_table = exactness_table(teacher, xc, yc, chunk_size=fc.chunk_size, seed=SEED)  # one row per fast method
+check_table = lf.exactness_table(teacher, xc, yc, chunk_size=fc.chunk_size, seed=SEED)  # one row per fast method
 fast_vs_loop = float(check_table["rel_diff_max"].max())
-rates = {}
-for method in ("loop", "hooks"):
-    lf.estimate_fisher(teacher, xc[:2], yc[:2], method=method, chunk_size=fc.chunk_size)  # warm-up
-    t0 = time.perf_counter()
-    lf.estimate_fisher(teacher, xc, yc, method=method, chunk_size=fc.chunk_size)
-    rates[method] = len(xc) / (time.perf_counter() - t0)
+rates = lf.users_per_second(teacher, xc, yc, ("loop", "hooks"), fc.chunk_size)  # float32, on the same users
 check_table["float32_users_per_s"] = check_table["method"].map(rates)
 display(check_table)
 assert fast_vs_loop < EXACT_TOL, f"a fast Fisher method differs from the per-user loop by {fast_vs_loop:.1e}"
@@ -118,50 +102,31 @@ print(f"hooks, ghost and vmap agree with the per-user loop: largest relative dif
 # activity) reuse the per-user values.
 
 # %%
-buckets = lf.item_buckets(data.item_counts)
-label_sets = {"fisher_empirical": y, "fisher_true": lf.draw_labels(teacher, x, y, fc.n_draws, seed=SEED)}
-label_sets.update({f"item:{b}": lf.mask_labels(y, buckets == b) for b in ("head", "torso", "tail")})
+buckets = lf.item_buckets(data.item_counts)  # (N+1,) head / torso / tail of every item
+label_sets = lf.label_sets(teacher, x, y, buckets, fc.n_draws, seed=SEED)  # empirical, true (drawn), item:<bucket>
 t0 = time.perf_counter()
 est = lf.fisher_hooks(teacher, x, label_sets, fc.chunk_size)
 fisher_seconds = time.perf_counter() - t0
 wrong = lf.batchgrad_squared(teacher, x, y, fc.wrong_batch_size)
 emp, true = est["fisher_empirical"], est["fisher_true"]
-activity = lf.user_activity(data)[idx]
-ubucket = lf.user_buckets(activity)
-print(f"Fisher of {len(idx)} users with {len(label_sets)} label families "
-      f"({sum(v.shape[0] if v.dim() == 3 else 1 for v in label_sets.values())} backward passes per chunk) "
-      f"in {fisher_seconds:.1f} s")
-pd.DataFrame({"bucket": ["head", "torso", "tail"],
-              "items": [int((buckets == b).sum()) for b in ("head", "torso", "tail")],
-              "labelled positions": [int((label_sets[f"item:{b}"] != -100).sum()) for b in ("head", "torso", "tail")]})
+print(f"Fisher of {len(idx)} users with {len(label_sets)} label families ({lf.backward_passes(label_sets)} backward "
+      f"passes per chunk) in {fisher_seconds:.1f} s")
+lf.bucket_table(buckets, label_sets)
 
 # %%
-groups = [lf.group_frame(e, "all", SEED, n_boot=fc.n_boot) for e in (emp, true, wrong)]
-for b in ("low", "mid", "high"):
-    for e in (emp, true):
-        groups.append(lf.group_frame(e, f"user:{b}", SEED, rows=ubucket == b, n_boot=fc.n_boot))
-for b in ("head", "torso", "tail"):
-    groups.append(lf.group_frame(est[f"item:{b}"], f"item:{b}", SEED, n_boot=fc.n_boot))
-seed_layers = {SEED: emp.layer_values("per_param")}
-for s in range(SEED + 1, SEED + STABILITY_SEEDS):
-    ix = sample_users(s)
-    e_s = lf.fisher_hooks(teacher, data.train_inputs[ix], {"fisher_empirical": data.train_labels[ix]},
-                          fc.chunk_size, diag=False)["fisher_empirical"]
-    seed_layers[s] = e_s.layer_values("per_param")
-    groups.append(lf.group_frame(e_s, "all", s, n_boot=0))
-groups = pd.concat(groups, ignore_index=True)
-
+ubucket = lf.user_buckets(lf.user_activity(data)[idx])  # activity tercile of each of the Fisher's users
+groups, seed_layers = lf.fisher_groups(est, wrong, ubucket, teacher, data, fc, SEED, STABILITY_SEEDS)
 layers = pd.concat([lf.fisher_importance_rows(e, fc.n_boot, SEED) for e in (emp, true, wrong)], ignore_index=True)
 fig = viz.layer_bars(layers[layers.norm == "max"].rename(columns={"signal": "estimator"}), hue="estimator",
                      title="Fisher per layer, relative to the largest layer (95% bootstrap CIs over users)",
                      ylabel="score / max")
-viz.save_fig(fig, "03_fisher_layers", P)
+viz.save(fig, "03_fisher_layers", P)
 layers[layers.norm == "per_param"].pivot(index="layer_idx", columns="signal", values="value")
 
 # %%
 fig = viz.heatmap_layer_group(groups, "fisher_empirical", "per_param", "all", SEED, log=True,
                               title="empirical Fisher per parameter, log10 (layer x parameter group)")
-viz.save_fig(fig, "03_fisher_heatmap", P)
+viz.save(fig, "03_fisher_heatmap", P)
 outside = groups[(groups.subset == "all") & (groups.seed == SEED) & (groups.norm == "per_param")
                  & groups.group.isin(["embedding", "final_norm", "out_proj"])]
 outside.pivot(index="group", columns="estimator", values="value")
@@ -179,13 +144,10 @@ display(explorer.widget)
 # ## Do head and tail items, and light and heavy users, use the same layers?
 
 # %%
-sub = groups[(groups.norm == "total") & (groups.estimator == "fisher_empirical") & (groups.seed == SEED)
-             & (groups.layer_idx >= 0) & (groups.layer_idx < L)]
-sub = sub.groupby(["subset", "layer_idx"], as_index=False)["value"].sum()
-sub["share"] = sub["value"] / sub.groupby("subset")["value"].transform("sum")
+sub = lf.subset_shares(groups, L, SEED)  # (subset, layer_idx): value, share of the subset's layer Fisher
 fig = viz.layer_bars(sub.assign(value=sub["share"])[["layer_idx", "value", "subset"]], hue="subset",
                      title="share of each subset's layer Fisher (empirical)", ylabel="share of total")
-viz.save_fig(fig, "03_fisher_subsets", P)
+viz.save(fig, "03_fisher_subsets", P)
 profiles = sub.pivot(index="layer_idx", columns="subset", values="share")
 lower = np.arange(L) < L / 2
 subset_lower = profiles[lower].sum()
@@ -224,22 +186,14 @@ show = importance[importance.norm.isin(["raw", "per_param"])].copy()
 show["value"] = show["value"] / show.groupby("signal")["value"].transform(lambda v: np.abs(v).max() or 1)
 fig = viz.layer_bars(show[["layer_idx", "value", "signal"]], hue="signal",
                      title="every signal, scaled to its largest |value|", ylabel="score / max |score|")
-viz.save_fig(fig, "03_signals", P)
+viz.save(fig, "03_signals", P)
 
 # %% [markdown]
 # ## How the signals agree
 
 # %%
-vec = {s: lf.importance_vector(importance, s, "per_param") for s in lf.SIGNALS}
-rows = []
-for s in lf.SIGNALS:
-    if s == "ablation_drop":
-        continue
-    rho, lo, hi = spearman_ci(vec[s], vec["ablation_drop"], n_boot=min(fc.n_boot, 500), seed=SEED)
-    rows.append({"signal": s, "spearman_vs_ablation": rho, "ci_low": lo, "ci_high": hi,
-                 "kendall_vs_ablation": kendall_tau(vec[s], vec["ablation_drop"]),
-                 "spearman_vs_fisher_empirical": spearmanr(vec[s], vec["fisher_empirical"]).statistic})
-agree = pd.DataFrame(rows)
+vec = {s: lf.importance_vector(importance, s, "per_param") for s in lf.SIGNALS}  # {signal: (L,)}
+agree = lf.signal_agreement(vec, n_boot=min(fc.n_boot, 500), seed=SEED)  # each signal vs the ablation drop
 display(agree.round(3))
 fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
 viz.estimator_scatter(vec["fisher_empirical"], vec["fisher_true"], "empirical Fisher per parameter",
@@ -248,7 +202,7 @@ viz.estimator_scatter(vec["fisher_empirical"], vec["batchgrad_squared"], "empiri
                       "squared batch gradient per parameter (wrong)", log=True, ax=axes[1])
 viz.estimator_scatter(vec["fisher_empirical"], vec["ablation_drop"], "empirical Fisher per parameter",
                       "validation NDCG@10 drop if removed", ax=axes[2])
-viz.save_fig(fig, "03_estimator_scatter", P)
+viz.save(fig, "03_estimator_scatter", P)
 
 # %% [markdown]
 # ## What the measurement shows
@@ -257,8 +211,8 @@ viz.save_fig(fig, "03_estimator_scatter", P)
 # bootstrap CI over users; "dominates" means the CI excludes one half.
 
 # %%
-lower_share, share_lo, share_hi = share_ci(emp.per_layer(), lower, fc.n_boot, seed=SEED)  # layers < L/2
-top = [int(i) for i in np.argsort(-vec["fisher_empirical"])[:3]]
+lower_share, share_lo, share_hi = lf.share_ci(emp.per_layer(), lower, fc.n_boot, seed=SEED)  # layers < L/2
+top = lf.top_layers(vec["fisher_empirical"], 3)
 if share_lo > 0.5:
     where = f"the lower half of the layers dominates: it holds {lower_share:.0%} of the empirical Fisher"
 elif share_hi < 0.5:
@@ -274,11 +228,10 @@ print(f"- {where} (95% CI {share_lo:.0%}–{share_hi:.0%}, {len(idx)} users, {L}
 
 # %%
 r_abl = agree.set_index("signal").loc["fisher_empirical"]
-best_signal = agree.sort_values("spearman_vs_ablation", ascending=False).iloc[0]
 drop = vec["ablation_drop"]
-top_abl = [int(i) for i in np.argsort(-drop)[:3]]
+top_abl = lf.top_layers(drop, 3)
 overlap = len(set(top) & set(top_abl))
-top2_share = float(np.sort(emp.layer_values("total"))[::-1][:2].sum() / emp.layer_values("total").sum())
+top2_share = lf.top_share(emp.layer_values("total"), 2)
 abl = ("agrees with the ablation ranking (the CI excludes zero)" if r_abl["ci_low"] > 0 else
        "runs against the ablation ranking (the CI is below zero)" if r_abl["ci_high"] < 0 else
        "is not distinguishable from no relation to the ablation ranking (the CI includes zero)")
@@ -287,6 +240,12 @@ print(f"- The Fisher layer ranking {abl}: Spearman {r_abl['spearman_vs_ablation'
       f"{-drop.max():+.4f} (worst layer, {int(np.argmax(drop))}) to {-drop.min():+.4f} (least harmful, "
       f"{int(np.argmin(drop))}). The three layers whose removal hurts most are {top_abl}; {overlap} of them are among "
       f"the Fisher's top three, and the two highest-Fisher layers hold {top2_share:.0%} of the layer Fisher.")
+
+# %% [markdown]
+# Which signal follows the ablation drop most closely:
+
+# %%
+best_signal = agree.sort_values("spearman_vs_ablation", ascending=False).iloc[0]
 print(f"- The signal with the highest Spearman against the ablation drop is `{best_signal['signal']}` "
       f"({best_signal['spearman_vs_ablation']:.2f}, 95% CI {best_signal['ci_low']:.2f} to {best_signal['ci_high']:.2f}).")
 
@@ -296,8 +255,14 @@ print(f"- The signal with the highest Spearman against the ablation drop is `{be
 # mean gradient is small. The measured ratio (median over layers) is compared with 1/B below.
 
 # %%
-rho_true = float(spearmanr(vec["fisher_empirical"], vec["fisher_true"]).statistic)
-rho_wrong = float(spearmanr(vec["fisher_empirical"], vec["batchgrad_squared"]).statistic)
+rho_true, rho_wrong = (float(spearmanr(vec["fisher_empirical"], vec[s]).statistic)
+                        for s in ("fisher_true", "batchgrad_squared"))
+alike = rho_wrong > SAME_RANKING_RHO
+print(f"- Empirical and true Fisher rank layers with Spearman {rho_true:.2f}. The wrong squared batch gradient "
+      f"(batches of B = {fc.wrong_batch_size}) ranks them with Spearman {rho_wrong:.2f} against the empirical Fisher "
+      f"({'above' if alike else 'not above'} {SAME_RANKING_RHO}: {'alike' if alike else 'a different ranking'}).")
+
+# %%
 wrong_scale = float(np.median(vec["batchgrad_squared"] / vec["fisher_empirical"]))  # median over layers
 inv_b = 1.0 / fc.wrong_batch_size
 if wrong_scale > SCALE_FACTOR * inv_b:
@@ -306,20 +271,15 @@ elif wrong_scale < inv_b / SCALE_FACTOR:
     scale_txt = "below 1/B, which the expectation cannot be: the few batches make it noisy"
 else:
     scale_txt = f"within a factor {SCALE_FACTOR:g} of 1/B: roughly 1/batch size, as expected when E g is small"
-print(f"- Empirical and true Fisher rank layers with Spearman {rho_true:.2f}. The wrong squared batch gradient "
-      f"(batches of B = {fc.wrong_batch_size}) ranks them with Spearman {rho_wrong:.2f} against the empirical Fisher "
-      + (f"(above {SAME_RANKING_RHO}: alike" if rho_wrong > SAME_RANKING_RHO else
-         f"(not above {SAME_RANKING_RHO}: a different ranking") + "), but its values are not a Fisher: the median "
-      f"layer is {wrong_scale:.3g} times the empirical Fisher, against 1/B = {inv_b:.3g} "
-      f"(ratio {wrong_scale / inv_b:.2f}) — {scale_txt}.")
+print(f"- Its values are not a Fisher: the median layer is {wrong_scale:.3g} times the empirical Fisher, against "
+      f"1/B = {inv_b:.3g} (ratio {wrong_scale / inv_b:.2f}) — {scale_txt}.")
 
 # %% [markdown]
-# A diagnostic: how large is the residual stream each layer reads (mean last-token norm of its input on 256
-# validation histories), and does the Fisher per parameter follow it?
+# A diagnostic: how large is the residual stream each layer reads (mean last-token norm of its input on
+# `STREAM_USERS` validation histories), and does the Fisher per parameter follow it?
 
 # %%
-lp = li.layer_pass(teacher, data.valid_history[:256])
-stream = lp.last[:, :L].norm(dim=-1).mean(0).numpy()  # (L,) mean last-token norm of each layer's input
+stream = li.stream_norms(teacher, li.subsample_valid(data, STREAM_USERS, SEED))  # (L,) mean norm of each input
 rho_stream = float(spearmanr(vec["fisher_empirical"], stream).statistic)
 grows = bool(stream[-1] > stream[0])
 tracks = rho_stream <= SCALE_RHO and grows

@@ -33,11 +33,11 @@ PROFILE = "smoke"  # smoke | default | full
 SEED = 0  # global seed
 ARTEFACTS = ""  # artefact root (empty: <repo>/artefacts)
 K_DIVISORS = [8, 4, 2]  # budgets: k is max(1, L // d) layers kept
-RANDOM_DRAWS = 0  # random selections per budget (0: profile default, 10 or more)
-GREEDY_USERS = 0  # validation users the greedy validation search scores each candidate on (0: profile default)
-SPEED_REPEATS = 0  # timed passes per model and batch size (0: profile default)
-EVAL_THREADS = 1  # torch threads for the quality evaluations (1 is fastest on a busy shared CPU; 0: torch default)
-SPEED_THREADS = 0  # torch threads for the speed measurement (0: all cores of the machine)
+RANDOM_DRAWS = None  # random selections per budget; None: the profile's (10 or more)
+GREEDY_USERS = None  # validation users the greedy validation search scores each candidate on; None: the profile's
+SPEED_REPEATS = None  # timed passes per model and batch size; None: the profile's
+EVAL_THREADS = 1  # torch threads for the quality evaluations (1 is fastest on a busy shared CPU); None: torch's
+SPEED_THREADS = None  # torch threads for the speed measurement; None: the profile's (all cores of the machine)
 PAR_SD = 0.5  # a rule within this many random-draw SDs of another score is on a par with it
 ALPHA = 0.05  # level at which a Holm-adjusted p-value against the random draws counts as a difference
 OVER_IDEAL = 1.05  # a measured speed-up above this times the ideal L/k is flagged as disturbed by machine load
@@ -48,35 +48,26 @@ import os
 import time
 
 import numpy as np
-import pandas as pd
 import torch
 
 import lab
 from lab.bench import BenchConfig, compact_students, compare_speed
 from lab.data import load_rec_data
 from lab.io import write_parquet
-from lab.models import SeqRecModel
-from lab.selection import GreedyValidSearch, SelectionConfig, budgets, evaluate_selections, rule_table, selection_plan
-from lab.stats import against_null, spearman_ci
-from lab.viz_selection import plot_quality_vs_k, plot_rules_by_budget, plot_selection_grid, plot_speedup
+from lab.selection import (GreedyValidSearch, SelectionConfig, ablation_reference, budgets, draws_needed,
+                           evaluate_selections, mean_by_k, rule_report, selection_plan, share_beaten, signal_spearman)
+from lab.viz import plot_quality_vs_k, plot_rules_by_budget, plot_selection_grid, plot_speedup, save
 
 P = lab.setup(SEED, PROFILE, ARTEFACTS or None, chapter="04_selection")
 cfg = lab.get_config(PROFILE, SEED)
-scfg = SelectionConfig.for_profile(PROFILE)
-scfg.random_draws = RANDOM_DRAWS or scfg.random_draws
-scfg.greedy_users = GREEDY_USERS or scfg.greedy_users
-bcfg = BenchConfig.for_profile(PROFILE)
-bcfg.repeats = SPEED_REPEATS or bcfg.repeats
-bcfg.threads = SPEED_THREADS or bcfg.threads
-if EVAL_THREADS:
-    torch.set_num_threads(EVAL_THREADS)
+scfg = lab.override(SelectionConfig.for_profile(PROFILE), random_draws=RANDOM_DRAWS, greedy_users=GREEDY_USERS)
+bcfg = lab.override(BenchConfig.for_profile(PROFILE), repeats=SPEED_REPEATS, threads=SPEED_THREADS)
+torch.set_num_threads(lab.resolve(EVAL_THREADS, torch.get_num_threads()))
 t_start = time.perf_counter()
 
 data, report, stats = load_rec_data(cfg.data, P, seed=SEED, progress=False)
 teacher = lab.load_teacher(P, lab.device())
-if not P.file("importance.parquet").exists():
-    raise FileNotFoundError(f"{P.file('importance.parquet')} is missing: run chapter 03 (importance per layer) first")
-importance = pd.read_parquet(P.file("importance.parquet"))
+importance = lab.load_importance(P)  # FileNotFoundError naming the command when chapter 03 has not run
 L = teacher.num_layers
 ks = [k for k in budgets(L, K_DIVISORS) if k < L]
 k_q = min(ks, key=lambda k: abs(k - L / 4))  # the headline budget: (about) a quarter of the layers
@@ -102,7 +93,8 @@ shown = plan[~plan.rule.isin(["random", "teacher"]) & ~plan.rule.str.contains("[
 shown.pivot(index="rule", columns="k", values="layers")
 
 # %%
-fig = plot_selection_grid(plan, L, P)
+fig = plot_selection_grid(plan, L)
+save(fig, "04_selection_grid", P)
 
 # %% [markdown]
 # ## Zero-shot quality: truncate, do not retrain
@@ -121,10 +113,12 @@ summary = (sel[sel.rule != "teacher"].groupby(["rule", "k"])["test_ndcg@10"]
 summary
 
 # %%
-fig = plot_rules_by_budget(sel, P, teacher=teacher_ndcg)
+fig = plot_rules_by_budget(sel, teacher=teacher_ndcg)
+save(fig, "04_rules_by_budget", P)
 
 # %%
-fig = plot_quality_vs_k(sel, P, teacher=teacher_ndcg)
+fig = plot_quality_vs_k(sel, teacher=teacher_ndcg)
+save(fig, "04_quality_vs_k", P)
 
 # %% [markdown]
 # ## How well does each importance signal predict the single-layer ablation drop?
@@ -132,19 +126,12 @@ fig = plot_quality_vs_k(sel, P, teacher=teacher_ndcg)
 # ranks layers like the drop does (Spearman ρ near 1, bootstrap CI over layers) identifies which single layer matters;
 # it need not identify the best *set*, which is what the quality table above measures.
 
+# The drop is chapter 03's (`lab.importance.ablation_drop` on this run's validation users) when its table has it;
+# otherwise the same function runs on the greedy search's users.
+
 # %%
-if "ablation_drop" in set(importance["signal"]):
-    ablation = importance[importance.signal == "ablation_drop"].sort_values("layer_idx")["value"].to_numpy()
-    ablation_source = "chapter 03's ablation_drop"
-else:
-    ablation = search.single_layer_drops()
-    ablation_source = f"the greedy validation search's first step ({len(search.history)} validation users)"
-corr = []
-for (signal, norm), g in importance[importance.signal != "ablation_drop"].groupby(["signal", "norm"]):
-    v = g.sort_values("layer_idx")["value"].to_numpy()
-    rho, lo, hi = spearman_ci(v, ablation, n_boot=scfg.n_boot, seed=SEED) if np.ptp(v) > 0 else (np.nan,) * 3
-    corr.append({"signal": signal, "norm": norm, "spearman": rho, "ci_low": lo, "ci_high": hi})
-corr = pd.DataFrame(corr).sort_values("spearman", ascending=False, na_position="last").reset_index(drop=True)
+ablation, ablation_source = ablation_reference(importance, search)  # (L,) drop per layer, and where it comes from
+corr = signal_spearman(importance, ablation, n_boot=scfg.n_boot, seed=SEED)  # one row per signal/norm, best first
 print(f"ablation drop from {ablation_source}")
 corr.round(3)
 
@@ -167,7 +154,8 @@ speed[["model", "n_layers", "batch", "median_ms", "p10_ms", "p90_ms", "throughpu
        "ideal", "params_ratio", "peak_mb", "mem_ratio"]].round(3)
 
 # %%
-fig = plot_speedup(speed, P)
+fig = plot_speedup(speed)
+save(fig, "04_speedup", P)
 
 # %% [markdown]
 # ## What the measurements show
@@ -182,23 +170,15 @@ fig = plot_speedup(speed, P)
 # `fisher_topk[signal/norm]` variants) are tested together, so their p-values are Holm-adjusted (`lab.stats.holm`).
 
 # %%
-q = sel[(sel.k == k_q) & (sel.rule != "teacher")]
-rnd = q.loc[q.rule == "random", "test_ndcg@10"]
-tab = rule_table(sel, k_q)  # (rules, ...) layers, valid_ndcg@10, test_ndcg@10, draws
-main = [r for r in tab.index if r != "random" and "[" not in r]
-tests = against_null(tab.loc[main, "test_ndcg@10"], rnd)  # p and Holm-adjusted p of each rule vs the random draws
-tab = tab.join(tests[["null_ge", "p", "p_holm"]].rename(columns={"null_ge": "draws_at_least_as_good"}))
-candidates = tab.drop(index=["random", "greedy_valid"])
-best_rule = str(candidates["valid_ndcg@10"].idxmax())  # chosen on validation
-best_valid, best_test = (float(v) for v in candidates.loc[best_rule, ["valid_ndcg@10", "test_ndcg@10"]])
-greedy_valid, greedy_test = (float(v) for v in tab.loc["greedy_valid", ["valid_ndcg@10", "test_ndcg@10"]])
-tab.sort_values("valid_ndcg@10", ascending=False).round(4)
+rep = rule_report(sel, k_q)  # the rule table, p-values vs the random draws (Holm), the best rule on validation
+tests, rnd = rep.tests, rep.random_test  # the main rules' p-values; the random draws' test NDCG@10
+rep.table.sort_values("valid_ndcg@10", ascending=False).round(4)
 
 # %%
-by_rule = tab["test_ndcg@10"]
+by_rule = rep.table["test_ndcg@10"]
 fisher_q = float(by_rule.get("fisher_topk", np.nan))
 uniform_q = float(by_rule["uniform"])
-pct = float((rnd < fisher_q).mean() + 0.5 * (rnd == fisher_q).mean()) if np.isfinite(fisher_q) else np.nan
+pct = share_beaten(rnd, fisher_q)  # the share of random draws Fisher top-k beats (ties count half)
 tol = PAR_SD * float(rnd.std()) if len(rnd) > 1 else 0.0
 verdict = lambda a, b: "better than" if a > b + tol else ("worse than" if a < b - tol else "on a par with")  # noqa
 print(f"At k = {k_q} of {L} layers (zero-shot, test NDCG@10; teacher {teacher_ndcg:.4f}; 'on a par' means within "
@@ -208,32 +188,35 @@ if np.isfinite(fisher_q):
           f"{verdict(fisher_q, float(rnd.mean()))} random selection (mean {rnd.mean():.4f} ± {rnd.std():.4f} "
           f"over {len(rnd)} draws; Fisher beats {pct:.0%} of them) and {verdict(fisher_q, uniform_q)} "
           f"uniform spacing ({uniform_q:.4f}).")
-per_k = sel[sel.rule.isin(["fisher_topk", "uniform", "random"])].groupby(["k", "rule"])["test_ndcg@10"].mean()
-per_k = per_k.unstack("rule")
+
+# %%
+per_k = mean_by_k(sel, ["fisher_topk", "uniform", "random"])  # (k, rule) mean test NDCG@10
 if "fisher_topk" in per_k:
     print(f"- Across the budgets k = {ks}, Fisher top-k is above the random mean at "
           f"{int((per_k['fisher_topk'] > per_k['random']).sum())} of {len(per_k)} and above uniform spacing at "
           f"{int((per_k['fisher_topk'] > per_k['uniform']).sum())} of {len(per_k)}.")
 
 # %%
-n_sig = int((tests["p_holm"] < ALPHA).sum())
+n_sig, n_main = int((tests["p_holm"] < ALPHA).sum()), len(rep.main)
 p_floor = 1 / (len(rnd) + 1)
-n_needed = next(n for n in range(1, 10**6) if len(main) / (n + 1) < ALPHA)  # draws for a Holm p below ALPHA
-print(f"- Against the {len(rnd)} random draws (one-sided empirical p, Holm over {len(main)} rules): {n_sig} of "
-      f"{len(main)} rules are better than chance at level {ALPHA} — "
+print(f"- Against the {len(rnd)} random draws (one-sided empirical p, Holm over {n_main} rules): {n_sig} of "
+      f"{n_main} rules are better than chance at level {ALPHA} — "
       + ", ".join(f"{r} p = {t.p:.3f} (Holm {t.p_holm:.3f})" for r, t in tests.sort_values("p").iterrows()) + ".")
-if len(main) * p_floor >= ALPHA:
-    print(f"  With {len(rnd)} draws the smallest possible p is {p_floor:.3f}, and Holm over {len(main)} rules "
-          f"multiplies it by {len(main)}: no rule can reach {ALPHA} here; that needs at least "
-          f"{n_needed} draws (RANDOM_DRAWS).")
-above = [r for r in candidates.index if candidates.loc[r, "test_ndcg@10"] > greedy_test]
-print(f"- The best rule that does not look at the metric, chosen on validation, is {best_rule} (validation "
-      f"{best_valid:.4f}, test {best_test:.4f}). The greedy validation search reaches validation {greedy_valid:.4f}, "
-      f"test {greedy_test:.4f}: greedy_valid − {best_rule} = {greedy_test - best_test:+.4f} on test "
-      f"({greedy_valid - best_valid:+.4f} on validation), so "
-      + ("the greedy search is higher on test" if greedy_test > best_test else
-         f"{best_rule} is {'higher than' if best_test > greedy_test else 'level with'} the greedy search on test")
-      + (f"; rules above the greedy search on test: {', '.join(above)}." if above else
+if n_main * p_floor >= ALPHA:
+    print(f"  With {len(rnd)} draws the smallest possible p is {p_floor:.3f}, and Holm over {n_main} rules "
+          f"multiplies it by {n_main}: no rule can reach {ALPHA} here; that needs at least "
+          f"{draws_needed(n_main, ALPHA)} draws (RANDOM_DRAWS).")
+
+# %%
+best, best_valid, best_test, g_valid, g_test = (rep.best_rule, rep.best_valid, rep.best_test, rep.greedy_valid,
+                                                 rep.greedy_test)
+print(f"- The best rule that does not look at the metric, chosen on validation, is {best} (validation "
+      f"{best_valid:.4f}, test {best_test:.4f}). The greedy validation search reaches validation {g_valid:.4f}, "
+      f"test {g_test:.4f}: greedy_valid − {best} = {g_test - best_test:+.4f} on test "
+      f"({g_valid - best_valid:+.4f} on validation), so "
+      + ("the greedy search is higher on test" if g_test > best_test else
+         f"{best} is {'higher than' if best_test > g_test else 'level with'} the greedy search on test")
+      + (f"; rules above the greedy search on test: {', '.join(rep.above_greedy)}." if rep.above_greedy else
          "; no rule is above it on test."))
 
 # %%
@@ -284,21 +267,21 @@ lab.record("k_values", ks)
 lab.record("k_quarter", k_q)
 lab.record("teacher_ndcg", teacher_ndcg)
 lab.record("ndcg_quarter", {r: float(v) for r, v in by_rule.items()})
-lab.record("valid_ndcg_quarter", {r: float(v) for r, v in tab["valid_ndcg@10"].items()})
-lab.record("best_rule_quarter", best_rule)
+lab.record("valid_ndcg_quarter", {r: float(v) for r, v in rep.table["valid_ndcg@10"].items()})
+lab.record("best_rule_quarter", best)
 lab.record("best_rule_valid_quarter", best_valid)
 lab.record("best_rule_test_quarter", best_test)
 lab.record("fisher_ndcg_quarter", fisher_q)
 lab.record("uniform_ndcg_quarter", uniform_q)
-lab.record("greedy_valid_test_quarter", greedy_test)
-lab.record("greedy_valid_valid_quarter", greedy_valid)
-lab.record("greedy_valid_minus_best_test_quarter", greedy_test - best_test)
-lab.record("rules_above_greedy_valid_test_quarter", above)
+lab.record("greedy_valid_test_quarter", g_test)
+lab.record("greedy_valid_valid_quarter", g_valid)
+lab.record("greedy_valid_minus_best_test_quarter", g_test - best_test)
+lab.record("rules_above_greedy_valid_test_quarter", rep.above_greedy)
 lab.record("p_vs_random_quarter", {r: float(v) for r, v in tests["p"].items()})
 lab.record("p_holm_vs_random_quarter", {r: float(v) for r, v in tests["p_holm"].items()})
 lab.record("alpha", ALPHA)
 lab.record("rules_beating_random_holm_quarter", [r for r in tests.index if tests.loc[r, "p_holm"] < ALPHA])
-lab.record("random_valid_mean_quarter", float(q.loc[q.rule == "random", "valid_ndcg@10"].mean()))
+lab.record("random_valid_mean_quarter", float(rep.random_valid.mean()))
 lab.record("random_mean_quarter", float(rnd.mean()))
 lab.record("random_std_quarter", float(rnd.std()))
 lab.record("random_draws", int(len(rnd)))

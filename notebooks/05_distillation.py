@@ -35,21 +35,20 @@ PROFILE = "smoke"  # smoke | default | full
 SEED = 0  # global seed
 ARTEFACTS = ""  # artefact root; empty means <repo>/artefacts
 BUDGET_DIVISOR = 4  # layer budget: k is L divided by this
-RULES = []  # selection rules to distil; empty: the profile's grid (DistillGrid.for_profile)
-MAIN_RULES = []  # rules trained with every variant, the others get the best one; empty: the profile's
-VARIANTS = []  # loss variants among "ce", "kd", "kd+layer"; empty: the profile's
-WEIGHTINGS = []  # layer weightings of "kd+layer" among "uniform", "depth", "fisher"; empty: the profile's
-MAPPING = ""  # teacher layer each student layer is matched to: "last_of_block" | "source" | "uniform"; empty: default
-N_RANDOM = -1  # random-selection draws to distil; -1: the profile's
-ADAPTERS = []  # adapter runs on the best setting among "lora", "qlora"; empty: the profile's; ["none"]: none
-EPOCHS = 0  # maximum epochs per student; 0: DistillConfig.for_profile
+RULES = None  # selection rules to distil; None: the profile's grid (DistillGrid.for_profile)
+MAIN_RULES = None  # rules trained with every variant, the others get the best one; None: the profile's
+VARIANTS = None  # loss variants among "ce", "kd", "kd+layer"; None: the profile's
+WEIGHTINGS = None  # layer weightings of "kd+layer" among "uniform", "depth", "fisher"; None: the profile's
+MAPPING = None  # teacher layer each student layer is matched to: "last_of_block" | "source" | "uniform"; None: default
+N_RANDOM = None  # random-selection draws to distil; None: the profile's
+ADAPTERS = None  # adapter runs on the best setting among "lora", "qlora"; None: the profile's; []: none
+EPOCHS = None  # maximum epochs per student; None: DistillConfig.for_profile
 GOAL_RETENTION = 0.95  # share of the teacher's test NDCG@10 the student should keep
 GOAL_SPEEDUP = 3.0  # inference speed-up over the teacher the student should deliver
 ALPHA = 0.05  # family-wise error rate: a variant difference is clear if its CI excludes 0 and Holm-adjusted p < ALPHA
 SPEED_TOLERANCE = 0.10  # merged adapter students count as fast as the full one within this throughput share
 
 # %%
-import dataclasses
 import time
 
 import pandas as pd
@@ -58,15 +57,14 @@ from IPython.display import display
 from transformers.utils import logging as hf_logging
 
 import lab
-from lab import viz_distill as V
+from lab import viz as V
 from lab.bench import BenchConfig, compare_speed
 from lab.data import load_rec_data
-from lab.distill import (METRICS, DistillConfig, DistillGrid, build_teacher_cache, freeze_teacher, layer_mapping,
-                         retention, time_teacher_cache)
-from lab.distill.trainer import (StudentRuns, best_student, describe_comparison, layerwise_choices,
-                                 mapped_teacher_layers, results_table, throughput_ratios, valid_means,
-                                 variant_comparisons)
-from lab.io import read_json, write_parquet
+from lab.distill import (METRICS, DistillConfig, DistillGrid, best_student, build_teacher_cache, choose_variant,
+                         comparison_records, describe_comparison, freeze_teacher, layer_mapping, layerwise_choices,
+                         mapped_teacher_layers, results_table, run_grid, scratch_retention, teacher_key,
+                         throughput_ratios, time_teacher_cache, valid_means, variant_comparisons)
+from lab.io import write_parquet
 from lab.models import SeqRecModel, build_student, count_parameters
 
 P = lab.setup(SEED, PROFILE, ARTEFACTS or None, chapter="05_distillation")
@@ -74,15 +72,13 @@ cfg = lab.get_config(PROFILE, SEED)
 hf_logging.disable_progress_bar()  # save/load progress bars of every student would drown the output
 t_start = time.perf_counter()
 
-dcfg = DistillConfig.for_profile(PROFILE)
-dcfg = dataclasses.replace(dcfg, epochs=EPOCHS or dcfg.epochs, mapping=MAPPING or dcfg.mapping)
+dcfg = lab.override(DistillConfig.for_profile(PROFILE), epochs=EPOCHS, mapping=MAPPING)  # None keeps the profile's
 grid = DistillGrid.for_profile(PROFILE).with_overrides(RULES, MAIN_RULES, VARIANTS, WEIGHTINGS, N_RANDOM, ADAPTERS)
 data, _, stats = load_rec_data(cfg.data, P, seed=SEED, progress=False)
 teacher = freeze_teacher(lab.load_teacher(P, lab.device()))
-importance = pd.read_parquet(P.file("importance.parquet"))
+importance = lab.load_importance(P)  # chapter 03's table, for the Fisher weighting
 L = teacher.num_layers
 k = max(1, L // BUDGET_DIVISOR)
-teacher_key = {"teacher": read_json(P.teacher / "train_info.json", {}).get("key"), "data": stats.get("config_hash")}
 print(f"teacher: {L} layers, {count_parameters(teacher):,} parameters; budget k = {k}; "
       f"{data.num_users} users, {data.num_items} items; device {lab.device()}, {torch.get_num_threads()} threads")
 print(f"loss terms and budget: {dcfg}")
@@ -100,8 +96,7 @@ te = pd.read_parquet(P.file("teacher_eval.parquet"))
 teacher_pu = te[te["model"].str.startswith("teacher")][["user", *METRICS]].reset_index(drop=True)
 teacher_test = teacher_pu[list(METRICS)].mean()
 layer_sets = grid.layer_sets(pd.read_parquet(P.file("selections.parquet")), k)  # (name, rule, draw, layers)
-main = [s for s in layer_sets if s[1] in grid.main_rules]
-others = [s for s in layer_sets if s[1] not in grid.main_rules]
+main, _ = grid.split_sets(layer_sets)  # the main rules' sets: every variant is trained on them
 sets = pd.DataFrame(layer_sets, columns=["name", "rule", "draw", "layers"])
 sets[f"teacher layers ({dcfg.mapping})"] = [layer_mapping(len(s), L, dcfg.mapping, s) for s in sets["layers"]]
 display(sets)
@@ -138,20 +133,14 @@ print(f"training step ({probe_cfg.variant}): {ct['live_step_s']:.3f} s with the 
 # variant on the main rules; the variant with the best mean **validation** NDCG@10 there is then used for the other
 # rules. Rules often agree on the layers (chapter 04); a rule whose layer set, variant and adapter were already trained
 # gets that student's row (same seed, same run) with `same_as` naming it, instead of a second identical run
-# (`lab.distill.trainer.StudentRuns`).
+# (`lab.distill.trainer.StudentRuns`). Last, the adapters are trained on the best setting (next section).
+# `lab.distill.run_grid` runs the whole grid and returns one row per student and their per-user test metrics.
 
 # %%
-runs = StudentRuns(teacher, data, dcfg, cfg.train, P.root, importance=importance, cache=cache, seed=SEED,
-                   key=teacher_key)
-for name, rule, draw, layers in main:
-    for variant in grid.variant_names():
-        runs.train(f"{name}:{variant}", rule, draw, layers, variant)
-means = valid_means(runs.frame(), grid.main_rules)  # mean validation NDCG@10 per variant over the main rules
-best_variant = means.idxmax() if len(means) else grid.variant_names()[-1]
-print(f"best variant on validation (mean over {', '.join(grid.main_rules)}): {best_variant}  "
-      f"({', '.join(f'{v} {x:.4f}' for v, x in means.items())})")
-for name, rule, draw, layers in others:
-    runs.train(f"{name}:{best_variant}", rule, draw, layers, best_variant)
+runs, pu_all = run_grid(teacher, data, layer_sets, grid, dcfg, cfg.train, P.root, importance=importance,
+                        cache=cache, seed=SEED, key=teacher_key(P, stats))  # (students, per-user test metrics)
+best_variant = choose_variant(runs, grid)  # the variant the other rules got: best on validation over the main rules
+best_name = best_student(runs)  # the best full fine-tuned student on validation: the adapters' setting
 
 # %% [markdown]
 # ## LoRA and QLoRA on the best setting
@@ -162,12 +151,8 @@ for name, rule, draw, layers in others:
 # float32 (a unit test checks the merged model scores what was trained).
 
 # %%
-best_name = best_student(runs.frame())  # chosen on validation NDCG@10
-best_variant_run = runs.frame().set_index("name").loc[best_name, "variant"]
-best_set = next(s for s in layer_sets if s[0] == best_name.split(":")[0])
-print(f"best full fine-tuning setting on validation: {best_name}")
-for adapter in grid.adapters:
-    runs.train(f"{best_name}:{adapter}", best_set[1], best_set[2], best_set[3], best_variant_run, adapter)
+runs[runs["name"].str.startswith(best_name)][["name", "adapter", "valid_ndcg@10", "test_ndcg@10", "trainable_params",
+                                              "peak_mem_mb", "total_seconds"]]
 
 # %% [markdown]
 # ## Inference speed of the merged students
@@ -179,7 +164,7 @@ for adapter in grid.adapters:
 
 # %%
 bcfg = BenchConfig.for_profile(PROFILE)
-timed_names = [best_name, *[n for n in runs.models if n.endswith((":lora", ":qlora"))]]
+timed_names = [best_name, *runs.loc[runs["adapter"] != "full", "name"]]  # the full student and the merged adapters
 timed = {"teacher": teacher,  # the students as saved: what would be deployed
          **{n: SeqRecModel.from_pretrained(P.root / "students" / n).to(lab.device()).eval() for n in timed_names}}
 speed = compare_speed(timed, data.test_history, batch_sizes=(1, max(bcfg.batch_sizes)), repeats=bcfg.repeats,
@@ -197,8 +182,7 @@ display(speed[["model", "n_layers", "batch", "median_ms", "throughput", "speedup
 # cheaper). `mapping` and `teacher_layers` say which teacher layers the layer-wise term matched ("none": no such term).
 
 # %%
-pu_all = runs.per_user_frame()
-results = results_table(runs.frame(), pu_all, teacher_pu, speed, reference=best_name, seed=SEED)
+results = results_table(runs, pu_all, teacher_pu, speed, reference=best_name, seed=SEED)
 write_parquet(P.file("distill_results.parquet"), results)
 per_user_out = pd.concat([pu_all, teacher_pu.assign(name="teacher")[["name", "user", *METRICS]]], ignore_index=True)
 write_parquet(P.file("distill_per_user.parquet"), per_user_out)
@@ -208,10 +192,12 @@ cols = ["name", "mapping", "teacher_layers", "epochs", "valid_ndcg@10", "test_nd
 results[cols].sort_values("ret_ndcg@10", ascending=False).round(3)
 
 # %%
-fig = V.retention_bars(results, "ndcg@10", GOAL_RETENTION, P.figures / "05_retention.png")
+fig = V.retention_bars(results, "ndcg@10", GOAL_RETENTION)
+V.save(fig, "05_retention", P)
 
 # %%
-fig = V.cost_and_speed(results, "ndcg@10", GOAL_RETENTION, GOAL_SPEEDUP, P.figures / "05_cost_speed.png", batch=bmax)
+fig = V.cost_and_speed(results, "ndcg@10", GOAL_RETENTION, GOAL_SPEEDUP, batch=bmax)
+V.save(fig, "05_cost_speed", P)
 
 # %% [markdown]
 # ## What the measurement shows
@@ -237,13 +223,10 @@ print(f"{len(meeting)} of {len(r)} students meet the goal on their point estimat
 # Context: chapter 02's shallow model trained from scratch, without the teacher, on the same test users.
 
 # %%
-small_name = next((m for m in te["model"].unique() if m.startswith("small")), None)
-scratch_ret = float("nan")
-if small_name is not None:
-    small_pu = te[te["model"] == small_name][["user", *METRICS]].assign(name=small_name)
-    sr = retention(small_pu, teacher_pu, ["ndcg@10"], seed=SEED).iloc[0]
-    scratch_ret = float(sr["retention"])
-    print(f"Reference: the {small_name} model trained from scratch in chapter 02 (no teacher) keeps "
+sr = scratch_retention(te, teacher_pu, seed=SEED)  # retention with its CI, or None without a small model
+scratch_ret = float("nan") if sr is None else float(sr["retention"])
+if sr is not None:
+    print(f"Reference: the {sr['name']} model trained from scratch in chapter 02 (no teacher) keeps "
           f"{sr['retention']:.1%} (95% CI {sr['ci_low']:.1%}–{sr['ci_high']:.1%}) of the teacher's NDCG@10. "
           + (f"That is at least the {GOAL_RETENTION:.0%} goal: on this data a student can reach the goal without "
              "learning anything from the teacher, so retention says as much about the data as about distillation."
@@ -261,7 +244,7 @@ means = valid_means(results, grid.main_rules)  # the choices: validation NDCG@10
 main_ret = results[results["rule"].isin(grid.main_rules) & (results["adapter"] == "full")]
 display(pd.DataFrame({"valid NDCG@10 (chooses)": means,
                       "test retention (reports)": main_ret.groupby("variant", sort=False)["ret_ndcg@10"].mean()}))
-variant_runs = {v: [f"{n}:{v}" for n, *_ in main] for v in grid.variant_names()}  # the same layer sets, per variant
+variant_runs = grid.variant_runs(layer_sets)  # {variant: the main rules' students}: the same layer sets, per variant
 comparisons = variant_comparisons(pu_all, variant_runs, means, alpha=ALPHA, seed=SEED)
 for c in comparisons.to_dict("records"):
     print(describe_comparison(c, len(comparisons)))
@@ -299,6 +282,8 @@ for n in adapter_names:
           f"{best['tpme']:.2f}. Merged, it runs at " + ", ".join(f"{v:.2f}x (batch {b})" for b, v in x.items())
           + " the full student's throughput: " + (f"the same within {SPEED_TOLERANCE:.0%}." if same else
                                                    f"NOT the same within {SPEED_TOLERANCE:.0%}."))
+
+# %%
 chapter_seconds = time.perf_counter() - t_start
 n_trained = int((r["same_as"] == "").sum())
 print(f"Training the {n_trained} distinct students ({len(r) - n_trained} rows share another rule's layers) took "
@@ -323,6 +308,8 @@ print(f"- Students of k = {k} of {L} teacher layers were trained with {', '.join
 print(f"- {n_clear} of {len(comparisons)} variant comparisons are clear after Holm's correction at {ALPHA:g}"
       + (": " + "; ".join(f"{c['a']} vs {c['b']} {c['diff']:+.4f}" for _, c in comparisons[comparisons["clear"]]
                           .iterrows()) if n_clear else "") + ".")
+
+# %%
 print(f"- Caching the frozen teacher saved {ct['saved_per_epoch_s']:.1f} s per epoch of {ct['steps_per_epoch']} "
       f"steps in this measurement ({ct['live_step_s']:.3f} s live vs {ct['cached_step_s']:.3f} s cached per step).")
 if len(adapter_names):
@@ -352,11 +339,7 @@ lab.record("best_retention_ci", [float(best["ret_ndcg@10_low"]), float(best["ret
 lab.record("max_retention", float(r["ret_ndcg@10"].max()))
 lab.record("scratch_small_retention", scratch_ret)
 lab.record("alpha", ALPHA)
-lab.record("variant_comparisons", {
-    f"{c['a']} vs {c['b']}": {**{kk: float(c[kk]) for kk in ("diff", "ci_low", "ci_high", "wilcoxon_p", "holm_p")},
-                              "clear": bool(c["clear"]), "ci_clear": bool(c["ci_clear"]),
-                              "a_runs": list(c["a_runs"]), "b_runs": list(c["b_runs"])}
-    for c in comparisons.to_dict("records")})
+lab.record("variant_comparisons", comparison_records(comparisons))
 lab.record("best_speedup", float(best["speedup"]))
 lab.record("best_speedup_b1", float(best["speedup_b1"]))
 lab.record("adapter_speed_ratio", {n: {str(b): float(v) for b, v in ratios[n].items()} for n in adapter_names})
