@@ -14,8 +14,9 @@ from lab.config import get_config
 from lab.data import rec_data_from_sequences, toy_markov_sequences
 from lab.models import SeqRecModel, build_model, build_student, count_parameters
 from lab.importance import angular_block_distance
-from lab.selection import (RULES, GreedyValidSearch, SelectionConfig, budgets, importance_vector, random_selections,
-                           rule_table, select_layers, selection_plan, uniform_layers)
+from lab.fisher.tables import importance_vector
+from lab.selection import (RULES, GreedyValidSearch, SelectionConfig, budgets, random_selections, rule_table,
+                           select_layers, selection_plan, uniform_layers)
 
 L = 8
 
