@@ -61,9 +61,9 @@ from lab import viz as V
 from lab.bench import BenchConfig, compare_speed
 from lab.data import load_rec_data
 from lab.distill import (METRICS, DistillConfig, DistillGrid, best_student, build_teacher_cache, choose_variant,
-                         comparison_records, describe_comparison, freeze_teacher, layer_mapping, layerwise_choices,
-                         mapped_teacher_layers, results_table, run_grid, scratch_retention, teacher_key,
-                         throughput_ratios, time_teacher_cache, valid_means, variant_comparisons)
+                         comparison_records, describe_adapter, describe_comparison, freeze_teacher, layer_mapping,
+                         layerwise_choices, mapped_teacher_layers, results_table, run_grid, scratch_retention,
+                         teacher_key, throughput_ratios, time_teacher_cache, valid_means, variant_comparisons)
 from lab.io import write_parquet
 from lab.models import SeqRecModel, build_student, count_parameters
 
@@ -272,16 +272,8 @@ if len(fr) > 1:
 # %%
 adapter_names = [n for n in timed_names if n != best_name]
 ratios = throughput_ratios(speed, adapter_names, best_name)  # (batch sizes) x (adapter students)
-for n in adapter_names:
-    row, x = r.loc[n], ratios[n]
-    same = bool((x - 1).abs().max() <= SPEED_TOLERANCE)
-    print(f"{row['adapter'].upper()}: retention {row['ret_ndcg@10']:.1%} with {row['trainable_params']:,} trainable "
-          f"parameters ({row['trainable_params'] / best['trainable_params']:.1%} of full fine-tuning), "
-          f"{row['peak_mem_mb']:.1f} MiB peak training memory vs {best['peak_mem_mb']:.1f} MiB, "
-          f"{row['total_seconds']:.1f} s vs {best['total_seconds']:.1f} s; TPME {row['tpme']:.2f} vs "
-          f"{best['tpme']:.2f}. Merged, it runs at " + ", ".join(f"{v:.2f}x (batch {b})" for b, v in x.items())
-          + " the full student's throughput: " + (f"the same within {SPEED_TOLERANCE:.0%}." if same else
-                                                   f"NOT the same within {SPEED_TOLERANCE:.0%}."))
+for n in adapter_names:  # retention, training cost and merged speed against the full fine-tuned best setting
+    print(describe_adapter(r.loc[n], best, ratios[n], SPEED_TOLERANCE))
 
 # %%
 chapter_seconds = time.perf_counter() - t_start

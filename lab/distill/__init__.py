@@ -9,10 +9,11 @@ from .adapters import TrainableView, apply_adapter, dequantize_merge, load_4bit,
 from .config import ADAPTERS, DISTANCES, MAPPINGS, POSITIONS, WEIGHTINGS, DistillConfig, DistillGrid
 from .losses import (DistillLoss, LayerTap, TeacherCache, base_model, build_teacher_cache, hidden_distance, kd_loss,
                      layer_mapping, layer_weights, position_mask)
-from .trainer import (METRICS, StudentRuns, best_student, choose_variant, comparison_records, describe_comparison,
-                      distill, estimate_training_memory, freeze_teacher, layerwise_choices, mapped_teacher_layers,
-                      per_user_metrics, plan_layers, results_table, retention, run_grid, scratch_retention,
-                      teacher_key, throughput_ratios, time_teacher_cache, tpme, valid_means, variant_comparisons)
+from .trainer import (METRICS, StudentRuns, best_student, choose_variant, comparison_records, describe_adapter,
+                      describe_comparison, distill, estimate_training_memory, freeze_teacher, layerwise_choices,
+                      mapped_teacher_layers, per_user_metrics, plan_layers, results_table, retention, run_grid,
+                      scratch_retention, teacher_key, throughput_ratios, time_teacher_cache, tpme, valid_means,
+                      variant_comparisons)
 
 __all__ = [
     "DistillConfig", "DistillGrid", "ADAPTERS", "DISTANCES", "MAPPINGS", "POSITIONS", "WEIGHTINGS",
@@ -22,6 +23,6 @@ __all__ = [
     "METRICS", "distill", "estimate_training_memory", "freeze_teacher", "per_user_metrics", "plan_layers",
     "retention", "time_teacher_cache", "tpme",
     "StudentRuns", "run_grid", "choose_variant", "best_student", "valid_means", "layerwise_choices",
-    "variant_comparisons", "describe_comparison", "comparison_records", "results_table", "throughput_ratios",
-    "mapped_teacher_layers", "scratch_retention", "teacher_key",
+    "variant_comparisons", "describe_adapter", "describe_comparison", "comparison_records", "results_table",
+    "throughput_ratios", "mapped_teacher_layers", "scratch_retention", "teacher_key",
 ]

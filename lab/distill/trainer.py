@@ -485,6 +485,20 @@ def describe_comparison(c: dict, n_tests: int) -> str:
             f"Holm-adjusted over {n_tests} tests {c['holm_p']:.2g}) — {verdict}.")
 
 
+def describe_adapter(row: pd.Series, full: pd.Series, ratios: pd.Series, tolerance: float = 0.10) -> str:
+    """One printed sentence for an adapter student (chapter 05): its retention and training cost (trainable
+    parameters, peak memory, seconds, TPME) against the full fine-tuned `full` row of `results_table`, and its merged
+    throughput per batch size (`ratios`, a column of `throughput_ratios`), the same speed when within `tolerance`."""
+    same = bool((ratios - 1).abs().max() <= tolerance)
+    return (f"{row['adapter'].upper()}: retention {row['ret_ndcg@10']:.1%} with {row['trainable_params']:,} trainable "
+            f"parameters ({row['trainable_params'] / full['trainable_params']:.1%} of full fine-tuning), "
+            f"{row['peak_mem_mb']:.1f} MiB peak training memory vs {full['peak_mem_mb']:.1f} MiB, "
+            f"{row['total_seconds']:.1f} s vs {full['total_seconds']:.1f} s; TPME {row['tpme']:.2f} vs "
+            f"{full['tpme']:.2f}. Merged, it runs at " + ", ".join(f"{v:.2f}x (batch {b})" for b, v in ratios.items())
+            + " the full student's throughput: " + ("the same" if same else "NOT the same")
+            + f" within {tolerance:.0%}.")
+
+
 def results_table(runs: pd.DataFrame, per_user: pd.DataFrame, teacher_pu: pd.DataFrame, speed: pd.DataFrame,
                   reference: str, seed: int = 0) -> pd.DataFrame:
     """Chapter 05's table: each run with its retention per metric (paired CI over test users), TPME and speed-up.
