@@ -100,9 +100,11 @@ class GreedyValidSearch:
     """Greedy layer removal by measured validation NDCG@10 on a user subsample: rule "greedy_valid" (chapter 04).
 
     Starting from all L layers, each step builds every student with one more layer removed and keeps the best; the
-    path down to k layers is cached, so every budget and the single-layer ablation come from one search. Greedy and
-    scored on a subsample, it is not the best layer set, and not a bound on what a rule can reach. The chapter holds
-    one search object and hands it to `selection_plan`, so the path is computed once.
+    path down to k layers is cached, so every budget comes from one search. Its users are `subsample_valid`'s (the
+    same `n_users` and seed give chapter 03's users), and its first step, the single-layer ablation, is
+    `lab.importance.ablation_drop` (`single_layer_drops`). Greedy and scored on a subsample, it is not the best layer
+    set, and not a bound on what a rule can reach. The chapter holds one search object and hands it to
+    `selection_plan`, so the path is computed once.
     """
 
     def __init__(self, model: SeqRecModel, data: RecData, n_users: int = 512, seed: int = 0,

@@ -1,6 +1,6 @@
 """Statistics for honest comparisons: bootstrap confidence intervals, paired tests, rank correlations.
 
-Introduced for chapters 03–05 (CIs of importance scores, retention, correlations); the hypotheses chapter builds on it.
+Introduced for chapters 03–05 (CIs of importance scores, retention, correlations, tests against a null).
 Per-user metric vectors are paired by user, so every two-model comparison here is a paired one.
 """
 from __future__ import annotations

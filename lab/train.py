@@ -178,10 +178,17 @@ def train_or_load(model: SeqRecModel, data: RecData, cfg: TrainConfig, out_dir: 
     history = fit(model, data, cfg, ckpt_dir=out_dir / "ckpt", seed=seed, progress=progress)
     info = {"key": jsonable(key), "train_seconds": time.perf_counter() - t0,
             "epochs": int(len(history)), "best_valid_ndcg@10": float(history["valid_ndcg@10"].max())}
-    if (out_dir / "ckpt" / "last.pt").exists():
-        saved = torch.load(out_dir / "ckpt" / "last.pt", map_location="cpu", weights_only=False)
-        info["train_seconds"] = saved["state"]["elapsed"]  # includes time before an interruption
+    state = checkpoint_state(out_dir / "ckpt")
+    if state is not None:
+        info["train_seconds"] = state["elapsed"]  # includes time before an interruption
     return save_finished(model, history, info, out_dir, "train_info.json")
+
+
+def checkpoint_state(ckpt_dir: str | Path) -> dict | None:
+    """The training state `fit` keeps in `ckpt_dir/last.pt` (epoch, best, bad_epochs, history, elapsed seconds over
+    every call, interruptions included), or None when there is none (chapters 02 and 05)."""
+    last = Path(ckpt_dir) / "last.pt"
+    return torch.load(last, map_location="cpu", weights_only=False)["state"] if last.exists() else None
 
 
 def load_finished(out_dir: str | Path, key: dict, info_name: str = "train_info.json", model_cls=SeqRecModel,

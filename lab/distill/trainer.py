@@ -24,7 +24,7 @@ from ..io import jsonable, read_json
 from ..models import SeqRecModel, build_student, count_parameters
 from ..selection import layers_str, parse_layers
 from ..stats import paired_ratio_ci
-from ..train import autocast, evaluate_model, fit, load_finished, save_finished
+from ..train import autocast, checkpoint_state, evaluate_model, fit, load_finished, save_finished
 from .adapters import apply_adapter, merge_student
 from .config import DistillConfig, DistillGrid
 from .losses import DistillLoss, TeacherCache, build_teacher_cache, layer_mapping, layer_weights
@@ -156,7 +156,7 @@ def distill(teacher: SeqRecModel, student: SeqRecModel, data: RecData, cfg: Dist
     history = fit(model, data, tc, ckpt_dir=out_dir / "ckpt", seed=seed, progress=progress, loss_fn=loss,
                   stop_after_epochs=stop_after_epochs)
     fit_s = time.perf_counter() - t0
-    state = _ckpt_state(out_dir / "ckpt")
+    state = checkpoint_state(out_dir / "ckpt")
     train_s = state["elapsed"] if state else fit_s
     finished = state is None or not (state["epoch"] < tc.epochs and state["bad_epochs"] < tc.patience
                                      and state["elapsed"] / 60 <= tc.max_minutes)
@@ -179,12 +179,6 @@ def distill(teacher: SeqRecModel, student: SeqRecModel, data: RecData, cfg: Dist
     merged = merge_student(model, cfg, out_dir / "qlora_base")
     info["params"] = int(count_parameters(merged))
     return save_finished(merged, history, info, out_dir, "distill_info.json")
-
-
-def _ckpt_state(ckpt: Path) -> dict | None:
-    if not (ckpt / "last.pt").exists():
-        return None
-    return torch.load(ckpt / "last.pt", map_location="cpu", weights_only=False)["state"]
 
 
 # -- does caching the teacher pay? ----------------------------------------------------------------------------
