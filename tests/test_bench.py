@@ -1,15 +1,13 @@
-"""Speed and memory measurement of real models (lab.bench)."""
+"""Speed and memory measurement of real models, and the Fisher benchmark (lab.bench)."""
 from __future__ import annotations
 
 import math
-import sys
-import types
 
 import pytest
 import torch
 
-import lab
 from lab import bench
+from lab import fisher as lf
 from lab.config import get_config
 from lab.models import build_model, build_student
 
@@ -47,6 +45,11 @@ def test_compare_speed_rows_and_ratios(teacher):
     assert (df["peak_mb"] >= df["weights_mb"]).all() or mem.isna().all()
 
 
+def test_one_timer():
+    assert bench.seconds(lambda: sum(range(1000)), torch.device("cpu")) > 0
+    assert bench.compact.seconds is bench.timing.seconds is bench.fisher.seconds  # both benchmarks share it
+
+
 def test_main_compact_and_fisher_dispatch(monkeypatch, tmp_path):
     monkeypatch.setattr(bench.BenchConfig, "for_profile",
                         classmethod(lambda cls, p: cls(batch_sizes=(1, 16), repeats=2, warmup=1, threads=1)))
@@ -54,10 +57,19 @@ def test_main_compact_and_fisher_dispatch(monkeypatch, tmp_path):
     assert out["threads"] == 1 and out["L"] == 8 and out["k_quarter"] == 2 and out["ideal_quarter"] == 4.0
     assert out["speedup_quarter_b16"] > 0 and set(out["ideal"]) == {"k=1", "k=2", "k=4"}
     assert "freshly built" in out["teacher"]
-    fake = types.ModuleType("lab.fisher")
-    fake.benchmark = lambda profile, seed, artefacts: {"what": "fisher", "profile": profile}
-    monkeypatch.setitem(sys.modules, "lab.fisher", fake)
-    monkeypatch.setattr(lab, "fisher", fake, raising=False)
+    monkeypatch.setattr(bench.fisher, "benchmark",
+                        lambda profile, seed, artefacts: {"what": "fisher", "profile": profile})
     assert bench.main("fisher", profile="smoke") == {"what": "fisher", "profile": "smoke"}
     with pytest.raises(ValueError):
         bench.main("nothing")
+
+
+def test_fisher_benchmark_reports_rates_and_agreement(tmp_path, monkeypatch):
+    small = lf.FisherConfig(chunk_size=8, n_check=2, bench_fast=8, bench_loop=2, bench_rounds=1)
+    monkeypatch.setattr(lf.FisherConfig, "for_profile", classmethod(lambda cls, p: small))
+    out = bench.benchmark("smoke", 0, str(tmp_path))
+    for k in ("vmap_samples_per_s", "loop_samples_per_s", "ratio", "max_rel_diff", "method", "profile", "n_samples"):
+        assert k in out
+    assert out["method"] in ("hooks", "vmap") and out["max_rel_diff"] < 1e-8
+    assert out["ratio"] == pytest.approx(out["vmap_samples_per_s"] / out["loop_samples_per_s"])
+    assert "fresh teacher" in out["model"] and "toy" in out["data"]

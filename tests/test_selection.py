@@ -191,28 +191,3 @@ def test_student_cache_and_the_naive_truncation_bug(teacher, data):
         naive.config.backbone_config.num_hidden_layers = 4
         with pytest.raises(IndexError):
             naive(x, use_cache=True, score="last")
-
-
-def test_selection_figures(tmp_path):
-    from types import SimpleNamespace
-
-    from lab.viz_selection import plot_quality_vs_k, plot_rules_by_budget, plot_selection_grid, plot_speedup
-
-    rows = [{"rule": r, "k": k, "draw": d, "layers": ",".join(map(str, select_layers(L, k, r, seed=d))),
-             "test_ndcg@10": 0.1 + 0.01 * k + 0.001 * d}
-            for k in (1, 2) for r in ("uniform", "top", "random") for d in range(3 if r == "random" else 1)]
-    rows += [{"rule": "greedy_valid", "k": k, "draw": 0, "layers": ",".join(map(str, range(k))),
-              "test_ndcg@10": 0.2 + 0.01 * k} for k in (1, 2)]
-    sel = pd.DataFrame(rows + [{"rule": "teacher", "k": L, "draw": 0, "layers": "0,1,2,3,4,5,6,7",
-                                "test_ndcg@10": 0.2}])
-    speed = pd.DataFrame({"model": ["teacher", "k=2"] * 2, "n_layers": [8, 2] * 2, "batch": [1, 1, 4, 4],
-                          "speedup": [1.0, 3.5, 1.0, 3.7], "ideal": [1.0, 4.0] * 2, "device": "cpu", "threads": 2})
-    paths = SimpleNamespace(figures=tmp_path)
-    plot_rules_by_budget(sel, paths, teacher=0.2)
-    fig = plot_quality_vs_k(sel, paths, teacher=0.2)
-    labels = fig.axes[0].get_legend_handles_labels()[1]
-    assert "greedy_valid (greedy validation search)" in labels and not any("oracle" in x for x in labels)
-    plot_selection_grid(sel, L, paths)
-    plot_speedup(speed, paths)
-    assert {p.name for p in tmp_path.glob("*.png")} == {"04_rules_by_budget.png", "04_quality_vs_k.png",
-                                                         "04_selection_grid.png", "04_speedup.png"}

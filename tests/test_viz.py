@@ -1,5 +1,5 @@
-"""Plotting: figures are written atomically as PNGs, the heatmap shows the chosen slice, and the explorer redraws
-when a control changes."""
+"""Plotting (lab.viz): one saver writes every figure atomically as a PNG, figure functions only draw, the heatmap
+shows the chosen slice, the explorer redraws when a control changes, and every chapter's figures draw."""
 from __future__ import annotations
 
 import matplotlib
@@ -28,16 +28,17 @@ def groups_df() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["layer_idx", "group", "estimator", "subset", "seed", "norm", "value"])
 
 
-def test_save_fig_and_static_plots(tmp_path):
+def test_save_and_static_plots(tmp_path):
     P = lab.Paths(root=tmp_path / "a", figures=tmp_path / "figs")
     df = groups_df()
     m = viz.group_matrix(df, "fisher_true", "total", "all", 1)
     assert m.shape == (4, 4) and list(m.columns) == ["q", "o", "down", "input_norm"]  # stack only, book order
     assert m.loc[3, "q"] == 2.0 * 10 * 4 * 2 * 2 * 2
     fig = viz.heatmap_layer_group(df, log=True)
-    path = viz.save_fig(fig, "heat", P)
+    path = viz.save(fig, "heat", P)
     assert path == tmp_path / "figs" / "heat.png" and path.read_bytes()[:4] == b"\x89PNG"
     assert not list(path.parent.glob(".*tmp"))  # nothing half-written left behind
+    assert viz.save(fig, "heat.png", P) == path  # the suffix may be given or not
     bars = pd.DataFrame({"layer_idx": [0, 1, 0, 1], "value": [1.0, 2.0, 1.5, 0.5], "ci_low": [0.8, 1.5, 1.0, 0.2],
                          "ci_high": [1.2, 2.5, 2.0, 0.9], "signal": ["a", "a", "b", "b"]})
     fig = viz.layer_bars(bars, hue="signal", title="t")
@@ -67,3 +68,62 @@ def test_explorer_redraws_on_control_change():
     ex.df = ex.df[ex.df.subset == "all"]  # a combination with no rows reports instead of failing
     ex.redraw()
     assert ex.matrix is None and "no rows" in ex.error
+
+
+def test_backend_policy_and_one_saver():
+    import matplotlib
+
+    assert viz.use_backend().lower() == matplotlib.get_backend().lower()
+    assert matplotlib.get_backend().lower() == "agg"  # headless test runs draw with Agg
+    for name in ("write_png", "save_figure", "save_fig"):  # the old savers are gone: one way to save
+        assert not hasattr(viz, name)
+
+
+def test_chapter_figures_draw_and_save(tmp_path):
+    """Every chapter's figure functions return a figure and save nothing themselves; `viz.save` names the file."""
+    import matplotlib.pyplot as plt
+
+    from lab.selection import select_layers
+
+    L = 8
+    P = lab.Paths(root=tmp_path / "a", figures=tmp_path / "figs")
+    rng = np.random.default_rng(0)
+    inter = pd.DataFrame({"user": rng.integers(0, 20, 200), "item": rng.integers(1, 30, 200),
+                          "timestamp": 1_600_000_000_000 + rng.integers(0, 10**10, 200),
+                          "rating": rng.integers(1, 6, 200).astype(float)})
+    struct = {"hr@10_popularity": 0.1, "hr@10_markov_reversed": 0.15, "hr@10_markov": 0.3, "chance_hr": 0.05}
+    hist = pd.DataFrame({"epoch": [1, 2], "train_loss": [3.0, 2.5], "valid_ndcg@10": [0.1, 0.2]})
+    table = pd.DataFrame({"model": ["teacher", "small"], "ndcg@10": [0.3, 0.2], "hr@10": [0.5, 0.4], "mrr": [0.2, 0.1]})
+    rows = [{"rule": r, "k": k, "draw": d, "layers": ",".join(map(str, select_layers(L, k, r, seed=d))),
+             "test_ndcg@10": 0.1 + 0.01 * k + 0.001 * d}
+            for k in (1, 2) for r in ("uniform", "top", "random") for d in range(3 if r == "random" else 1)]
+    rows += [{"rule": "greedy_valid", "k": k, "draw": 0, "layers": ",".join(map(str, range(k))),
+              "test_ndcg@10": 0.2 + 0.01 * k} for k in (1, 2)]
+    sel = pd.DataFrame(rows + [{"rule": "teacher", "k": L, "draw": 0, "layers": "0,1,2,3,4,5,6,7",
+                                "test_ndcg@10": 0.2}])
+    speed = pd.DataFrame({"model": ["teacher", "k=2"] * 2, "n_layers": [8, 2] * 2, "batch": [1, 1, 4, 4],
+                          "speedup": [1.0, 3.5, 1.0, 3.7], "ideal": [1.0, 4.0] * 2, "device": "cpu", "threads": 2})
+    results = pd.DataFrame({"name": ["a", "b"], "variant": ["kd", "ce"], "adapter": ["full", "lora"],
+                            "ret_ndcg@10": [0.97, 0.9], "ret_ndcg@10_low": [0.95, 0.85],
+                            "ret_ndcg@10_high": [0.99, 0.95], "total_seconds": [10.0, 5.0], "speedup": [3.5, 3.9]})
+    figs = {
+        "01_popularity_tail": viz.popularity_tail(inter), "01_sequence_lengths": viz.seq_length_hist(inter),
+        "01_ratings": viz.rating_distribution(inter),
+        "01_activity": viz.activity_over_time(inter, 1_603_000_000_000, 1_606_000_000_000),
+        "01_structure": viz.structure_bars(struct),
+        "02_learning_curves": viz.learning_curves({"teacher": hist, "small": hist}),
+        "02_test_metrics": viz.metric_bars(table),
+        "04_rules_by_budget": viz.plot_rules_by_budget(sel, teacher=0.2),
+        "04_quality_vs_k": viz.plot_quality_vs_k(sel, teacher=0.2),
+        "04_selection_grid": viz.plot_selection_grid(sel, L), "04_speedup": viz.plot_speedup(speed),
+        "05_retention": viz.retention_bars(results, "ndcg@10", 0.95),
+        "05_cost_speed": viz.cost_and_speed(results, "ndcg@10", 0.95, 3.0, batch=4),
+    }
+    assert not P.figures.exists() or not list(P.figures.iterdir())  # drawing saves nothing
+    labels = figs["04_quality_vs_k"].axes[0].get_legend_handles_labels()[1]
+    assert "greedy_valid (greedy validation search)" in labels and not any("oracle" in x for x in labels)
+    for name, fig in figs.items():
+        assert isinstance(fig, plt.Figure)
+        assert viz.save(fig, name, P).read_bytes()[:4] == b"\x89PNG"
+        plt.close(fig)
+    assert {p.name for p in P.figures.glob("*.png")} == {f"{n}.png" for n in figs}

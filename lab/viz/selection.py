@@ -1,26 +1,16 @@
 """Figures of chapter 04: zero-shot quality per selection rule and budget, the selected layers, measured speed-up.
 
-Each function draws one figure from the chapter's tidy frames (matplotlib, Agg-safe), saves it under
-`paths.figures` with `lab.viz.save_fig` when `paths` is given, and returns it.
+Each function draws one figure from the chapter's tidy frames (matplotlib) and returns it; `lab.viz.save` writes it.
 """
 from __future__ import annotations
 
-import matplotlib.pyplot as plt  # headless runs fall back to Agg by themselves
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .viz import save_fig
 
-
-def _done(fig, name: str, paths):
-    if paths is not None:
-        save_fig(fig, name, paths)
-    return fig
-
-
-def plot_rules_by_budget(sel: pd.DataFrame, paths=None, metric: str = "test_ndcg@10", teacher: float | None = None,
-                         name: str = "04_rules_by_budget"):
+def plot_rules_by_budget(sel: pd.DataFrame, metric: str = "test_ndcg@10", teacher: float | None = None):
     """One panel per budget k: the random draws as box + strip, every other rule as a labelled marker."""
     ks = sorted(sel.loc[sel["rule"] != "teacher", "k"].unique())
     fig, axes = plt.subplots(1, len(ks), figsize=(4.2 * len(ks), 4.4), sharey=True, squeeze=False)
@@ -48,11 +38,10 @@ def plot_rules_by_budget(sel: pd.DataFrame, paths=None, metric: str = "test_ndcg
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.suptitle(f"Zero-shot quality of truncated students ({metric})")
     fig.tight_layout()
-    return _done(fig, name, paths)
+    return fig
 
 
-def plot_quality_vs_k(sel: pd.DataFrame, paths=None, metric: str = "test_ndcg@10", teacher: float | None = None,
-                      name: str = "04_quality_vs_k"):
+def plot_quality_vs_k(sel: pd.DataFrame, metric: str = "test_ndcg@10", teacher: float | None = None):
     """Quality against budget k per rule; random as its mean with a band of one standard deviation."""
     d = sel[sel["rule"] != "teacher"]
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
@@ -78,10 +67,10 @@ def plot_quality_vs_k(sel: pd.DataFrame, paths=None, metric: str = "test_ndcg@10
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     ax.set_title("Zero-shot quality vs budget")
     fig.tight_layout()
-    return _done(fig, name, paths)
+    return fig
 
 
-def plot_selection_grid(sel: pd.DataFrame, num_layers: int, paths=None, name: str = "04_selection_grid"):
+def plot_selection_grid(sel: pd.DataFrame, num_layers: int):
     """For each budget k, a rule-by-layer grid: filled where the rule keeps the layer (random: share of draws)."""
     d = sel[sel["rule"] != "teacher"]
     ks = sorted(d["k"].unique())
@@ -103,10 +92,10 @@ def plot_selection_grid(sel: pd.DataFrame, num_layers: int, paths=None, name: st
             ax.set_yticklabels([])
     fig.suptitle("Layers kept by each rule")
     fig.tight_layout()
-    return _done(fig, name, paths)
+    return fig
 
 
-def plot_speedup(speed: pd.DataFrame, paths=None, reference: str = "teacher", name: str = "04_speedup"):
+def plot_speedup(speed: pd.DataFrame, reference: str = "teacher"):
     """Measured speed-up (median throughput ratio) vs layers kept, per batch size, against the ideal L/k line."""
     d = speed[speed["model"] != reference].copy()
     fig, ax = plt.subplots(figsize=(6.8, 4.4))
@@ -125,7 +114,7 @@ def plot_speedup(speed: pd.DataFrame, paths=None, reference: str = "teacher", na
     ax.set_title(f"Measured speed-up of compact students ({dev})")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _done(fig, name, paths)
+    return fig
 
 
 def _layers(s) -> list[int]:

@@ -1,12 +1,10 @@
-"""Figures of chapter 02: learning curves and the evaluation table as bars."""
+"""Figures of chapter 02: learning curves and the evaluation table as bars (drawn and returned; `lab.viz.save` writes
+them)."""
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
 
 
 def learning_curves(histories: dict[str, pd.DataFrame]):

@@ -5,7 +5,7 @@ Every model scores the full catalogue at the last position (`model(x, score="las
 machine noise hits all of them. Peak memory is the weights plus the activation peak of one forward pass: on CUDA from
 `torch.cuda.max_memory_allocated`, on CPU from the process's resident-set high-water mark (Linux `/proc/self/status`
 VmHWM, reset through `/proc/self/clear_refs` after `malloc_trim`).
-`python -m lab bench compact|fisher --profile P` runs `main`.
+`python -m lab bench compact --profile P` runs `main`.
 """
 from __future__ import annotations
 
@@ -19,8 +19,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .models import SeqRecModel, build_model, build_student, count_parameters
-from .selection import budgets, uniform_layers
+from .. import paths
+from ..config import get_config
+from ..models import SeqRecModel, build_model, build_student, count_parameters
+from ..selection import budgets, uniform_layers
+from .timing import seconds, sync
 
 
 @dataclass
@@ -49,19 +52,10 @@ class BenchConfig:
         raise ValueError(f"unknown profile {profile!r}")
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _call(model: SeqRecModel, x: torch.Tensor) -> float:
     """Seconds of one last-position scoring pass (inference mode, synchronised on CUDA)."""
     with torch.inference_mode():
-        _sync(x.device)
-        t0 = time.perf_counter()
-        model(x, score="last")
-        _sync(x.device)
-        return time.perf_counter() - t0
+        return seconds(lambda: model(x, score="last"), x.device)
 
 
 def summarize_times(times, batch: int) -> dict:
@@ -110,11 +104,7 @@ def time_components(model: SeqRecModel, history: torch.Tensor, repeats: int = 20
                 f()
         for _ in range(repeats):
             for k, f in parts.items():
-                _sync(x.device)
-                t0 = time.perf_counter()
-                f()
-                _sync(x.device)
-                times[k].append(time.perf_counter() - t0)
+                times[k].append(seconds(f, x.device))
     return {f"{k}_ms": 1e3 * statistics.median(v) for k, v in times.items()}
 
 
@@ -233,16 +223,9 @@ def compact_students(teacher: SeqRecModel, divisors=(8, 4, 2)) -> dict[str, SeqR
     return out
 
 
-def main(what: str, profile: str = "default", seed: int = 0, artefacts=None) -> dict:
-    """`python -m lab bench fisher|compact`: run a benchmark, print a table, return a JSON-able dict."""
-    if what == "fisher":
-        from . import fisher
-
-        return fisher.benchmark(profile, seed, artefacts)
-    if what != "compact":
-        raise ValueError(f"unknown benchmark {what!r}; choose 'fisher' or 'compact'")
-    from . import get_config, paths
-
+def run(profile: str = "default", seed: int = 0, artefacts=None) -> dict:
+    """`python -m lab bench compact`: time the teacher against uniform compact students, print a table, return a
+    JSON-able dict. The run's trained teacher when there is one, else a fresh one of the profile's shape."""
     cfg, bcfg = get_config(profile, seed), BenchConfig.for_profile(profile)
     torch.set_num_threads(bcfg.num_threads())
     torch.manual_seed(seed)

@@ -1,20 +1,15 @@
 """Figures of chapter 05 (distillation): retention with paired CIs per setting, and retention against training cost
-and inference speed-up. Each function takes the chapter's tidy results frame, saves a PNG when `path` is given, and
-returns the figure.
+and inference speed-up. Each function takes the chapter's tidy results frame and returns the figure;
+`lab.viz.save` writes it.
 """
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from .viz import save_figure  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
 
 
-def retention_bars(results: pd.DataFrame, metric: str = "ndcg@10", goal: float = 0.95, path=None):
+def retention_bars(results: pd.DataFrame, metric: str = "ndcg@10", goal: float = 0.95):
     """Retention (student ÷ teacher) of `metric` per trained student, with its paired bootstrap 95% CI.
 
     Args:
@@ -37,11 +32,11 @@ def retention_bars(results: pd.DataFrame, metric: str = "ndcg@10", goal: float =
     ax.set(xlabel=f"retention of {metric.upper()} (student / teacher, test, paired 95% CI)", ylabel="",
            title="How much of the teacher each student keeps")
     fig.tight_layout()
-    return save_figure(fig, path)
+    return fig
 
 
 def cost_and_speed(results: pd.DataFrame, metric: str = "ndcg@10", goal: float = 0.95, speed_goal: float = 3.0,
-                   path=None, batch: int | None = None):
+                   batch: int | None = None):
     """Two panels: retention against training seconds (marker = adapter), and retention against inference speed-up
     with the goal region (retention ≥ `goal`, speed-up ≥ `speed_goal`) shaded.
 
@@ -67,4 +62,4 @@ def cost_and_speed(results: pd.DataFrame, metric: str = "ndcg@10", goal: float =
            ylabel=f"retention of {metric.upper()}", title="quality kept vs speed gained")
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return fig

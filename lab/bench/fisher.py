@@ -1,29 +1,29 @@
-"""`python -m lab bench fisher`: users per second of the exact Fisher estimators against the per-user loop (ch. 03)."""
+"""`python -m lab bench fisher`: users per second of the exact Fisher estimators against the per-user loop (ch. 03).
+
+Moved here from `lab.fisher` so that the science module does not carry its benchmark.
+"""
 from __future__ import annotations
 
 import copy
-import time
 
 import torch
 
+from .. import paths as _paths
 from ..config import get_config
-from .estimators import FisherConfig, compare, fisher_hooks, fisher_loop, fisher_vmap
+from ..data import load_rec_data, rec_data_from_sequences, toy_markov_sequences
+from ..fisher import FisherConfig, compare, fisher_hooks, fisher_loop, fisher_vmap
+from ..models import SeqRecModel, build_model
+from .timing import seconds
 
 
 def bench_inputs(profile: str, seed: int = 0, artefacts=None):
     """(model, inputs, labels, info): the trained teacher and its training sequences when they exist, else a fresh
     teacher of the profile's shape and toy sequences of the profile's max_len."""
-    from .. import paths as _paths
-    from ..data import rec_data_from_sequences, toy_markov_sequences
-    from ..models import SeqRecModel, build_model
-
     cfg = get_config(profile, seed)
     P = _paths(profile, artefacts, seed)
     data, data_src = None, ""
     if P.processed.exists() and any(P.processed.iterdir()):
         try:
-            from ..data import load_rec_data
-
             data = load_rec_data(cfg.data, P, seed, progress=False)[0]
             data_src = f"processed data ({P.processed})"
         except Exception as e:  # noqa: BLE001 - fall back to toy sequences, and say why
@@ -70,9 +70,7 @@ def benchmark(profile: str, seed: int = 0, artefacts: str | None = None) -> dict
     best = {k: 0.0 for k in runs}
     for _ in range(fc.bench_rounds):
         for name, (n, f) in runs.items():
-            t0 = time.perf_counter()
-            f(n)
-            best[name] = max(best[name], n / (time.perf_counter() - t0))
+            best[name] = max(best[name], n / seconds(lambda: f(n), model.device))
     fast = max(("hooks", "vmap"), key=lambda k: best[k])  # full diagonal; ghost (norms only) is reported alongside
     # agreement in float64 on the same users
     m64 = copy.deepcopy(model).double()

@@ -1,6 +1,6 @@
 """Figures of the data chapter (chapter 01): popularity long tail, sequence lengths, ratings, activity over time and
 the sequential-structure check. Each function takes the interactions table of `lab.data.prepare_data`
-(`user`, `item`, `timestamp`, `rating`), draws with seaborn, saves a PNG when `path` is given, and returns the figure.
+(`user`, `item`, `timestamp`, `rating`), draws with seaborn and returns the figure; `lab.viz.save` writes it.
 """
 from __future__ import annotations
 
@@ -9,19 +9,17 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .viz import save_figure
 
-
-def popularity_tail(inter: pd.DataFrame, path=None, title: str = "Item popularity (long tail)"):
+def popularity_tail(inter: pd.DataFrame, title: str = "Item popularity (long tail)"):
     """Interactions per item against the item's popularity rank, on log-log axes."""
     counts = np.sort(inter["item"].value_counts().to_numpy())[::-1]
     fig, ax = plt.subplots(figsize=(5.5, 4))
     sns.lineplot(x=np.arange(1, len(counts) + 1), y=counts, ax=ax, drawstyle="steps-post")
     ax.set(xscale="log", yscale="log", xlabel="item rank (by interactions)", ylabel="interactions", title=title)
-    return save_figure(fig, path)
+    return fig
 
 
-def seq_length_hist(inter: pd.DataFrame, path=None, title: str = "Interactions per user"):
+def seq_length_hist(inter: pd.DataFrame, title: str = "Interactions per user"):
     """Histogram of sequence lengths (interactions per user), log-scaled counts."""
     lens = inter.groupby("user").size().to_numpy()
     fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -29,20 +27,20 @@ def seq_length_hist(inter: pd.DataFrame, path=None, title: str = "Interactions p
     ax.axvline(float(np.median(lens)), color="k", ls="--", lw=1, label=f"median {np.median(lens):.0f}")
     ax.set(yscale="log", xlabel="interactions per user (after k-core)", ylabel="users", title=title)
     ax.legend()
-    return save_figure(fig, path)
+    return fig
 
 
-def rating_distribution(inter: pd.DataFrame, path=None, title: str = "Ratings"):
+def rating_distribution(inter: pd.DataFrame, title: str = "Ratings"):
     """Share of interactions per star rating."""
     share = inter["rating"].round().astype(int).value_counts(normalize=True).reindex(range(1, 6), fill_value=0.0)
     fig, ax = plt.subplots(figsize=(5, 3.6))
     sns.barplot(x=share.index.astype(str), y=share.to_numpy(), ax=ax, color=sns.color_palette()[0])
     ax.set(xlabel="stars", ylabel="share of interactions", title=title)
-    return save_figure(fig, path)
+    return fig
 
 
 def activity_over_time(inter: pd.DataFrame, valid_from_ms: int | None = None, test_from_ms: int | None = None,
-                       path=None, title: str = "Interactions per month"):
+                       title: str = "Interactions per month"):
     """Interactions per month, with the timestamp split's cut-offs marked."""
     month = pd.to_datetime(inter["timestamp"], unit="ms").dt.to_period("M").dt.to_timestamp()
     per = month.value_counts().sort_index()
@@ -54,10 +52,10 @@ def activity_over_time(inter: pd.DataFrame, valid_from_ms: int | None = None, te
     ax.set(xlabel="month", ylabel="interactions", title=title)
     if valid_from_ms is not None or test_from_ms is not None:
         ax.legend()
-    return save_figure(fig, path)
+    return fig
 
 
-def structure_bars(struct: dict, k: int = 10, path=None, title: str = "Next-item baselines (validation, full ranking)"):
+def structure_bars(struct: dict, k: int = 10, title: str = "Next-item baselines (validation, full ranking)"):
     """HR@k of the count baselines of `lab.data.sequential_structure`, with chance marked."""
     names = ["popularity", "markov_reversed", "markov"]
     df = pd.DataFrame({"baseline": names, f"HR@{k}": [struct[f"hr@{k}_{n}"] for n in names]})
@@ -66,4 +64,4 @@ def structure_bars(struct: dict, k: int = 10, path=None, title: str = "Next-item
     ax.axhline(struct["chance_hr"], color="k", ls=":", lw=1, label=f"chance ({struct['chance_hr']:.3f})")
     ax.set(title=title, xlabel="")
     ax.legend()
-    return save_figure(fig, path)
+    return fig

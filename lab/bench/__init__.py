@@ -1,0 +1,30 @@
+"""Benchmarks: measured speed, never simulated. `python -m lab bench compact|fisher --profile P` runs `main`.
+
+- `compact` (chapters 04-05): teacher vs compact students, timed in the same run (`compare_speed`), peak memory.
+- `fisher` (chapter 03): users per second of the exact Fisher estimators against the per-user loop, with agreement.
+- `timing`: the one timer both use (wall seconds of a call, synchronised on CUDA).
+
+`bench` serves the chapters: it imports the science modules (models, selection, fisher), never the reverse.
+"""
+from . import compact, fisher
+from .compact import (BenchConfig, activation_peak_mb, compact_students, compare_speed, random_histories,
+                      summarize_times, time_components, time_forward, weights_mb)
+from .fisher import bench_inputs, benchmark
+from .timing import seconds, sync
+
+BENCHMARKS = ("fisher", "compact")
+
+__all__ = [
+    "BENCHMARKS", "main", "BenchConfig", "activation_peak_mb", "compact_students", "compare_speed",
+    "random_histories", "summarize_times", "time_components", "time_forward", "weights_mb", "bench_inputs",
+    "benchmark", "seconds", "sync",
+]
+
+
+def main(what: str, profile: str = "default", seed: int = 0, artefacts=None) -> dict:
+    """`python -m lab bench fisher|compact`: run a benchmark, print a table, return a JSON-able dict."""
+    if what == "fisher":
+        return fisher.benchmark(profile, seed, artefacts)
+    if what == "compact":
+        return compact.run(profile, seed, artefacts)
+    raise ValueError(f"unknown benchmark {what!r}; choose 'fisher' or 'compact'")

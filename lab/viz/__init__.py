@@ -1,0 +1,30 @@
+"""The book's figures: one module per chapter's figures, one saver, one backend policy.
+
+Every figure function draws and returns a matplotlib Figure; a chapter saves it with `save(fig, name, P)`
+(`<P.figures>/<name>.png`, atomic). `core` holds the saver and the backend policy (Agg when headless and nothing
+chose a backend; Jupyter's inline backend is left alone); it is imported first, before any module imports pyplot.
+
+- `data` (chapter 01): popularity tail, sequence lengths, ratings, activity over time, sequential structure.
+- `teacher` (chapter 02): learning curves, test metrics as bars.
+- `fisher` (chapter 03): layer x group matrix and heatmap, per-layer bars with CIs, estimator scatter.
+- `explorer` (chapter 03): the interactive `LayerExplorer` widget.
+- `selection` (chapter 04): rules by budget, quality vs k, selected layers, measured speed-up.
+- `distill` (chapter 05): retention with CIs, retention vs training cost and speed-up.
+"""
+from .core import save, use_backend  # noqa: I001 (first: the backend policy runs before pyplot is imported)
+from .data import activity_over_time, popularity_tail, rating_distribution, seq_length_hist, structure_bars
+from .distill import cost_and_speed, retention_bars
+from .explorer import LayerExplorer, layer_explorer
+from .fisher import estimator_scatter, group_matrix, heatmap_layer_group, layer_bars
+from .selection import plot_quality_vs_k, plot_rules_by_budget, plot_selection_grid, plot_speedup
+from .teacher import learning_curves, metric_bars
+
+__all__ = [
+    "save", "use_backend",
+    "popularity_tail", "seq_length_hist", "rating_distribution", "activity_over_time", "structure_bars",
+    "learning_curves", "metric_bars",
+    "group_matrix", "heatmap_layer_group", "layer_bars", "estimator_scatter",
+    "LayerExplorer", "layer_explorer",
+    "plot_rules_by_budget", "plot_quality_vs_k", "plot_selection_grid", "plot_speedup",
+    "retention_bars", "cost_and_speed",
+]

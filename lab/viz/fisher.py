@@ -1,0 +1,91 @@
+"""Figures of the Fisher chapter (chapter 03): the layer x parameter-group matrix and its heatmap, per-layer bars with
+CIs, and an estimator-vs-estimator scatter. Each function draws and returns a matplotlib Figure; `lab.viz.save`
+writes it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from scipy import stats as sps
+
+from ..fisher import order_groups
+from .core import fig_ax
+
+
+def group_matrix(groups_df: pd.DataFrame, estimator: str = "fisher_empirical", norm: str = "per_param",
+                 subset: str = "all", seed=None, stack_only: bool = True) -> pd.DataFrame:
+    """The layer x group matrix of one estimator / normalisation / subset / seed (rows layer_idx, columns group)."""
+    d = groups_df
+    d = d[(d["estimator"] == estimator) & (d["norm"] == norm) & (d["subset"] == subset)]
+    if seed is not None and "seed" in d:
+        d = d[d["seed"] == seed]
+    elif "seed" in d and len(d):
+        d = d[d["seed"] == d["seed"].min()]
+    if stack_only and len(d):  # the decoder layers only (not the embedding / head groups outside the stack)
+        inside = d[(d["layer_idx"] >= 0) & ~d["group"].isin(["embedding", "final_norm", "out_proj"])]
+        d = inside if len(inside) else d
+    if d.empty:
+        raise ValueError(f"no rows for estimator={estimator!r}, norm={norm!r}, subset={subset!r}, seed={seed!r}")
+    m = d.pivot_table(index="layer_idx", columns="group", values="value", aggfunc="mean")
+    return m[order_groups(m.columns)]
+
+
+def heatmap_layer_group(groups_df: pd.DataFrame, estimator: str = "fisher_empirical", norm: str = "per_param",
+                        subset: str = "all", seed=None, log: bool = False, ax=None, title: str | None = None):
+    """Seaborn heatmap of layer (rows) x parameter group (columns); `log` uses a log10 colour scale."""
+    m = group_matrix(groups_df, estimator, norm, subset, seed)
+    fig, ax = fig_ax(ax, (1.0 + 0.7 * m.shape[1], 1.2 + 0.28 * m.shape[0]))
+    data = np.log10(m.clip(lower=1e-30)) if log else m
+    sns.heatmap(data, ax=ax, cmap="viridis", cbar_kws={"label": f"log10 {norm}" if log else norm})
+    ax.set_xlabel("parameter group")
+    ax.set_ylabel("layer")
+    ax.set_title(title or f"{estimator} · {norm} · {subset}")
+    fig.tight_layout()
+    return fig
+
+
+def layer_bars(df: pd.DataFrame, hue: str | None = None, ax=None, title: str = "", ylabel: str = "value",
+               log: bool = False):
+    """Per-layer bars (layer_idx, value) with CI error bars (ci_low, ci_high) when present; `hue` side by side."""
+    fig, ax = fig_ax(ax, (max(6.0, 0.35 * df["layer_idx"].nunique() * (df[hue].nunique() if hue else 1)), 3.6))
+    hues = list(dict.fromkeys(df[hue])) if hue else [None]
+    width = 0.8 / len(hues)
+    colors = sns.color_palette(n_colors=len(hues))
+    for k, h in enumerate(hues):
+        d = (df[df[hue] == h] if hue else df).sort_values("layer_idx")
+        x = d["layer_idx"].to_numpy() + (k - (len(hues) - 1) / 2) * width
+        v = d["value"].to_numpy(dtype=float)
+        err = None
+        if {"ci_low", "ci_high"} <= set(d.columns) and d[["ci_low", "ci_high"]].notna().all().all():
+            err = np.vstack([v - d["ci_low"].to_numpy(dtype=float), d["ci_high"].to_numpy(dtype=float) - v])
+            err = np.clip(err, 0, None)
+        ax.bar(x, v, width=width, yerr=err, capsize=2, color=colors[k], label=None if h is None else str(h))
+    ax.set_xlabel("layer")
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
+    ax.set_title(title)
+    if hue:
+        ax.legend(fontsize="small", ncol=min(4, len(hues)))
+    fig.tight_layout()
+    return fig
+
+
+def estimator_scatter(x, y, xlabel: str, ylabel: str, labels=None, log: bool = False, ax=None):
+    """Scatter of two per-layer score vectors, annotated with layer indices and Spearman / Kendall rank correlations."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    fig, ax = fig_ax(ax, (4.6, 4.2))
+    ax.scatter(x, y, s=28)
+    for i, (a, b) in enumerate(zip(x, y)):
+        ax.annotate(str(labels[i] if labels is not None else i), (a, b), fontsize=7, xytext=(2, 2),
+                    textcoords="offset points")
+    rho, tau = sps.spearmanr(x, y).statistic, sps.kendalltau(x, y).statistic
+    if log:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"Spearman ρ = {rho:.2f}, Kendall τ = {tau:.2f}")
+    fig.tight_layout()
+    return fig
