@@ -16,7 +16,7 @@ from lab.models import SeqRecModel
 def ch03(smoke_book):
     r = smoke_book.run("03")["03_fisher"]
     P = lab.paths("smoke", smoke_book.artefacts)
-    return r, P, lf.load_importance(P)
+    return r, P, lab.load_importance(P)
 
 
 def test_chapter_03_tables_follow_the_contract(ch03):

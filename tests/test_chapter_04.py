@@ -79,7 +79,7 @@ def test_chapter_04_p_values_against_random_draws(ch04):
 
 def test_chapter_04_rebuilt_from_the_teacher(ch04):
     r, P, sel, q, _ = ch04
-    imp = lf.load_importance(P)
+    imp = lab.load_importance(P)
     fe = lf.importance_vector(imp, "fisher_empirical", "per_param")
     layers = parse_layers(q.loc[q.rule == "fisher_topk", "layers"].iloc[0])
     assert layers == sorted(np.argsort(-fe, kind="stable")[:2].tolist())  # Fisher top-2 from chapter 03's table

@@ -172,7 +172,7 @@ def test_groups_norms_and_tables(tmp_path):
                      lf.importance_rows("magnitude", np.arange(L, dtype=float))], ignore_index=True)
     P = lab.Paths(root=tmp_path / "a", figures=tmp_path / "f")
     lf.save_tables(P, imp, g)
-    back = lf.load_importance(P)
+    back = lab.load_importance(P)
     assert list(back.columns) == lf.IMPORTANCE_COLUMNS and back["layer_idx"].dtype.kind == "i"
     assert np.allclose(lf.importance_vector(back, "fisher_empirical", "per_param"), pp)
     assert np.allclose(lf.importance_vector(back, "magnitude"), np.arange(L))

@@ -20,7 +20,6 @@ Groups: per decoder layer q/k/v/o, gate/up/down, input_norm/post_norm; outside t
 item table, in/text projections) and `final_norm`/`out_proj` (layer_idx L). The backbone's unused token table is
 left out.
 """
-from ..book import load_importance  # chapter 03's table as chapters 04 and 05 read it (also `lab.load_importance`)
 from .estimators import (ESTIMATORS, GROUP_ORDER, NORMS, SIGNALS, FisherConfig, FisherEstimate, batchgrad_squared,
                          compare, draw_labels, estimate_fisher, eval_mode, fisher_hooks, fisher_loop, fisher_params,
                          fisher_vmap, model_logits, normalise, param_key, sample_nll)
@@ -37,7 +36,7 @@ __all__ = [
     "batchgrad_squared", "draw_labels", "compare", "eval_mode", "fisher_params", "model_logits", "normalise",
     "param_key", "sample_nll", "bootstrap_mean_ci", "bootstrap_means",
     "fisher_importance_rows", "group_frame", "importance_rows", "importance_vector", "item_buckets",
-    "kendall_halves", "load_groups", "load_importance", "mask_labels", "order_groups", "save_tables",
+    "kendall_halves", "load_groups", "mask_labels", "order_groups", "save_tables",
     "user_activity", "user_buckets", "exactness_table", "sample_rows", "share_ci",
     "ITEM_BUCKETS", "USER_BUCKETS", "backward_passes", "bucket_table", "fisher_groups", "label_sets",
     "signal_agreement", "subset_shares", "top_layers", "top_share", "users_per_second",
