@@ -7,29 +7,25 @@ import pytest
 import torch
 
 from lab.config import ModelConfig, TrainConfig
-from lab.data import rec_data_from_sequences, toy_markov_sequences
 from lab.distill import (DistillConfig, DistillLoss, apply_adapter, build_teacher_cache, distill, freeze_teacher,
                          layer_mapping, layer_weights, merge_student, plan_layers, retention, tpme)
 from lab.fisher.tables import importance_vector
 from lab.models import build_model, build_student
 from lab.train import evaluate_model
 
-N_ITEMS, T = 30, 10
-SMALL = ModelConfig(num_layers=4, hidden_size=16, num_heads=2, intermediate_size=32, item_dim=16, dropout=0.1)
+from toys import N_ITEMS, T, tiny_model, toy_data
+
 TRAIN = TrainConfig(epochs=3, batch_size=32, lr=5e-3, patience=5, eval_batch_size=64, max_minutes=5.0)
-
-
 
 
 @pytest.fixture(scope="module")
 def data():
-    return rec_data_from_sequences(toy_markov_sequences(64, N_ITEMS, 12, seed=0), N_ITEMS, T)
+    return toy_data(64)
 
 
 @pytest.fixture(scope="module")
 def teacher():
-    torch.manual_seed(0)
-    return freeze_teacher(build_model(SMALL, N_ITEMS, T))
+    return freeze_teacher(tiny_model(dropout=0.1))
 
 
 def batch(data, n=16):

@@ -10,32 +10,25 @@ import pandas as pd
 import pytest
 import torch
 
-from lab.config import ModelConfig
-from lab.data import rec_data_from_sequences, toy_markov_sequences
 from lab.distill import DistillConfig, DistillGrid, DistillLoss, freeze_teacher, layer_mapping, plan_layers
 from lab.distill.trainer import (best_student, layerwise_choices, mapped_teacher_layers, valid_means,
                                  variant_comparisons)
 from lab.stats import holm_family
-from lab.models import build_model, build_student
+from lab.models import build_student
 
-N_ITEMS, T, L = 30, 10, 8
-TINY = ModelConfig(num_layers=L, hidden_size=16, num_heads=2, intermediate_size=32, item_dim=16, dropout=0.0)
+from toys import tiny_model, toy_data
+
+L = 8
 
 
 @pytest.fixture(scope="module")
 def data():
-    return rec_data_from_sequences(toy_markov_sequences(48, N_ITEMS, 12, seed=0), N_ITEMS, T)
+    return toy_data(48)
 
 
 @pytest.fixture(scope="module")
 def teacher():
-    torch.manual_seed(0)
-    teacher = build_model(TINY, N_ITEMS, T)
-    with torch.no_grad():  # layers that change the residual stream as much as trained ones do (init: std 0.02)
-        for p in teacher.layers.parameters():
-            if p.ndim == 2:
-                p.normal_(0.0, 0.3)
-    return freeze_teacher(teacher)
+    return freeze_teacher(tiny_model(L, layer_std=0.3))
 
 
 def test_last_of_block_values():

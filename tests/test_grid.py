@@ -8,26 +8,23 @@ import pandas as pd
 import pytest
 import torch
 
-from lab.config import ModelConfig, TrainConfig
-from lab.data import rec_data_from_sequences, toy_markov_sequences
+from lab.config import TrainConfig
 from lab.distill import DistillConfig, DistillGrid, best_student, choose_variant, freeze_teacher, run_grid, valid_means
-from lab.models import build_model
 from lab.train import load_finished, train_or_load
 
-N_ITEMS, T = 30, 10
-TINY = ModelConfig(num_layers=4, hidden_size=16, num_heads=2, intermediate_size=32, item_dim=16, dropout=0.0)
+from toys import tiny_model, toy_data
+
 TRAIN = TrainConfig(epochs=1, batch_size=32, lr=5e-3, patience=1, eval_batch_size=64, max_minutes=5.0)
 
 
 @pytest.fixture(scope="module")
 def data():
-    return rec_data_from_sequences(toy_markov_sequences(48, N_ITEMS, 12, seed=0), N_ITEMS, T)
+    return toy_data(48)
 
 
 @pytest.fixture(scope="module")
 def teacher():
-    torch.manual_seed(0)
-    return freeze_teacher(build_model(TINY, N_ITEMS, T))
+    return freeze_teacher(tiny_model())
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +68,7 @@ def test_a_second_grid_loads_every_finished_student(grid_run):
 
 def test_load_finished_needs_the_same_key(data, tmp_path):
     torch.manual_seed(0)
-    model = build_model(TINY, N_ITEMS, T)
+    model = tiny_model()
     out = tmp_path / "teacher"
     assert load_finished(out, {"a": 1}) is None  # nothing there yet
     trained, hist, info = train_or_load(model, data, TRAIN, out, seed=0, key={"a": 1}, progress=False)
@@ -83,4 +80,4 @@ def test_load_finished_needs_the_same_key(data, tmp_path):
     x = data.test_history[:4]
     assert torch.allclose(back.recommend_scores(x), trained.recommend_scores(x), atol=1e-6)
     assert load_finished(out, {**key, "a": 2}) is None  # another key: train again
-    assert train_or_load(build_model(TINY, N_ITEMS, T), data, TRAIN, out, seed=0, key={"a": 1})[2]["loaded"]
+    assert train_or_load(tiny_model(), data, TRAIN, out, seed=0, key={"a": 1})[2]["loaded"]

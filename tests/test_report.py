@@ -13,33 +13,26 @@ import torch
 
 from lab import fisher as lf
 from lab import importance as li
-from lab.config import ModelConfig
-from lab.data import DataError, read_reviews, rec_data_from_sequences, toy_markov_sequences
+from lab.data import DataError, read_reviews
 from lab.data.bad_input import corrupt_copy, file_level_errors
 from lab.distill import DistillGrid, comparison_records, describe_adapter, scratch_retention, teacher_key
-from lab.models import build_model
 from lab.selection import (GreedyValidSearch, ablation_reference, draws_needed, mean_by_k, rule_report, share_beaten,
                            signal_spearman)
 from lab.train import evaluate_model, evaluate_scorers
 
-N_ITEMS, T, L = 30, 10, 4
-TINY = ModelConfig(num_layers=L, hidden_size=16, num_heads=2, intermediate_size=32, item_dim=16, dropout=0.0)
+from toys import N_ITEMS, tiny_model, toy_data
+
+L = 4
 
 
 @pytest.fixture(scope="module")
 def data():
-    return rec_data_from_sequences(toy_markov_sequences(60, N_ITEMS, 12, seed=0), N_ITEMS, T)
+    return toy_data(60)
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    m = build_model(TINY, N_ITEMS, T).eval()
-    with torch.no_grad():  # layers that change the stream, so removing one changes the ranking
-        for p in m.layers.parameters():
-            if p.ndim == 2:
-                p.normal_(0.0, 0.3)
-    return m
+def model():  # layers that change the stream, so removing one changes the ranking
+    return tiny_model(L, layer_std=0.3).eval()
 
 
 # -- one sampler, one ablation -----------------------------------------------------------------------------------------
