@@ -7,6 +7,8 @@ The modules, in the order data flows through them:
                  chunks by `iter_records`), `LoadReport` (bad rows skipped and counted), `DataError` (bad files).
 * `synthetic`  - `generate_synthetic` / `ensure_synthetic` write seeded raw files in the Amazon format from
                  `simulate_synthetic`'s latent `SyntheticWorld`; `SyntheticConstants` names the generator's numbers;
+                 the depth world's exact `bayes_scores`, `last_item_bayes_scores` and `planted_variables`,
+                 `synthetic_world` / `reference_scorers` to score processed data with them;
                  `toy_markov_sequences` for unit tests.
 * `preprocess` - `preprocess_reviews` (de-duplication, iterative `k_core`, contiguous ids, chronological order),
                  `sequences_from_interactions`, `dataset_stats`.
@@ -25,8 +27,10 @@ from .amazon import (META_FIELDS, REASONS, REVIEW_FIELDS, SEQ_FIELDS, DataError,
 from .cache import Processed, cache_key, load_rec_data, prepare_data, raw_dir_of, to_rec_data
 from .preprocess import dataset_stats, k_core, preprocess_reviews, sequences_from_interactions
 from .splits import SPLITS, RecData, build_rec_data, left_pad, rec_data_from_sequences, split_stats
-from .synthetic import (SYNTHETIC, SyntheticConstants, SyntheticWorld, ensure_synthetic, generate_synthetic,
-                        generator_params, simulate_synthetic, toy_markov_sequences)
+from .synthetic import (DEPTH_FIELDS, SYNTHETIC, SyntheticConstants, SyntheticWorld, bayes_scores, ensure_synthetic,
+                        generate_synthetic, generator_params, is_depth_world, last_item_bayes_scores,
+                        last_item_table, planted_variables, pointer_positions, reference_scorers,
+                        simulate_synthetic, synthetic_world, toy_markov_sequences)
 
 __all__ = [
     "META_FIELDS", "REASONS", "REVIEW_FIELDS", "SEQ_FIELDS", "DataError", "LoadReport", "find_raw_file",
@@ -34,6 +38,8 @@ __all__ = [
     "Processed", "cache_key", "load_rec_data", "prepare_data", "raw_dir_of", "to_rec_data",
     "dataset_stats", "k_core", "preprocess_reviews", "sequences_from_interactions",
     "SPLITS", "RecData", "build_rec_data", "left_pad", "rec_data_from_sequences", "split_stats",
-    "SYNTHETIC", "SyntheticConstants", "SyntheticWorld", "ensure_synthetic", "generate_synthetic",
-    "generator_params", "simulate_synthetic", "toy_markov_sequences",
+    "DEPTH_FIELDS", "SYNTHETIC", "SyntheticConstants", "SyntheticWorld", "bayes_scores", "ensure_synthetic",
+    "generate_synthetic", "generator_params", "is_depth_world", "last_item_bayes_scores", "last_item_table",
+    "planted_variables", "pointer_positions", "reference_scorers", "simulate_synthetic", "synthetic_world",
+    "toy_markov_sequences",
 ]

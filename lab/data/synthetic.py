@@ -6,6 +6,46 @@ ids, metadata, repeats and exact duplicates and writes reviews and metadata as g
 the same seed and parameters; `ensure_synthetic` writes them only when missing or made otherwise. The knobs live in
 `DataConfig`; the generator's fixed numbers in `SyntheticConstants`. `toy_markov_sequences` makes the tiny learnable
 sequences of the unit tests.
+
+Two worlds (issue 12)
+---------------------
+*Shallow* (every depth knob 0; the files of every earlier run, byte for byte): the next item depends on the last item
+and on a latent user taste, so the last item is (almost) all a model can use: depth buys nothing.
+
+*Depth* (`DataConfig.induction_strength`, `pointer_strength` or `switch_strength` with `n_switch_items` > 0;
+`lab.config.DEPTH_WORLD`): the next item needs composition across positions, and its Bayes-optimal law is computed
+exactly. Items never repeat within a user, so the mechanisms key on clusters. There is no latent taste after the first
+item (`markov_strength` must be 1; the first item's cluster comes from the user's taste and is never needed again).
+Given the history x_0..x_{t-1} (c_j = cluster of x_j), step t draws x_t:
+
+1. *Successor* (the last-item shortcut): with probability sigma (`successor_strength`) a preferred successor of
+   x_{t-1} is proposed (weights `successor_decay ** k`); it is taken when unseen, else step 2 decides.
+2. *Cluster*, a mixture over the mechanisms:
+   - *induction* (rho, `induction_strength`): c = pi_u(c_{t-1}), where pi_u is the user's private random map over
+     clusters, pi_u(c) uniform over the clusters != c, independently per c (a map, not a permutation, so the
+     posterior factorises per cluster). Predicting it means finding an earlier occurrence of c_{t-1} and copying the
+     cluster that followed it (a previous-token head plus an induction head).
+   - *h-hop pointer* (eta, `pointer_strength`): from p = t-1 follow p <- p - lag(x_p) `pointer_hops` times (lag(i)
+     uniform in 1..`max_lag`, a latent property of each item); c = c(x_p) when p stays >= 0, else this mass falls to
+     the Markov chain.
+   - *Markov* (the rest): c ~ T_z[c_{t-1}], z the user's mode: the bit (latent, per item) of the item that followed
+     the most recent *switch item* at a position <= t-2 (0 before any). T_0 is the shallow world's chain, T_1 =
+     (1 - s) T_0 + s T' with T' a second chain of the same kind (s = `switch_strength`).
+3. *Item*: drawn from cluster c by popularity renormalised over the user's unseen items (exact, no rejection loop);
+   uniformly from all unseen items when the cluster is exhausted.
+
+Everything in step 2 but pi_u is a deterministic function of the history, and each step's likelihood depends on pi_u
+through one entry, pi_u(c_{j-1}), so `bayes_scores` is exact: P(pi_u(c_{t-1}) = d | H) is proportional to the product
+over the earlier steps j with c_{j-1} = c_{t-1} of L_j(d) = S_j(x_j) + (1 - sigma u_j) (O_j(x_j) + rho q_j(x_j | d)),
+where S_j is the successor part, u_j the unseen successors' weight, O_j the non-induction mixture's item probability
+and q_j(x | d) the item law of cluster d at step j (all known given H_<j). `last_item_bayes_scores` is the best
+predictor that sees only the last item (and, as every ranked scorer does through masking, which items were seen, not
+their order): induction is replaced by its prior (uniform over the other clusters) and the pointer and mode by their
+marginal given the last item's cluster, lag, bit and switch flag, estimated by averaging the exact per-step laws over
+`SyntheticConstants.last_item_users` freshly simulated users of the same world (`last_item_table`). With pointer and
+switch off that table is T_0's row, exactly. `planted_variables` gives the intermediate variables a model must compute
+(the retrieved cluster, each hop's position, the mode), the ground truth of probes. `synthetic_world` rebuilds the
+world of a seed with the generated ids, and `reference_scorers` scores a processed `RecData` with both predictors.
 """
 from __future__ import annotations
 
@@ -15,14 +55,16 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import torch
 
 from ..config import DataConfig
+from ..constants import PAD
 from ..io import atomic_path, read_json, write_json
 from .amazon import fingerprint
 
@@ -42,6 +84,8 @@ GENERATOR_VERSION = 1  # bump when the generator's output changes, so cached raw
 DAY_MS = 86_400_000  # one day in milliseconds (Amazon timestamps are Unix ms)
 GENERATOR_FIELDS = ("category", "n_users", "n_items", "n_clusters", "mean_seq_len", "popularity_alpha",
                     "markov_strength", "successor_strength", "n_successors", "duplicate_frac", "repeat_frac")
+DEPTH_FIELDS = ("induction_strength", "pointer_strength", "pointer_hops", "max_lag", "switch_strength",
+                "n_switch_items")  # the depth world's knobs: in the parameters only when the depth world is on
 
 _GENRES = ["Mystery", "Romance", "Science Fiction", "Fantasy", "History", "Cooking", "Travel", "Poetry", "Biography",
            "Self-Help", "Business", "Horror", "Children's", "Thriller", "Philosophy", "Gardening", "Art",
@@ -129,13 +173,28 @@ class SyntheticConstants:
     price_missing: float = 0.1  # share of items without a price
     pages: tuple = (90, 700)  # print length range (integers' [low, high))
 
+    # the depth world (issue 12; the shallow world never draws from these)
+    depth_salt: int = 2026  # mixed with the seed and world_salt for the depth world's mechanisms and histories
+    last_item_users: int = 20_000  # fresh users simulated for the last-item predictor's marginal table
+    bayes_chunk: int = 512  # users scored at once by bayes_scores (a (chunk, n_items) float matrix)
+
 
 SYNTHETIC = SyntheticConstants()  # the constants every generated data set uses
 
 
+def is_depth_world(cfg: DataConfig) -> bool:
+    """Whether `cfg` asks for the depth world (a depth mechanism is on); with every one off it is the shallow world."""
+    return (cfg.induction_strength > 0 or cfg.pointer_strength > 0
+            or (cfg.switch_strength > 0 and cfg.n_switch_items > 0))
+
+
 def generator_params(cfg: DataConfig, seed: int) -> dict:
-    """The parameters that determine the synthetic raw files (written next to them as `<category>.synthetic.json`)."""
-    return {"version": GENERATOR_VERSION, "seed": int(seed), **{f: getattr(cfg, f) for f in GENERATOR_FIELDS}}
+    """The parameters that determine the synthetic raw files (written next to them as `<category>.synthetic.json`);
+    the depth knobs only in the depth world, so the shallow world's record is what it always was."""
+    out = {"version": GENERATOR_VERSION, "seed": int(seed), **{f: getattr(cfg, f) for f in GENERATOR_FIELDS}}
+    if is_depth_world(cfg):
+        out.update({f: getattr(cfg, f) for f in DEPTH_FIELDS})
+    return out
 
 
 def _base36(codes: np.ndarray, width: int) -> np.ndarray:
@@ -170,6 +229,37 @@ class SyntheticWorld:
     successors: np.ndarray  # (I, S) preferred next items of each item (inside its cluster)
     cluster_transition: np.ndarray  # (K, K) cluster-level Markov chain
     user_taste: np.ndarray  # (U, K) each user's taste over clusters
+    successor_weights: np.ndarray | None = None  # (S,) probability of proposing each preferred successor
+    seq_lengths: np.ndarray | None = None  # (U,) generated history lengths
+    seed: int = 0
+    # the depth world (None / 0 in the shallow world)
+    successor_strength: float = 0.0  # sigma
+    induction_strength: float = 0.0  # rho
+    pointer_strength: float = 0.0  # eta
+    pointer_hops: int = 0  # h
+    max_lag: int = 0  # D
+    item_lag: np.ndarray | None = None  # (I,) lag(i) in 1..D
+    switch_item: np.ndarray | None = None  # (I,) bool: the switch items
+    mode_bit: np.ndarray | None = None  # (I,) 0/1: the mode an item sets when it follows a switch item
+    mode_transition: np.ndarray | None = None  # (2, K, K) T_0 (= cluster_transition) and T_1
+    user_map: np.ndarray | None = None  # (U, K) pi_u of each generated user (pi_u(c) != c)
+    # ids written to the raw files (set by generate_synthetic and synthetic_world)
+    item_ids: np.ndarray | None = None  # (I,) parent_asin of each generated item
+    user_ids: np.ndarray | None = None  # (U,) user_id of each generated user
+    _last_item: tuple | None = field(default=None, repr=False)  # cache of last_item_table
+
+    @property
+    def depth(self) -> bool:
+        """Whether this is the depth world (exact Bayes available)."""
+        return self.item_lag is not None
+
+    @property
+    def n_clusters(self) -> int:
+        return int(self.cluster_transition.shape[0])
+
+    @property
+    def n_items(self) -> int:
+        return int(len(self.item_cluster))
 
 
 def simulate_synthetic(cfg: DataConfig, seed: int = 0, progress: bool = False) -> tuple[pd.DataFrame, SyntheticWorld]:
@@ -181,12 +271,18 @@ def simulate_synthetic(cfg: DataConfig, seed: int = 0, progress: bool = False) -
     cluster-level Markov chain (probability `markov_strength`) or from the user's taste, and an item from that cluster
     by popularity. A user never repeats an item here (repeats are added later, on purpose, for de-duplication).
     Returns the interactions (`user`, `item`, `step`: generated item indices 0..I-1) and the latent world.
+
+    In the depth world (`is_depth_world`) the same clusters, popularity, successors, chain, tastes and lengths are
+    drawn, and the histories follow the module docstring's law instead (`_simulate_depth`).
     """
     sc = SYNTHETIC
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), sc.world_salt]))
     K, I, U = int(cfg.n_clusters), int(cfg.n_items), int(cfg.n_users)
     if I < 2 * K:
         raise ValueError(f"n_items ({I}) must be at least 2 * n_clusters ({K})")
+    depth = is_depth_world(cfg)
+    if depth:
+        _check_depth_knobs(cfg)
     item_cluster = rng.permutation(np.arange(I) % K)
     order = np.argsort(item_cluster, kind="stable")  # items grouped by cluster
     bounds = np.searchsorted(item_cluster[order], np.arange(K + 1))
@@ -219,6 +315,16 @@ def simulate_synthetic(cfg: DataConfig, seed: int = 0, progress: bool = False) -
     mu = math.log(max(cfg.mean_seq_len - sc.seq_len_offset, 1.0)) - sc.seq_len_mu_shift
     l_max = int(min(max(sc.max_len_factor * cfg.mean_seq_len, sc.max_len_floor), I // 2))
     lengths = np.minimum(sc.min_seq_len + np.floor(rng.lognormal(mu, sc.seq_len_sigma, U)).astype(np.int64), l_max)
+    world = SyntheticWorld(item_cluster=item_cluster, popularity=popularity, successors=successors,
+                           cluster_transition=transition, user_taste=taste,
+                           successor_weights=np.diff(np.r_[0.0, succ_cum]), seq_lengths=lengths, seed=int(seed))
+    if depth:
+        drng = np.random.default_rng(np.random.SeedSequence([int(seed), sc.world_salt, sc.depth_salt]))
+        _add_depth_mechanisms(world, cfg, drng)
+        world.user_map = _random_maps(U, K, drng)
+        seq = _simulate_depth(world, lengths, taste_cum, world.user_map, drng, progress=progress)
+        uu, tt = np.nonzero(seq >= 0)
+        return pd.DataFrame({"user": uu, "item": seq[uu, tt], "step": tt}), world
 
     users, items, steps = [], [], []
     block = max(1, min(U, sc.seen_block_cells // max(I, 1)))  # a (block, I) bool "seen" matrix
@@ -267,8 +373,6 @@ def simulate_synthetic(cfg: DataConfig, seed: int = 0, progress: bool = False) -
     inter = pd.DataFrame({"user": np.concatenate(users), "item": np.concatenate(items),
                           "step": np.concatenate(steps)})
     inter["step"] = inter.groupby("user").cumcount()
-    world = SyntheticWorld(item_cluster=item_cluster, popularity=popularity, successors=successors,
-                           cluster_transition=transition, user_taste=taste)
     return inter, world
 
 
@@ -287,6 +391,54 @@ def generate_synthetic(cfg: DataConfig, raw_dir: str | os.PathLike, seed: int = 
     t0 = time.perf_counter()
     raw_dir = Path(raw_dir)
     inter, world = simulate_synthetic(cfg, seed, progress)
+    f = _draw_files(cfg, seed, inter, world)
+    q = json.dumps
+    tq = {r: [q(x) for x in v] for r, v in _REVIEW_TITLE.items()}
+    xq = {r: [q(x) for x in v] for r, v in _REVIEW_TEXT.items()}
+    uq = [q(str(x)) for x in f.user_ids]
+    aq = {}
+    tmpl = ('{"rating": %.1f, "title": %s, "text": %s, "images": [], "asin": %s, "parent_asin": %s, "user_id": %s, '
+            '"timestamp": %d, "helpful_vote": %d, "verified_purchase": %s}')
+    parent_q = [q(str(x)) for x in f.parent]
+
+    def review_lines():
+        for j in f.rows.tolist():
+            r = int(f.all_rating[j])
+            a = f.all_asin[j]
+            if a not in aq:
+                aq[a] = q(str(a))
+            yield tmpl % (f.all_rating[j], tq[r][f.txt_pick[j] % 4], xq[r][f.txt_pick[j] % 3], aq[a],
+                          parent_q[f.all_item[j]], uq[f.all_user[j]], f.all_ts[j], f.helpful[j],
+                          "true" if f.verified[j] else "false")
+
+    def meta_lines():
+        for j in range(int(cfg.n_items)):
+            c = world.item_cluster[j]
+            store = f.store[j]
+            yield q({"main_category": "Books", "title": f.titles[j], "subtitle": None,
+                     "author": {"name": store}, "average_rating": round(float(f.avg[j]), 1) if f.cnt[j] else None,
+                     "rating_number": int(f.cnt[j]), "features": [],
+                     "description": [f"A {f.genres[c].lower()} book by {store}."],
+                     "price": float(f.price[j]) if f.has_price[j] else None, "images": [], "videos": [],
+                     "store": store, "categories": ["Books", f.genres[c]],
+                     "details": {"Publisher": f"{store.split()[-1]} Press", "Language": "English",
+                                 "Print length": f"{f.pages[j]} pages"},
+                     "parent_asin": str(f.parent[j]), "bought_together": None})
+
+    out = {"reviews": raw_dir / f"{cfg.category}.jsonl.gz", "meta": raw_dir / f"meta_{cfg.category}.jsonl.gz",
+           "params": raw_dir / f"{cfg.category}.synthetic.json"}
+    _write_jsonl_gz(out["reviews"], review_lines())
+    _write_jsonl_gz(out["meta"], meta_lines())
+    write_json(out["params"], {**generator_params(cfg, seed), "rows": int(len(f.rows)), "interactions": int(f.n),
+                               "repeats": int(f.rep.size), "duplicates": int(f.dup.size),
+                               "files": {k: fingerprint(v) for k, v in out.items() if k != "params"},
+                               "seconds": round(time.perf_counter() - t0, 2)})
+    return out
+
+
+def _draw_files(cfg: DataConfig, seed: int, inter: pd.DataFrame, world: SyntheticWorld) -> SimpleNamespace:
+    """Everything `generate_synthetic` draws on top of the histories (timestamps, ratings, ids, repeats, duplicates,
+    metadata), from its own seeded stream; sets `world.item_ids` and `world.user_ids` (the ids written)."""
     sc = SYNTHETIC
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), sc.files_salt]))
     K, I, U = int(cfg.n_clusters), int(cfg.n_items), int(cfg.n_users)
@@ -366,49 +518,11 @@ def generate_synthetic(cfg: DataConfig, raw_dir: str | os.PathLike, seed: int = 
     pages = rng.integers(*sc.pages, I)
     cnt = np.bincount(item, minlength=I)
     avg = np.bincount(item, weights=rating, minlength=I) / np.maximum(cnt, 1)
-
-    # write: reviews (JSON Lines, key order as in the real files), meta, then the parameters (last = complete)
-    q = json.dumps
-    tq = {r: [q(x) for x in v] for r, v in _REVIEW_TITLE.items()}
-    xq = {r: [q(x) for x in v] for r, v in _REVIEW_TEXT.items()}
-    uq = [q(str(x)) for x in user_ids]
-    aq = {}
-    tmpl = ('{"rating": %.1f, "title": %s, "text": %s, "images": [], "asin": %s, "parent_asin": %s, "user_id": %s, '
-            '"timestamp": %d, "helpful_vote": %d, "verified_purchase": %s}')
-    parent_q = [q(str(x)) for x in parent]
-
-    def review_lines():
-        for j in rows.tolist():
-            r = int(all_rating[j])
-            a = all_asin[j]
-            if a not in aq:
-                aq[a] = q(str(a))
-            yield tmpl % (all_rating[j], tq[r][txt_pick[j] % 4], xq[r][txt_pick[j] % 3], aq[a],
-                          parent_q[all_item[j]], uq[all_user[j]], all_ts[j], helpful[j],
-                          "true" if verified[j] else "false")
-
-    def meta_lines():
-        for j in range(I):
-            c = world.item_cluster[j]
-            yield q({"main_category": "Books", "title": titles[j], "subtitle": None,
-                     "author": {"name": store[j]}, "average_rating": round(float(avg[j]), 1) if cnt[j] else None,
-                     "rating_number": int(cnt[j]), "features": [],
-                     "description": [f"A {genres[c].lower()} book by {store[j]}."],
-                     "price": float(price[j]) if has_price[j] else None, "images": [], "videos": [],
-                     "store": store[j], "categories": ["Books", genres[c]],
-                     "details": {"Publisher": f"{store[j].split()[-1]} Press", "Language": "English",
-                                 "Print length": f"{pages[j]} pages"},
-                     "parent_asin": str(parent[j]), "bought_together": None})
-
-    out = {"reviews": raw_dir / f"{cfg.category}.jsonl.gz", "meta": raw_dir / f"meta_{cfg.category}.jsonl.gz",
-           "params": raw_dir / f"{cfg.category}.synthetic.json"}
-    _write_jsonl_gz(out["reviews"], review_lines())
-    _write_jsonl_gz(out["meta"], meta_lines())
-    write_json(out["params"], {**generator_params(cfg, seed), "rows": int(len(rows)), "interactions": int(n),
-                               "repeats": int(rep.size), "duplicates": int(dup.size),
-                               "files": {k: fingerprint(v) for k, v in out.items() if k != "params"},
-                               "seconds": round(time.perf_counter() - t0, 2)})
-    return out
+    world.item_ids, world.user_ids = parent, user_ids
+    return SimpleNamespace(n=n, rows=rows, rep=rep, dup=dup, all_rating=all_rating, all_asin=all_asin,
+                           all_item=all_item, all_user=all_user, all_ts=all_ts, helpful=helpful, verified=verified,
+                           txt_pick=txt_pick, parent=parent, user_ids=user_ids, titles=titles, store=store,
+                           genres=genres, price=price, has_price=has_price, pages=pages, cnt=cnt, avg=avg)
 
 
 def _write_jsonl_gz(path: Path, lines, batch: int = 50_000) -> None:
@@ -431,10 +545,388 @@ def ensure_synthetic(cfg: DataConfig, raw_dir: str | os.PathLike, seed: int = 0,
     raw_dir = Path(raw_dir)
     info = read_json(raw_dir / f"{cfg.category}.synthetic.json")
     want = generator_params(cfg, seed)
-    if info is not None and all(info.get(k) == v for k, v in want.items()):
+    if info is not None and all(info.get(k) == want.get(k) for k in (*want, *DEPTH_FIELDS)):
         files = {"reviews": raw_dir / f"{cfg.category}.jsonl.gz", "meta": raw_dir / f"meta_{cfg.category}.jsonl.gz"}
         if all(p.is_file() and p.stat().st_size == info["files"][k]["size"] for k, p in files.items()):
             return False
     generate_synthetic(cfg, raw_dir, seed, progress)
     return True
 
+
+
+# ---------------------------------------------------------------------------------------------------- the depth world
+def _check_depth_knobs(cfg: DataConfig) -> None:
+    """ValueError naming the knob when the depth world's settings cannot give an exact Bayes predictor."""
+    if cfg.markov_strength != 1.0:
+        raise ValueError(f"the depth world draws clusters without a latent user taste (so that its Bayes predictor "
+                         f"is exact): set markov_strength = 1, not {cfg.markov_strength}")
+    rho, eta, s = cfg.induction_strength, cfg.pointer_strength, cfg.switch_strength
+    if min(rho, eta, s) < 0 or rho + eta > 1 or s > 1 or not 0 <= cfg.successor_strength <= 1:
+        raise ValueError(f"depth world knobs out of range: need induction_strength ({rho}) + pointer_strength ({eta}) "
+                         f"<= 1, both >= 0, 0 <= switch_strength ({s}) <= 1, 0 <= successor_strength <= 1")
+    if cfg.pointer_hops < 1 or cfg.max_lag < 1:
+        raise ValueError(f"pointer_hops ({cfg.pointer_hops}) and max_lag ({cfg.max_lag}) must be >= 1")
+    if not 0 <= cfg.n_switch_items <= cfg.n_items or cfg.n_clusters < 2:
+        raise ValueError(f"n_switch_items ({cfg.n_switch_items}) must be in 0..n_items and n_clusters >= 2")
+
+
+def _add_depth_mechanisms(world: SyntheticWorld, cfg: DataConfig, rng: np.random.Generator) -> SyntheticWorld:
+    """Draw the depth world's latent item properties (lags, switch items, mode bits) and the mode-1 chain."""
+    sc = SYNTHETIC
+    K, I = world.n_clusters, world.n_items
+    world.successor_strength = float(cfg.successor_strength)
+    world.induction_strength = float(cfg.induction_strength)
+    world.pointer_strength = float(cfg.pointer_strength)
+    world.pointer_hops, world.max_lag = int(cfg.pointer_hops), int(cfg.max_lag)
+    world.item_lag = rng.integers(1, world.max_lag + 1, I)
+    world.switch_item = np.zeros(I, dtype=bool)
+    world.switch_item[rng.choice(I, int(cfg.n_switch_items), replace=False)] = True
+    world.mode_bit = rng.integers(0, 2, I)
+    other = (sc.self_transition * np.eye(K)
+             + (1 - sc.self_transition) * rng.dirichlet(np.full(K, sc.transition_concentration), size=K))
+    t0 = world.cluster_transition
+    world.mode_transition = np.stack([t0, (1 - cfg.switch_strength) * t0 + cfg.switch_strength * other])
+    return world
+
+
+def _random_maps(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, k) independent random maps over k clusters with pi(c) uniform over the clusters != c."""
+    return (np.arange(k)[None, :] + 1 + rng.integers(0, k - 1, (n, k))) % k
+
+
+def _members(world: SyntheticWorld) -> tuple[np.ndarray, np.ndarray]:
+    """(K, m) the items of each cluster (padded with item 0) and (K, m) their popularity (0 on the padding)."""
+    order = np.argsort(world.item_cluster, kind="stable")
+    sizes = np.bincount(world.item_cluster, minlength=world.n_clusters)
+    idx = np.zeros((world.n_clusters, sizes.max()), dtype=np.int64)
+    pop = np.zeros(idx.shape)
+    col = np.arange(world.n_items) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    idx[world.item_cluster[order], col] = order
+    pop[world.item_cluster[order], col] = world.popularity[order]
+    return idx, pop
+
+
+def pointer_positions(world: SyntheticWorld, seq: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """(n, h) the position after each of the pointer's h hops, -1 once it falls before the history.
+
+    `seq` (n, T) holds histories left-aligned (position 0 = first item), `t` (n,) how many items each row has: the
+    pointer starts at p = t - 1 and moves p <- p - lag(x_p)."""
+    n = len(t)
+    rows = np.arange(n)
+    pos = np.full((n, world.pointer_hops), -1, dtype=np.int64)
+    p = np.asarray(t, dtype=np.int64) - 1
+    for k in range(world.pointer_hops):
+        p = np.where(p >= 0, p - world.item_lag[seq[rows, np.maximum(p, 0)]], -1)
+        p = np.where(p >= 0, p, -1)
+        pos[:, k] = p
+    return pos
+
+
+def _cluster_law(world: SyntheticWorld, seq: np.ndarray, t: np.ndarray, mode: np.ndarray):
+    """The non-induction part of the cluster mixture at step t: ((n, K) pointer + Markov law, summing to
+    1 - induction_strength; (n,) the last cluster)."""
+    rows = np.arange(len(t))
+    c_last = world.item_cluster[seq[rows, np.asarray(t) - 1]]
+    markov = world.mode_transition[mode, c_last]  # (n, K)
+    law = (1.0 - world.induction_strength) * markov
+    if world.pointer_strength > 0:
+        p = pointer_positions(world, seq, t)[:, -1]
+        ok = p >= 0
+        law -= (world.pointer_strength * ok)[:, None] * markov
+        law[rows[ok], world.item_cluster[seq[rows[ok], p[ok]]]] += world.pointer_strength
+    return law, c_last
+
+
+def _draw_items(world: SyntheticWorld, members, clusters: np.ndarray, seen: np.ndarray,
+                rng: np.random.Generator) -> np.ndarray:
+    """One item per row from `clusters` (n,) by popularity renormalised over the row's unseen items (`seen` (n, I)),
+    uniformly from all unseen items where the cluster is exhausted."""
+    idx, pop = members
+    rows = np.arange(len(clusters))
+    w = pop[clusters] * ~seen[rows[:, None], idx[clusters]]  # (n, m)
+    u1, u2 = 1.0 - rng.random(len(clusters)), 1.0 - rng.random(len(clusters))  # in (0, 1]: never a 0-weight item
+    cum = np.cumsum(w, axis=1)
+    out = idx[clusters, _sample_rows(cum, u1)]
+    dry = np.flatnonzero(cum[:, -1] <= 0)
+    if dry.size:
+        out[dry] = _sample_rows(np.cumsum(~seen[dry], axis=1, dtype=np.float64), u2[dry])
+    return out
+
+
+def _simulate_depth(world: SyntheticWorld, lengths: np.ndarray, taste_cum: np.ndarray, user_map: np.ndarray,
+                    rng: np.random.Generator, progress: bool = False, tally: tuple | None = None) -> np.ndarray:
+    """(U, max length) histories of the depth world (module docstring), -1 after each user's end.
+
+    `tally` = (sums (n_keys, K), counts (n_keys,)): add each step's non-induction cluster law, normalised, to the row
+    of the last item's key (`last_item_table`)."""
+    from tqdm import tqdm
+
+    sc = SYNTHETIC
+    I, U = world.n_items, len(lengths)
+    members = _members(world)
+    succ, succ_cum = world.successors, np.cumsum(world.successor_weights)
+    S = succ.shape[1]
+    sigma, rho = world.successor_strength, world.induction_strength
+    out = np.full((U, int(lengths.max())), -1, dtype=np.int64)
+    block = max(1, min(U, sc.seen_block_cells // max(I, 1)))
+    for b0 in tqdm(range(0, U, block), desc="simulating users", disable=not progress, file=sys.stderr):
+        b1 = min(U, b0 + block)
+        L = lengths[b0:b1]
+        B = b1 - b0
+        seq = np.full((B, int(L.max())), -1, dtype=np.int64)
+        seen = np.zeros((B, I), dtype=bool)
+        mode = np.zeros(B, dtype=np.int64)
+        first = _draw_items(world, members, _sample_rows(taste_cum[b0:b1], rng.random(B)), seen, rng)
+        seq[:, 0] = first
+        seen[np.arange(B), first] = True
+        for t in range(1, int(L.max())):
+            act = np.flatnonzero(L > t)
+            n = len(act)
+            prev = seq[act, t - 1]
+            cand = succ[prev, np.searchsorted(succ_cum, rng.random(n) * succ_cum[-1], side="right").clip(0, S - 1)]
+            follow = (rng.random(n) < sigma) & ~seen[act, cand]
+            law, c_last = _cluster_law(world, seq[act], np.full(n, t), mode[act])
+            if tally is not None and rho < 1:
+                keys = _item_keys(world, prev)
+                np.add.at(tally[0], keys, law / (1.0 - rho))
+                np.add.at(tally[1], keys, 1)
+            law[np.arange(n), user_map[b0 + act, c_last]] += rho
+            c = _sample_rows(np.cumsum(law, axis=1), 1.0 - rng.random(n))
+            x = np.where(follow, cand, _draw_items(world, members, c, seen[act], rng))
+            seq[act, t] = x
+            seen[act, x] = True
+            mode[act] = np.where(world.switch_item[prev], world.mode_bit[x], mode[act])
+        out[b0:b1, :seq.shape[1]] = seq
+    return out
+
+
+def _as_rows(histories) -> tuple[np.ndarray, np.ndarray]:
+    """Histories of generated item ids (a list of sequences, or a 2-D array padded with negative values on either
+    side) as ((B, T) left-aligned rows padded with -1, (B,) lengths)."""
+    if isinstance(histories, torch.Tensor):
+        histories = histories.cpu().numpy()
+    rows = [np.asarray(h, dtype=np.int64) for h in histories]
+    rows = [h[h >= 0] for h in rows]
+    n = np.array([len(h) for h in rows], dtype=np.int64)
+    if len(rows) and n.min() < 1:
+        raise ValueError("every history needs at least one item")
+    seq = np.full((len(rows), int(n.max()) if len(rows) else 1), -1, dtype=np.int64)
+    for i, h in enumerate(rows):
+        seq[i, :len(h)] = h
+    return seq, n
+
+
+def _require_depth(world: SyntheticWorld) -> None:
+    if not world.depth:
+        raise ValueError("the Bayes predictor is exact only in the depth world (lab.config.DEPTH_WORLD); the shallow "
+                         "world's latent user taste makes it intractable")
+
+
+def _next_item_law(world: SyntheticWorld, law: np.ndarray, last: np.ndarray, seen: np.ndarray, count: np.ndarray,
+                   mass: np.ndarray) -> np.ndarray:
+    """(n, I) the step's item law: the successor part, then the cluster mixture `law` (n, K) drawn through each
+    cluster's popularity renormalised over the unseen items (uniform over them where a cluster is exhausted)."""
+    n, I = seen.shape
+    rows = np.arange(n)[:, None]
+    clus = world.item_cluster
+    unseen = ~seen
+    dry = count == 0  # (n, K) exhausted clusters
+    per_item = law[:, clus] * world.popularity[None, :] / np.where(dry, 1.0, mass)[:, clus]  # (n, I)
+    spill = (law * dry).sum(1) / np.maximum(I - seen.sum(1), 1)  # (n,) exhausted clusters' mass, spread uniformly
+    p = unseen * (per_item + spill[:, None])
+    s_unseen = unseen[rows, world.successors[last]]  # (n, S)
+    w = world.successor_strength * world.successor_weights[None, :] * s_unseen
+    p *= (1.0 - w.sum(1))[:, None]
+    p[rows, world.successors[last]] += w  # successors of one item are distinct
+    return p
+
+
+def bayes_scores(world: SyntheticWorld, histories) -> np.ndarray:
+    """(B, I) the exact next-item distribution of the depth world given each complete history (generated item ids;
+    see `_as_rows` for the formats): 0 on the history's items, summing to 1 over the rest (module docstring)."""
+    _require_depth(world)
+    seq, n = _as_rows(histories)
+    out = np.zeros((len(n), world.n_items))
+    step = SYNTHETIC.bayes_chunk
+    for i in range(0, len(n), step):
+        out[i:i + step] = _bayes_chunk(world, seq[i:i + step], n[i:i + step])
+    return out
+
+
+def _bayes_chunk(world: SyntheticWorld, seq: np.ndarray, n: np.ndarray) -> np.ndarray:
+    K, I = world.n_clusters, world.n_items
+    B, T = seq.shape
+    seq = seq[:, :max(int(n.max()), 1)]
+    clus, pop = world.item_cluster, world.popularity
+    sigma, rho = world.successor_strength, world.induction_strength
+    rows = np.arange(B)
+    seen = np.zeros((B, I), dtype=bool)
+    count = np.tile(np.bincount(clus, minlength=K), (B, 1))  # (B, K) unseen items per cluster
+    mass = np.ones((B, K))  # (B, K) unseen popularity per cluster
+    mode = np.zeros(B, dtype=np.int64)
+    loglik = np.zeros((B, K, K))  # [b, c, d]: log-likelihood of the history given pi_u(c) = d
+
+    def observe(r, x):
+        seen[r, x] = True
+        count[r, clus[x]] -= 1
+        mass[r, clus[x]] -= pop[x]
+
+    observe(rows, seq[:, 0])
+    for j in range(1, seq.shape[1]):
+        a = np.flatnonzero(n > j)
+        x, prev = seq[a, j], seq[a, j - 1]
+        if rho > 0:
+            law, c_prev = _cluster_law(world, seq[a], np.full(len(a), j), mode[a])
+            succ = world.successors[prev]  # (nA, S)
+            s_unseen = ~seen[a[:, None], succ]
+            s_w = sigma * world.successor_weights[None, :] * s_unseen
+            s_x = (s_w * (succ == x[:, None])).sum(1)
+            item_x = (count[a] == 0) / float(I - j)  # (nA, K) q_j(x | d): uniform spill of exhausted clusters
+            item_x[np.arange(len(a)), clus[x]] += pop[x] / mass[a, clus[x]]
+            lik = s_x[:, None] + (1.0 - s_w.sum(1))[:, None] * ((law * item_x).sum(1)[:, None] + rho * item_x)
+            with np.errstate(divide="ignore"):
+                loglik[a, c_prev] += np.log(lik)
+        mode[a] = np.where(world.switch_item[prev], world.mode_bit[x], mode[a])
+        observe(a, x)
+    law, c_last = _cluster_law(world, seq, n, mode)
+    if rho > 0:
+        lp = loglik[rows, c_last]  # (B, K)
+        lp[rows, c_last] = -np.inf
+        top = lp.max(1, keepdims=True)
+        lp = np.where(np.isfinite(top), lp - top, np.where(np.isinf(lp), -np.inf, 0.0))  # impossible: the prior
+        post = np.exp(lp)
+        law = law + rho * post / post.sum(1, keepdims=True)
+    return _next_item_law(world, law, seq[rows, n - 1], seen, count, mass)
+
+
+def _item_keys(world: SyntheticWorld, items: np.ndarray) -> np.ndarray:
+    """What the last item alone tells the non-induction mechanisms: its cluster, lag, mode bit and switch flag."""
+    c, lag = world.item_cluster[items], world.item_lag[items] - 1
+    return ((c * world.max_lag + lag) * 2 + world.mode_bit[items]) * 2 + world.switch_item[items]
+
+
+def last_item_table(world: SyntheticWorld) -> np.ndarray:
+    """(n_keys, K) the non-induction cluster law (pointer + Markov, normalised) given the last item's key
+    (`_item_keys`), averaged over every step of `SyntheticConstants.last_item_users` freshly simulated users of this
+    world (new maps, tastes and lengths drawn as the generator draws them); keys never met fall back to their
+    cluster's average. Cached on the world."""
+    _require_depth(world)
+    if world._last_item is not None:
+        return world._last_item[0]
+    sc = SYNTHETIC
+    K = world.n_clusters
+    rng = np.random.default_rng(np.random.SeedSequence([int(world.seed), sc.world_salt, sc.depth_salt, 1]))
+    U = sc.last_item_users
+    n_keys = K * world.max_lag * 4
+    tally = (np.zeros((n_keys, K)), np.zeros(n_keys))
+    lengths = rng.choice(world.seq_lengths, U)
+    taste_cum = np.cumsum(rng.dirichlet(np.full(K, sc.taste_concentration), size=U), axis=1)
+    _simulate_depth(world, lengths, taste_cum, _random_maps(U, K, rng), rng, tally=tally)
+    sums, counts = tally
+    key_cluster = np.arange(n_keys) // (world.max_lag * 4)
+    c_sums = np.zeros((K, K))
+    np.add.at(c_sums, key_cluster, sums)
+    c_counts = np.bincount(key_cluster, weights=counts, minlength=K)
+    c_law = np.where(c_counts[:, None] > 0, c_sums / np.maximum(c_counts, 1)[:, None], world.mode_transition[0])
+    table = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], c_law[key_cluster])
+    world._last_item = (table, counts)
+    return table
+
+
+def last_item_bayes_scores(world: SyntheticWorld, last_item, seen) -> np.ndarray:
+    """(B, I) the best next-item law that sees only the last item (generated ids, (B,)) and the set of seen items
+    (`seen`: histories in any `_as_rows` format; order unused): the successor part and the item draw exactly,
+    induction by its prior (uniform over the other clusters), pointer and mode by their marginal given the last item
+    (`last_item_table`). 0 on the seen items, summing to 1 over the rest."""
+    _require_depth(world)
+    K, I = world.n_clusters, world.n_items
+    last = np.asarray(last_item, dtype=np.int64)
+    seq, _ = _as_rows(seen)
+    B = len(last)
+    rows = np.arange(B)
+    seen_m = np.zeros((B, I), dtype=bool)
+    r, c = np.nonzero(seq >= 0)
+    seen_m[r, seq[r, c]] = True
+    seen_m[rows, last] = True
+    onehot = np.eye(K)[world.item_cluster]  # (I, K)
+    count = np.bincount(world.item_cluster, minlength=K)[None, :] - seen_m @ onehot.astype(np.int64)
+    mass = 1.0 - (seen_m * world.popularity[None, :]) @ onehot
+    c_last = world.item_cluster[last]
+    prior = (1.0 - np.eye(K)[c_last]) / (K - 1)
+    rho = world.induction_strength
+    law = rho * prior + (1.0 - rho) * last_item_table(world)[_item_keys(world, last)]
+    return _next_item_law(world, law, last, seen_m, count, mass)
+
+
+def planted_variables(world: SyntheticWorld, histories, users=None) -> pd.DataFrame:
+    """The intermediate variables a model must compute to predict the item after each history (generated ids; see
+    `_as_rows`), one row per history: the ground truth of layer probes (chapter 03).
+
+    Columns: `length`; `last_cluster`; `induction_cluster` - the cluster that followed the most recent earlier
+    occurrence of the last cluster (-1: none; what an induction head retrieves); `hop<k>_pos` - the pointer's
+    position after hop k (0-based index into the history, -1 once it falls before the start; in a left-padded window
+    of width T the position is T - length + pos); `pointer_cluster` - the cluster at the last hop (-1: none);
+    `switch_pos` - the most recent switch item with a follower (-1: none); `mode` - the mode it set (0 without one).
+    With `users` (generated user indices) also `map_cluster` = pi_u(last cluster), what induction draws.
+    """
+    _require_depth(world)
+    seq, n = _as_rows(histories)
+    B, T = seq.shape
+    rows = np.arange(B)
+    clus = np.where(seq >= 0, world.item_cluster[np.maximum(seq, 0)], -1)  # (B, T)
+    c_last = clus[rows, n - 1]
+    before = np.arange(T)[None, :] < (n - 1)[:, None]  # positions with a follower in the history
+
+    def latest(mask):  # (B,) the last True column of each row, -1 when none
+        return np.where(mask.any(1), T - 1 - np.argmax(mask[:, ::-1], axis=1), -1)
+
+    j = latest((clus == c_last[:, None]) & before)
+    out = {"length": n, "last_cluster": c_last,
+           "induction_cluster": np.where(j >= 0, clus[rows, np.minimum(j + 1, T - 1)], -1)}
+    hops = pointer_positions(world, seq, n)
+    for k in range(hops.shape[1]):
+        out[f"hop{k + 1}_pos"] = hops[:, k]
+    out["pointer_cluster"] = np.where(hops[:, -1] >= 0, clus[rows, np.maximum(hops[:, -1], 0)], -1)
+    sw = latest(world.switch_item[np.maximum(seq, 0)] & (seq >= 0) & before)
+    out["switch_pos"] = sw
+    out["mode"] = np.where(sw >= 0, world.mode_bit[seq[rows, np.minimum(sw + 1, T - 1)]], 0)
+    if users is not None:
+        out["map_cluster"] = world.user_map[np.asarray(users), c_last]
+    return pd.DataFrame(out)
+
+
+def synthetic_world(cfg: DataConfig, seed: int = 0) -> SyntheticWorld:
+    """The latent world behind `generate_synthetic(cfg, raw_dir, seed)`'s files, rebuilt from the seed, with the
+    generated ids (`item_ids`, `user_ids`) that map a processed data set back to it (chapter 01)."""
+    inter, world = simulate_synthetic(cfg, seed)
+    _draw_files(cfg, seed, inter, world)
+    return world
+
+
+def reference_scorers(world: SyntheticWorld, item_ids: list) -> dict:
+    """Score functions of the two reference predictors on a processed data set whose item i has parent_asin
+    `item_ids[i]` (`RecData.item_ids`; 0 = padding): `bayes` and `last_item_bayes`, each mapping a (B, S) batch of
+    *complete* processed histories, left-padded with PAD (`RecData.test_seen`), to (B, N+1) float64 probabilities
+    (chapter 01). Items the pre-processing dropped (k-core) are absent from the history and from the catalogue: the
+    predictors treat the processed history as the whole history."""
+    index = {str(a): g for g, a in enumerate(world.item_ids)}
+    missing = [a for a in item_ids[1:] if str(a) not in index]
+    if missing:
+        raise ValueError(f"{len(missing)} processed items (e.g. {missing[0]!r}) are not items of this synthetic "
+                         "world: the data were made with another seed or other parameters")
+    gen = np.array([-1] + [index[str(a)] for a in item_ids[1:]], dtype=np.int64)  # processed id -> generated id
+
+    def scores(p: np.ndarray) -> torch.Tensor:
+        out = np.zeros((len(p), len(gen)))
+        out[:, 1:] = p[:, gen[1:]]
+        return torch.from_numpy(out)  # (B, N+1)
+
+    def bayes(h: torch.Tensor) -> torch.Tensor:
+        return scores(bayes_scores(world, gen[h.cpu().numpy()]))
+
+    def last_item_bayes(h: torch.Tensor) -> torch.Tensor:
+        g = gen[h.cpu().numpy()]  # (B, S), -1 = PAD, the last item in the last column
+        return scores(last_item_bayes_scores(world, g[:, -1], g))
+
+    assert PAD == 0
+    return {"bayes": bayes, "last_item_bayes": last_item_bayes}

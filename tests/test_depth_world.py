@@ -1,0 +1,280 @@
+"""The depth world (issue 12): reproducible files, the shallow world untouched when its knobs are 0, and the exact
+Bayes predictor checked against a brute-force enumeration of the generator's law written out here from the module
+docstring, against the generator's own samples, and against the last-item predictor and a Markov chain."""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from lab import data as D
+from lab.config import DEPTH_WORLD, DataConfig, depth_world, get_config
+from lab.data import synthetic as S
+
+DEPTH_KNOBS = dict(markov_strength=1.0, successor_strength=0.3, induction_strength=0.4, pointer_strength=0.3,
+                   pointer_hops=2, max_lag=2, switch_strength=0.7, n_switch_items=2)
+
+
+def tiny(**kw) -> DataConfig:
+    """3 clusters of 3 items, histories of at most 4 items: small enough to enumerate every map pi_u."""
+    base = dict(n_users=60, n_items=9, n_clusters=3, mean_seq_len=4.0, n_successors=2, chunk_size=1000,
+                **DEPTH_KNOBS)
+    return DataConfig(**{**base, **kw})
+
+
+def small_shallow() -> DataConfig:
+    return DataConfig(n_users=120, n_items=60, n_clusters=4, mean_seq_len=8.0, chunk_size=1000)
+
+
+# ------------------------------------------------------------------ the generator's law, written out plainly
+def step_law(w: S.SyntheticWorld, hist: list[int], pi) -> np.ndarray:
+    """P(next item | history, pi_u = pi) by the module docstring, one item at a time (no vectorisation)."""
+    I, K = w.n_items, w.n_clusters
+    clus, pop = w.item_cluster, w.popularity
+    t, last = len(hist), hist[-1]
+    seen = set(hist)
+    mode = 0
+    for p in range(t - 1):  # the most recent switch item with a follower
+        if w.switch_item[hist[p]]:
+            mode = int(w.mode_bit[hist[p + 1]])
+    p, valid = t - 1, True
+    for _ in range(w.pointer_hops):
+        p -= int(w.item_lag[hist[p]])
+        if p < 0:
+            valid = False
+            break
+    eta = w.pointer_strength if valid else 0.0
+    mix = np.zeros(K)
+    mix[pi[clus[last]]] += w.induction_strength
+    mix += (1 - w.induction_strength - eta) * w.mode_transition[mode][clus[last]]
+    if valid:
+        mix[clus[hist[p]]] += eta
+    unseen = [i for i in range(I) if i not in seen]
+    q = np.zeros(I)
+    for c in range(K):
+        members = [i for i in unseen if clus[i] == c]
+        if members:
+            total = sum(pop[i] for i in members)
+            for i in members:
+                q[i] += mix[c] * pop[i] / total
+        else:
+            for i in unseen:
+                q[i] += mix[c] / len(unseen)
+    out = np.zeros(I)
+    fall = 1.0 - w.successor_strength  # no successor proposed
+    for k, s in enumerate(w.successors[last]):
+        weight = w.successor_strength * w.successor_weights[k]
+        if s in seen:
+            fall += weight  # proposed but seen: the cluster mixture decides
+        else:
+            out[s] += weight
+    return out + fall * q
+
+
+def brute_force_bayes(w: S.SyntheticWorld, hist: list[int]) -> np.ndarray:
+    """Sum over every map pi (pi(c) != c, uniform prior) of P(history | pi) P(next | history, pi), normalised."""
+    K = w.n_clusters
+    choices = [[d for d in range(K) if d != c] for c in range(K)]
+    num, den = np.zeros(w.n_items), 0.0
+    for pi in itertools.product(*choices):
+        like = np.prod([step_law(w, hist[:j], pi)[hist[j]] for j in range(1, len(hist))])
+        num += like * step_law(w, hist, pi)
+        den += like
+    return num / den
+
+
+def ndcg10(p: np.ndarray, target: np.ndarray) -> float:
+    t = p[np.arange(len(p)), target]
+    rank = (p > t[:, None]).sum(1) + (p == t[:, None]).sum(1) - 1
+    return float(np.where(rank < 10, 1 / np.log2(rank + 2), 0.0).mean())
+
+
+# ------------------------------------------------------------------ files
+def test_same_seed_same_files_in_the_depth_world(tmp_path):
+    cfg = depth_world(small_shallow())
+    a = D.generate_synthetic(cfg, tmp_path / "a", seed=0)
+    b = D.generate_synthetic(cfg, tmp_path / "b", seed=0)
+    c = D.generate_synthetic(cfg, tmp_path / "c", seed=1)
+    for k in ("reviews", "meta"):
+        assert a[k].read_bytes() == b[k].read_bytes()
+        assert a[k].read_bytes() != c[k].read_bytes()
+    params = json.loads(a["params"].read_text())
+    assert all(params[f] == getattr(cfg, f) for f in D.DEPTH_FIELDS)
+    assert not D.ensure_synthetic(cfg, tmp_path / "a", seed=0)  # made with the same knobs: kept
+    assert D.ensure_synthetic(small_shallow(), tmp_path / "a", seed=0)  # the shallow world is another data set
+
+
+def test_knobs_at_zero_are_the_shallow_world_byte_for_byte(tmp_path):
+    cfg = small_shallow()
+    off = dataclasses.replace(cfg, induction_strength=0.0, pointer_strength=0.0, pointer_hops=5, max_lag=7,
+                              switch_strength=0.0, n_switch_items=9)  # inert without their strengths
+    assert not D.is_depth_world(off) and not D.is_depth_world(dataclasses.replace(cfg, switch_strength=0.5))
+    a = D.generate_synthetic(cfg, tmp_path / "a", seed=0)
+    b = D.generate_synthetic(off, tmp_path / "b", seed=0)
+    for k in ("reviews", "meta"):
+        assert a[k].read_bytes() == b[k].read_bytes()
+    assert D.generator_params(off, 0) == D.generator_params(cfg, 0)
+    assert not set(D.DEPTH_FIELDS) & set(D.generator_params(cfg, 0))  # the shallow record is what it always was
+    inter_a, wa = D.simulate_synthetic(cfg, 0)
+    inter_b, wb = D.simulate_synthetic(off, 0)
+    assert inter_a.equals(inter_b) and not wb.depth
+    with pytest.raises(ValueError, match="depth world"):
+        D.bayes_scores(wa, [[0, 1]])
+
+
+def test_depth_world_shares_the_shallow_worlds_structure_and_refuses_a_latent_taste():
+    cfg = small_shallow()
+    _, shallow = D.simulate_synthetic(cfg, 0)
+    _, deep = D.simulate_synthetic(dataclasses.replace(cfg, markov_strength=1.0, induction_strength=0.5), 0)
+    for f in ("item_cluster", "popularity", "successors", "cluster_transition", "user_taste", "seq_lengths"):
+        assert np.array_equal(getattr(shallow, f), getattr(deep, f))
+    with pytest.raises(ValueError, match="markov_strength"):
+        D.simulate_synthetic(dataclasses.replace(cfg, induction_strength=0.5), 0)
+    with pytest.raises(ValueError, match="<= 1"):
+        D.simulate_synthetic(dataclasses.replace(cfg, markov_strength=1.0, induction_strength=0.7,
+                                                 pointer_strength=0.5), 0)
+
+
+def test_depth_profile_and_world_knob():
+    d, dd = get_config("depth").data, get_config("default", world="depth").data
+    assert d == dd and D.is_depth_world(d) and not D.is_depth_world(get_config("default").data)
+    assert all(getattr(d, k) == v for k, v in DEPTH_WORLD.items())
+    assert (d.n_users, d.n_items, d.max_len) == (get_config("default").data.n_users,
+                                                 get_config("default").data.n_items, get_config("default").data.max_len)
+    s = get_config("smoke", world="depth").data
+    assert D.is_depth_world(s) and s.n_items == get_config("smoke").data.n_items and s.n_switch_items <= s.n_items // 25
+    with pytest.raises(ValueError, match="world"):
+        get_config("smoke", world="deep")
+
+
+# ------------------------------------------------------------------ exactness
+@pytest.fixture(scope="module")
+def tiny_world():
+    inter, w = D.simulate_synthetic(tiny(), seed=0)
+    seqs = [g.tolist() for _, g in inter.groupby("user")["item"]]
+    return w, seqs
+
+
+def test_tiny_world_has_every_mechanism(tiny_world):
+    w, seqs = tiny_world
+    assert w.depth and w.successors.shape[1] == 2 and w.switch_item.sum() == 2
+    assert (w.user_map != np.arange(3)[None, :]).all()  # pi_u(c) != c
+    assert not np.allclose(w.mode_transition[0], w.mode_transition[1])
+    assert max(map(len, seqs)) == 4
+
+
+def test_bayes_is_the_brute_force_enumeration(tiny_world):
+    w, seqs = tiny_world
+    hand = [[0, 1], [4, 2, 7], [0, 3, 6, 1], [8, 5, 2, 0, 4]]  # 5 items: longer than the generator makes
+    members = [np.flatnonzero(w.item_cluster == c).tolist() for c in range(3)]
+    hand.append(members[0] + [members[1][0]])  # cluster 0 exhausted: its mass spreads over all unseen items
+    hand.append([members[2][0]] + members[0] + members[1][:1])
+    for h in [s[:k] for s in seqs[:25] for k in range(1, len(s) + 1)] + hand:
+        np.testing.assert_allclose(D.bayes_scores(w, [h])[0], brute_force_bayes(w, h), rtol=0, atol=1e-10)
+
+
+def test_bayes_is_exact_for_each_mechanism_alone():
+    for knobs in (dict(pointer_strength=0.0, switch_strength=0.0), dict(induction_strength=0.0, switch_strength=0.0),
+                  dict(induction_strength=0.0, pointer_strength=0.0, switch_strength=1.0)):
+        inter, w = D.simulate_synthetic(tiny(**knobs), seed=1)
+        for h in [g.tolist() for _, g in inter.groupby("user")["item"]][:15]:
+            np.testing.assert_allclose(D.bayes_scores(w, [h])[0], brute_force_bayes(w, h), rtol=0, atol=1e-10)
+
+
+def test_scores_are_distributions_over_unseen_items(tiny_world):
+    w, seqs = tiny_world
+    hist = [s[:-1] for s in seqs] + [[3], [0, 1, 2, 3, 4]]
+    padded = np.full((len(hist), 6), -1)
+    for i, h in enumerate(hist):
+        padded[i, 6 - len(h):] = h  # left-padded, as RecData holds histories
+    for p in (D.bayes_scores(w, padded), D.last_item_bayes_scores(w, [h[-1] for h in hist], padded)):
+        np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-12)
+        assert (p >= 0).all()
+        for row, h in zip(p, hist):
+            assert (row[h] == 0).all() and (np.delete(row, h) > 0).all()
+    np.testing.assert_array_equal(D.bayes_scores(w, padded), D.bayes_scores(w, hist))
+
+
+def test_generator_samples_follow_the_bayes_law():
+    """The histories the generator writes follow the law bayes_scores computes: for the commonest two-item prefixes
+    of 40,000 simulated users (each with their own pi_u), the third item's frequencies match it."""
+    inter, w = D.simulate_synthetic(tiny(n_users=40_000), seed=2)
+    first3 = inter[inter["step"] < 3].pivot(index="user", columns="step", values="item").to_numpy()
+    prefixes, counts = np.unique(first3[:, :2], axis=0, return_counts=True)
+    for pre in prefixes[np.argsort(-counts)[:6]]:
+        nxt = first3[(first3[:, :2] == pre).all(1), 2]
+        freq = np.bincount(nxt, minlength=w.n_items) / len(nxt)
+        p = D.bayes_scores(w, [pre.tolist()])[0]
+        assert np.all(np.abs(freq - p) <= 4.5 * np.sqrt(p * (1 - p) / len(nxt)) + 1e-9), (pre, freq, p)
+
+
+def test_last_item_table_is_the_markov_row_without_pointer_and_switch():
+    _, w = D.simulate_synthetic(tiny(pointer_strength=0.0, switch_strength=0.0), seed=0)
+    table = D.last_item_table(w)
+    keys = S._item_keys(w, np.arange(w.n_items))
+    np.testing.assert_allclose(table[keys], w.cluster_transition[w.item_cluster], atol=1e-12)
+
+
+def test_bayes_beats_last_item_bayes_and_markov_with_strong_induction():
+    cfg = DataConfig(n_users=3000, n_items=200, n_clusters=6, mean_seq_len=20.0, popularity_alpha=1.4,
+                     markov_strength=1.0, successor_strength=0.1, induction_strength=0.8)
+    inter, w = D.simulate_synthetic(cfg, seed=0)
+    seqs = [g.to_numpy() for _, g in inter.groupby("user")["item"]]
+    hist, target = [s[:-1] for s in seqs], np.array([s[-1] for s in seqs])
+    markov = np.zeros((w.n_items, w.n_items))
+    for h in hist:
+        np.add.at(markov, (h[:-1], h[1:]), 1.0)
+    pop = np.bincount(np.concatenate(hist), minlength=w.n_items)
+    m = markov[[h[-1] for h in hist]] + pop / (pop.max() + 1) * 1e-3
+    for i, h in enumerate(hist):
+        m[i, h] = -1.0  # seen items masked, as lab.metrics does
+    bayes = ndcg10(D.bayes_scores(w, hist), target)
+    last = ndcg10(D.last_item_bayes_scores(w, [h[-1] for h in hist], hist), target)
+    assert bayes > last + 0.1 and bayes > ndcg10(m, target) + 0.1
+
+
+# ------------------------------------------------------------------ planted variables
+def test_planted_variables_on_hand_made_histories(tiny_world):
+    w0, _ = tiny_world
+    w = dataclasses.replace(w0, item_cluster=np.array([0, 0, 0, 1, 1, 1, 2, 2, 2]),
+                            item_lag=np.array([1, 2, 1, 2, 1, 2, 1, 2, 1]), switch_item=np.zeros(9, dtype=bool),
+                            mode_bit=np.array([0, 1, 0, 1, 0, 1, 0, 1, 0]), pointer_hops=2)
+    w.switch_item[[4, 8]] = True
+    hist = [
+        [0, 3, 6, 1, 7],  # last cluster 2; cluster 2 before at position 2, followed by item 1 (cluster 0)
+        [4, 5, 0],  # switch at 0 followed by item 5 (bit 1): mode 1; cluster 0 never before: -1
+        [8, 3],  # the switch at 0 is followed by item 3 (bit 1): mode 1
+        [2, 4],  # a switch as the last item: no follower, mode 0
+    ]
+    got = D.planted_variables(w, hist, users=[0, 1, 2, 3])
+    # pointer: from p = len-1 hop by lag(x_p) twice
+    # h0: p=4 (item 7, lag 2) -> 2 (item 6, lag 1) -> 1;  h1: p=2 (item 0, lag 1) -> 1 (item 5, lag 2) -> -1
+    # h2: p=1 (item 3, lag 2) -> -1;  h3: p=1 (item 4, lag 1) -> 0 (item 2, lag 1) -> -1
+    expect = {
+        "length": [5, 3, 2, 2], "last_cluster": [2, 0, 1, 1], "induction_cluster": [0, -1, -1, -1],
+        "hop1_pos": [2, 1, -1, 0], "hop2_pos": [1, -1, -1, -1], "pointer_cluster": [1, -1, -1, -1],
+        "switch_pos": [-1, 0, 0, -1], "mode": [0, 1, 1, 0],
+        "map_cluster": [w.user_map[u, c] for u, c in enumerate([2, 0, 1, 1])],
+    }
+    for col, values in expect.items():
+        assert got[col].tolist() == values, col
+    assert D.pointer_positions(w, np.array([hist[0]]), np.array([5])).tolist() == [[2, 1]]
+
+
+def test_planted_variables_are_what_the_generator_used(tiny_world):
+    """The induction source and the pointer target recomputed by the law: the cluster mixture's induction entry is
+    pi_u(last cluster) and its pointer entry the planted pointer cluster."""
+    w, seqs = tiny_world
+    hist = [s[:-1] for s in seqs if len(s) >= 4]
+    got = D.planted_variables(w, hist)
+    seq, n = S._as_rows(hist)
+    law, c_last = S._cluster_law(w, seq, n, got["mode"].to_numpy())
+    assert (c_last == got["last_cluster"].to_numpy()).all()
+    pc, mode = got["pointer_cluster"].to_numpy(), got["mode"].to_numpy()
+    rows = np.flatnonzero(pc >= 0)
+    assert 0 < len(rows) < len(pc)
+    markov = (1 - w.induction_strength - w.pointer_strength) * w.mode_transition[mode[rows], c_last[rows], pc[rows]]
+    np.testing.assert_allclose(law[rows, pc[rows]] - markov, w.pointer_strength, atol=1e-12)
