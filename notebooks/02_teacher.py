@@ -103,14 +103,16 @@ print(f"Training the teacher took {teacher_info['train_seconds']:.0f} s on {lab.
 # - Whether the depth of the teacher is *needed* is exactly what chapters 03–05 measure.
 
 # %%
-lab.record("n_layers", teacher.num_layers)
-lab.record("n_params", n_params)
-lab.record("arch", cfg.model.arch)
-lab.record("train_seconds", teacher_info["train_seconds"])
-lab.record("epochs", teacher_info["epochs"])
-lab.record("teacher_ndcg10_test", t_ndcg)
-lab.record("teacher_hr10_test", test.loc[f"teacher ({teacher.num_layers} layers)", "hr@10"])
-lab.record("teacher_mrr_test", test.loc[f"teacher ({teacher.num_layers} layers)", "mrr"])
-lab.record("popularity_ndcg10_test", p_ndcg)
-lab.record("small_ndcg10_test", s_ndcg)
-lab.record("teacher_over_popularity", ratio)
+lab.record_all({
+    "n_layers": teacher.num_layers,
+    "n_params": n_params,
+    "arch": cfg.model.arch,
+    "train_seconds": teacher_info["train_seconds"],
+    "epochs": teacher_info["epochs"],
+    "teacher_ndcg10_test": t_ndcg,
+    "teacher_hr10_test": test.loc[f"teacher ({teacher.num_layers} layers)", "hr@10"],
+    "teacher_mrr_test": test.loc[f"teacher ({teacher.num_layers} layers)", "mrr"],
+    "popularity_ndcg10_test": p_ndcg,
+    "small_ndcg10_test": s_ndcg,
+    "teacher_over_popularity": ratio,
+})

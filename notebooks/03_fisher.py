@@ -316,27 +316,29 @@ print("- Choices here use training users (Fisher) and validation users (ablation
 
 # %%
 runtime = time.perf_counter() - t_start
-lab.record("n_layers", L)
-lab.record("n_samples", len(idx))
-lab.record("top_layers_fisher", top)
-lab.record("lower_half_share", lower_share)
-lab.record("lower_half_share_ci", [share_lo, share_hi])
-lab.record("kendall_tau_halves", tau_halves)
-lab.record("kendall_tau_seeds", tau_seeds)
-lab.record("spearman_fisher_vs_ablation", float(r_abl["spearman_vs_ablation"]))
-lab.record("spearman_fisher_vs_ablation_ci", [float(r_abl["ci_low"]), float(r_abl["ci_high"])])
-lab.record("spearman_true_vs_empirical", rho_true)
-lab.record("spearman_wrong_vs_empirical", rho_wrong)
-lab.record("wrong_scale_median", wrong_scale)
-lab.record("wrong_inv_batch", inv_b)
-lab.record("stability_label", stable)
-lab.record("stability_thresholds", {"stable": STABLE_TAU, "moderate": MODERATE_TAU})
-lab.record("best_signal_vs_ablation", best_signal["signal"])
-lab.record("spearman_fisher_vs_stream_norm", rho_stream)
-lab.record("top3_overlap_fisher_ablation", overlap)
-lab.record("top2_share_fisher", top2_share)
-lab.record("fast_vs_loop_max_rel_diff", fast_vs_loop)
-lab.record("exact_tol", EXACT_TOL)
-lab.record("users_per_s", rates)
-lab.record("fisher_seconds", fisher_seconds)
-lab.record("runtime_s", runtime)
+lab.record_all({
+    "n_layers": L,
+    "n_samples": len(idx),
+    "top_layers_fisher": top,
+    "lower_half_share": lower_share,
+    "lower_half_share_ci": [share_lo, share_hi],
+    "kendall_tau_halves": tau_halves,
+    "kendall_tau_seeds": tau_seeds,
+    "spearman_fisher_vs_ablation": float(r_abl["spearman_vs_ablation"]),
+    "spearman_fisher_vs_ablation_ci": [float(r_abl["ci_low"]), float(r_abl["ci_high"])],
+    "spearman_true_vs_empirical": rho_true,
+    "spearman_wrong_vs_empirical": rho_wrong,
+    "wrong_scale_median": wrong_scale,
+    "wrong_inv_batch": inv_b,
+    "stability_label": stable,
+    "stability_thresholds": {"stable": STABLE_TAU, "moderate": MODERATE_TAU},
+    "best_signal_vs_ablation": best_signal["signal"],
+    "spearman_fisher_vs_stream_norm": rho_stream,
+    "top3_overlap_fisher_ablation": overlap,
+    "top2_share_fisher": top2_share,
+    "fast_vs_loop_max_rel_diff": fast_vs_loop,
+    "exact_tol": EXACT_TOL,
+    "users_per_s": rates,
+    "fisher_seconds": fisher_seconds,
+    "runtime_s": runtime,
+})

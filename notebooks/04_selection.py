@@ -262,34 +262,36 @@ print(f"Chapter time: {time.perf_counter() - t_start:.0f} s.")
 # - The speed-up is measured, with the ideal L/k beside it; the gap is the part of the cost that depth does not touch.
 
 # %%
-lab.record("L", L)
-lab.record("k_values", ks)
-lab.record("k_quarter", k_q)
-lab.record("teacher_ndcg", teacher_ndcg)
-lab.record("ndcg_quarter", {r: float(v) for r, v in by_rule.items()})
-lab.record("valid_ndcg_quarter", {r: float(v) for r, v in rep.table["valid_ndcg@10"].items()})
-lab.record("best_rule_quarter", best)
-lab.record("best_rule_valid_quarter", best_valid)
-lab.record("best_rule_test_quarter", best_test)
-lab.record("fisher_ndcg_quarter", fisher_q)
-lab.record("uniform_ndcg_quarter", uniform_q)
-lab.record("greedy_valid_test_quarter", g_test)
-lab.record("greedy_valid_valid_quarter", g_valid)
-lab.record("greedy_valid_minus_best_test_quarter", g_test - best_test)
-lab.record("rules_above_greedy_valid_test_quarter", rep.above_greedy)
-lab.record("p_vs_random_quarter", {r: float(v) for r, v in tests["p"].items()})
-lab.record("p_holm_vs_random_quarter", {r: float(v) for r, v in tests["p_holm"].items()})
-lab.record("alpha", ALPHA)
-lab.record("rules_beating_random_holm_quarter", [r for r in tests.index if tests.loc[r, "p_holm"] < ALPHA])
-lab.record("random_valid_mean_quarter", float(rep.random_valid.mean()))
-lab.record("random_mean_quarter", float(rnd.mean()))
-lab.record("random_std_quarter", float(rnd.std()))
-lab.record("random_draws", int(len(rnd)))
-lab.record("fisher_beats_random_share_quarter", pct)
-lab.record(f"speedup_quarter_b{bmax}", float(sq.speedup))
-lab.record(f"speedup_p10_quarter_b{bmax}", float(sq.speedup_p10))
-lab.record("ideal_quarter", float(sq.ideal))
-lab.record("params_ratio_quarter", float(sq.params_ratio))
-lab.record("mem_ratio_quarter", float(sq.mem_ratio))
-lab.record("spearman", {f"{r.signal}/{r.norm}": float(r.spearman) for r in corr.itertuples()})
-lab.record("ablation_source", ablation_source)
+lab.record_all({
+    "L": L,
+    "k_values": ks,
+    "k_quarter": k_q,
+    "teacher_ndcg": teacher_ndcg,
+    "ndcg_quarter": {r: float(v) for r, v in by_rule.items()},
+    "valid_ndcg_quarter": {r: float(v) for r, v in rep.table["valid_ndcg@10"].items()},
+    "best_rule_quarter": best,
+    "best_rule_valid_quarter": best_valid,
+    "best_rule_test_quarter": best_test,
+    "fisher_ndcg_quarter": fisher_q,
+    "uniform_ndcg_quarter": uniform_q,
+    "greedy_valid_test_quarter": g_test,
+    "greedy_valid_valid_quarter": g_valid,
+    "greedy_valid_minus_best_test_quarter": g_test - best_test,
+    "rules_above_greedy_valid_test_quarter": rep.above_greedy,
+    "p_vs_random_quarter": {r: float(v) for r, v in tests["p"].items()},
+    "p_holm_vs_random_quarter": {r: float(v) for r, v in tests["p_holm"].items()},
+    "alpha": ALPHA,
+    "rules_beating_random_holm_quarter": [r for r in tests.index if tests.loc[r, "p_holm"] < ALPHA],
+    "random_valid_mean_quarter": float(rep.random_valid.mean()),
+    "random_mean_quarter": float(rnd.mean()),
+    "random_std_quarter": float(rnd.std()),
+    "random_draws": int(len(rnd)),
+    "fisher_beats_random_share_quarter": pct,
+    f"speedup_quarter_b{bmax}": float(sq.speedup),
+    f"speedup_p10_quarter_b{bmax}": float(sq.speedup_p10),
+    "ideal_quarter": float(sq.ideal),
+    "params_ratio_quarter": float(sq.params_ratio),
+    "mem_ratio_quarter": float(sq.mem_ratio),
+    "spearman": {f"{r.signal}/{r.norm}": float(r.spearman) for r in corr.itertuples()},
+    "ablation_source": ablation_source,
+})

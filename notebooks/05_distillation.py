@@ -313,35 +313,36 @@ if len(adapter_names):
           f"fine-tuning (TPME {best['tpme']:.2f}): {cost}.")
 
 # %%
-lab.record("k", k)
-lab.record("n_students", int(len(r)))
-lab.record("main_rules", list(grid.main_rules))
-lab.record("mapping", dcfg.mapping)
-lab.record("mappings", {n: x for n, x in r["mapping"].items()})
-lab.record("teacher_layers", {n: x for n, x in r["teacher_layers"].items()})
-lab.record("best_variant", best_variant)
-lab.record("best_setting", best_name)
-lab.record("valid_ndcg", {n: float(x) for n, x in r["valid_ndcg@10"].items()})
-lab.record("layerwise_choice", layerwise_choices(means))
-lab.record("retention", {n: float(x) for n, x in r["ret_ndcg@10"].items()})
-lab.record("retention_ci", {n: [float(a), float(b)] for n, a, b in
-                            zip(r.index, r["ret_ndcg@10_low"], r["ret_ndcg@10_high"])})
-lab.record("best_retention", float(best["ret_ndcg@10"]))
-lab.record("best_retention_ci", [float(best["ret_ndcg@10_low"]), float(best["ret_ndcg@10_high"])])
-lab.record("max_retention", float(r["ret_ndcg@10"].max()))
-lab.record("scratch_small_retention", scratch_ret)
-lab.record("alpha", ALPHA)
-lab.record("variant_comparisons", comparison_records(comparisons))
-lab.record("best_speedup", float(best["speedup"]))
-lab.record("best_speedup_b1", float(best["speedup_b1"]))
-lab.record("adapter_speed_ratio", {n: {str(b): float(v) for b, v in ratios[n].items()} for n in adapter_names})
-lab.record("goal_met", goal_met)
-lab.record("goal_met_ci", goal_met_ci)
-lab.record("train_seconds", {n: float(x) for n, x in r["total_seconds"].items()})
-lab.record("train_seconds_total", float(r.loc[r["same_as"] == "", "total_seconds"].sum()))
-lab.record("same_as", {n: x for n, x in r["same_as"].items() if x})
-lab.record("tpme", {n: float(x) for n, x in r["tpme"].items()})
-lab.record("trainable_params", {n: int(x) for n, x in r["trainable_params"].items()})
-lab.record("peak_mem_mb", {n: float(x) for n, x in r["peak_mem_mb"].items()})
-lab.record("cache", {kk: float(v) for kk, v in ct.items()})
-lab.record("chapter_seconds", chapter_seconds)
+lab.record_all({
+    "k": k,
+    "n_students": int(len(r)),
+    "main_rules": list(grid.main_rules),
+    "mapping": dcfg.mapping,
+    "mappings": {n: x for n, x in r["mapping"].items()},
+    "teacher_layers": {n: x for n, x in r["teacher_layers"].items()},
+    "best_variant": best_variant,
+    "best_setting": best_name,
+    "valid_ndcg": {n: float(x) for n, x in r["valid_ndcg@10"].items()},
+    "layerwise_choice": layerwise_choices(means),
+    "retention": {n: float(x) for n, x in r["ret_ndcg@10"].items()},
+    "retention_ci": {n: [float(a), float(b)] for n, a, b in zip(r.index, r["ret_ndcg@10_low"], r["ret_ndcg@10_high"])},
+    "best_retention": float(best["ret_ndcg@10"]),
+    "best_retention_ci": [float(best["ret_ndcg@10_low"]), float(best["ret_ndcg@10_high"])],
+    "max_retention": float(r["ret_ndcg@10"].max()),
+    "scratch_small_retention": scratch_ret,
+    "alpha": ALPHA,
+    "variant_comparisons": comparison_records(comparisons),
+    "best_speedup": float(best["speedup"]),
+    "best_speedup_b1": float(best["speedup_b1"]),
+    "adapter_speed_ratio": {n: {str(b): float(v) for b, v in ratios[n].items()} for n in adapter_names},
+    "goal_met": goal_met,
+    "goal_met_ci": goal_met_ci,
+    "train_seconds": {n: float(x) for n, x in r["total_seconds"].items()},
+    "train_seconds_total": float(r.loc[r["same_as"] == "", "total_seconds"].sum()),
+    "same_as": {n: x for n, x in r["same_as"].items() if x},
+    "tpme": {n: float(x) for n, x in r["tpme"].items()},
+    "trainable_params": {n: int(x) for n, x in r["trainable_params"].items()},
+    "peak_mem_mb": {n: float(x) for n, x in r["peak_mem_mb"].items()},
+    "cache": {kk: float(v) for kk, v in ct.items()},
+    "chapter_seconds": chapter_seconds,
+})
