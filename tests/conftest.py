@@ -6,10 +6,17 @@ import os
 
 import pytest
 import torch
+from toys import toy_data
 
 # Unit tests use tiny models: one torch thread is fastest for them, and two threads on a busy shared 2-core machine
 # stall each other ~10x (measured). Chapters run in their own kernels and keep the machine's thread count.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def data():
+    """64 toy Markov histories (`tests/toys.py`); a test module may define its own `data`."""
+    return toy_data(64)
 
 
 class SmokeBook:

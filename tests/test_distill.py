@@ -13,14 +13,9 @@ from lab.fisher.tables import importance_vector
 from lab.models import build_model, build_student
 from lab.train import evaluate_model
 
-from toys import N_ITEMS, T, tiny_model, toy_data
+from toys import N_ITEMS, T, tiny_model
 
 TRAIN = TrainConfig(epochs=3, batch_size=32, lr=5e-3, patience=5, eval_batch_size=64, max_minutes=5.0)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return toy_data(64)
 
 
 @pytest.fixture(scope="module")

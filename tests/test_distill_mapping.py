@@ -16,14 +16,9 @@ from lab.distill.trainer import (best_student, layerwise_choices, mapped_teacher
 from lab.stats import holm_family
 from lab.models import build_student
 
-from toys import tiny_model, toy_data
+from toys import tiny_model
 
 L = 8
-
-
-@pytest.fixture(scope="module")
-def data():
-    return toy_data(48)
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,9 @@ from lab.config import TrainConfig
 from lab.distill import DistillConfig, DistillGrid, best_student, choose_variant, freeze_teacher, run_grid, valid_means
 from lab.train import load_finished, train_or_load
 
-from toys import tiny_model, toy_data
+from toys import tiny_model
 
 TRAIN = TrainConfig(epochs=1, batch_size=32, lr=5e-3, patience=1, eval_batch_size=64, max_minutes=5.0)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return toy_data(48)
 
 
 @pytest.fixture(scope="module")

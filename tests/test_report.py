@@ -20,14 +20,9 @@ from lab.selection import (GreedyValidSearch, ablation_reference, draws_needed, 
                            signal_spearman)
 from lab.train import evaluate_model, evaluate_scorers
 
-from toys import N_ITEMS, tiny_model, toy_data
+from toys import N_ITEMS, tiny_model
 
 L = 4
-
-
-@pytest.fixture(scope="module")
-def data():
-    return toy_data(60)
 
 
 @pytest.fixture(scope="module")
