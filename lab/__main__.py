@@ -39,10 +39,12 @@ def main(argv=None) -> int:
     b.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                    help="extra chapter parameter (UPPERCASE name of a parameters-cell constant); repeatable")
     bench = sub.add_parser("bench", help="run a benchmark; its last line is a JSON object")
-    bench.add_argument("what", choices=["fisher", "compact"])
-    bench.add_argument("--profile", default="default", choices=["smoke", "default", "full"])
+    bench.add_argument("what", choices=["fisher", "compact", "depth"])
+    bench.add_argument("--profile", default="default", choices=["smoke", "default", "full", "depth"])
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--artefacts", default=None)
+    bench.add_argument("--seeds", type=int, nargs="*", help="depth: seeds of the sweep (default: --seed)")
+    bench.add_argument("--depths", type=int, nargs="*", help="depth: model depths (default: the profile's)")
     sub.add_parser("sync", help="regenerate every notebooks/*.ipynb from its .py (no outputs)")
     a = ap.parse_args(argv)
 
@@ -69,7 +71,12 @@ def main(argv=None) -> int:
     elif a.cmd == "bench":
         from . import bench as bench_mod
 
-        out = bench_mod.main(a.what, profile=a.profile, seed=a.seed, artefacts=a.artefacts)
+        if a.what == "depth":  # the depth sweep of issue 12 (lab.bench.depth)
+            from .bench import depth
+
+            out = depth.run(a.profile, seeds=a.seeds or [a.seed], depths=a.depths, artefacts=a.artefacts)
+        else:
+            out = bench_mod.main(a.what, profile=a.profile, seed=a.seed, artefacts=a.artefacts)
         print(json.dumps(out))
     elif a.cmd == "sync":
         from .notebooks import sync_all

@@ -19,9 +19,10 @@
 # the absolute timestamp split of the benchmark).
 
 # %% tags=["parameters"]
-PROFILE = "smoke"  # smoke | default | full
+PROFILE = "smoke"  # smoke | default | full | depth
 SEED = 0  # global seed
 ARTEFACTS = ""  # artefact root; empty means <repo>/artefacts
+WORLD = None  # synthetic world: "shallow" | "depth"; None: the profile's (depth for the depth profile)
 
 # %%
 import dataclasses
@@ -37,10 +38,12 @@ import lab
 from lab import baselines as B
 from lab import data as D
 from lab import viz as V
+from lab.bench import depth as DB
 from lab.data.bad_input import corrupt_copy, file_level_errors
+from lab.io import write_parquet
 
 P = lab.setup(SEED, PROFILE, ARTEFACTS or None, chapter="01_data")  # seeds, determinism, theme; returns Paths
-cfg = lab.get_config(PROFILE, SEED)
+cfg = lab.get_config(PROFILE, SEED, world=WORLD)
 dcfg = cfg.data
 pd.DataFrame({"value": {k: str(v) for k, v in vars(dcfg).items()}})
 
@@ -189,15 +192,48 @@ print(f"Markov HR@10 = {struct['hr@10_markov']:.3f} vs popularity {struct['hr@10
       f"({lift:.1f}x), reversed {struct['hr@10_markov_reversed']:.3f}, chance {struct['chance_hr']:.4f}")
 
 # %% [markdown]
+# ## 6 · The ceiling and the floors
+# Does the next item need more than the last one? In the **depth world** (`WORLD = "depth"`, the `depth` profile;
+# `lab.data.synthetic` describes its mechanisms: in-context cluster induction, a multi-hop pointer back through the
+# history, a long-range mode switch) the generator's law is known exactly, so two reference predictors can be
+# computed rather than trained:
+# * **Bayes** — the exact next-item distribution given the user's whole history: the ceiling no model can beat in
+#   expectation;
+# * **last-item Bayes** — the best distribution given the last item only (and which items were seen, as the masked
+#   ranking gives every scorer): what a model without attention could reach at best.
+#
+# Against them the floors: first-order **Markov** and **popularity** counted on the training split. All four are
+# ranked on the test split exactly as the models are (`lab.metrics`: full catalogue, seen items masked, ties against
+# the target). Bayes is computed on each user's *processed* history, treated as complete: k-core may have dropped
+# items the user saw, and the catalogue lacks the dropped items. If Bayes and last-item Bayes tie, depth cannot
+# matter on this data; their gap is what attention over the history can add. On real data, and in the shallow world
+# (whose latent user taste makes the law intractable), only the floors are computed.
+
+# %%
+world = D.synthetic_world(dcfg, SEED) if dcfg.source == "synthetic" and D.is_depth_world(dcfg) else None
+if world is None:
+    print("Bayes and last-item Bayes skipped: " + (
+        "real data has no known generator" if dcfg.source != "synthetic" else "the shallow world's latent user taste "
+        "makes its Bayes law intractable; the depth world has it (WORLD='depth' or --profile depth)"))
+refs, ref_users = DB.reference_metrics(rd, world, split="test")  # per user: NDCG@10 of each predictor
+write_parquet(P.file("01_reference_ndcg.parquet"), ref_users)
+display(pd.Series(refs, name="test NDCG@10").to_frame())
+if world is not None:
+    print(f"Bayes {refs['bayes']:.3f} vs last-item Bayes {refs['last_item_bayes']:.3f}: the history beyond the last "
+          f"item is worth {refs['bayes'] - refs['last_item_bayes']:+.3f} NDCG@10; Markov {refs['markov']:.3f}, "
+          f"popularity {refs['popularity']:.3f} (gap a model can close: Bayes - Markov = "
+          f"{refs['bayes'] - refs['markov']:.3f})")
+
+# %% [markdown]
 # ## What the measurement shows
 # The reader streams the Amazon-format files, skips damaged rows while naming each reason, file, line and field, and
 # refuses damaged files outright; the pre-processing reproduces the benchmark's steps (de-duplication keeping the
 # earliest review, iterative k-core, chronological sequences, both splits). The synthetic data has the shape of a
 # real catalogue (power-law popularity, long-tailed history lengths, positive ratings) and, unlike a popularity-only
-# toy, real sequential signal: a first-order Markov chain fitted on the training split ranks the validation item in
-# the top 10 several times more often than popularity does, and more often than the same counts read backwards —
-# so the order of the history carries information that a sequence model can learn, and that the later chapters can
-# use to see which layers matter.
+# toy, real sequential signal: in the shallow world a first-order Markov chain fitted on the training split ranks the
+# validation item in the top 10 several times more often than popularity does, and more often than the same counts
+# read backwards — so the order of the history carries information that a sequence model can learn, and that the
+# later chapters can use to see which layers matter.
 #
 # A caveat for reading later numbers: the planted item-to-item pattern makes this data far more predictable than real
 # Amazon categories (full-ranking SASRec reaches only about Recall@10 ≈ 0.07–0.08 on Amazon Beauty, see
@@ -205,12 +241,17 @@ print(f"Markov HR@10 = {struct['hr@10_markov']:.3f} vs popularity {struct['hr@10
 # between models and layer selections on the same data are what the book uses. `successor_strength` and
 # `markov_strength` in `DataConfig` turn the signal down.
 #
+# In the depth world the last item is not enough by construction, and section 6 says by how much: the gap between the
+# Bayes ceiling and last-item Bayes is the part of the next item only a model that reads the history can predict, and
+# Bayes − Markov the gap every trained model is read against (`python -m lab bench depth`).
+#
 # ## Summary
 # * One entry point, `lab.data.load_rec_data(cfg.data, paths, seed)` → `(RecData, LoadReport, stats)`, cached under
 #   `processed/<category>/` and rebuilt when the raw files or pre-processing parameters change.
 # * Bad rows are skipped and counted (table above); bad files raise `DataError` naming the file.
 # * The statistics, figures (`figures/<profile>/01_*.png`) and the structure check are recorded below for the tests
-#   and the later chapters.
+#   and the later chapters; so are the test NDCG@10 of the references (Bayes and last-item Bayes only in the depth
+#   world), with per-user values in `01_reference_ndcg.parquet`.
 
 # %%
 lab.record("n_users", s["users"])
@@ -235,3 +276,8 @@ lab.record("markov_lift_over_popularity", lift)
 lab.record("demo_rows_skipped", demo_report.rows_skipped)
 lab.record("demo_skipped_by_reason", demo_report.skipped)
 lab.record("demo_file_errors", sorted(file_errors))
+lab.record("world", ("depth" if world is not None else "shallow") if dcfg.source == "synthetic" else None)
+lab.record("bayes_ndcg10", refs.get("bayes"))
+lab.record("last_item_bayes_ndcg10", refs.get("last_item_bayes"))
+lab.record("markov_ndcg10", refs["markov"])
+lab.record("popularity_ndcg10", refs["popularity"])

@@ -1,5 +1,7 @@
 """Chapter 01 (data) in the smoke profile: every recorded count and baseline is recomputed here, independently of
-`lab.data`, from the files the chapter read and wrote (raw files, processed cache, the bad-input demo)."""
+`lab.data`, from the files the chapter read and wrote (raw files, processed cache, the bad-input demo). The chapter
+also runs once in the depth world (`WORLD="depth"`, its own artefact folder), where the Bayes reference is recomputed
+for sampled users from the generator's law written out in `tests/test_depth_world.py`."""
 from __future__ import annotations
 
 import gzip
@@ -37,6 +39,28 @@ def _pessimistic_rank(scores: np.ndarray, target: int, seen) -> int:
     s[0] = -np.inf
     s[target] = t
     return int((s > t).sum() + (s == t).sum() - 1)
+
+
+def _reference_floors(P, cfg) -> dict:
+    """Test NDCG@10 of popularity and first-order Markov, counted on the training split of the processed data, each
+    user's whole history masked (the chapter's section 6), per user."""
+    inter = pd.read_parquet(P.processed / cfg.category / "interactions.parquet")  # sorted by user, then time
+    seqs = [g.tolist() for _, g in inter.groupby("user", sort=True)["item"]]
+    seqs = [s for s in seqs if len(s) >= 3]
+    n_items = int(inter["item"].max())
+    pop, fwd = np.zeros(n_items + 1), np.zeros((n_items + 1, n_items + 1))
+    for s in seqs:
+        np.add.at(pop, s[:-2], 1)
+        window = s[:-2][-(cfg.max_len + 1):]
+        np.add.at(fwd, (window[:-1], window[1:]), 1)
+    tie = pop / (pop.max() + 1.0) * 1e-3
+    out = {"popularity": [], "markov": []}
+    for s in seqs:
+        hist, target = s[:-1], s[-1]  # the test target and everything before it
+        for name, scores in (("popularity", tie), ("markov", fwd[hist[-1]] + tie)):
+            r = _pessimistic_rank(scores, target, hist)
+            out[name].append(1 / math.log2(r + 2) if r < 10 else 0.0)
+    return {k: np.array(v) for k, v in out.items()}
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +189,74 @@ def test_bad_input_demo_counts_every_planted_problem(chapter):
     assert r["demo_rows_skipped"] == sum(reasons.values())
     assert r["demo_file_errors"] == ["Corrupt.jsonl (strict=True)", "Empty.jsonl", "Missing.jsonl",
                                      "Truncated.jsonl.gz"]
+
+
+def test_reference_floors_recomputed_and_no_bayes_in_the_shallow_world(chapter):
+    r, P, cfg = chapter
+    floors = _reference_floors(P, cfg)
+    assert r["world"] == "shallow" and r["bayes_ndcg10"] is None and r["last_item_bayes_ndcg10"] is None
+    for name in ("markov", "popularity"):
+        assert r[f"{name}_ndcg10"] == pytest.approx(floors[name].mean(), abs=1e-12)
+    saved = pd.read_parquet(P.file("01_reference_ndcg.parquet"))
+    assert list(saved.columns) == ["user", "markov", "popularity"]
+
+
+@pytest.fixture(scope="module")
+def depth_chapter(tmp_path_factory):
+    """Chapter 01 in the smoke profile's depth world, in its own artefact folder."""
+    from lab.notebooks import NOTEBOOKS, run_chapter
+
+    root = tmp_path_factory.mktemp("depth_world")
+    run_chapter(NOTEBOOKS / "01_data.py", profile="smoke", seed=0, artefacts=str(root / "artefacts"),
+                out_dir=root / "runs", extra={"WORLD": "depth"})
+    P = lab.paths("smoke", root / "artefacts")
+    return lab.results("smoke", root / "artefacts")["01_data"], P, lab.get_config("smoke", 0, world="depth").data
+
+
+def _bayes_by_the_law(world, hist: list[int]) -> np.ndarray:
+    """P(next | history) with the posterior over pi_u(last cluster) summed out by its definition: the product, over
+    the earlier steps leaving the last cluster, of each step's probability given pi_u(last cluster) = d."""
+    from test_depth_world import step_law
+
+    c = world.item_cluster[hist[-1]]
+    pi = lambda d: [d if k == c else (k + 1) % world.n_clusters for k in range(world.n_clusters)]  # others unused
+    post = np.array([0.0 if d == c else np.prod([step_law(world, hist[:j], pi(d))[hist[j]]
+                                                 for j in range(1, len(hist)) if world.item_cluster[hist[j - 1]] == c])
+                     for d in range(world.n_clusters)])
+    return sum(post[d] / post.sum() * step_law(world, hist, pi(d)) for d in range(world.n_clusters) if d != c)
+
+
+def test_depth_world_references(depth_chapter):
+    from lab.data import synthetic_world
+
+    r, P, cfg = depth_chapter
+    saved = pd.read_parquet(P.file("01_reference_ndcg.parquet"))
+    assert r["world"] == "depth"
+    for name in ("bayes", "last_item_bayes", "markov", "popularity"):
+        assert r[f"{name}_ndcg10"] == pytest.approx(saved[name].mean(), abs=1e-12)
+    floors = _reference_floors(P, cfg)
+    for name in ("markov", "popularity"):
+        np.testing.assert_allclose(saved[name].to_numpy(), floors[name], atol=1e-12)
+
+    # Bayes for sampled users, from the raw files' ids and the law, ranked among the processed items
+    world = synthetic_world(cfg, 0)
+    items = pd.read_parquet(P.processed / cfg.category / "items.parquet")
+    gen = {a: g for g, a in enumerate(world.item_ids)}
+    to_gen = np.array([-1] + [gen[a] for a in items["parent_asin"].iloc[1:]])  # processed item -> generated item
+    inter = pd.read_parquet(P.processed / cfg.category / "interactions.parquet")
+    seqs = [g.tolist() for _, g in inter.groupby("user", sort=True)["item"]]
+    seqs = [s for s in seqs if len(s) >= 3]
+    rows = np.random.default_rng(0).choice(len(seqs), 25, replace=False)
+    for row in rows:
+        hist, target = seqs[row][:-1], seqs[row][-1]
+        p = _bayes_by_the_law(world, to_gen[hist].tolist())
+        scores = np.r_[0.0, p[to_gen[1:]]]  # (N+1,) processed ids
+        t = scores[target]
+        near = np.isclose(scores, t, rtol=1e-9, atol=0)
+        near[hist] = False
+        above = int((scores > t).sum() - (scores[hist] > t).sum())
+        lo, hi = above - int(((scores > t) & near).sum()), above + int((near & (scores <= t)).sum()) - 1
+        ndcg = lambda k: 1 / math.log2(k + 2) if k < 10 else 0.0
+        assert ndcg(hi) - 1e-12 <= saved["bayes"].iloc[row] <= ndcg(lo) + 1e-12, row
+    # what the depth world is built for: the history beyond the last item matters, and both beat the floors
+    assert r["bayes_ndcg10"] > r["last_item_bayes_ndcg10"] > r["markov_ndcg10"]

@@ -278,3 +278,34 @@ def test_planted_variables_are_what_the_generator_used(tiny_world):
     assert 0 < len(rows) < len(pc)
     markov = (1 - w.induction_strength - w.pointer_strength) * w.mode_transition[mode[rows], c_last[rows], pc[rows]]
     np.testing.assert_allclose(law[rows, pc[rows]] - markov, w.pointer_strength, atol=1e-12)
+
+
+# ------------------------------------------------------------------ the depth sweep (lab.bench.depth)
+def test_depth_bench_runs_and_reads_models_against_the_references(tmp_path, capsys):
+    from lab.bench import depth as DB
+
+    out = DB.run("smoke", seeds=(0,), depths=(1, 2), artefacts=tmp_path, compare=(2, 8))
+    json.dumps(out)  # JSON-able
+    refs = out["references"]
+    assert refs["bayes"] > refs["last_item_bayes"] > refs["markov"] > 0
+    for L in ("1", "2"):
+        d = out["per_depth"][L]
+        assert d["gap_closed"] == pytest.approx((d["ndcg10"] - refs["markov"]) / (refs["bayes"] - refs["markov"]))
+        assert d["gap_closed_ci"] == [None, None]  # one seed: no interval
+    cmp = out["compare"]
+    assert (cmp["a"], cmp["b"]) == (1, 2)  # 2 vs 8 not run: the shallowest vs the deepest
+    assert cmp["pooled"]["n"] == cmp["per_seed"][0]["n"] > 0
+    again = DB.run("smoke", seeds=(0,), depths=(1,), artefacts=tmp_path)  # finished models are loaded back
+    assert again["per_depth"]["1"]["ndcg10"] == out["per_depth"]["1"]["ndcg10"]
+    assert "loaded" in capsys.readouterr().out
+
+
+def test_t_interval_over_seeds():
+    from scipy import stats as sps
+
+    from lab.bench.depth import t_interval
+
+    v = [0.2, 0.35, 0.3]
+    m, lo, hi = t_interval(v)
+    half = sps.t.ppf(0.975, 2) * np.std(v, ddof=1) / np.sqrt(3)
+    assert (m, lo, hi) == pytest.approx((np.mean(v), np.mean(v) - half, np.mean(v) + half))

@@ -1,0 +1,143 @@
+"""The depth sweep (issue 12, item 4): does depth buy quality in the depth world? `python -m lab bench depth`.
+
+For each seed (new data, new models) the profile's data is generated in the depth world (`lab.config.depth_world`:
+the profile's sizes, the depth mechanisms on), and models of each depth L, with the profile teacher's width, heads,
+MLP and training budget, are trained from scratch and scored on test with full ranking. Each is read against the
+ceiling and the floor of the same data (`reference_metrics`): gap_closed = (NDCG@10 - Markov) / (Bayes - Markov).
+
+Reported per depth: mean NDCG@10 and gap_closed with a 95% t-interval over seeds (users are nested in seeds, so the
+seed is the unit of the interval, reference.md). L = a vs L = b (default 2 vs 8): the per-user NDCG@10 difference,
+per seed and pooled over seeds (paired t and Wilcoxon, `lab.stats.paired_test`), and the seed-level mean difference
+with its 95% t-interval. Everything lives under `artefacts/<run>/depth_bench/` (its own raw files, cache and models;
+finished models are loaded back, `lab.train.train_or_load`). The last line printed by the CLI is the JSON object.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats as sps
+
+from .. import data as D
+from ..baselines import count_scorers
+from ..book import Paths, paths
+from ..config import get_config
+from ..data import RecData, SyntheticWorld
+from ..metrics import evaluate
+from ..models import build_model
+from ..stats import paired_test
+from ..train import evaluate_model, train_or_load
+
+DEPTHS = {"smoke": (1, 2), "default": (1, 2, 4, 8, 24), "depth": (1, 2, 4, 8, 24), "full": (1, 2, 4, 8, 32)}
+REFERENCES = ("bayes", "last_item_bayes", "markov", "popularity")  # the ceiling, its last-item version, the floors
+
+
+def reference_metrics(rd: RecData, world: SyntheticWorld | None, split: str = "test", k: int = 10,
+                      batch_size: int = 256) -> tuple[dict, pd.DataFrame]:
+    """NDCG@k of the reference predictors on a split (chapter 01): `bayes` and `last_item_bayes`
+    (`lab.data.synthetic.reference_scorers`: the depth world's exact law given each user's complete processed history,
+    and the best law given the last item only; left out when `world` is None) and the count baselines `markov` and
+    `popularity` (`lab.baselines`, training split), all ranked by `lab.metrics.evaluate` (full catalogue, seen items
+    masked, ties against the target) in float64. Returns ({name: mean NDCG@k}, per-user frame: user, then one column
+    per predictor)."""
+    _, target, seen = rd.split(split)
+    users = rd.valid_users if split == "valid" else rd.test_users
+    counts = count_scorers(rd)
+    scorers = {**(D.reference_scorers(world, rd.item_ids) if world is not None else {}),
+               "markov": counts["markov"], "popularity": counts["popularity"]}
+    means, frame = {}, pd.DataFrame({"user": users.numpy()})
+    for name in (r for r in REFERENCES if r in scorers):  # the complete history (`seen`) is the history
+        m, pu = evaluate(scorers[name], seen, target, seen, ks=(k,), batch_size=batch_size, users=users,
+                         dtype=torch.float64)
+        means[name] = float(m[f"ndcg@{k}"])
+        frame[name] = pu[f"ndcg@{k}"].to_numpy()
+    return means, frame
+
+
+def bench_paths(profile: str, artefacts=None, seed: int = 0) -> Paths:
+    """`artefacts/<run>/depth_bench`: the sweep's own raw files, processed cache and models."""
+    P = paths(profile, artefacts, seed)
+    root = P.root / "depth_bench"
+    root.mkdir(parents=True, exist_ok=True)
+    return Paths(root=root, figures=P.figures, profile=P.profile, seed=P.seed, artefacts=P.artefacts)
+
+
+def t_interval(values, alpha: float = 0.05) -> tuple[float, float | None, float | None]:
+    """(mean, low, high): the t-interval of a mean over a few values (seeds); no interval from one value."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return float(v.mean()), None, None
+    half = sps.t.ppf(1 - alpha / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
+
+
+def run_seed(profile: str, seed: int, depths, artefacts=None, progress: bool = False) -> dict:
+    """One seed of the sweep: the depth-world data, its references and one model per depth. Returns
+    {"refs": {name: NDCG@10}, "per_user": frame (user, references, L<depth> columns), "models": [rows]}."""
+    cfg = get_config(profile, seed, world="depth")
+    P = bench_paths(profile, artefacts, seed)
+    rd, _, stats = D.load_rec_data(cfg.data, P, seed, progress=progress)
+    world = D.synthetic_world(cfg.data, seed)
+    refs, frame = reference_metrics(rd, world)
+    rows = []
+    for L in depths:
+        mcfg = dataclasses.replace(cfg.model, num_layers=int(L))
+        torch.manual_seed(seed)
+        model = build_model(mcfg, rd.num_items, rd.max_len, item_titles=rd.item_titles)
+        model, _, info = train_or_load(model, rd, cfg.train, P.root / f"L{L}", seed=seed, progress=progress,
+                                       key={"model": dataclasses.asdict(mcfg), "data": stats.get("config_hash")})
+        means, pu = evaluate_model(model, rd, "test")
+        frame[f"L{L}"] = pu["ndcg@10"].to_numpy()
+        rows.append({"seed": seed, "L": int(L), "ndcg@10": float(means["ndcg@10"]),
+                     "gap_closed": (means["ndcg@10"] - refs["markov"]) / (refs["bayes"] - refs["markov"]),
+                     "train_seconds": float(info["train_seconds"]), "epochs": int(info["epochs"]),
+                     "loaded": bool(info.get("loaded", False))})
+        print(f"[bench depth] seed {seed} L={L}: test NDCG@10 {means['ndcg@10']:.4f}, gap closed "
+              f"{rows[-1]['gap_closed']:.3f} ({info['train_seconds']:.0f}s, {info['epochs']} epochs"
+              f"{', loaded' if info.get('loaded') else ''})", flush=True)
+    return {"refs": refs, "per_user": frame, "models": rows}
+
+
+def compare_depths(per_seed: list[dict], a: int, b: int) -> dict:
+    """L=b minus L=a in per-user NDCG@10: per seed and pooled paired tests, and the seed-level mean with a t-CI."""
+    diffs, pooled_a, pooled_b = [], [], []
+    for s in per_seed:
+        fa, fb = s["per_user"][f"L{a}"].to_numpy(), s["per_user"][f"L{b}"].to_numpy()
+        diffs.append(paired_test(fb, fa))
+        pooled_a.append(fa), pooled_b.append(fb)
+    mean, low, high = t_interval([d["mean_diff"] for d in diffs])
+    return {"a": a, "b": b, "diff": "L=b minus L=a, per-user test NDCG@10", "per_seed": diffs,
+            "pooled": paired_test(np.concatenate(pooled_b), np.concatenate(pooled_a)),
+            "seed_mean_diff": mean, "seed_ci": [low, high]}
+
+
+def run(profile: str = "smoke", seeds=(0,), depths=None, artefacts=None, compare=(2, 8),
+        progress: bool = False) -> dict:
+    """`python -m lab bench depth`: the sweep over `depths` (default `DEPTHS[profile]`) and `seeds`; prints a table
+    and returns the JSON-able summary. The comparison pair falls back to the shallowest and deepest depth run when
+    `compare` is not among them."""
+    depths = tuple(int(d) for d in (depths or DEPTHS[profile]))
+    a, b = (int(compare[0]), int(compare[1])) if set(compare) <= set(depths) else (min(depths), max(depths))
+    t0 = time.perf_counter()
+    per_seed = [run_seed(profile, int(s), depths, artefacts, progress) for s in seeds]
+    models = pd.DataFrame([r for s in per_seed for r in s["models"]])
+    refs = pd.DataFrame([s["refs"] for s in per_seed], index=list(seeds))
+    with pd.option_context("display.width", 200, "display.float_format", "{:.4f}".format):
+        print("[bench depth] references (test NDCG@10) per seed:\n" + refs.to_string())
+        print("[bench depth] models:\n" + models.to_string(index=False))
+    per_depth = {}
+    for L, g in models.groupby("L"):
+        m, lo, hi = t_interval(g["gap_closed"])
+        n, nlo, nhi = t_interval(g["ndcg@10"])
+        per_depth[str(L)] = {"gap_closed": m, "gap_closed_ci": [lo, hi], "ndcg10": n, "ndcg10_ci": [nlo, nhi],
+                             "train_seconds": float(g["train_seconds"].mean())}
+    out = {"bench": "depth", "profile": profile, "seeds": [int(s) for s in seeds], "depths": list(depths),
+           "references": {k: t_interval(refs[k])[0] for k in REFERENCES},
+           "references_per_seed": refs.reset_index(names="seed").to_dict(orient="records"),
+           "per_depth": per_depth, "gap_closed": {k: v["gap_closed"] for k, v in per_depth.items()},
+           "compare": compare_depths(per_seed, a, b) if a != b else None,
+           "seconds": round(time.perf_counter() - t0, 1)}
+    return out
