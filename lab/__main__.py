@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lab", description="Layerwise Adapter book tools")
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("book", help="execute the chapters with papermill")
-    b.add_argument("--profile", default="default", choices=["smoke", "default", "full"])
+    b.add_argument("--profile", default="default", choices=["smoke", "default", "full", "depth"])
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--artefacts", default=None, help="artefact root (default: ./artefacts)")
     b.add_argument("--only", nargs="*", help="chapter prefixes to run, e.g. 01 02")
