@@ -121,6 +121,15 @@ DEPTH_WORLD = dict(n_clusters=10, popularity_alpha=1.4, successor_strength=0.1, 
                    n_switch_items=100)
 
 
+def sizes_of(profile: str) -> str:
+    """The profile whose sizes and budgets `profile` uses (`depth` is `default`'s in the depth world); every
+    `for_profile` of the book's configs goes through it, so a new profile cannot silently get another's budgets.
+    Raises for an unknown profile."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
+    return "default" if profile == "depth" else profile
+
+
 def depth_world(data: DataConfig) -> DataConfig:
     """`data` (its sizes, files and pre-processing) in the depth world: `DEPTH_WORLD`'s knobs, with at most 4% of the
     items as switch items (so small catalogues keep the switch rare)."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .config import sizes_of
 from .data import RecData
 from .fisher.tables import default_norm, importance_vector
 from .importance import ablation_drop, angular_block_distance, subsample_valid
@@ -42,6 +43,7 @@ class SelectionConfig:
     @classmethod
     def for_profile(cls, profile: str) -> "SelectionConfig":
         """smoke: small greedy-search subsample; default: 1,024 users; full: 2,048 users and 20 random draws."""
+        profile = sizes_of(profile)
         if profile == "smoke":
             return cls(greedy_users=256, n_boot=200)
         if profile == "default":

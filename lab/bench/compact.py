@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from .. import paths
-from ..config import get_config
+from ..config import get_config, sizes_of
 from ..models import SeqRecModel, build_model, build_student, count_parameters
 from ..selection import budgets, uniform_layers
 from .timing import seconds, sync
@@ -43,6 +43,7 @@ class BenchConfig:
     @classmethod
     def for_profile(cls, profile: str) -> "BenchConfig":
         """smoke: 6 repeats; default: 30; full: 50."""
+        profile = sizes_of(profile)
         if profile == "smoke":
             return cls(repeats=6, warmup=1)
         if profile == "default":

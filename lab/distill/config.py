@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..config import PROFILES, TrainConfig
+from ..config import TrainConfig, sizes_of
 
 DISTANCES = ("mse", "cosine", "slmrec")
 MAPPINGS = ("source", "last_of_block", "uniform")
@@ -64,8 +64,7 @@ class DistillConfig:
     @classmethod
     def for_profile(cls, profile: str) -> "DistillConfig":
         """Budgets per profile: `smoke` is a couple of epochs (CI), `default` fits the 2-core CPU plan of chapter 05."""
-        if profile not in PROFILES:
-            raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
+        profile = sizes_of(profile)
         if profile == "smoke":
             return cls(epochs=2, patience=1)
         if profile == "default":
@@ -125,8 +124,7 @@ class DistillGrid:
         weightings) for fisher_topk and uniform, the best variant for top, bottom, block_influence and 2 random draws:
         15 students + LoRA + QLoRA, sized for the 2-core CPU (the README gives the measured step times). full: the
         same with 5 random draws."""
-        if profile not in PROFILES:
-            raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
+        profile = sizes_of(profile)
         if profile == "smoke":
             return cls(weightings=("fisher",))
         rules = ("fisher_topk", "uniform", "top", "bottom", "block_influence", "random")

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import PROFILES
+from ..config import PROFILES, sizes_of
 from ..constants import IGNORE, PAD
 from ..models import mask_pad
 
@@ -46,6 +46,7 @@ class FisherConfig:
     @classmethod
     def for_profile(cls, profile: str) -> "FisherConfig":
         """smoke: 96 users, 200 bootstrap resamples (CI); default: the field defaults; full: 4,096 users, 4 draws."""
+        profile = sizes_of(profile)
         if profile == "smoke":
             return cls(n_samples=96, n_draws=2, chunk_size=48, wrong_batch_size=16, n_boot=200, n_check=4,
                        ablation_users=0, bench_fast=96, bench_loop=8, bench_rounds=1)
