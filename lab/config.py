@@ -130,6 +130,12 @@ def sizes_of(profile: str) -> str:
     return "default" if profile == "depth" else profile
 
 
+def from_profile(cls, profile: str, per_profile: dict):
+    """`cls(**per_profile[sizes_of(profile)])`: a config's fields per profile, written as a table in its
+    `for_profile` (missing profiles take the field defaults). Raises for an unknown profile."""
+    return cls(**per_profile.get(sizes_of(profile), {}))
+
+
 def depth_world(data: DataConfig) -> DataConfig:
     """`data` (its sizes, files and pre-processing) in the depth world: `DEPTH_WORLD`'s knobs, with at most 4% of the
     items as switch items (so small catalogues keep the switch rare)."""

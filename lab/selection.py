@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .config import sizes_of
+from .config import from_profile
 from .data import RecData
 from .fisher.tables import default_norm, importance_vector
 from .importance import ablation_drop, angular_block_distance, subsample_valid
@@ -43,14 +43,9 @@ class SelectionConfig:
     @classmethod
     def for_profile(cls, profile: str) -> "SelectionConfig":
         """smoke: small greedy-search subsample; default: 1,024 users; full: 2,048 users and 20 random draws."""
-        profile = sizes_of(profile)
-        if profile == "smoke":
-            return cls(greedy_users=256, n_boot=200)
-        if profile == "default":
-            return cls(greedy_users=1024)
-        if profile == "full":
-            return cls(random_draws=20, greedy_users=2048)
-        raise ValueError(f"unknown profile {profile!r}")
+        return from_profile(cls, profile, {"smoke": dict(greedy_users=256, n_boot=200),
+                                           "default": dict(greedy_users=1024),
+                                           "full": dict(random_draws=20, greedy_users=2048)})
 
 
 def budgets(num_layers: int, divisors=(8, 4, 2)) -> list[int]:

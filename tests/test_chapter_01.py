@@ -150,16 +150,20 @@ def test_baselines_recomputed_from_the_training_split(chapter):
     assert hr["markov"] > hr["markov_reversed"]
 
 
+def parsed_lines(path, reasons: Counter):
+    """The JSON value of each line of a .jsonl file; a line that does not parse is counted as malformed_json."""
+    for ln in path.read_text().splitlines():
+        try:
+            yield json.loads(ln)
+        except ValueError:
+            reasons["malformed_json"] += 1
+
+
 def test_bad_input_demo_counts_every_planted_problem(chapter):
     r, P, _ = chapter
     demo = P.root / "bad_input_demo"
     reasons, rows = Counter(), []
-    for ln in (demo / "Corrupt.jsonl").read_text().splitlines():
-        try:
-            o = json.loads(ln)
-        except ValueError:
-            reasons["malformed_json"] += 1
-            continue
+    for o in parsed_lines(demo / "Corrupt.jsonl", reasons):
         if not isinstance(o, dict):
             reasons["not_an_object"] += 1
         elif any(o.get(f) is None for f in FIELDS):
@@ -172,12 +176,7 @@ def test_bad_input_demo_counts_every_planted_problem(chapter):
             rows.append(tuple(o[f] for f in FIELDS))
     reasons["duplicate_row"] = len(rows) - len(set(rows))
     known, meta_seen = {row[1] for row in rows}, set()
-    for ln in (demo / "meta_Corrupt.jsonl").read_text().splitlines():
-        try:
-            o = json.loads(ln)
-        except ValueError:
-            reasons["malformed_json"] += 1
-            continue
+    for o in parsed_lines(demo / "meta_Corrupt.jsonl", reasons):
         if o["parent_asin"] not in known:
             reasons["unknown_item"] += 1
         elif o["parent_asin"] in meta_seen:

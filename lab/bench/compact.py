@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from .. import paths
-from ..config import get_config, sizes_of
+from ..config import from_profile, get_config
 from ..models import SeqRecModel, build_model, build_student, count_parameters
 from ..selection import budgets, uniform_layers
 from .timing import seconds, sync
@@ -43,14 +43,7 @@ class BenchConfig:
     @classmethod
     def for_profile(cls, profile: str) -> "BenchConfig":
         """smoke: 6 repeats; default: 30; full: 50."""
-        profile = sizes_of(profile)
-        if profile == "smoke":
-            return cls(repeats=6, warmup=1)
-        if profile == "default":
-            return cls()
-        if profile == "full":
-            return cls(repeats=50, warmup=5)
-        raise ValueError(f"unknown profile {profile!r}")
+        return from_profile(cls, profile, {"smoke": dict(repeats=6, warmup=1), "full": dict(repeats=50, warmup=5)})
 
 
 def _call(model: SeqRecModel, x: torch.Tensor) -> float:
@@ -149,9 +142,11 @@ def activation_peak_mb(model: SeqRecModel, history: torch.Tensor, warm: bool = T
 
 
 def weights_mb(model: torch.nn.Module) -> float:
-    """Bytes of parameters and buffers, in MiB."""
-    tensors = list(model.parameters()) + list(model.buffers())
-    return sum(t.numel() * t.element_size() for t in tensors) / 2**20
+    """Bytes of parameters and buffers, in MiB, with the packed weights of quantised layers that they do not show
+    (INT8 dynamic linears, NF4 block scales: `lab.baselines.stored_bytes`, chapter 06)."""
+    from ..baselines import stored_bytes
+
+    return stored_bytes(model) / 2**20
 
 
 # -- the comparison -------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..config import TrainConfig, sizes_of
+from ..config import TrainConfig, from_profile
 
 DISTANCES = ("mse", "cosine", "slmrec")
 MAPPINGS = ("source", "last_of_block", "uniform")
@@ -64,12 +64,8 @@ class DistillConfig:
     @classmethod
     def for_profile(cls, profile: str) -> "DistillConfig":
         """Budgets per profile: `smoke` is a couple of epochs (CI), `default` fits the 2-core CPU plan of chapter 05."""
-        profile = sizes_of(profile)
-        if profile == "smoke":
-            return cls(epochs=2, patience=1)
-        if profile == "default":
-            return cls(epochs=3, patience=1)
-        return cls(epochs=20, patience=3)
+        return from_profile(cls, profile, {"smoke": dict(epochs=2, patience=1), "default": dict(epochs=3, patience=1),
+                                           "full": dict(epochs=20, patience=3)})
 
     @property
     def uses_teacher(self) -> bool:
@@ -124,11 +120,10 @@ class DistillGrid:
         weightings) for fisher_topk and uniform, the best variant for top, bottom, block_influence and 2 random draws:
         15 students + LoRA + QLoRA, sized for the 2-core CPU (the README gives the measured step times). full: the
         same with 5 random draws."""
-        profile = sizes_of(profile)
-        if profile == "smoke":
-            return cls(weightings=("fisher",))
         rules = ("fisher_topk", "uniform", "top", "bottom", "block_influence", "random")
-        return cls(rules=rules, n_random=2 if profile == "default" else 5)
+        return from_profile(cls, profile, {"smoke": dict(weightings=("fisher",)),
+                                           "default": dict(rules=rules, n_random=2),
+                                           "full": dict(rules=rules, n_random=5)})
 
     def with_overrides(self, rules=None, main_rules=None, variants=None, weightings=None, n_random: int | None = None,
                        adapters=None) -> "DistillGrid":

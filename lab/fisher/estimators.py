@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import PROFILES, sizes_of
+from ..config import from_profile
 from ..constants import IGNORE, PAD
 from ..models import mask_pad
 
@@ -46,15 +46,10 @@ class FisherConfig:
     @classmethod
     def for_profile(cls, profile: str) -> "FisherConfig":
         """smoke: 96 users, 200 bootstrap resamples (CI); default: the field defaults; full: 4,096 users, 4 draws."""
-        profile = sizes_of(profile)
-        if profile == "smoke":
-            return cls(n_samples=96, n_draws=2, chunk_size=48, wrong_batch_size=16, n_boot=200, n_check=4,
-                       ablation_users=0, bench_fast=96, bench_loop=8, bench_rounds=1)
-        if profile == "default":
-            return cls()
-        if profile == "full":
-            return cls(n_samples=4096, n_draws=4, chunk_size=128, ablation_users=0)
-        raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
+        return from_profile(cls, profile, {
+            "smoke": dict(n_samples=96, n_draws=2, chunk_size=48, wrong_batch_size=16, n_boot=200, n_check=4,
+                          ablation_users=0, bench_fast=96, bench_loop=8, bench_rounds=1),
+            "full": dict(n_samples=4096, n_draws=4, chunk_size=128, ablation_users=0)})
 
 
 # ---------------------------------------------------------------------------------------------------------------------
