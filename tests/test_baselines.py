@@ -76,3 +76,255 @@ def test_empty_split_gives_zeros():
     rd = D.build_rec_data([[1, 2, 3, 4]], 4, 3, "timestamp", [[1, 2, 3, 4]], 10, 20)
     s = B.sequential_structure(rd, k=10)
     assert s["rows"] == 0 and s["hr@10_markov"] == 0.0 and s["ndcg@10_popularity"] == 0.0
+
+
+# -- chapter 06: the baselines as modules, against hand-computed answers ----------------------------------------------
+import math  # noqa: E402
+
+import pandas as pd  # noqa: E402
+from toys import N_ITEMS, T, tiny_model, toy_data  # noqa: E402
+
+from lab.config import ModelConfig, TrainConfig  # noqa: E402
+from lab.stats import holm  # noqa: E402
+from lab.models import build_model, build_student, count_parameters  # noqa: E402
+from lab.train import fit  # noqa: E402
+
+# three users; leave-last-out keeps [1,2,3], [1,2,4], [2,3,1] for training (windows: inputs 1,2 / 1,2 / 2,3)
+HAND = [[1, 2, 3, 5, 6], [1, 2, 4, 5, 6], [2, 3, 1, 5, 6]]
+
+
+def test_markov_scorer_by_hand():
+    rd = D.rec_data_from_sequences(HAND, 6, 4)
+    m = B.markov_scorer(rd)
+    # training transitions: 1->2 (twice), 2->3 (twice), 2->4, 3->1; popularity (training counts) 1:3, 2:3, 3:2, 4:1
+    tie = np.array([0, 3, 3, 2, 1, 0, 0]) / 4.0 * B.TIE_BREAK
+    s = m.recommend_scores(torch.tensor([[5, 2]]))[0].numpy()  # last item 2: followed by 3 twice and 4 once
+    np.testing.assert_allclose(s[1:], tie[1:] + np.array([0, 0, 2, 1, 0, 0]), rtol=0, atol=1e-15)
+    assert s[0] == -np.inf
+    s = m.recommend_scores(torch.tensor([[3, 1]]))[0].numpy()  # last item 1: followed by 2 twice
+    assert s.argmax() == 2 and s[2] == pytest.approx(2 + tie[2], abs=1e-15)
+    h = rd.test_history  # the module scores what chapter 01's count scorer does
+    assert torch.equal(m.recommend_scores(h)[:, 1:], B.count_scorers(rd)["markov"](h)[:, 1:])
+
+
+def test_cooccurrence_counts_training_windows():
+    rd = D.rec_data_from_sequences(HAND, 6, 4)
+    sets = [{1, 2, 3}, {1, 2, 4}, {2, 3, 1}]  # each user's training window with the item after it
+    want = np.zeros((7, 7))
+    for s in sets:
+        for i in s:
+            for j in s:
+                want[i, j] += 1
+    np.testing.assert_array_equal(B.cooccurrence(rd), want)
+
+
+def hand_g() -> np.ndarray:
+    """Co-occurrence of users {1,2}, {1,2,3}, {3,4} over items 1..4 (index 0 = PAD)."""
+    x = np.zeros((3, 5))
+    for u, items in enumerate([[1, 2], [1, 2, 3], [3, 4]]):
+        x[u, items] = 1
+    return x.T @ x
+
+
+def test_itemknn_table_by_hand():
+    # cos(1,2) = 2/sqrt(2*2) = 1, cos(1,3) = cos(2,3) = 1/2, cos(3,4) = 1/sqrt(2), cos(1,4) = cos(2,4) = 0
+    c = 2 ** -0.5
+    full = np.array([[0, 0, 0, 0, 0], [0, 0, 1, .5, 0], [0, 1, 0, .5, 0], [0, .5, .5, 0, c], [0, 0, 0, c, 0]])
+    np.testing.assert_allclose(B.itemknn_table(hand_g(), 10), full, atol=1e-15)
+    # 2 neighbours: item 3 keeps 4 (0.71) and, of the tie 1/2 vs 2 at 0.5, the lower index 1
+    k2 = B.itemknn_table(hand_g(), 2)
+    np.testing.assert_allclose(k2[3], [0, .5, 0, 0, c], atol=1e-15)
+    np.testing.assert_allclose(k2[1], [0, 0, 1, .5, 0], atol=1e-15)
+    # 1 neighbour; a history {1, 3} scores item 2 by row 1 (1.0) and item 4 by row 3 (0.71)
+    k1 = B.itemknn_table(hand_g(), 1)
+    np.testing.assert_allclose(np.array([0, 1, 0, 1, 0]) @ k1, [0, 0, 1, 0, c], atol=1e-15)
+
+
+def test_itemknn_scorer_adds_a_popularity_tie_breaker():
+    rd = toy_data(32)
+    g = B.cooccurrence(rd)
+    m = B.itemknn_scorer(rd, 5, g)
+    h = rd.test_history[:4]
+    want = B.multi_hot(h, rd.num_items).numpy() @ B.itemknn_table(g, 5) + B._tie(rd, B.KNN_TIE_BREAK)
+    np.testing.assert_allclose(m.recommend_scores(h)[:, 1:].numpy(), want[:, 1:], rtol=0, atol=1e-12)
+
+
+def test_ease_by_hand():
+    # two items, G = [[2, 1], [1, 1]], λ = 1: P = (G + I)^-1 = [[2, -1], [-1, 3]] / 5, B_12 = 0.2/0.6, B_21 = 0.2/0.4
+    g = np.zeros((3, 3))
+    g[1:, 1:] = [[2, 1], [1, 1]]
+    b = B.ease_table(g, 1.0)
+    np.testing.assert_allclose(b[1:, 1:], [[0, 1 / 3], [1 / 2, 0]], atol=1e-12)
+
+
+def test_ease_is_the_constrained_ridge_regression():
+    """Column j of EASE's B is the ridge regression of item j on every other item (diag(B) = 0, Steck 2019)."""
+    rng = np.random.default_rng(0)
+    x = (rng.random((40, 6)) < 0.4).astype(float)
+    lam = 3.0
+    b = B.ease_table(x.T @ x, lam)
+    for j in range(6):
+        o = [i for i in range(6) if i != j]
+        w = np.linalg.solve(x[:, o].T @ x[:, o] + lam * np.eye(5), x[:, o].T @ x[:, j])
+        np.testing.assert_allclose(b[o, j], w, atol=1e-10)
+        assert b[j, j] == 0
+
+
+def test_ease_scorer_and_the_choice_on_validation():
+    rd = toy_data(48)
+    g = B.cooccurrence(rd)
+    m = B.ease_scorer(rd, 10.0, g)
+    h = rd.test_history[:3]
+    want = (B.multi_hot(h, rd.num_items).numpy() @ B.ease_table(g, 10.0))[:, 1:]
+    np.testing.assert_allclose(m.recommend_scores(h)[:, 1:].numpy(), want, rtol=1e-5, atol=1e-5)  # float32 table
+    best, table = B.choose_on_valid(lambda lam: B.ease_scorer(rd, lam, g), [1.0, 100.0], rd)
+    assert list(table["value"]) == [1.0, 100.0] and best == table.loc[table["valid_ndcg@10"].idxmax(), "value"]
+    pu = B.per_user_frame({"ease": B.ease_scorer(rd, best, g)}, rd, "valid")
+    assert pu["ndcg@10"].mean() == pytest.approx(table["valid_ndcg@10"].max(), abs=1e-12)
+
+
+def test_popularity_scorer_ranks_by_count():
+    rd = toy_data(32)
+    s = B.popularity_scorer(rd).recommend_scores(rd.test_history[:2])
+    assert torch.equal(s[0, 1:], rd.item_counts[1:].double()) and B.popularity_scorer(rd).num_layers == 0
+
+
+def test_gru4rec_left_padding_and_round_trip(tmp_path):
+    torch.manual_seed(0)
+    gru = B.GRU4Rec(B.GRU4RecConfig(num_items=N_ITEMS, hidden_size=16, max_len=T))
+    padded, bare = torch.tensor([[0, 0, 0, 3, 4, 5]]), torch.tensor([[3, 4, 5]])
+    torch.testing.assert_close(gru.recommend_scores(padded)[:, 1:], gru.recommend_scores(bare)[:, 1:],
+                               atol=1e-6, rtol=0)  # no biases: the zero padding leaves the state at 0
+    rd = toy_data(32)
+    hist = fit(gru, rd, TrainConfig(epochs=3, batch_size=16, lr=0.05, patience=3), progress=False)
+    assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
+    gru.save_pretrained(tmp_path)
+    back = B.GRU4Rec.from_pretrained(tmp_path).eval()
+    assert torch.equal(back.recommend_scores(rd.test_history)[:, 1:], gru.recommend_scores(rd.test_history)[:, 1:])
+
+
+# -- compression ---------------------------------------------------------------------------------------------------------
+def test_magnitude_pruning_hits_the_students_parameter_count():
+    teacher = tiny_model(4, layer_std=0.1)
+    student = build_student(teacher, [0, 1])
+    before = {n: p.detach().clone() for n, p in B.decoder_linear_weights(teacher)}
+    info = B.prune_to(teacher, count_parameters(student))
+    assert info["removed"] == count_parameters(tiny_model(4)) - count_parameters(student)
+    assert B.nonzero_parameters(teacher) == B.nonzero_parameters(student)  # both have the zero PAD embedding row
+    w0 = torch.cat([v.reshape(-1) for v in before.values()])
+    w1 = torch.cat([w.detach().reshape(-1) for _, w in B.decoder_linear_weights(teacher)])
+    assert int((w1 == 0).sum()) == info["removed"]
+    assert w0[w1 == 0].abs().max() <= w0[w1 != 0].abs().min()  # the smallest magnitudes went, over all layers
+    assert torch.equal(w1[w1 != 0], w0[w1 != 0])
+
+
+def test_pruned_weights_stay_zero_while_training():
+    model = tiny_model(2, layer_std=0.1)
+    B.magnitude_prune(model, 500)
+    zero = [(w == 0).clone() for _, w in B.decoder_linear_weights(model)]
+    fit(model, toy_data(32), TrainConfig(epochs=2, batch_size=16, lr=1e-2, patience=2), progress=False)
+    for z, (_, w) in zip(zero, B.decoder_linear_weights(model)):
+        assert bool((w[z] == 0).all()) and bool((w[~z] != 0).all())
+
+
+@pytest.fixture(scope="module")
+def trained32():
+    """A 2-layer width-32 recommender trained briefly on toy data (NF4 on the CPU needs widths divisible by 32)."""
+    rd = toy_data(64)
+    torch.manual_seed(0)
+    cfg = ModelConfig(num_layers=2, hidden_size=32, num_heads=2, intermediate_size=64, item_dim=32, dropout=0.0)
+    model = build_model(cfg, N_ITEMS, T)
+    fit(model, rd, TrainConfig(epochs=8, batch_size=16, lr=1e-2, patience=8), progress=False)
+    return model.eval(), rd.test_history  # (model, a fixed batch of histories)
+
+
+QUANT_TOLERANCE = {"int8": 0.05, "nf4": 0.10}  # max |score - float score| / max |float score| on the fixed batch
+
+
+@pytest.mark.parametrize("kind", ["int8", "nf4"])
+def test_quantised_models_score_within_tolerance(trained32, tmp_path, kind):
+    from lab.distill import load_4bit
+
+    model, x = trained32
+    if kind == "int8":
+        q, status = B.quantize_int8(model)
+        assert status == "ok"
+    else:
+        model.save_pretrained(tmp_path)
+        q = load_4bit(tmp_path).eval()
+    ref, got = model.recommend_scores(x)[:, 1:], q.recommend_scores(x)[:, 1:]  # (B, N)
+    assert float((got - ref).abs().max() / ref.abs().max()) <= QUANT_TOLERANCE[kind]
+    assert float((got.argmax(1) == ref.argmax(1)).float().mean()) >= 0.9  # the top item mostly unchanged
+    assert B.stored_parameters(q) == count_parameters(model)  # every weight still stored, at lower precision
+    assert B.stored_bytes(q) < 0.5 * B.stored_bytes(model)
+
+
+def test_int8_refuses_cuda_runs():
+    q, status = B.quantize_int8(tiny_model(1), "cuda")
+    assert q is None and "CPU only" in status
+
+
+# -- the leaderboard -------------------------------------------------------------------------------------------------------
+def results05() -> pd.DataFrame:
+    """A chapter-05 results frame: fisher_topk and uniform trained every way, top with the best variant, adapters."""
+    rows = [("fisher_topk:ce", "fisher_topk", 0, "ce", "full", .30), ("fisher_topk:kd", "fisher_topk", 0, "kd", "full", .32),
+            ("fisher_topk:kd+fisher", "fisher_topk", 0, "kd+fisher", "full", .31),
+            ("uniform:ce", "uniform", 0, "ce", "full", .29), ("uniform:kd", "uniform", 0, "kd", "full", .28),
+            ("top:ce", "top", 0, "ce", "full", .2), ("random#0:ce", "random", 0, "ce", "full", .1),
+            ("random#1:ce", "random", 1, "ce", "full", .1), ("fisher_topk:ce:lora", "fisher_topk", 0, "ce", "lora", .3)]
+    return pd.DataFrame(rows, columns=["name", "rule", "draw", "variant", "adapter", "valid_ndcg@10"])
+
+
+def test_method_and_the_rows_read_from_chapter05():
+    r = results05()
+    assert B.method_student(r) == "fisher_topk:kd"  # "ce" has no teacher; kd beats kd+fisher on validation
+    assert B.chapter05_rows(r, "fisher_topk:kd") == ["fisher_topk:kd", "uniform:kd", "top:ce", "random#0:ce",
+                                                     "random#1:ce", "fisher_topk:ce:lora"]
+    with pytest.raises(ValueError, match="no 'top' student"):
+        B.method_student(r, "top")
+
+
+def test_leaderboard_by_hand():
+    rng = np.random.default_rng(0)
+    users = np.arange(60)
+    t = rng.random(60)
+    pu = pd.concat([pd.DataFrame({"name": n, "user": users, "ndcg@10": v, "hr@10": v, "mrr": v}) for n, v in
+                    (("teacher", t), ("m", t * 0.9), ("same", t * 0.9), ("bad", t * 0.2))], ignore_index=True)
+    rows = pd.DataFrame({"name": ["teacher", "m", "same", "bad", "broken"], "status": ["ok"] * 4 + ["no engine"]})
+    board = B.leaderboard(rows, pu.sample(frac=1, random_state=0), "m", alpha=0.05, margin=0.01, n_boot=200)
+    b = board.set_index("name")
+    assert b.loc["m", "ret_ndcg@10"] == pytest.approx(0.9) and b.loc["bad", "ret_mrr"] == pytest.approx(0.2)
+    assert b.loc["teacher", "ret_ndcg@10_low"] == b.loc["teacher", "ret_ndcg@10_high"] == 1.0
+    assert b.loc["bad", "diff"] == pytest.approx(float((t * 0.7).mean()))
+    assert b.loc["bad", "verdict"] == "method better" and b.loc["teacher", "verdict"] == "method worse"
+    assert b.loc["same", "verdict"] == "on par" and b.loc["m", "verdict"] == "the method"
+    assert b.loc["broken", "verdict"] == "not measured: no engine" and math.isnan(b.loc["broken", "test_ndcg@10"])
+    ps = [b.loc[n, "wilcoxon_p"] for n in ("teacher", "same", "bad")]  # the family: every measured row but "m"
+    np.testing.assert_allclose([b.loc[n, "holm_p"] for n in ("teacher", "same", "bad")], holm(ps))
+    est, lo, hi = (b.loc["bad", c] for c in ("test_ndcg@10", "test_ndcg@10_low", "test_ndcg@10_high"))
+    assert est == pytest.approx((t * 0.2).mean()) and lo < est < hi
+
+
+def test_board_rows_take_speed_from_the_timed_twin():
+    speed = pd.DataFrame({"model": ["a", "a", "b", "b"], "batch": [1, 8, 1, 8], "speedup": [1.0, 1.0, 2.0, 3.0],
+                          "median_ms": [4.0, 8.0, 2.0, 2.7], "weights_mb": [1.0, 1.0, .5, .5],
+                          "peak_mb": [2.0, 3.0, 1.0, 1.5]})
+    specs = [dict(name="a", family="f", source="06", detail=""), dict(name="c", family="f", source="05", detail="",
+                                                                     timed_as="b"),
+             dict(name="d", family="f", source="06", detail="", status="failed")]
+    rows = B.board_rows(specs, speed, {"a": 10, "c": 5, "d": 7}).set_index("name")
+    assert rows.loc["c", ["speedup_b1", "speedup", "latency_ms", "peak_mb", "params"]].tolist() == [2.0, 3.0, 2.7,
+                                                                                                    1.5, 5]
+    assert math.isnan(rows.loc["d", "speedup"]) and math.isnan(rows.loc["d", "params"])
+
+
+def test_baseline_figures():
+    from lab.viz.baselines import pareto_front, quality_vs_speed, retention_by_method
+
+    assert pareto_front([1, 2, 3, 4], [4, 3, 3.5, 1]).tolist() == [0, 2, 3]
+    board = pd.DataFrame({"name": ["t", "m", "x"], "family": ["teacher", "method", "recommender"],
+                          "status": ["ok"] * 3, "speedup": [1.0, 3.0, 50.0], "verdict": ["on par", "the method", "x"],
+                          **{f"{p}_ndcg@10{s}": [v + d for v in (0.3, 0.29, 0.1)] for p in ("test", "ret")
+                             for s, d in (("", 0), ("_low", -0.02), ("_high", 0.02))}})
+    assert quality_vs_speed(board, batch=8).axes[0].get_xscale() == "log"
+    assert len(retention_by_method(board, goal=0.95).axes[0].get_yticklabels()) == 3
