@@ -10,8 +10,10 @@ chose a backend; Jupyter's inline backend is left alone); it is imported first, 
 - `explorer` (chapter 03): the interactive `LayerExplorer` widget.
 - `selection` (chapter 04): rules by budget, quality vs k, selected layers, measured speed-up.
 - `distill` (chapter 05): retention with CIs, retention vs training cost and speed-up.
+- `baselines` (chapter 06): quality vs measured speed-up of every leaderboard row, retention by method.
 """
 from .core import save, use_backend  # noqa: I001 (first: the backend policy runs before pyplot is imported)
+from .baselines import quality_vs_speed, retention_by_method
 from .data import activity_over_time, popularity_tail, rating_distribution, seq_length_hist, structure_bars
 from .distill import cost_and_speed, retention_bars
 from .explorer import LayerExplorer, layer_explorer
@@ -27,4 +29,5 @@ __all__ = [
     "LayerExplorer", "layer_explorer",
     "plot_rules_by_budget", "plot_quality_vs_k", "plot_selection_grid", "plot_speedup",
     "retention_bars", "cost_and_speed",
+    "quality_vs_speed", "retention_by_method",
 ]
