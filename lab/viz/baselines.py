@@ -27,10 +27,11 @@ def pareto_front(x, y) -> np.ndarray:
 
 def quality_vs_speed(board: pd.DataFrame, metric: str = "ndcg@10", batch: int | None = None):
     """Test `metric` (95% CI bars) against measured speed-up over the teacher (log scale), one point per measured
-    row, coloured by family, with the Pareto front (no row both faster and better) drawn as a step line.
+    row, coloured by family (the method a star), with the Pareto front (no row both faster and better) drawn as a
+    step line. Rows that share a timing (`timed_as`: students of the method's shape) share one label.
 
     Args:
-        board: rows with name, family, status, speedup, test_<metric> and its _low/_high.
+        board: rows with name, family, status, speedup, test_<metric> and its _low/_high (and optionally timed_as).
         batch: the batch size `speedup` was timed at (for the axis label).
     """
     col = f"test_{metric}"
@@ -38,15 +39,21 @@ def quality_vs_speed(board: pd.DataFrame, metric: str = "ndcg@10", batch: int | 
     fig, ax = plt.subplots(figsize=(9, 5.5))
     palette = dict(zip(sorted(df["family"].unique()), sns.color_palette("tab10")))
     for _, r in df.iterrows():
-        ax.errorbar(r["speedup"], r[col], yerr=[[r[col] - r[f"{col}_low"]], [r[f"{col}_high"] - r[col]]], fmt="o",
-                    color=palette[r["family"]], capsize=3, ms=5)
-        ax.annotate(r["name"], (r["speedup"], r[col]), xytext=(4, 3), textcoords="offset points", fontsize=7)
+        star = r["family"] == "method"
+        ax.errorbar(r["speedup"], r[col], yerr=[[r[col] - r[f"{col}_low"]], [r[f"{col}_high"] - r[col]]],
+                    fmt="*" if star else "o", color=palette[r["family"]], capsize=3, ms=11 if star else 5,
+                    zorder=5 if star else 3)
+    groups = df.groupby(df["timed_as"] if "timed_as" in df else df["name"], sort=False)
+    for i, (_, g) in enumerate(sorted(groups, key=lambda kv: kv[1]["speedup"].iloc[0])):
+        top = g.loc[g[col].idxmax()]
+        ax.annotate("\n".join(g.sort_values(col, ascending=False)["name"]), (top["speedup"], g[col].max()),
+                    xytext=(5, 4 + 9 * (i % 3)), textcoords="offset points", fontsize=7, va="bottom")
     front = pareto_front(df["speedup"], df[col])
-    ax.step(df.loc[front, "speedup"], df.loc[front, col], where="post", color="k", lw=0.8, ls=":",
-            label="Pareto front")
+    ax.step(df.loc[front, "speedup"], df.loc[front, col], where="post", color="k", lw=0.8, ls=":")
     ax.axvline(1.0, color="grey", lw=0.8)
     ax.set_xscale("log")
-    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=f) for f, c in palette.items()]
+    handles = [plt.Line2D([], [], marker="*" if f == "method" else "o", ls="", color=c, label=f)
+               for f, c in palette.items()]
     ax.legend(handles=handles + [plt.Line2D([], [], color="k", ls=":", label="Pareto front")], fontsize=8,
               loc="lower left")
     ax.set(xlabel=f"speed-up over the teacher (measured{f', batch {batch}' if batch else ''}; log scale)",
