@@ -211,6 +211,7 @@ speed[speed["batch"] == bmax][["model", "median_ms", "speedup", "params", "weigh
 # model's nonzero ones; quantised weights once each, their bytes are in `weights_mb`).
 
 # %%
+r5 = res05.set_index("name")  # chapter 05's rows by name
 specs = [dict(name="popularity", family="recommender", source="06", detail="training counts"),
          dict(name="markov", family="recommender", source="06", detail="first-order transition counts"),
          dict(name="itemknn", family="recommender", source="06", detail=f"cosine, {knn_k} neighbours (valid)"),
@@ -219,7 +220,7 @@ specs = [dict(name="popularity", family="recommender", source="06", detail="trai
          dict(name="sasrec_ce", family="recommender", source="02", detail=f"{sasrec.num_layers} layers, scratch, CE"),
          dict(name="teacher", family="teacher", source="02", detail=f"{L} layers"),
          *[dict(name=n, family="method" if n == method else "compression", source="05", timed_as=method,
-                detail=f"layers {res05.set_index('name').loc[n, 'layers']}") for n in read05],
+                detail="layers {layers}, {variant}, {adapter}".format(**r5.loc[n])) for n in read05],
          dict(name="scratch", family="compression", source="06", detail=f"{k} layers, scratch, CE", timed_as=method),
          dict(name="prune", family="compression", source="06", detail=f"magnitude {prune_info['sparsity']:.0%}"),
          dict(name="prune+kd", family="compression", source="06", detail=f"magnitude, then {variant}"),
@@ -227,9 +228,8 @@ specs = [dict(name="popularity", family="recommender", source="06", detail="trai
          dict(name="nf4", family="compression", source="06", detail="NF4 weights (bitsandbytes)", status=nf4_status)]
 
 # %%
-params = {**{n: B.stored_parameters(m) for n, m in timed.items()}, **res05.set_index("name")["params"].to_dict(),
-          "scratch": count_parameters(scratch), "prune": B.nonzero_parameters(pruned),
-          "prune+kd": B.nonzero_parameters(pruned_kd)}
+params = {**{n: B.stored_parameters(m) for n, m in timed.items()}, **r5["params"].to_dict(),
+          "scratch": count_parameters(scratch), "prune": prune_info["target"], "prune+kd": prune_info["target"]}
 board = B.leaderboard(B.board_rows(specs, speed, params), per_user, method, alpha=ALPHA, margin=MARGIN, seed=SEED)
 write_parquet(P.file("leaderboard.parquet"), board)
 
