@@ -30,7 +30,7 @@ from transformers import AutoConfig, PreTrainedConfig, PreTrainedModel
 from .constants import IGNORE, METRICS, PAD
 from .data import RecData
 from .metrics import evaluate
-from .models import SeqRecOutput, mask_pad
+from .models import Recommender, SeqRecOutput, mask_pad
 
 TIE_BREAK = 1e-3  # popularity as a tie-breaker is scaled below this, so it never outweighs one transition count
 BASELINES = ("popularity", "markov", "markov_reversed")  # the count baselines of `sequential_structure`
@@ -268,7 +268,7 @@ class GRU4RecConfig(PreTrainedConfig):
     tie_word_embeddings: bool = False
 
 
-class GRU4Rec(PreTrainedModel):
+class GRU4Rec(Recommender, PreTrainedModel):
     """GRU4Rec (Hidasi et al. 2016) trained with full-catalogue softmax CE (chapter 06), as the book's models are:
     item embeddings -> a GRU over the history -> a dot product with the same item table (tied, as SASRec and the
     teacher score). The GRU has no bias terms, so the left padding (zero embeddings) leaves its state exactly at 0:
@@ -318,15 +318,6 @@ class GRU4Rec(PreTrainedModel):
             loss = F.cross_entropy(self.score(h[keep]), labels[keep])
         logits = {"all": lambda: self.score(h), "last": lambda: self.score(h[:, -1]), "none": lambda: None}[score]()
         return SeqRecOutput(loss=loss, logits=logits, last_hidden_state=h)
-
-    @torch.no_grad()
-    def recommend_scores(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Last-position scores (PAD = -inf) in eval mode.  # (B, T) -> (B, N+1)"""
-        was = self.training
-        self.eval()
-        s = self(input_ids.to(self.device), score="last").logits
-        self.train(was)
-        return s
 
 
 AutoConfig.register("gru4rec", GRU4RecConfig, exist_ok=True)

@@ -82,7 +82,21 @@ class SeqRecOutput(ModelOutput):
     last_hidden_state: torch.Tensor | None = None  # (B, T, H) after the final norm
 
 
-class SeqRecModel(PreTrainedModel):
+class Recommender:
+    """What every next-item model of the book offers the evaluator: `recommend_scores` from its own forward
+    (`score="last"`), in eval mode, on its device (chapter 02; chapter 06's GRU4Rec shares it)."""
+
+    @torch.no_grad()
+    def recommend_scores(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Last-position scores (PAD = -inf) in eval mode, on the model's device.  # (B, T) -> (B, N+1)"""
+        was = self.training
+        self.eval()
+        s = self(input_ids.to(self.device), score="last").logits
+        self.train(was)
+        return s
+
+
+class SeqRecModel(Recommender, PreTrainedModel):
     """Next-item recommender with a Hugging Face decoder backbone (chapter 02)."""
 
     config_class = SeqRecConfig
@@ -188,15 +202,6 @@ class SeqRecModel(PreTrainedModel):
         if output_hidden_states:
             hs = tuple(out.hidden_states)
         return SeqRecOutput(loss=loss, logits=logits, hidden_states=hs, last_hidden_state=h)
-
-    @torch.no_grad()
-    def recommend_scores(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Last-position scores (PAD = -inf) in eval mode, on the model's device.  # (B, T) -> (B, N+1)"""
-        was = self.training
-        self.eval()
-        s = self(input_ids.to(self.device), score="last").logits
-        self.train(was)
-        return s
 
 
 def title_features(titles: list[str], dim: int = 256) -> torch.Tensor:

@@ -9,19 +9,10 @@ import torch
 from scipy import stats as sps
 
 import lab
+from by_hand import holm_by_hand
 from lab.data import load_rec_data
 from lab.models import SeqRecModel
 from lab.train import evaluate_model
-
-
-def holm_by_hand(p):
-    """Holm step-down: sort ascending, multiply the j-th smallest by (m - j), keep it monotone, cap at 1."""
-    order = sorted(range(len(p)), key=lambda i: p[i])
-    out, running = [0.0] * len(p), 0.0
-    for j, i in enumerate(order):
-        running = max(running, (len(p) - j) * p[i])
-        out[i] = min(1.0, running)
-    return out
 
 
 def test_holm_by_hand():

@@ -9,20 +9,12 @@ import pytest
 from scipy import stats as sps
 
 import lab
+from by_hand import holm_by_hand
 from lab.data import load_rec_data
 from lab.models import SeqRecModel, count_parameters
 
 RECOMMENDERS = ["popularity", "markov", "itemknn", "ease", "gru4rec", "sasrec_ce", "teacher"]
 COMPRESSION = ["scratch", "prune", "prune+kd", "int8", "nf4"]
-
-
-def holm_by_hand(p):
-    order = sorted(range(len(p)), key=lambda i: p[i])
-    out, running = [0.0] * len(p), 0.0
-    for j, i in enumerate(order):
-        running = max(running, (len(p) - j) * p[i])
-        out[i] = min(1.0, running)
-    return out
 
 
 def ndcg10_by_hand(scores: np.ndarray, target: np.ndarray, seen: np.ndarray) -> float:
