@@ -25,6 +25,7 @@ LAYERS = [
     ("selection",),
     ("distill",),
     ("book",),  # house rules of a chapter (paths, setup, record, loading earlier chapters' artefacts); = `lab` root
+    ("hypotheses",),  # the criteria that decide the authors' claims (issue 15) and their computation from results
     ("bench", "viz"),  # serve the chapters: may import every science module above, never the reverse
     ("notebooks",),  # the papermill harness that runs the chapters
     ("__main__",),  # the command line: `python -m lab book|bench|sync`
