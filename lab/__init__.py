@@ -8,7 +8,7 @@ parameters-cell convention); they are re-exported here as `lab.setup`, `lab.reco
 """
 from __future__ import annotations
 
-from .book import (_CONTEXT, IMPORTANCE_CHAPTER, REPO_ROOT, TEACHER_CHAPTER, Paths, device, load_importance,
+from .book import (_CONTEXT, collect, IMPORTANCE_CHAPTER, REPO_ROOT, TEACHER_CHAPTER, Paths, device, load_importance,
                    load_teacher, override, paths, record, record_all, require_teacher, resolve, results, run_name,
                    setup)
 from .config import BookConfig, DataConfig, ModelConfig, TrainConfig, get_config
@@ -17,5 +17,5 @@ __all__ = [
     "BookConfig", "DataConfig", "ModelConfig", "TrainConfig", "get_config",
     "setup", "record", "record_all", "results", "paths", "run_name", "device", "Paths", "REPO_ROOT",
     "load_teacher", "load_importance", "require_teacher", "resolve", "override", "TEACHER_CHAPTER",
-    "IMPORTANCE_CHAPTER",
+    "IMPORTANCE_CHAPTER", "collect",
 ]

@@ -1,4 +1,4 @@
-"""Command line: `python -m lab book|bench|sync ...`.
+"""Command line: `python -m lab book|rerun|bench|sync ...`.
 
 A wrong first step (an unknown chapter, a missing raw-data folder, a chapter run before the one that makes its input,
 a chapter that fails) ends with one line saying what is missing and the command that makes it, and a non-zero exit
@@ -45,19 +45,26 @@ def main(argv=None) -> int:
     bench.add_argument("--artefacts", default=None)
     bench.add_argument("--seeds", type=int, nargs="*", help="depth: seeds of the sweep (default: --seed)")
     bench.add_argument("--depths", type=int, nargs="*", help="depth: model depths (default: the profile's)")
+    r = sub.add_parser("rerun", help="run the book for several seeds, skipping chapters whose inputs did not change")
+    r.add_argument("--profile", default="default", choices=["smoke", "default", "full", "depth"])
+    r.add_argument("--seeds", type=int, nargs="+", default=[0])
+    r.add_argument("--artefacts", default=None, help="artefact root (default: ./artefacts)")
+    r.add_argument("--only", nargs="*", help="chapter prefixes to run, e.g. 01 02")
+    r.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="extra chapter parameter (UPPERCASE name of a parameters-cell constant); repeatable")
     sub.add_parser("sync", help="regenerate every notebooks/*.ipynb from its .py (no outputs)")
     a = ap.parse_args(argv)
 
+    extra = {}
+    for kv in getattr(a, "param", []):
+        name, _, value = kv.partition("=")
+        try:
+            extra[name] = json.loads(value)
+        except json.JSONDecodeError:
+            extra[name] = value
     if a.cmd == "book":
         from .notebooks import ChapterFailed, run_book
 
-        extra = {}
-        for kv in a.param:
-            name, _, value = kv.partition("=")
-            try:
-                extra[name] = json.loads(value)
-            except json.JSONDecodeError:
-                extra[name] = value
         try:
             check_real_data()
             times = run_book(a.profile, a.seed, a.artefacts, a.only, extra=extra)
@@ -68,6 +75,20 @@ def main(argv=None) -> int:
             print(f"python -m lab book: error: {e}", file=sys.stderr)
             return 2
         print(json.dumps({"profile": a.profile, "seconds": times, "total_s": sum(times.values())}))
+    elif a.cmd == "rerun":  # issue 15: lab.rerun (fingerprints, resume, provenance.json per run)
+        from .notebooks import ChapterFailed
+        from .rerun import rerun
+
+        try:
+            check_real_data()
+            out = rerun(a.profile, a.seeds, a.artefacts, a.only, extra=extra)
+        except ChapterFailed as e:
+            print(f"python -m lab rerun: {e}", file=sys.stderr)
+            return 1
+        except (ValueError, FileNotFoundError) as e:
+            print(f"python -m lab rerun: error: {e}", file=sys.stderr)
+            return 2
+        print(json.dumps({"profile": a.profile, "seconds": out}))
     elif a.cmd == "bench":
         from . import bench as bench_mod
 

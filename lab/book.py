@@ -237,6 +237,42 @@ def results(profile: str = "default", artefacts=None, seed: int = 0) -> dict:
     return read_json(paths(profile, artefacts, seed).results, default={})
 
 
+def _flat(prefix: str, v):
+    """(key, value) pairs of a recorded value, nested dicts flattened with "/" (`collect`)."""
+    if isinstance(v, dict):
+        for k, x in v.items():
+            yield from _flat(f"{prefix}/{k}", x)
+    else:
+        yield prefix, v
+
+
+def collect(profile: str = "default", seeds=(0,), artefacts=None, write: bool = True):
+    """Every recorded value of a profile's seeds as one tidy frame (issue 15: batch reruns, chapter 07).
+
+    Columns: seed, chapter, key (nested dicts flattened as "a/b"), value (float for numbers and booleans, NaN
+    otherwise) and json (the value as JSON text, for lists and strings). Writes `artefacts/<profile>-results.parquet`
+    (atomically) unless `write` is False; a seed without results contributes no rows.
+    """
+    import json
+
+    import pandas as pd
+
+    from .io import write_parquet
+
+    rows = []
+    for seed in seeds:
+        for chapter, values in results(profile, artefacts, seed).items():
+            for key, v in (kv for name, x in values.items() for kv in _flat(name, x)):
+                num = float(v) if isinstance(v, (int, float, bool)) and v is not None else float("nan")
+                rows.append({"seed": int(seed), "chapter": chapter, "key": key, "value": num,
+                             "json": json.dumps(v, default=str)})
+    frame = pd.DataFrame(rows, columns=["seed", "chapter", "key", "value", "json"])
+    if write:
+        base = Path(artefacts or os.environ.get("LAB_ARTEFACTS") or REPO_ROOT / "artefacts")
+        write_parquet(base / f"{run_name(profile)}-results.parquet", frame)
+    return frame
+
+
 def _plain(v):
     """`v` as plain JSON types (tensors and arrays to lists, numpy scalars to Python ones, dict keys to str)."""
     if isinstance(v, torch.Tensor):

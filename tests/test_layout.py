@@ -18,6 +18,7 @@ LAB = Path(__file__).resolve().parent.parent / "lab"
 LAYERS = [
     ("config", "io", "constants", "stats"),  # leaves: import nothing of ours
     ("data",),
+    ("backbones",),  # pretrained decoder stacks by name or path (issue 13); `models` builds the LLM teacher on them
     ("metrics", "models"),
     ("train", "baselines"),
     ("fisher",),
@@ -28,6 +29,7 @@ LAYERS = [
     ("hypotheses",),  # the criteria that decide the authors' claims (issue 15) and their computation from results
     ("bench", "viz"),  # serve the chapters: may import every science module above, never the reverse
     ("notebooks",),  # the papermill harness that runs the chapters
+    ("rerun",),  # batch reruns over seeds: fingerprints, skip and resume, provenance (issue 15)
     ("__main__",),  # the command line: `python -m lab book|bench|sync`
 ]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}

@@ -1,0 +1,112 @@
+"""Batch reruns (lab.rerun, issue 15) on a fake book of three tiny chapters in tmp_path: a second rerun skips
+everything, a changed parameter reruns the chapter that reads it and the later ones, a failed chapter is run again
+while finished ones are skipped, provenance is recorded, and `lab.collect` gathers every seed's records."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import lab
+from lab.notebooks import ChapterFailed
+from lab.rerun import PROVENANCE, STATE, fingerprints, parameter_names, rerun
+
+CHAPTER = '''# %% [markdown]
+# # {nn} · fake (no torch import: a kernel starts in seconds)
+
+# %% tags=["parameters"]
+PROFILE = "smoke"  # profile
+SEED = 0  # seed
+ARTEFACTS = ""  # artefact root
+{extra}
+
+# %%
+import json, os, pathlib
+root = pathlib.Path(ARTEFACTS) / (PROFILE if SEED == 0 else f"{{PROFILE}}-seed{{SEED}}")
+if (pathlib.Path(ARTEFACTS) / "fail_{nn}").exists():
+    raise RuntimeError("asked to fail")
+
+# %%
+res = json.loads((root / "results.json").read_text()) if (root / "results.json").exists() else {{}}
+res["{nn}_fake"] = {{"value": {value}, "seed": SEED, "nested": {{"a": 1.5}}}}
+(root / "results.json").write_text(json.dumps(res))
+'''
+
+
+@pytest.fixture
+def book(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    (folder / "01_fake.py").write_text(CHAPTER.format(nn="01", extra="", value="1"))
+    (folder / "02_fake.py").write_text(CHAPTER.format(nn="02", extra="SCALE = 2  # a knob", value="SCALE"))
+    (folder / "03_fake.py").write_text(CHAPTER.format(nn="03", extra="", value="3"))
+    return folder, tmp_path / "artefacts"
+
+
+def run(folder, art, seeds=(0,), extra=None):
+    return rerun("smoke", list(seeds), str(art), extra=extra, folder=folder,
+                 out_dirs={s: art.parent / f"runs{s}" for s in seeds})
+
+
+def test_parameter_names(book):
+    assert parameter_names(book[0] / "02_fake.py") == {"PROFILE", "SEED", "ARTEFACTS", "SCALE"}
+
+
+def test_skip_rerun_on_parameter_and_provenance(book):
+    folder, art = book
+    first = run(folder, art, seeds=(0, 1))
+    assert all(isinstance(v, float) for s in first.values() for v in s.values())
+    assert run(folder, art, seeds=(0, 1)) == {s: {c: "skipped" for c in first[s]} for s in (0, 1)}
+    # a parameter only chapter 02 reads: 01 skipped, 02 and the later 03 rerun
+    third = run(folder, art, extra={"SCALE": 5})[0]
+    assert third["01_fake"] == "skipped" and isinstance(third["02_fake"], float) and isinstance(third["03_fake"], float)
+    assert lab.results("smoke", str(art), 0)["02_fake"]["value"] == 5
+    assert fingerprints("smoke", 0, str(art), {"SCALE": 5}, folder)["01_fake"] == \
+        fingerprints("smoke", 0, str(art), {}, folder)["01_fake"]
+    prov = json.loads(lab.paths("smoke", str(art), 0).file(PROVENANCE).read_text())
+    for field in ("git_commit", "config_hash", "packages", "device", "threads", "lab_sources", "chapters"):
+        assert field in prov, field
+    assert prov["packages"]["torch"] and prov["chapters"]["03_fake"]["wall_s"] > 0
+    assert prov["parameters"] == {"SCALE": 5}
+    # a changed chapter source reruns it and the later ones
+    src = folder / "03_fake.py"
+    src.write_text(src.read_text().replace('"value": 3', '"value": 4'))
+    assert isinstance(run(folder, art, extra={"SCALE": 5})[0]["03_fake"], float)
+
+
+def test_resume_after_failure(book):
+    folder, art = book
+    art.mkdir()
+    (art / "fail_02").write_text("")
+    with pytest.raises(ChapterFailed):
+        run(folder, art)
+    state = json.loads(lab.paths("smoke", str(art), 0).file(STATE).read_text())
+    assert state["01_fake"]["status"] == "done" and state["02_fake"]["status"] == "failed" and "03_fake" not in state
+    (art / "fail_02").unlink()
+    again = run(folder, art)[0]
+    assert again["01_fake"] == "skipped" and isinstance(again["02_fake"], float) and isinstance(again["03_fake"], float)
+
+
+def test_interrupted_chapter_is_rerun(book):
+    """A rerun killed mid-chapter leaves the chapter "running" in the state: the next rerun runs it again."""
+    folder, art = book
+    run(folder, art)
+    P = lab.paths("smoke", str(art), 0)
+    state = json.loads(P.file(STATE).read_text())
+    state["02_fake"]["status"] = "running"
+    P.file(STATE).write_text(json.dumps(state))
+    again = run(folder, art)[0]
+    assert again["01_fake"] == "skipped" and isinstance(again["02_fake"], float)
+
+
+def test_collect(book):
+    folder, art = book
+    run(folder, art, seeds=(0, 1))
+    frame = lab.collect("smoke", [0, 1], str(art))
+    assert list(frame.columns) == ["seed", "chapter", "key", "value", "json"]
+    assert len(frame) == 2 * 3 * 3  # seeds x chapters x keys (nested flattened)
+    row = frame[(frame.seed == 1) & (frame.chapter == "02_fake") & (frame.key == "value")]
+    assert row["value"].item() == 2.0
+    assert frame[(frame.key == "nested/a")]["value"].tolist() == [1.5] * 6
+    assert frame[(frame.key == "seed")].groupby("seed")["value"].first().to_dict() == {0: 0.0, 1: 1.0}
+    assert (art / "smoke-results.parquet").is_file()
