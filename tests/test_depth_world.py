@@ -298,6 +298,8 @@ def test_depth_bench_runs_and_reads_models_against_the_references(tmp_path, caps
     again = DB.run("smoke", seeds=(0,), depths=(1,), artefacts=tmp_path)  # finished models are loaded back
     assert again["per_depth"]["1"]["ndcg10"] == out["per_depth"]["1"]["ndcg10"]
     assert "loaded" in capsys.readouterr().out
+    info = json.loads(next(tmp_path.rglob("L1/train_info.json")).read_text())
+    assert info["key"]["train"]["max_minutes"] == DB.EPOCHS_ONLY  # epochs are the budget, not the machine's load
 
 
 def test_t_interval_over_seeds():

@@ -32,6 +32,7 @@ from ..stats import paired_test
 from ..train import evaluate_model, train_or_load
 
 DEPTHS = {"smoke": (1, 2), "default": (1, 2, 4, 8, 24), "depth": (1, 2, 4, 8, 24), "full": (1, 2, 4, 8, 32)}
+EPOCHS_ONLY = 10_000.0  # max_minutes of the sweep's models: no wall-clock cap, the epochs are the budget
 REFERENCES = ("bayes", "last_item_bayes", "markov", "popularity")  # the ceiling, its last-item version, the floors
 
 
@@ -82,12 +83,16 @@ def run_seed(profile: str, seed: int, depths, artefacts=None, progress: bool = F
     rd, _, stats = D.load_rec_data(cfg.data, P, seed, progress=progress)
     world = D.synthetic_world(cfg.data, seed)
     refs, frame = reference_metrics(rd, world)
+    # The sweep's budget is epochs, never minutes: a wall-clock cap makes the result depend on the machine's load (a
+    # 24-layer model, or any model on a busy machine, would be cut short; seed 2's L = 8 once stopped after 2 of 12
+    # epochs while other jobs ran). Every depth gets the profile's epochs and early stopping.
+    train_cfg = dataclasses.replace(cfg.train, max_minutes=EPOCHS_ONLY)
     rows = []
     for L in depths:
         mcfg = dataclasses.replace(cfg.model, num_layers=int(L))
         torch.manual_seed(seed)
         model = build_model(mcfg, rd.num_items, rd.max_len, item_titles=rd.item_titles)
-        model, _, info = train_or_load(model, rd, cfg.train, P.root / f"L{L}", seed=seed, progress=progress,
+        model, _, info = train_or_load(model, rd, train_cfg, P.root / f"L{L}", seed=seed, progress=progress,
                                        key={"model": dataclasses.asdict(mcfg), "data": stats.get("config_hash")})
         means, pu = evaluate_model(model, rd, "test")
         frame[f"L{L}"] = pu["ndcg@10"].to_numpy()
