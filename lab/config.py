@@ -210,3 +210,9 @@ def real_data_from_env() -> tuple[str, str] | None:
                          "are there, e.g. LAB_CATEGORY=Video_Games for Video_Games.jsonl.gz and "
                          "meta_Video_Games.jsonl.gz")
     return raw, check_category(category)
+
+
+def backbone_from_env() -> str | None:
+    """`$LAB_BACKBONE`: the pretrained backbone a run's LLM teacher uses (a name such as `smollm2-135m`, or a local
+    Hugging Face checkpoint folder; `lab.backbones.load_backbone`), None when unset or empty (issue 13)."""
+    return os.environ.get("LAB_BACKBONE") or None

