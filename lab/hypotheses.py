@@ -30,6 +30,7 @@ C1_RETENTION = 0.92  # C1: lower bound of the L/4 student's NDCG@10 retention in
 C1_SPEEDUP = 3.2  # C1: measured inference speed-up of that student
 C2_BIC_MARGIN = 10.0  # C2: BIC difference that counts as strong evidence (Kass & Raftery: > 10 "very strong")
 C2_DEGREES = (2, 6)  # C2: polynomial degrees in relative depth: <= 1 interior peak vs room for three peaks
+C2_MIN_POINTS = 21  # C2: fewer layer x seed points than 3 per coefficient of the degree-6 fit: not measured
 
 
 @dataclass(frozen=True)
@@ -67,19 +68,19 @@ CRITERIA: tuple[Criterion, ...] = (
               0.0, "greater", "H2b",
               "supported if the effect is > 0 with Holm-adjusted p < 0.05 (H2 as a whole needs H2a and H2b); "
               "contradicted if < 0 with adjusted p < 0.05, else inconclusive",
-              "05: distill_per_user.parquet, fisher_topk:<v> and random#<d>:<v> rows of one variant v"),
+              "05: distill_per_user.parquet, fisher_topk:<v> and random#<d>:<v> rows of one variant v (kd first)"),
     Criterion("H3a", "depth-increasing layer weights in the layer-wise loss beat uniform weights",
               "h3_depth_vs_uniform", "per-seed paired mean NDCG@10 difference over test users, relative to "
               "kd+uniform; t-test across seeds", MIN_RELATIVE_GAIN, "greater", "H3",
               "supported if better with Holm-adjusted p < 0.05 and a relative gain >= +1%; contradicted if worse with "
               "adjusted p < 0.05, else inconclusive",
-              "05: distill_per_user.parquet, fisher_topk:kd+layer:depth vs fisher_topk:kd+layer:uniform"),
+              "05: distill_per_user.parquet, fisher_topk:kd+depth vs fisher_topk:kd+uniform"),
     Criterion("H3b", "Fisher layer weights in the layer-wise loss beat uniform weights",
               "h3_fisher_vs_uniform", "per-seed paired mean NDCG@10 difference over test users, relative to "
               "kd+uniform; t-test across seeds", MIN_RELATIVE_GAIN, "greater", "H3",
               "supported if better with Holm-adjusted p < 0.05 and a relative gain >= +1%; contradicted if worse with "
               "adjusted p < 0.05, else inconclusive",
-              "05: distill_per_user.parquet, fisher_topk:kd+layer:fisher vs fisher_topk:kd+layer:uniform"),
+              "05: distill_per_user.parquet, fisher_topk:kd+fisher vs fisher_topk:kd+uniform"),
     Criterion("H4", "Llama is better for recommendation than other open architectures",
               "h4_architectures", "per-seed paired NDCG@10 difference of the llama teacher minus each other "
               "architecture's (same width, depth, data, budget); t-test across seeds", 0.0, "greater", "H4",
@@ -103,3 +104,263 @@ CRITERIA: tuple[Criterion, ...] = (
 )
 
 BY_ID = {c.id: c for c in CRITERIA}
+
+
+# ---- the computation chapter 07 runs (each statistic gives one effect per seed; then `verdict_table`) ----------------
+
+import math  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+VERDICTS = ("supported", "contradicted", "inconclusive", "not measured")
+SEED_CHAPTERS = ("01", "02", "03", "04", "05")  # the chapters whose artefacts chapter 07 reads
+SEED_FILES = ("importance.parquet", "distill_per_user.parquet", "results.json")
+VARIANT_ORDER = ("kd", "kd+fisher", "kd+depth", "kd+uniform", "ce")  # H2b: the first variant random students have
+METRIC = "ndcg@10"
+
+
+def number(x):
+    """A float for the records, None for NaN (JSON has no NaN)."""
+    return None if x is None or x != x else float(x)
+
+
+def holm_adjust(pvalues) -> np.ndarray:
+    """Holm-adjusted p-values (statsmodels' multipletests when installed, else `lab.stats.holm`); NaN stays NaN."""
+    p = np.asarray(pvalues, float)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    if ok.any():
+        try:
+            from statsmodels.stats.multitest import multipletests
+
+            out[ok] = multipletests(p[ok], method="holm")[1]
+        except ImportError:
+            from .stats import holm
+
+            out[ok] = holm(p[ok])
+    return out
+
+
+def pooled(effects, null: float = 0.0, level: float = CONFIDENCE) -> dict:
+    """One-sample t interval and two-sided t-test (against `null`) of per-seed effects: seeds are the units."""
+    from scipy import stats as st
+
+    x = np.asarray(effects, float)
+    n, m = len(x), float(np.mean(x)) if len(x) else math.nan
+    if n < 2:
+        return {"n_seeds": n, "estimate": m, "ci_low": math.nan, "ci_high": math.nan, "p": math.nan}
+    se = float(np.std(x, ddof=1)) / math.sqrt(n)
+    h = float(st.t.ppf(0.5 + level / 2, n - 1)) * se
+    p = 2 * float(st.t.sf(abs(m - null) / se, n - 1)) if se > 0 else float(m == null)
+    return {"n_seeds": n, "estimate": m, "ci_low": m - h, "ci_high": m + h, "p": p}
+
+
+# -- per-seed statistics: f(seed_inputs) -> float, or raise LookupError(reason) when the inputs are not there
+
+def _signal(imp: pd.DataFrame, signal: str, norm: str) -> np.ndarray:
+    rows = imp[(imp["signal"] == signal) & (imp["norm"] == norm)].sort_values("layer_idx")
+    if not len(rows):
+        raise LookupError(f"importance.parquet has no {signal} ({norm}) rows")
+    return rows["value"].to_numpy(float)
+
+
+def top_bottom_gap(values) -> float:
+    """Mean of the top TOP_SHARE of layers (by depth) minus the mean of the bottom TOP_SHARE (H1)."""
+    v = np.asarray(values, float)
+    k = max(1, int(round(TOP_SHARE * len(v))))
+    return float(v[-k:].mean() - v[:k].mean())
+
+
+def h1_ablation_gap(s: dict) -> float:
+    return top_bottom_gap(_signal(s["importance"], "ablation_drop", "raw"))
+
+
+def h1_fisher_gap(s: dict) -> float:
+    f = _signal(s["importance"], "fisher_empirical", "total")
+    return top_bottom_gap(f / f.sum())
+
+
+def h2_spearman(s: dict) -> float:
+    """Spearman(Fisher total, ablation drop) over layers, Fisher-z transformed (pooled on z, reported as rho)."""
+    from scipy.stats import spearmanr
+
+    rho = float(spearmanr(_signal(s["importance"], "fisher_empirical", "total"),
+                          _signal(s["importance"], "ablation_drop", "raw")).statistic)
+    return float(np.arctanh(np.clip(rho, -0.999999, 0.999999)))
+
+
+def _wide(pu: pd.DataFrame) -> pd.DataFrame:
+    """Per-user NDCG@10, one column per student name (users as rows; adapter rows `rule:variant:adapter` dropped)."""
+    pu = pu[pu["name"].str.count(":") <= 1]
+    return pu.pivot(index="user", columns="name", values=METRIC)
+
+
+def h2_fisher_vs_random(s: dict) -> float:
+    w = _wide(s["per_user"])
+    for v in VARIANT_ORDER:
+        rand = [c for c in w.columns if c.startswith("random#") and c.endswith(f":{v}")]
+        if f"fisher_topk:{v}" in w.columns and rand:
+            return float((w[f"fisher_topk:{v}"] - w[rand].mean(axis=1)).mean())
+    raise LookupError("chapter 05 distilled no random students (N_RANDOM = 0 in this profile)")
+
+
+def _weighting_gain(s: dict, weighting: str) -> float:
+    w = _wide(s["per_user"])
+    for rule in ("fisher_topk", *sorted({c.split(":")[0] for c in w.columns})):
+        a, b = f"{rule}:kd+{weighting}", f"{rule}:kd+uniform"
+        if a in w.columns and b in w.columns:
+            return float((w[a] - w[b]).mean() / w[b].mean())
+    raise LookupError(f"chapter 05 trained no kd+{weighting} and kd+uniform students of one rule "
+                      f"(WEIGHTINGS of this profile)")
+
+
+def h3_depth_vs_uniform(s: dict) -> float:
+    return _weighting_gain(s, "depth")
+
+
+def h3_fisher_vs_uniform(s: dict) -> float:
+    return _weighting_gain(s, "fisher")
+
+
+def h4_architectures(s: dict) -> float:
+    arch = s["results"].get("02_teacher", {}).get("arch", "?")
+    raise LookupError(f"the book trains one teacher architecture per run (chapter 02: {arch}); H4 needs teachers of "
+                      ">= 3 architectures with the same width, depth, data and budget")
+
+
+def c1_retention(s: dict) -> float:
+    r = s["results"].get("05_distillation", {})
+    if "best_retention" not in r:
+        raise LookupError("chapter 05 recorded no best_retention")
+    return float(r["best_retention"])
+
+
+def c1_speedup(s: dict) -> float:
+    return float(s["results"]["05_distillation"]["best_speedup"])
+
+
+def layer_profile(s: dict) -> np.ndarray:
+    """C2: a seed's single-layer ablation drops scaled by the largest |drop|."""
+    v = _signal(s["importance"], "ablation_drop", "raw")
+    return v / (np.abs(v).max() or 1.0)
+
+
+def c2_multimodal(profiles: list) -> dict:
+    """BIC(degree 2) - BIC(degree 6) of polynomial fits in relative depth to every seed's profile, and whether the
+    degree-6 fit has a local maximum (endpoints included) in each third of the depth."""
+    x = np.concatenate([np.linspace(0, 1, len(p)) for p in profiles])
+    y = np.concatenate(profiles)
+    bic = {}
+    for d in C2_DEGREES:
+        rss = float(np.sum((np.polyval(np.polyfit(x, y, d), x) - y) ** 2))
+        bic[d] = len(y) * math.log(max(rss, 1e-300) / len(y)) + (d + 1) * math.log(len(y))
+    g = np.linspace(0, 1, 301)
+    f = np.polyval(np.polyfit(x, y, C2_DEGREES[1]), g)
+    peak = np.r_[f[0] > f[1], (f[1:-1] > f[:-2]) & (f[1:-1] > f[2:]), f[-1] > f[-2]]
+    thirds = [bool(peak[(g >= a) & (g <= a + 1 / 3)].any()) for a in (0, 1 / 3, 2 / 3)]
+    return {"estimate": bic[C2_DEGREES[0]] - bic[C2_DEGREES[1]], "peaks_in_thirds": thirds, "n_points": len(y)}
+
+
+STATISTICS = {f.__name__: f for f in (h1_ablation_gap, h1_fisher_gap, h2_spearman, h2_fisher_vs_random,
+                                      h3_depth_vs_uniform, h3_fisher_vs_uniform, h4_architectures, c1_retention)}
+
+
+def default_seeds(profile: str) -> list[int]:
+    """The seeds chapter 07 pools by default: two in smoke (CI), three otherwise; ValueError for an unknown profile."""
+    from .config import sizes_of
+
+    sizes_of(profile)  # raises ValueError for an unknown profile
+    return [0, 1] if profile == "smoke" else [0, 1, 2]
+
+
+def load_seeds(profile: str, seeds, artefacts=None) -> tuple[list[dict], list[str]]:
+    """(inputs of every seed whose run has chapter 07's inputs, a message per seed that lacks them, naming the
+    command that makes them)."""
+    got, missing = [], []
+    for seed in seeds:
+        try:
+            got.append(seed_inputs(profile, seed, artefacts))
+        except FileNotFoundError as e:
+            missing.append(str(e))
+    return got, missing
+
+
+def seed_inputs(profile: str, seed: int, artefacts=None) -> dict:
+    """What chapter 07 reads of one seed's run (chapters 01-05): importance table, per-user metrics, results."""
+    from .book import paths, results
+
+    P = paths(profile, artefacts, seed)
+    missing = [f for f in SEED_FILES if not P.file(f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"seed {seed}: {', '.join(missing)} missing in {P.root}; make them with "
+                                f"python -m lab rerun --profile {profile} --seeds {seed} --only {' '.join(SEED_CHAPTERS)}")
+    return {"seed": int(seed), "importance": pd.read_parquet(P.file("importance.parquet")),
+            "per_user": pd.read_parquet(P.file("distill_per_user.parquet")),
+            "results": results(profile, artefacts, seed)}
+
+
+def per_seed(inputs: list[dict]) -> pd.DataFrame:
+    """One row per (criterion, seed): the statistic's effect, or the reason it could not be measured."""
+    rows = []
+    for c in CRITERIA:
+        for s in inputs:
+            if c.id == "C2":
+                rows.append({"id": c.id, "seed": s["seed"], "profile": list(layer_profile(s))})
+                continue
+            try:
+                rows.append({"id": c.id, "seed": s["seed"], "effect": STATISTICS[c.statistic](s),
+                             **({"speedup": c1_speedup(s)} if c.id == "C1" else {})})
+            except LookupError as e:
+                rows.append({"id": c.id, "seed": s["seed"], "reason": str(e).strip("'\"")})
+    return pd.DataFrame(rows)
+
+
+def _summary(c: Criterion, rows: pd.DataFrame) -> dict:
+    if "reason" in rows and rows["reason"].notna().any():
+        return {"n_seeds": len(rows), "reason": rows["reason"].dropna().iloc[0]}
+    if c.id == "C2":
+        n = sum(len(p) for p in rows["profile"])
+        if n < C2_MIN_POINTS:
+            return {"n_seeds": len(rows), "reason": f"{n} layer x seed points; a degree-{C2_DEGREES[1]} fit needs "
+                                                    f">= {C2_MIN_POINTS} (3 per coefficient)"}
+        return {"n_seeds": len(rows), **c2_multimodal([np.asarray(p, float) for p in rows["profile"]])}
+    out = pooled(rows["effect"], null=0.0)
+    if c.id == "H2a":  # pooled on Fisher's z, reported as rho
+        out.update({k: float(np.tanh(out[k])) for k in ("estimate", "ci_low", "ci_high")})
+    if c.id == "C1":
+        out["speedup"] = float(rows["speedup"].mean())
+    return out
+
+
+def decide(c: Criterion, s: dict, p_adj: float = math.nan, alpha: float = ALPHA) -> str:
+    """The verdict of one criterion from its pooled summary (and Holm-adjusted p), by the rule in `c.rule`."""
+    if isinstance(s.get("reason"), str) and s["reason"]:
+        return "not measured"
+    est, lo, hi = s.get("estimate", math.nan), s.get("ci_low", math.nan), s.get("ci_high", math.nan)
+    if c.family in ("H1", "H2a"):
+        return "supported" if lo >= c.threshold and (c.family == "H2a" or lo > c.threshold) else \
+            "contradicted" if hi < c.threshold else "inconclusive"
+    if c.id == "C1":
+        return "supported" if lo >= c.threshold and s["speedup"] >= C1_SPEEDUP else \
+            "contradicted" if hi < c.threshold or s["speedup"] < C1_SPEEDUP else "inconclusive"
+    if c.id == "C2":
+        return "supported" if est > c.threshold and all(s["peaks_in_thirds"]) else \
+            "contradicted" if est < -c.threshold else "inconclusive"
+    if not p_adj < alpha:
+        return "inconclusive"
+    return "supported" if est > 0 and est >= c.threshold else "contradicted" if est < 0 else "inconclusive"
+
+
+def verdict_table(seed_rows: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+    """Claim, statistic, estimate, CI, p, Holm-adjusted p (within each family) and verdict of every criterion."""
+    rows = [{"id": c.id, "family": c.family, "claim": c.claim, "statistic": c.statistic,
+             **_summary(c, seed_rows[seed_rows["id"] == c.id])} for c in CRITERIA]
+    t = pd.DataFrame(rows)
+    for col in ("estimate", "ci_low", "ci_high", "p", "reason"):
+        t[col] = t[col] if col in t else (None if col == "reason" else math.nan)
+    t["p_adj"] = math.nan
+    for _, idx in t.groupby("family").groups.items():
+        t.loc[idx, "p_adj"] = holm_adjust(t.loc[idx, "p"].astype(float))
+    t["verdict"] = [decide(BY_ID[r.id], r._asdict(), r.p_adj, alpha) for r in t.itertuples(index=False)]
+    return t

@@ -45,6 +45,19 @@ class SmokeBook:
                 return lab.results("smoke", self.artefacts)
         raise LookupError(f"no chapter starts with {prefix!r}")
 
+    def run_seed(self, seed: int, prefixes: list[str]) -> dict:
+        """Run the chapters starting with `prefixes` for another seed into the same artefact root (chapter 07 pools
+        seeds); once per seed and chapter per session. Returns that seed's recorded results."""
+        import lab
+        from lab.notebooks import run_chapter, select_chapters
+
+        for ch in select_chapters(prefixes):
+            if (seed, ch.stem) not in self.done:
+                run_chapter(ch, profile="smoke", seed=seed, artefacts=str(self.artefacts),
+                            out_dir=self.runs / f"seed{seed}")
+                self.done[(seed, ch.stem)] = True
+        return lab.results("smoke", self.artefacts, seed)
+
 
 def pytest_collection_modifyitems(config, items):
     """Every chapter test (tests/test_chapter_*.py, or any test using `smoke_book`) is marked `notebook`, so that

@@ -1,0 +1,98 @@
+# %% [markdown]
+# # 07 · Hypotheses: H1–H4, C1 and C2 decided by criteria written before the numbers
+#
+# **Question.** The method's authors reported four hypotheses "100% supported" without a computed test, and a
+# headline in two claims. Which of them do this book's own measurements support, contradict, or leave open?
+#
+# The criteria are data in `lab.hypotheses.CRITERIA`, committed before any run that decides them (issue 15): for each
+# claim the statistic, the test, the threshold, the direction and the family Holm's correction runs within. This
+# chapter trains nothing: it reads the saved artefacts of chapters 03 and 05 (`importance.parquet`,
+# `distill_per_user.parquet`, `results.json`) of every seed of the profile and computes every verdict from them.
+#
+# **Pooling.** Test users are nested in training seeds: a per-user paired test inside one seed treats the training
+# run as fixed and ignores how much a result moves when data, initialisation and training are redrawn. Each statistic
+# is therefore one effect per seed (a paired mean over that seed's users, or a summary over its layers), and the seeds'
+# effects are pooled with a t interval and t-test across seeds (df = seeds − 1; Spearman's ρ on Fisher's z). A mixed
+# model (users within seeds) would take its seed variance from the same few seeds; with 2–3 of them the t interval
+# across seeds is the honest and simpler choice, and its width says how little a few seeds can decide.
+
+# %% tags=["parameters"]
+PROFILE = "smoke"  # smoke | default | full | depth
+SEED = 0  # the run whose results.json receives this chapter's records
+ARTEFACTS = ""  # artefact root; empty means <repo>/artefacts
+SEEDS = None  # training seeds pooled; None: the profile's (lab.hypotheses.default_seeds: smoke [0, 1], else [0, 1, 2])
+ALPHA = None  # family-wise error rate within each Holm family; None: lab.hypotheses.ALPHA (0.05)
+
+# %%
+import pandas as pd
+from IPython.display import display
+
+import lab
+from lab import hypotheses as H
+
+P = lab.setup(SEED, PROFILE, ARTEFACTS or None, chapter="07_hypotheses")
+seeds = [int(s) for s in lab.resolve(SEEDS, H.default_seeds(PROFILE))]
+alpha = lab.resolve(ALPHA, H.ALPHA)
+inputs, missing = H.load_seeds(PROFILE, seeds, ARTEFACTS or None)
+for m in missing:
+    print("missing:", m)
+if not inputs:
+    raise FileNotFoundError(f"no seed of {seeds} has chapters 01-05's artefacts; see the commands above")
+print(f"pooling seeds {[s['seed'] for s in inputs]} of profile {PROFILE}")
+
+# %% [markdown]
+# ## The criteria, as committed
+
+# %%
+criteria = pd.DataFrame([vars(c) for c in H.CRITERIA])[["id", "claim", "statistic", "test", "threshold", "direction",
+                                                         "family", "rule"]]
+with pd.option_context("display.max_colwidth", 120):
+    display(criteria)
+
+# %% [markdown]
+# ## One effect per seed
+# A row per criterion and seed: the per-seed effect, or why it could not be measured (the profile's chapter 05 grid
+# may train no random students or no uniform weighting; the book trains one teacher architecture).
+
+# %%
+rows = H.per_seed(inputs)
+display(rows.drop(columns=[c for c in ("profile",) if c in rows]).round(4))
+
+# %% [markdown]
+# ## The verdicts
+# Estimate and 95% CI across seeds, p of the t-test across seeds, Holm-adjusted within each family, and the verdict of
+# the criterion's rule (`lab.hypotheses.decide`).
+
+# %%
+table = H.verdict_table(rows, alpha=alpha)
+cols = ["id", "claim", "statistic", "n_seeds", "estimate", "ci_low", "ci_high", "p", "p_adj", "verdict"]
+with pd.option_context("display.max_colwidth", 70, "display.width", 250):
+    display(table[cols].round(4))
+for r in table.itertuples():
+    print(f"{r.id}: {r.verdict}" + (f" — {r.reason}" if isinstance(r.reason, str) else
+                                     f" (estimate {r.estimate:.4g}, CI {r.ci_low:.4g} to {r.ci_high:.4g})"))
+
+# %% [markdown]
+# ## Summary
+# Every verdict above comes from `lab.hypotheses` applied to the recorded artefacts of the seeds named; "not measured"
+# names the input the profile's runs lack. With two or three seeds a t interval across seeds is wide, so
+# "inconclusive" is the expected answer for small effects: it says the book's runs cannot decide the claim, not that
+# it is false.
+
+# %%
+counts = table["verdict"].value_counts()
+print(", ".join(f"{counts.get(v, 0)} {v}" for v in H.VERDICTS))
+
+# %%
+lab.record_all({
+    "seeds": [s["seed"] for s in inputs],
+    "missing": missing,
+    "alpha": alpha,
+    "verdict": dict(zip(table["id"], table["verdict"])),
+    "estimate": {i: H.number(x) for i, x in zip(table["id"], table["estimate"])},
+    "ci": {i: [H.number(a), H.number(b)] for i, a, b in zip(table["id"], table["ci_low"], table["ci_high"])},
+    "p": {i: H.number(x) for i, x in zip(table["id"], table["p"])},
+    "p_adj": {i: H.number(x) for i, x in zip(table["id"], table["p_adj"])},
+    "reason": {i: x for i, x in zip(table["id"], table["reason"]) if isinstance(x, str)},
+    "per_seed": {f"{r.id}/{r.seed}": float(r.effect) for r in rows.itertuples() if r.effect == r.effect},  # H2a on z
+})

@@ -1,0 +1,112 @@
+"""lab.hypotheses (issue 15): the criteria as data, the decision procedure's false-positive rate where the null is
+true by construction, and verdicts that follow the recorded inputs (a changed input changes the verdict)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as st
+
+from lab import hypotheses as H
+
+N_SIM = 400  # >= 200 simulated studies; 400 puts the rate's sd at ~0.011 around 0.05
+
+
+def fake_seed(seed: int, rng, shift: float = 0.0, n_users: int = 30, layers: int = 8) -> dict:
+    """One seed's chapter 03/05 artefacts: per-user NDCG@10 of students that are copies of one student with
+    independent noise (plus a seed-level training effect shared by both copies), and an importance table."""
+    base = rng.uniform(0.3, 0.8, n_users) + rng.normal(0, 0.05)  # the seed's student
+    names = ["fisher_topk:kd", "random#0:kd", "random#1:kd", "fisher_topk:kd+uniform", "fisher_topk:kd+depth",
+             "fisher_topk:kd+fisher"]
+    pu = []
+    for name in names:  # every copy: the same student, its own training noise per seed and per user
+        gain = shift if name in ("fisher_topk:kd", "fisher_topk:kd+depth") else 0.0
+        v = base + rng.normal(0, 0.02) + rng.normal(0, 0.05, n_users) + gain
+        pu.append(pd.DataFrame({"name": name, "user": np.arange(n_users), "ndcg@10": v}))
+    imp = pd.concat([pd.DataFrame({"layer_idx": np.arange(layers), "signal": s, "norm": n,
+                                   "value": rng.uniform(0.5, 1.5, layers)})
+                     for s, n in (("ablation_drop", "raw"), ("fisher_empirical", "total"))], ignore_index=True)
+    results = {"02_teacher": {"arch": "llama"}, "05_distillation": {"best_retention": 0.95 + rng.normal(0, 0.01),
+                                                                    "best_speedup": 3.5}}
+    return {"seed": seed, "per_user": pd.concat(pu, ignore_index=True), "importance": imp, "results": results}
+
+
+def test_criteria_are_complete():
+    assert [c.id for c in H.CRITERIA] == ["H1a", "H1b", "H2a", "H2b", "H3a", "H3b", "H4", "C1", "C2"]
+    for c in H.CRITERIA:
+        assert c.direction in ("greater", "less") and c.family and c.rule and c.inputs
+        assert c.statistic in H.STATISTICS or c.id == "C2"
+
+
+def test_pooled_matches_scipy():
+    x = [0.1, 0.3, -0.05, 0.2]
+    out = H.pooled(x)
+    ref = st.ttest_1samp(x, 0.0)
+    lo, hi = ref.confidence_interval(0.95)
+    assert out["p"] == pytest.approx(ref.pvalue) and out["ci_low"] == pytest.approx(lo)
+    assert out["ci_high"] == pytest.approx(hi) and out["n_seeds"] == 4
+    assert math.isnan(H.pooled([0.1])["p"])
+
+
+def test_holm_adjust():
+    p = [0.01, 0.04, 0.03, float("nan")]
+    adj = H.holm_adjust(p)
+    assert np.allclose(adj[:3], [0.03, 0.06, 0.06]) and math.isnan(adj[3])
+
+
+def test_null_false_positive_rate():
+    """Null true by construction: fisher_topk and random students are copies of one student with noise. The chapter's
+    procedure (per-seed paired effect, t across 3 seeds, Holm) claims a difference (supported or contradicted) at the
+    nominal rate."""
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(N_SIM):
+        rows = H.per_seed([fake_seed(s, rng) for s in range(3)])
+        t = H.verdict_table(rows).set_index("id")
+        hits += t.loc["H2b", "verdict"] in ("supported", "contradicted")
+    rate = hits / N_SIM
+    print(f"false-positive rate {rate:.3f} over {N_SIM} null studies")
+    assert 0.02 <= rate <= 0.08, rate
+
+
+def test_verdict_follows_the_inputs():
+    """A strong planted effect is supported; the same inputs with the effect reversed are contradicted; removing the
+    random students makes H2b "not measured"."""
+    rng = np.random.default_rng(1)
+    seeds = [fake_seed(s, rng, shift=0.2) for s in range(3)]
+    t = H.verdict_table(H.per_seed(seeds)).set_index("id")
+    assert t.loc["H2b", "verdict"] == "supported" and t.loc["H3a", "verdict"] == "supported"
+    flipped = [dict(s, per_user=s["per_user"].assign(**{"ndcg@10": np.where(
+        s["per_user"]["name"].isin(["fisher_topk:kd", "fisher_topk:kd+depth"]),
+        s["per_user"]["ndcg@10"] - 0.4, s["per_user"]["ndcg@10"])})) for s in seeds]
+    t2 = H.verdict_table(H.per_seed(flipped)).set_index("id")
+    assert t2.loc["H2b", "verdict"] == "contradicted" and t2.loc["H3a", "verdict"] == "contradicted"
+    no_random = [dict(s, per_user=s["per_user"][~s["per_user"]["name"].str.startswith("random")]) for s in seeds]
+    assert H.verdict_table(H.per_seed(no_random)).set_index("id").loc["H2b", "verdict"] == "not measured"
+    assert t.loc["H4", "verdict"] == "not measured"
+
+
+def test_c1_and_h1_rules():
+    rng = np.random.default_rng(2)
+    seeds = [fake_seed(s, rng) for s in range(3)]
+    assert H.verdict_table(H.per_seed(seeds)).set_index("id").loc["C1", "verdict"] == "supported"  # ~0.95, 3.5x
+    slow = [dict(s, results={**s["results"], "05_distillation": {"best_retention": 0.95, "best_speedup": 2.0}})
+            for s in seeds]
+    assert H.verdict_table(H.per_seed(slow)).set_index("id").loc["C1", "verdict"] == "contradicted"
+    for s in seeds:  # make the top layers' ablation drops clearly larger than the bottom ones'
+        imp = s["importance"]
+        sel = imp["signal"] == "ablation_drop"
+        imp.loc[sel, "value"] = np.linspace(0, 1, int(sel.sum())) + rng.normal(0, 0.01, int(sel.sum()))
+    t = H.verdict_table(H.per_seed(seeds)).set_index("id")
+    assert t.loc["H1a", "verdict"] == "supported" and t.loc["H1a", "estimate"] > 0
+
+
+def test_c2_bic_and_peaks():
+    x = np.linspace(0, 1, 24)
+    three = [np.cos(2 * np.pi * 2 * x) * 0.5 + 0.5 + 0.01 * np.random.default_rng(s).normal(size=24) for s in range(2)]
+    out = H.c2_multimodal(three)
+    assert out["estimate"] > H.C2_BIC_MARGIN and all(out["peaks_in_thirds"])
+    line = [x + 0.01 * np.random.default_rng(s).normal(size=24) for s in range(2)]
+    assert not all(H.c2_multimodal(line)["peaks_in_thirds"])
