@@ -30,6 +30,7 @@ LAB_DIR = Path(__file__).resolve().parent
 PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "numpy", "pandas", "scipy", "papermill", "jupytext")
 STATE = "rerun.json"  # per run: {chapter: {"fingerprint": ..., "status": "running" | "done" | "failed"}}
 PROVENANCE = "provenance.json"
+POOLING = ("07",)  # chapters that read every seed's artefacts (07_hypotheses): run after all seeds' other chapters
 
 
 def _sha(text: str | bytes) -> str:
@@ -51,11 +52,14 @@ def parameter_names(chapter: Path) -> set[str]:
 
 
 def fingerprints(profile: str, seed: int, artefacts: str | None, extra: dict | None = None,
-                 folder: Path = NOTEBOOKS, lab_hash: str | None = None) -> dict[str, str]:
-    """{chapter stem: fingerprint} for every chapter of `folder`, each chained to the one before it."""
+                 folder: Path = NOTEBOOKS, lab_hash: str | None = None, pooled_salt: str = "") -> dict[str, str]:
+    """{chapter stem: fingerprint} for every chapter of `folder`, each chained to the one before it; a chapter that
+    pools seeds (POOLING) also hashes `pooled_salt` (the state of every seed's runs)."""
     lab_hash = lab_hash or lab_sources_hash()
     out, prev = {}, ""
     for ch in chapters(folder):
+        if ch.stem.startswith(POOLING):
+            prev = _sha(prev + pooled_salt)
         names = parameter_names(ch)
         params = {"PROFILE": profile, "SEED": int(seed), "ARTEFACTS": str(artefacts or "")}
         params.update({k: v for k, v in (extra or {}).items() if k in names})
@@ -100,14 +104,15 @@ def provenance(profile: str, seed: int, extra: dict | None = None) -> dict:
 
 
 def rerun_seed(profile: str, seed: int, artefacts: str | None = None, only: list[str] | None = None,
-               extra: dict | None = None, folder: Path = NOTEBOOKS, out_dir=None, runner=run_chapter) -> dict:
+               extra: dict | None = None, folder: Path = NOTEBOOKS, out_dir=None, runner=None,
+               pooled_salt: str = "") -> dict:
     """Run one seed's chapters, skipping those whose fingerprint matches their last successful run.
 
     Returns {chapter: "skipped" | seconds}. A failing chapter is marked "failed" in the state and re-raised
     (`ChapterFailed`); the next rerun runs it again.
     """
     P = paths(profile, artefacts, seed)
-    fps = fingerprints(profile, seed, artefacts, extra, folder)
+    fps = fingerprints(profile, seed, artefacts, extra, folder, pooled_salt=pooled_salt)
     state = read_json(P.file(STATE), default={})
     prov = provenance(profile, seed, extra)
     prov["chapters"] = read_json(P.file(PROVENANCE), default={}).get("chapters", {})
@@ -124,7 +129,7 @@ def rerun_seed(profile: str, seed: int, artefacts: str | None = None, only: list
         t0 = time.perf_counter()
         print(f"[rerun:{profile}:seed{seed}] {ch.stem} ...", flush=True)
         try:
-            runner(ch, profile=profile, seed=seed, artefacts=artefacts, out_dir=out_dir, extra=extra)
+            (runner or run_chapter)(ch, profile=profile, seed=seed, artefacts=artefacts, out_dir=out_dir, extra=extra)
         except BaseException:
             state[ch.stem]["status"] = "failed"
             write_json(P.file(STATE), state)
@@ -141,6 +146,19 @@ def rerun_seed(profile: str, seed: int, artefacts: str | None = None, only: list
 
 def rerun(profile: str, seeds: list[int], artefacts: str | None = None, only: list[str] | None = None,
           extra: dict | None = None, folder: Path = NOTEBOOKS, out_dirs: dict | None = None) -> dict:
-    """`rerun_seed` for every seed in turn; returns {seed: {chapter: "skipped" | seconds}}."""
-    return {int(s): rerun_seed(profile, s, artefacts, only, extra, folder, (out_dirs or {}).get(int(s)))
-            for s in seeds}
+    """`rerun_seed` for every seed in turn, the chapters that pool seeds (POOLING) last, once every seed's other
+    chapters are done; they rerun when any chapter of any seed ran since. Returns {seed: {chapter: "skipped" |
+    seconds}}."""
+    selected = [ch.stem for ch in select_chapters(only, folder)]
+    first = [c for c in selected if not c.startswith(POOLING)]
+    last = [c for c in selected if c.startswith(POOLING)]
+    out = {int(s): rerun_seed(profile, s, artefacts, first, extra, folder, (out_dirs or {}).get(int(s)))
+           if first else {} for s in seeds}
+    if last:
+        states = [read_json(paths(profile, artefacts, s).file(STATE), default={}) for s in seeds]
+        salt = _sha(json.dumps([{c: (v.get("fingerprint"), v.get("started")) for c, v in st.items()
+                                 if not c.startswith(POOLING)} for st in states], sort_keys=True))
+        for s in seeds:
+            out[int(s)].update(rerun_seed(profile, s, artefacts, last, extra, folder, (out_dirs or {}).get(int(s)),
+                                          pooled_salt=salt))
+    return out

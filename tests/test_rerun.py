@@ -99,6 +99,29 @@ def test_interrupted_chapter_is_rerun(book):
     assert again["01_fake"] == "skipped" and isinstance(again["02_fake"], float)
 
 
+def test_pooling_chapter_runs_last_and_follows_every_seed(book, monkeypatch):
+    """A chapter that pools seeds (07) runs after every seed's other chapters, and reruns when another seed's
+    chapter reran."""
+    folder, art = book
+    (folder / "07_fake.py").write_text(CHAPTER.format(nn="07", extra="", value="7"))
+    order = []
+    import lab.rerun as R
+
+    real = R.run_chapter
+    monkeypatch.setattr(R, "run_chapter", lambda ch, **kw: (order.append((kw["seed"], ch.stem)), real(ch, **kw))[1])
+    out = rerun("smoke", [0, 1], str(art), only=["01", "07"], folder=folder,
+                out_dirs={s: art.parent / f"runs{s}" for s in (0, 1)})
+    assert order == [(0, "01_fake"), (1, "01_fake"), (0, "07_fake"), (1, "07_fake")]
+    assert set(out[0]) == {"01_fake", "07_fake"}
+    state = json.loads(lab.paths("smoke", str(art), 1).file(STATE).read_text())
+    state["01_fake"]["status"] = "failed"  # seed 1's chapter 01 must run again: seed 0's 07 follows it
+    lab.paths("smoke", str(art), 1).file(STATE).write_text(json.dumps(state))
+    again = rerun("smoke", [0, 1], str(art), only=["01", "07"], folder=folder,
+                  out_dirs={s: art.parent / f"runs{s}" for s in (0, 1)})
+    assert again[0]["01_fake"] == "skipped" and isinstance(again[1]["01_fake"], float)
+    assert isinstance(again[0]["07_fake"], float) and isinstance(again[1]["07_fake"], float)
+
+
 def test_collect(book):
     folder, art = book
     run(folder, art, seeds=(0, 1))
