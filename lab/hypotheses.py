@@ -325,7 +325,9 @@ def _summary(c: Criterion, rows: pd.DataFrame) -> dict:
             return {"n_seeds": len(rows), "reason": f"{n} layer x seed points; a degree-{C2_DEGREES[1]} fit needs "
                                                     f">= {C2_MIN_POINTS} (3 per coefficient)"}
         return {"n_seeds": len(rows), **c2_multimodal([np.asarray(p, float) for p in rows["profile"]])}
-    out = pooled(rows["effect"], null=0.0)
+    # p tests against the threshold where the rule compares an interval with it (C1; H2a on Fisher's z), else 0
+    null = {"C1": c.threshold, "H2a": float(np.arctanh(c.threshold))}.get(c.id, 0.0)
+    out = pooled(rows["effect"], null=null)
     if c.id == "H2a":  # pooled on Fisher's z, reported as rho
         out.update({k: float(np.tanh(out[k])) for k in ("estimate", "ci_low", "ci_high")})
     if c.id == "C1":
