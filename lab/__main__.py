@@ -28,6 +28,24 @@ def check_real_data() -> None:
     raw_files(category, raw)
 
 
+def run_chapters(cmd: str, run) -> int:
+    """Run chapters through `run()` (which returns the JSON summary to print): exit 0 when they ran, 1 when a chapter
+    failed (its message, no traceback), 2 when a wrong first step was caught before any chapter ran."""
+    from .notebooks import ChapterFailed
+
+    try:
+        check_real_data()
+        out = run()
+    except ChapterFailed as e:
+        print(f"python -m lab {cmd}: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError) as e:  # caught before any chapter ran
+        print(f"python -m lab {cmd}: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(out))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lab", description="Layerwise Adapter book tools")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -63,32 +81,17 @@ def main(argv=None) -> int:
         except json.JSONDecodeError:
             extra[name] = value
     if a.cmd == "book":
-        from .notebooks import ChapterFailed, run_book
+        from .notebooks import run_book
 
-        try:
-            check_real_data()
+        def book():
             times = run_book(a.profile, a.seed, a.artefacts, a.only, extra=extra)
-        except ChapterFailed as e:
-            print(f"python -m lab book: {e}", file=sys.stderr)
-            return 1
-        except (ValueError, FileNotFoundError) as e:  # caught before any chapter ran
-            print(f"python -m lab book: error: {e}", file=sys.stderr)
-            return 2
-        print(json.dumps({"profile": a.profile, "seconds": times, "total_s": sum(times.values())}))
+            return {"profile": a.profile, "seconds": times, "total_s": sum(times.values())}
+        return run_chapters("book", book)
     elif a.cmd == "rerun":  # issue 15: lab.rerun (fingerprints, resume, provenance.json per run)
-        from .notebooks import ChapterFailed
         from .rerun import rerun
 
-        try:
-            check_real_data()
-            out = rerun(a.profile, a.seeds, a.artefacts, a.only, extra=extra)
-        except ChapterFailed as e:
-            print(f"python -m lab rerun: {e}", file=sys.stderr)
-            return 1
-        except (ValueError, FileNotFoundError) as e:
-            print(f"python -m lab rerun: error: {e}", file=sys.stderr)
-            return 2
-        print(json.dumps({"profile": a.profile, "seconds": out}))
+        return run_chapters("rerun", lambda: {"profile": a.profile,
+                                              "seconds": rerun(a.profile, a.seeds, a.artefacts, a.only, extra=extra)})
     elif a.cmd == "bench":
         from . import bench as bench_mod
 
