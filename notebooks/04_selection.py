@@ -125,7 +125,7 @@ save(fig, "04_quality_vs_k", P)
 # The ablation drop of layer i is the teacher's NDCG@10 minus that of the teacher without layer i. A signal that
 # ranks layers like the drop does (Spearman ρ near 1, bootstrap CI over layers) identifies which single layer matters;
 # it need not identify the best *set*, which is what the quality table above measures.
-
+#
 # The drop is chapter 03's (`lab.importance.ablation_drop` on this run's validation users) when its table has it;
 # otherwise the same function runs on the greedy search's users.
 
