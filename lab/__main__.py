@@ -63,6 +63,9 @@ def main(argv=None) -> int:
     bench.add_argument("--artefacts", default=None)
     bench.add_argument("--seeds", type=int, nargs="*", help="depth: seeds of the sweep (default: --seed)")
     bench.add_argument("--depths", type=int, nargs="*", help="depth: model depths (default: the profile's)")
+    bench.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="knobs",
+                       help="depth: a DataConfig field of the world for a tuning run, e.g. induction_strength=0.8; "
+                            "repeatable (its data and models get their own folder)")
     r = sub.add_parser("rerun", help="run the book for several seeds, skipping chapters whose inputs did not change")
     r.add_argument("--profile", default="default", choices=["smoke", "default", "full", "depth"])
     r.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -98,7 +101,8 @@ def main(argv=None) -> int:
         if a.what == "depth":  # the depth sweep of issue 12 (lab.bench.depth)
             from .bench import depth
 
-            out = depth.run(a.profile, seeds=a.seeds or [a.seed], depths=a.depths, artefacts=a.artefacts)
+            knobs = dict(kv.split("=", 1) for kv in a.knobs)
+            out = depth.run(a.profile, seeds=a.seeds or [a.seed], depths=a.depths, artefacts=a.artefacts, knobs=knobs)
         else:
             out = bench_mod.main(a.what, profile=a.profile, seed=a.seed, artefacts=a.artefacts)
         print(json.dumps(out))

@@ -311,3 +311,17 @@ def test_t_interval_over_seeds():
     m, lo, hi = t_interval(v)
     half = sps.t.ppf(0.975, 2) * np.std(v, ddof=1) / np.sqrt(3)
     assert (m, lo, hi) == pytest.approx((np.mean(v), np.mean(v) - half, np.mean(v) + half))
+
+
+def test_depth_bench_knobs_change_the_world_in_their_own_folder(tmp_path):
+    from lab.bench import depth as DB
+
+    base = DB.world_config("smoke", 0)
+    cfg = DB.world_config("smoke", 0, {"induction_strength": "0.9", "pointer_strength": "0", "pointer_hops": "2"})
+    assert (cfg.data.induction_strength, cfg.data.pointer_strength, cfg.data.pointer_hops) == (0.9, 0.0, 2)
+    assert type(cfg.data.pointer_hops) is int and cfg.data.n_users == base.data.n_users  # only the knobs move
+    assert DB.knob_tag(None) == "depth_bench"
+    assert DB.knob_tag({"pointer_hops": 2, "induction_strength": 0.9}) == "depth_bench-induction_strength=0.9,pointer_hops=2"
+    assert DB.bench_paths("smoke", tmp_path, 0, {"n_users": 99}).root.name == "depth_bench-n_users=99"
+    with pytest.raises(ValueError, match="unknown data knob.*induction"):
+        DB.world_config("smoke", 0, {"induction": "0.9"})

@@ -58,10 +58,32 @@ def reference_metrics(rd: RecData, world: SyntheticWorld | None, split: str = "t
     return means, frame
 
 
-def bench_paths(profile: str, artefacts=None, seed: int = 0) -> Paths:
-    """`artefacts/<run>/depth_bench`: the sweep's own raw files, processed cache and models."""
+def knob_tag(knobs: dict | None) -> str:
+    """The folder name of a sweep with data knobs set (`--set`): "depth_bench" alone without, else
+    "depth_bench-<name>=<value>,..." in name order, so each setting of the knobs keeps its own data and models."""
+    if not knobs:
+        return "depth_bench"
+    return "depth_bench-" + ",".join(f"{k}={knobs[k]}" for k in sorted(knobs))
+
+
+def world_config(profile: str, seed: int, knobs: dict | None = None):
+    """The sweep's `BookConfig`: the profile in the depth world, with `knobs` (DataConfig fields) set on top.
+    Raises naming the field for a knob `DataConfig` does not have."""
+    cfg = get_config(profile, seed, world="depth")
+    if knobs:
+        fields = {f.name: f for f in dataclasses.fields(cfg.data)}
+        unknown = sorted(set(knobs) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown data knob(s) {unknown}; DataConfig has {sorted(fields)}")
+        cast = {k: type(getattr(cfg.data, k))(v) for k, v in knobs.items()}
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **cast))
+    return cfg
+
+
+def bench_paths(profile: str, artefacts=None, seed: int = 0, knobs: dict | None = None) -> Paths:
+    """`artefacts/<run>/depth_bench[-<knobs>]`: the sweep's own raw files, processed cache and models."""
     P = paths(profile, artefacts, seed)
-    root = P.root / "depth_bench"
+    root = P.root / knob_tag(knobs)
     root.mkdir(parents=True, exist_ok=True)
     return Paths(root=root, figures=P.figures, profile=P.profile, seed=P.seed, artefacts=P.artefacts)
 
@@ -75,11 +97,12 @@ def t_interval(values, alpha: float = 0.05) -> tuple[float, float | None, float 
     return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
 
 
-def run_seed(profile: str, seed: int, depths, artefacts=None, progress: bool = False) -> dict:
-    """One seed of the sweep: the depth-world data, its references and one model per depth. Returns
+def run_seed(profile: str, seed: int, depths, artefacts=None, progress: bool = False,
+             knobs: dict | None = None) -> dict:
+    """One seed of the sweep: the depth-world data (with `knobs` set), its references and one model per depth. Returns
     {"refs": {name: NDCG@10}, "per_user": frame (user, references, L<depth> columns), "models": [rows]}."""
-    cfg = get_config(profile, seed, world="depth")
-    P = bench_paths(profile, artefacts, seed)
+    cfg = world_config(profile, seed, knobs)
+    P = bench_paths(profile, artefacts, seed, knobs)
     rd, _, stats = D.load_rec_data(cfg.data, P, seed, progress=progress)
     world = D.synthetic_world(cfg.data, seed)
     refs, frame = reference_metrics(rd, world)
@@ -120,14 +143,16 @@ def compare_depths(per_seed: list[dict], a: int, b: int) -> dict:
 
 
 def run(profile: str = "smoke", seeds=(0,), depths=None, artefacts=None, compare=(2, 8),
-        progress: bool = False) -> dict:
+        progress: bool = False, knobs: dict | None = None) -> dict:
     """`python -m lab bench depth`: the sweep over `depths` (default `DEPTHS[profile]`) and `seeds`; prints a table
     and returns the JSON-able summary. The comparison pair falls back to the shallowest and deepest depth run when
-    `compare` is not among them."""
+    `compare` is not among them. `knobs` ({DataConfig field: value}, `--set name=value`) changes the world for a
+    tuning run; its data and models live in their own folder (`knob_tag`)."""
     depths = tuple(int(d) for d in (depths or DEPTHS[profile]))
     a, b = (int(compare[0]), int(compare[1])) if set(compare) <= set(depths) else (min(depths), max(depths))
     t0 = time.perf_counter()
-    per_seed = [run_seed(profile, int(s), depths, artefacts, progress) for s in seeds]
+    world_config(profile, int(seeds[0]), knobs)  # an unknown knob raises before anything is generated
+    per_seed = [run_seed(profile, int(s), depths, artefacts, progress, knobs) for s in seeds]
     models = pd.DataFrame([r for s in per_seed for r in s["models"]])
     refs = pd.DataFrame([s["refs"] for s in per_seed], index=list(seeds))
     with pd.option_context("display.width", 200, "display.float_format", "{:.4f}".format):
@@ -140,6 +165,7 @@ def run(profile: str = "smoke", seeds=(0,), depths=None, artefacts=None, compare
         per_depth[str(L)] = {"gap_closed": m, "gap_closed_ci": [lo, hi], "ndcg10": n, "ndcg10_ci": [nlo, nhi],
                              "train_seconds": float(g["train_seconds"].mean())}
     out = {"bench": "depth", "profile": profile, "seeds": [int(s) for s in seeds], "depths": list(depths),
+           "knobs": dict(knobs or {}),
            "references": {k: t_interval(refs[k])[0] for k in REFERENCES},
            "references_per_seed": refs.reset_index(names="seed").to_dict(orient="records"),
            "per_depth": per_depth, "gap_closed": {k: v["gap_closed"] for k, v in per_depth.items()},
