@@ -6,7 +6,8 @@ always keeps both ends, uniform spacing (DistilBERT / PKD-skip), last k, first k
 Block Influence, Gromov et al.'s angular-distance block removal, weight magnitude, and `greedy_valid`, a greedy
 validation search that removes one layer at a time by measured NDCG@10 on a validation subsample. The greedy search
 looks at the metric, so it is a strong reference, but it is neither optimal (greedy) nor a bound (a subsample, and
-test is another split): a rule can beat it.
+test is another split): a rule can beat it. Chapter 04 judges the rules with `rule_report` and keeps what
+`selection_record` gathers.
 """
 from __future__ import annotations
 
@@ -413,3 +414,55 @@ def draws_needed(n_tests: int, alpha: float) -> int:
     """Random draws needed before a rule that beats every draw can reach a Holm-adjusted p below `alpha` among
     `n_tests` rules: the smallest n with n_tests / (n + 1) < alpha (chapter 04)."""
     return next(n for n in range(1, 10**7) if n_tests / (n + 1) < alpha)
+
+
+def selection_record(rep: RuleReport, sel: pd.DataFrame, corr: pd.DataFrame, speed: pd.DataFrame, *, ks,
+                     alpha: float, ablation_source: str) -> dict:
+    """The key results chapter 04 records, at the headline budget k = `rep.k` (keys ending in `_quarter`) (chapter 04).
+
+    Args:
+        rep: `rule_report(sel, k)`: the rule table, the p-values against the random draws, the validation choice.
+        sel: `evaluate_selections`' frame (its "teacher" row gives L and the teacher's test NDCG@10).
+        corr: `signal_spearman`: each signal/norm against the single-layer ablation drop.
+        speed: `lab.bench.compare_speed`'s frame of the compact students: the k-layer one at the largest batch.
+        ks: the budgets compared; alpha: the level of the Holm-adjusted p-values; ablation_source: where the
+            ablation drop came from (`ablation_reference`).
+    """
+    k, tab, tests, rnd = rep.k, rep.table, rep.tests, rep.random_test
+    teacher = sel[sel.rule == "teacher"].iloc[0]
+    fisher = float(tab["test_ndcg@10"].get("fisher_topk", np.nan))
+    bmax = int(speed["batch"].max())
+    sq = speed[(speed.n_layers == k) & (speed.batch == bmax)].iloc[0]
+    return {
+        "L": int(teacher["k"]),
+        "k_values": list(ks),
+        "k_quarter": k,
+        "teacher_ndcg": float(teacher["test_ndcg@10"]),
+        "ndcg_quarter": tab["test_ndcg@10"].astype(float).to_dict(),
+        "valid_ndcg_quarter": tab["valid_ndcg@10"].astype(float).to_dict(),
+        "best_rule_quarter": rep.best_rule,
+        "best_rule_valid_quarter": rep.best_valid,
+        "best_rule_test_quarter": rep.best_test,
+        "fisher_ndcg_quarter": fisher,
+        "uniform_ndcg_quarter": float(tab.loc["uniform", "test_ndcg@10"]),
+        "greedy_valid_test_quarter": rep.greedy_test,
+        "greedy_valid_valid_quarter": rep.greedy_valid,
+        "greedy_valid_minus_best_test_quarter": rep.greedy_test - rep.best_test,
+        "rules_above_greedy_valid_test_quarter": rep.above_greedy,
+        "p_vs_random_quarter": tests["p"].astype(float).to_dict(),
+        "p_holm_vs_random_quarter": tests["p_holm"].astype(float).to_dict(),
+        "alpha": alpha,
+        "rules_beating_random_holm_quarter": list(tests.index[tests["p_holm"] < alpha]),
+        "random_valid_mean_quarter": float(rep.random_valid.mean()),
+        "random_mean_quarter": float(rnd.mean()),
+        "random_std_quarter": float(rnd.std()),
+        "random_draws": int(len(rnd)),
+        "fisher_beats_random_share_quarter": share_beaten(rnd, fisher),
+        f"speedup_quarter_b{bmax}": float(sq.speedup),
+        f"speedup_p10_quarter_b{bmax}": float(sq.speedup_p10),
+        "ideal_quarter": float(sq.ideal),
+        "params_ratio_quarter": float(sq.params_ratio),
+        "mem_ratio_quarter": float(sq.mem_ratio),
+        "spearman": {f"{r.signal}/{r.norm}": float(r.spearman) for r in corr.itertuples()},
+        "ablation_source": ablation_source,
+    }

@@ -55,7 +55,8 @@ from lab.bench import BenchConfig, compact_students, compare_speed
 from lab.data import load_rec_data
 from lab.io import write_parquet
 from lab.selection import (GreedyValidSearch, SelectionConfig, ablation_reference, budgets, draws_needed,
-                           evaluate_selections, mean_by_k, rule_report, selection_plan, share_beaten, signal_spearman)
+                           evaluate_selections, mean_by_k, rule_report, selection_plan, selection_record, share_beaten,
+                           signal_spearman)
 from lab.viz import plot_quality_vs_k, plot_rules_by_budget, plot_selection_grid, plot_speedup, save
 
 P = lab.setup(SEED, PROFILE, ARTEFACTS or None, chapter="04_selection")
@@ -262,36 +263,4 @@ print(f"Chapter time: {time.perf_counter() - t_start:.0f} s.")
 # - The speed-up is measured, with the ideal L/k beside it; the gap is the part of the cost that depth does not touch.
 
 # %%
-lab.record_all({
-    "L": L,
-    "k_values": ks,
-    "k_quarter": k_q,
-    "teacher_ndcg": teacher_ndcg,
-    "ndcg_quarter": {r: float(v) for r, v in by_rule.items()},
-    "valid_ndcg_quarter": {r: float(v) for r, v in rep.table["valid_ndcg@10"].items()},
-    "best_rule_quarter": best,
-    "best_rule_valid_quarter": best_valid,
-    "best_rule_test_quarter": best_test,
-    "fisher_ndcg_quarter": fisher_q,
-    "uniform_ndcg_quarter": uniform_q,
-    "greedy_valid_test_quarter": g_test,
-    "greedy_valid_valid_quarter": g_valid,
-    "greedy_valid_minus_best_test_quarter": g_test - best_test,
-    "rules_above_greedy_valid_test_quarter": rep.above_greedy,
-    "p_vs_random_quarter": {r: float(v) for r, v in tests["p"].items()},
-    "p_holm_vs_random_quarter": {r: float(v) for r, v in tests["p_holm"].items()},
-    "alpha": ALPHA,
-    "rules_beating_random_holm_quarter": [r for r in tests.index if tests.loc[r, "p_holm"] < ALPHA],
-    "random_valid_mean_quarter": float(rep.random_valid.mean()),
-    "random_mean_quarter": float(rnd.mean()),
-    "random_std_quarter": float(rnd.std()),
-    "random_draws": int(len(rnd)),
-    "fisher_beats_random_share_quarter": pct,
-    f"speedup_quarter_b{bmax}": float(sq.speedup),
-    f"speedup_p10_quarter_b{bmax}": float(sq.speedup_p10),
-    "ideal_quarter": float(sq.ideal),
-    "params_ratio_quarter": float(sq.params_ratio),
-    "mem_ratio_quarter": float(sq.mem_ratio),
-    "spearman": {f"{r.signal}/{r.norm}": float(r.spearman) for r in corr.itertuples()},
-    "ablation_source": ablation_source,
-})
+lab.record_all(selection_record(rep, sel, corr, speed, ks=ks, alpha=ALPHA, ablation_source=ablation_source))

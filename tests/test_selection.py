@@ -15,8 +15,8 @@ from lab.data import rec_data_from_sequences, toy_markov_sequences
 from lab.models import SeqRecModel, build_model, build_student, count_parameters
 from lab.importance import angular_block_distance
 from lab.fisher.tables import importance_vector
-from lab.selection import (RULES, GreedyValidSearch, SelectionConfig, budgets, random_selections, rule_table,
-                           select_layers, selection_plan, uniform_layers)
+from lab.selection import (RULES, GreedyValidSearch, SelectionConfig, budgets, random_selections, rule_report,
+                           rule_table, select_layers, selection_plan, selection_record, uniform_layers)
 
 L = 8
 
@@ -191,3 +191,47 @@ def test_student_cache_and_the_naive_truncation_bug(teacher, data):
         naive.config.backbone_config.num_hidden_layers = 4
         with pytest.raises(IndexError):
             naive(x, use_cache=True, score="last")
+
+
+# -- chapter 04's record -------------------------------------------------------------------------------------------
+def test_selection_record_at_the_headline_budget():
+    rows = [{"rule": "random", "k": 2, "draw": d, "layers": f"{d},3", "valid_ndcg@10": 0.25 - 0.05 * d,
+             "test_ndcg@10": 0.1 * d} for d in range(4)]  # test 0.0, 0.1, 0.2, 0.3
+    for rule, v, t in [("fisher_topk", 0.3, 0.25), ("uniform", 0.2, 0.35), ("greedy_valid", 0.4, 0.3),
+                       ("fisher_topk[fisher_true/max]", 0.1, 0.05)]:
+        rows.append({"rule": rule, "k": 2, "draw": 0, "layers": "0,3", "valid_ndcg@10": v, "test_ndcg@10": t})
+    rows.append({"rule": "teacher", "k": 4, "draw": 0, "layers": "0,1,2,3", "valid_ndcg@10": 0.5, "test_ndcg@10": 0.4})
+    sel = pd.DataFrame(rows)
+    corr = pd.DataFrame({"signal": ["magnitude", "fisher_empirical"], "norm": ["raw", "per_param"],
+                         "spearman": [0.8, np.nan]})
+    speed = pd.DataFrame({"model": ["teacher", "k2", "teacher", "k2"], "n_layers": [4, 2, 4, 2], "batch": [1, 1, 8, 8],
+                          "speedup": [1.0, 1.5, 1.0, 1.9], "speedup_p10": [1.0, 1.6, 1.0, 1.8],
+                          "ideal": [1.0, 2.0, 1.0, 2.0], "params_ratio": [1.0, 0.6, 1.0, 0.6],
+                          "mem_ratio": [1.0, 0.7, 1.0, 0.75]})
+    rec = selection_record(rule_report(sel, 2), sel, corr, speed, ks=[1, 2], alpha=0.25, ablation_source="here")
+    spearman = rec.pop("spearman")
+    assert spearman["magnitude/raw"] == 0.8 and np.isnan(spearman["fisher_empirical/per_param"])
+    assert rec == {
+        "L": 4, "k_values": [1, 2], "k_quarter": 2, "teacher_ndcg": 0.4,
+        "ndcg_quarter": {"fisher_topk": 0.25, "fisher_topk[fisher_true/max]": 0.05, "greedy_valid": 0.3,
+                         "random": pytest.approx(0.15), "uniform": 0.35},
+        "valid_ndcg_quarter": {"fisher_topk": 0.3, "fisher_topk[fisher_true/max]": 0.1, "greedy_valid": 0.4,
+                               "random": pytest.approx(0.175), "uniform": 0.2},
+        "best_rule_quarter": "fisher_topk", "best_rule_valid_quarter": 0.3, "best_rule_test_quarter": 0.25,
+        "fisher_ndcg_quarter": 0.25, "uniform_ndcg_quarter": 0.35,
+        "greedy_valid_test_quarter": 0.3, "greedy_valid_valid_quarter": 0.4,
+        "greedy_valid_minus_best_test_quarter": pytest.approx(0.05),
+        "rules_above_greedy_valid_test_quarter": ["uniform"],
+        # (1 + draws at least as good) / (4 + 1): fisher_topk 2/5 (0.3), greedy_valid 2/5 (0.3 ties), uniform 1/5
+        "p_vs_random_quarter": {"fisher_topk": 0.4, "greedy_valid": 0.4, "uniform": 0.2},
+        "p_holm_vs_random_quarter": {"fisher_topk": 0.8, "greedy_valid": 0.8, "uniform": pytest.approx(0.6)},  # Holm
+        "alpha": 0.25, "rules_beating_random_holm_quarter": [],
+        "random_valid_mean_quarter": pytest.approx(0.175), "random_mean_quarter": pytest.approx(0.15),
+        "random_std_quarter": pytest.approx(np.std([0.0, 0.1, 0.2, 0.3], ddof=1)), "random_draws": 4,
+        "fisher_beats_random_share_quarter": 0.75,  # above 0.0, 0.1 and 0.2
+        "speedup_quarter_b8": 1.9, "speedup_p10_quarter_b8": 1.8, "ideal_quarter": 2.0, "params_ratio_quarter": 0.6,
+        "mem_ratio_quarter": 0.75, "ablation_source": "here",
+    }
+    for alpha, beating in ((0.7, ["uniform"]), (0.9, ["fisher_topk", "greedy_valid", "uniform"])):
+        rec = selection_record(rule_report(sel, 2), sel, corr, speed, ks=[1, 2], alpha=alpha, ablation_source="")
+        assert rec["rules_beating_random_holm_quarter"] == beating
