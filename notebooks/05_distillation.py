@@ -61,9 +61,9 @@ from lab import viz as V
 from lab.bench import BenchConfig, compare_speed
 from lab.data import load_rec_data
 from lab.distill import (METRICS, DistillConfig, DistillGrid, best_student, build_teacher_cache, choose_variant,
-                         comparison_records, describe_adapter, describe_comparison, freeze_teacher, layer_mapping,
-                         layerwise_choices, mapped_teacher_layers, results_table, run_grid, scratch_retention,
-                         teacher_key, throughput_ratios, time_teacher_cache, valid_means, variant_comparisons)
+                         describe_adapter, describe_comparison, distillation_record, freeze_teacher, layer_mapping,
+                         mapped_teacher_layers, meets_goal, results_table, run_grid, scratch_retention, teacher_key,
+                         throughput_ratios, time_teacher_cache, valid_means, variant_comparisons)
 from lab.io import write_parquet
 from lab.models import SeqRecModel, build_student, count_parameters
 
@@ -81,8 +81,7 @@ L = teacher.num_layers
 k = max(1, L // BUDGET_DIVISOR)
 print(f"teacher: {L} layers, {count_parameters(teacher):,} parameters; budget k = {k}; "
       f"{data.num_users} users, {data.num_items} items; device {lab.device()}, {torch.get_num_threads()} threads")
-print(f"loss terms and budget: {dcfg}")
-print(f"grid: {grid}; variants {grid.variant_names()}")
+print(f"loss terms and budget: {dcfg}\ngrid: {grid}; variants {grid.variant_names()}")
 
 # %% [markdown]
 # ## The teacher's test metrics, and the layer sets to distil
@@ -206,9 +205,9 @@ V.save(fig, "05_cost_speed", P)
 # %%
 r = results.set_index("name")
 best = r.loc[best_name]
-goal_met = bool(best["ret_ndcg@10"] >= GOAL_RETENTION and best["speedup"] >= GOAL_SPEEDUP)
-goal_met_ci = bool(best["ret_ndcg@10_low"] >= GOAL_RETENTION and best["speedup"] >= GOAL_SPEEDUP)
-meeting = r[(r["ret_ndcg@10"] >= GOAL_RETENTION) & (r["speedup"] >= GOAL_SPEEDUP)]
+goal_met = bool(meets_goal(best, GOAL_RETENTION, GOAL_SPEEDUP))
+goal_met_ci = bool(meets_goal(best, GOAL_RETENTION, GOAL_SPEEDUP, ci=True))  # the lower end of its CI clears the goal
+meeting = r[meets_goal(r, GOAL_RETENTION, GOAL_SPEEDUP)]  # the students that meet it on their point estimate
 print(f"Best setting on validation: {best_name} (k = {k} of {L} layers). On test it keeps "
       f"{best['ret_ndcg@10']:.1%} of the teacher's NDCG@10 (95% CI {best['ret_ndcg@10_low']:.1%}–"
       f"{best['ret_ndcg@10_high']:.1%}) at {best['speedup']:.2f}x the teacher's throughput (batch {bmax}; "
@@ -224,7 +223,6 @@ print(f"{len(meeting)} of {len(r)} students meet the goal on their point estimat
 
 # %%
 sr = scratch_retention(te, teacher_pu, seed=SEED)  # retention with its CI, or None without a small model
-scratch_ret = float("nan") if sr is None else float(sr["retention"])
 if sr is not None:
     print(f"Reference: the {sr['name']} model trained from scratch in chapter 02 (no teacher) keeps "
           f"{sr['retention']:.1%} (95% CI {sr['ci_low']:.1%}–{sr['ci_high']:.1%}) of the teacher's NDCG@10. "
@@ -313,36 +311,6 @@ if len(adapter_names):
           f"fine-tuning (TPME {best['tpme']:.2f}): {cost}.")
 
 # %%
-lab.record_all({
-    "k": k,
-    "n_students": int(len(r)),
-    "main_rules": list(grid.main_rules),
-    "mapping": dcfg.mapping,
-    "mappings": {n: x for n, x in r["mapping"].items()},
-    "teacher_layers": {n: x for n, x in r["teacher_layers"].items()},
-    "best_variant": best_variant,
-    "best_setting": best_name,
-    "valid_ndcg": {n: float(x) for n, x in r["valid_ndcg@10"].items()},
-    "layerwise_choice": layerwise_choices(means),
-    "retention": {n: float(x) for n, x in r["ret_ndcg@10"].items()},
-    "retention_ci": {n: [float(a), float(b)] for n, a, b in zip(r.index, r["ret_ndcg@10_low"], r["ret_ndcg@10_high"])},
-    "best_retention": float(best["ret_ndcg@10"]),
-    "best_retention_ci": [float(best["ret_ndcg@10_low"]), float(best["ret_ndcg@10_high"])],
-    "max_retention": float(r["ret_ndcg@10"].max()),
-    "scratch_small_retention": scratch_ret,
-    "alpha": ALPHA,
-    "variant_comparisons": comparison_records(comparisons),
-    "best_speedup": float(best["speedup"]),
-    "best_speedup_b1": float(best["speedup_b1"]),
-    "adapter_speed_ratio": {n: {str(b): float(v) for b, v in ratios[n].items()} for n in adapter_names},
-    "goal_met": goal_met,
-    "goal_met_ci": goal_met_ci,
-    "train_seconds": {n: float(x) for n, x in r["total_seconds"].items()},
-    "train_seconds_total": float(r.loc[r["same_as"] == "", "total_seconds"].sum()),
-    "same_as": {n: x for n, x in r["same_as"].items() if x},
-    "tpme": {n: float(x) for n, x in r["tpme"].items()},
-    "trainable_params": {n: int(x) for n, x in r["trainable_params"].items()},
-    "peak_mem_mb": {n: float(x) for n, x in r["peak_mem_mb"].items()},
-    "cache": {kk: float(v) for kk, v in ct.items()},
-    "chapter_seconds": chapter_seconds,
-})
+lab.record_all(distillation_record(results, grid, dcfg, k=k, comparisons=comparisons, ratios=ratios, scratch=sr,
+                                   cache=ct, goal=(GOAL_RETENTION, GOAL_SPEEDUP), alpha=ALPHA,
+                                   chapter_seconds=chapter_seconds))

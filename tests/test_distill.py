@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from lab.config import ModelConfig, TrainConfig
-from lab.distill import (DistillConfig, DistillLoss, apply_adapter, build_teacher_cache, distill, freeze_teacher,
-                         layer_mapping, layer_weights, merge_student, plan_layers, retention, tpme)
+from lab.distill import (DistillConfig, DistillGrid, DistillLoss, apply_adapter, build_teacher_cache, distill,
+                         distillation_record, freeze_teacher, layer_mapping, layer_weights, meets_goal, merge_student,
+                         plan_layers, retention, tpme)
 from lab.fisher.tables import importance_vector
 from lab.models import build_model, build_student
 from lab.train import evaluate_model
@@ -258,3 +259,74 @@ def test_grid_expands_variants():
     d = DistillGrid.for_profile("default")
     assert d.variant_names() == ["ce", "kd", "kd+uniform", "kd+depth", "kd+fisher"]
     assert {"fisher_topk", "uniform", "top", "bottom", "block_influence", "random"} == set(d.rules)
+
+
+# -- chapter 05's record -------------------------------------------------------------------------------------------
+def results_frame() -> pd.DataFrame:
+    """Four students as `results_table` gives them: two variants of fisher_topk, a uniform one that shares the
+    fisher_topk:kd layers (same_as), and a LoRA student."""
+    return pd.DataFrame({
+        "name": ["fisher_topk:ce", "fisher_topk:kd", "uniform:kd", "fisher_topk:kd:lora"],
+        "rule": ["fisher_topk", "fisher_topk", "uniform", "fisher_topk"],
+        "variant": ["ce", "kd", "kd", "kd"], "adapter": ["full", "full", "full", "lora"],
+        "mapping": ["none", "none", "none", "none"], "teacher_layers": ["", "", "", ""],
+        "same_as": ["", "", "fisher_topk:kd", ""],
+        "valid_ndcg@10": [0.30, 0.32, 0.32, 0.31],
+        "ret_ndcg@10": [0.94, 0.97, 0.97, 0.96], "ret_ndcg@10_low": [0.90, 0.955, 0.955, 0.93],
+        "ret_ndcg@10_high": [0.98, 0.99, 0.99, 0.99],
+        "speedup": [3.5, 3.5, 3.5, 3.4], "speedup_b1": [2.5, 2.5, 2.5, 2.4],
+        "total_seconds": [10.0, 12.0, 12.0, 8.0], "tpme": [0.5, 1.0, 1.0, 0.0],
+        "trainable_params": [100, 100, 100, 20], "peak_mem_mb": [5.0, 6.0, 6.0, 4.0],
+    })
+
+
+def test_meets_goal_on_a_row_and_on_a_frame():
+    r = results_frame().set_index("name")
+    best = r.loc["fisher_topk:kd"]
+    assert bool(meets_goal(best, 0.95, 3.0)) and bool(meets_goal(best, 0.95, 3.0, ci=True))
+    assert not bool(meets_goal(best, 0.95, 3.6))  # too slow
+    assert meets_goal(r, 0.95, 3.0).tolist() == [False, True, True, True]
+    assert meets_goal(r, 0.95, 3.0, ci=True).tolist() == [False, True, True, False]
+
+
+def test_distillation_record_from_the_students_table():
+    grid = DistillGrid(main_rules=("fisher_topk",), variants=("ce", "kd"), adapters=("lora",))
+    comparisons = pd.DataFrame([{"a": "kd", "b": "ce", "diff": 0.01, "ci_low": 0.0, "ci_high": 0.02,
+                                 "wilcoxon_p": 0.04, "holm_p": 0.04, "clear": True, "ci_clear": True,
+                                 "a_runs": ["fisher_topk:kd"], "b_runs": ["fisher_topk:ce"]}])
+    ratios = pd.DataFrame({"fisher_topk:kd:lora": [1.02, 0.98]}, index=pd.Index([1, 256], name="batch"))
+    cache = {"cache_mb": 1.5, "steps_per_epoch": 4}
+    rec = distillation_record(results_frame(), grid, DistillConfig(mapping="source"), k=2, comparisons=comparisons,
+                              ratios=ratios, scratch=pd.Series({"retention": 0.9}), cache=cache, goal=(0.95, 3.0),
+                              alpha=0.05, chapter_seconds=60.0)
+    names = ["fisher_topk:ce", "fisher_topk:kd", "uniform:kd", "fisher_topk:kd:lora"]
+    assert rec == {
+        "k": 2, "n_students": 4, "main_rules": ["fisher_topk"], "mapping": "source",
+        "mappings": dict.fromkeys(names, "none"), "teacher_layers": dict.fromkeys(names, ""),
+        "best_variant": "kd", "best_setting": "fisher_topk:kd",  # uniform:kd ties on validation but shares its layers
+        "valid_ndcg": dict(zip(names, [0.30, 0.32, 0.32, 0.31])),
+        "layerwise_choice": {"top_w": None, "rival": None},
+        "retention": dict(zip(names, [0.94, 0.97, 0.97, 0.96])),
+        "retention_ci": dict(zip(names, [[0.90, 0.98], [0.955, 0.99], [0.955, 0.99], [0.93, 0.99]])),
+        "best_retention": 0.97, "best_retention_ci": [0.955, 0.99], "max_retention": 0.97,
+        "scratch_small_retention": 0.9, "alpha": 0.05,
+        "variant_comparisons": {"kd vs ce": {"diff": 0.01, "ci_low": 0.0, "ci_high": 0.02, "wilcoxon_p": 0.04,
+                                             "holm_p": 0.04, "clear": True, "ci_clear": True,
+                                             "a_runs": ["fisher_topk:kd"], "b_runs": ["fisher_topk:ce"]}},
+        "best_speedup": 3.5, "best_speedup_b1": 2.5,
+        "adapter_speed_ratio": {"fisher_topk:kd:lora": {"1": 1.02, "256": 0.98}},
+        "goal_met": True, "goal_met_ci": True,
+        "train_seconds": dict(zip(names, [10.0, 12.0, 12.0, 8.0])), "train_seconds_total": 30.0,  # same_as not twice
+        "same_as": {"uniform:kd": "fisher_topk:kd"},
+        "tpme": dict(zip(names, [0.5, 1.0, 1.0, 0.0])),
+        "trainable_params": dict(zip(names, [100, 100, 100, 20])),
+        "peak_mem_mb": dict(zip(names, [5.0, 6.0, 6.0, 4.0])),
+        "cache": {"cache_mb": 1.5, "steps_per_epoch": 4.0}, "chapter_seconds": 60.0,
+    }
+    assert all(type(v) is int for v in rec["trainable_params"].values())
+    assert all(type(v) is float for v in rec["cache"].values())
+    bare = distillation_record(results_frame(), grid, DistillConfig(), k=2, comparisons=pd.DataFrame(),
+                               ratios=pd.DataFrame(index=[1, 256]), scratch=None, cache={}, goal=(0.99, 3.0),
+                               alpha=0.05, chapter_seconds=1.0)
+    assert np.isnan(bare["scratch_small_retention"]) and bare["variant_comparisons"] == {}
+    assert bare["adapter_speed_ratio"] == {} and (bare["goal_met"], bare["goal_met_ci"]) == (False, False)
