@@ -9,7 +9,8 @@ batch (B, T) -> (B, N+1) scores, as `lab.metrics.evaluate` expects, so baselines
 Chapter 06 puts every alternative a reader would reach for on one leaderboard: the count baselines, ItemKNN and EASE
 as `ItemScorer` modules (fixed tables held as frozen parameters, so they are counted, timed and measured like a
 model), GRU4Rec, and the compression methods applied to the teacher (`magnitude_prune`, `quantize_int8`), then
-`leaderboard` (CIs, retention, paired tests of the method against each row, Holm-corrected, a verdict per row).
+`leaderboard` (CIs, retention, paired tests of the method against each row, Holm-corrected, a verdict per row) and
+`leaderboard_record`, what the chapter keeps of it.
 These are hand-rolled: each is a few lines of closed form or a small module, and the libraries that offer them
 (RecBole, microsoft/recommenders, implicit) would each bring their own data pipeline and evaluator, while the book
 needs every row ranked by the same evaluator on the same users; RecBole 1.2.1 also pins numpy<2 and pandas<3, which
@@ -568,3 +569,62 @@ def board_rows(specs: list[dict], speed: pd.DataFrame, params: dict) -> pd.DataF
     cols = ["name", "family", "source", "detail", "status", "timed_as", "params", "speedup_b1", "speedup",
             "latency_b1_ms", "latency_ms", "weights_mb", "peak_mb"]
     return pd.DataFrame(rows)[cols]
+
+
+def rows_above_teacher(board: pd.DataFrame, metric: str = "ndcg@10") -> list[str]:
+    """The measured rows of `leaderboard` whose paired retention CI lies above 1: better than the teacher on test
+    (chapter 06)."""
+    return list(board.loc[(board["status"] == "ok") & (board[f"ret_{metric}_low"] > 1), "name"])
+
+
+def valid_curve(table: pd.DataFrame, metric: str = "valid_ndcg@10") -> dict[str, float]:
+    """`choose_on_valid`'s table as {str(knob value): validation metric} (chapter 06)."""
+    return {str(v): float(x) for v, x in zip(table["value"], table[metric])}
+
+
+def leaderboard_record(board: pd.DataFrame, method: str, *, k: int, read_from_05: list, knn: tuple, ease: tuple,
+                       grus: dict, gru_lr: float, prune: dict, bmax: int, alpha: float, margin: float) -> dict:
+    """The key results chapter 06 records: the leaderboard per row, and the knobs chosen on validation (chapter 06).
+
+    Args:
+        board: `leaderboard`'s frame; every per-row value is recorded as {row name: value}.
+        method: the row every other is tested against; k: the layer budget; read_from_05: chapter 05's students the
+            board reads (`chapter05_rows`).
+        knn, ease: `choose_on_valid`'s (chosen value, table) for ItemKNN's neighbours and EASE's λ.
+        grus: {learning rate: `train_or_load`'s (model, history, info)} of GRU4Rec; gru_lr: the one chosen.
+        prune: `prune_to`'s counts; bmax: the largest timed batch; alpha, margin: the verdicts' thresholds.
+    """
+    b = board.set_index("name")
+    (knn_k, knn_valid), (ease_l, ease_valid) = knn, ease
+    return {
+        "k": k,
+        "method": method,
+        "rows": list(board["name"]),
+        "read_from_05": list(read_from_05),
+        "knn_neighbours": int(knn_k),
+        "ease_lambda": float(ease_l),
+        "knn_valid": valid_curve(knn_valid),
+        "ease_valid": valid_curve(ease_valid),
+        "test_ndcg10": b["test_ndcg@10"].astype(float).to_dict(),
+        "test_ndcg10_ci": {n: [float(lo), float(hi)] for n, lo, hi in zip(b.index, b["test_ndcg@10_low"],
+                                                                           b["test_ndcg@10_high"])},
+        "retention": b["ret_ndcg@10"].astype(float).to_dict(),
+        "retention_ci": {n: [float(lo), float(hi)] for n, lo, hi in zip(b.index, b["ret_ndcg@10_low"],
+                                                                         b["ret_ndcg@10_high"])},
+        "speedup": b["speedup"].astype(float).to_dict(),
+        "speedup_b1": b["speedup_b1"].astype(float).to_dict(),
+        "params": b["params"].astype(float).to_dict(),
+        "peak_mb": b["peak_mb"].astype(float).to_dict(),
+        "diff": b["diff"].astype(float).to_dict(),
+        "holm_p": b["holm_p"].astype(float).to_dict(),
+        "verdict": b["verdict"].to_dict(),
+        "status": b["status"].to_dict(),
+        "alpha": alpha,
+        "margin": margin,
+        "prune": {name: float(v) for name, v in prune.items()},
+        "gru4rec_epochs": int(grus[gru_lr][2]["epochs"]),
+        "gru4rec_lr": float(gru_lr),
+        "gru4rec_valid": {str(lr): float(info["best_valid_ndcg@10"]) for lr, (_, _, info) in grus.items()},
+        "bmax": int(bmax),
+        "above_teacher": rows_above_teacher(board),
+    }

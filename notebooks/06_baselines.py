@@ -270,7 +270,7 @@ print("Verdicts of the method against each row (Holm over the family): " + "; ".
 
 # %%
 s, sr = b.loc["scratch"], b.loc["sasrec_ce"]
-above = [n for n in b.index if b.loc[n, "status"] == "ok" and b.loc[n, "ret_ndcg@10_low"] > 1]
+above = B.rows_above_teacher(board)  # measured rows whose paired retention CI lies above 1
 print(f"Without the teacher, the {k}-layer model trained from scratch on the students' budget scores "
       f"{s['test_ndcg@10']:.4f} ({s['verdict']}); chapter 02's {sasrec.num_layers}-layer SASRec-CE, trained from scratch "
       f"on the teacher's whole budget, {sr['test_ndcg@10']:.4f} ({sr['verdict']}).")
@@ -307,34 +307,6 @@ print(f"- Magnitude pruning to the student's size runs at {b.loc['prune', 'speed
       f"kernels); the k-layer student at {m['speedup']:.2f}x.")
 
 # %%
-lab.record_all({
-    "k": k,
-    "method": method,
-    "rows": list(board["name"]),
-    "read_from_05": read05,
-    "knn_neighbours": int(knn_k),
-    "ease_lambda": float(ease_l),
-    "knn_valid": {str(v): float(x) for v, x in zip(knn_valid["value"], knn_valid["valid_ndcg@10"])},
-    "ease_valid": {str(v): float(x) for v, x in zip(ease_valid["value"], ease_valid["valid_ndcg@10"])},
-    "test_ndcg10": {n: float(x) for n, x in b["test_ndcg@10"].items()},
-    "test_ndcg10_ci": {n: [float(x), float(y)] for n, x, y in zip(b.index, b["test_ndcg@10_low"],
-                                                                 b["test_ndcg@10_high"])},
-    "retention": {n: float(x) for n, x in b["ret_ndcg@10"].items()},
-    "retention_ci": {n: [float(x), float(y)] for n, x, y in zip(b.index, b["ret_ndcg@10_low"], b["ret_ndcg@10_high"])},
-    "speedup": {n: float(x) for n, x in b["speedup"].items()},
-    "speedup_b1": {n: float(x) for n, x in b["speedup_b1"].items()},
-    "params": {n: float(x) for n, x in b["params"].items()},
-    "peak_mb": {n: float(x) for n, x in b["peak_mb"].items()},
-    "diff": {n: float(x) for n, x in b["diff"].items()},
-    "holm_p": {n: float(x) for n, x in b["holm_p"].items()},
-    "verdict": {n: x for n, x in b["verdict"].items()},
-    "status": {n: x for n, x in b["status"].items()},
-    "alpha": ALPHA,
-    "margin": MARGIN,
-    "prune": {kk: float(v) for kk, v in prune_info.items()},
-    "gru4rec_epochs": int(gru_info["epochs"]),
-    "gru4rec_lr": float(gru_lr),
-    "gru4rec_valid": {str(lr): float(grus[lr][2]["best_valid_ndcg@10"]) for lr in GRU_LRS},
-    "bmax": int(bmax),
-    "above_teacher": above,
-})
+lab.record_all(B.leaderboard_record(board, method, k=k, read_from_05=read05, knn=(knn_k, knn_valid),
+                                    ease=(ease_l, ease_valid), grus=grus, gru_lr=gru_lr, prune=prune_info, bmax=bmax,
+                                    alpha=ALPHA, margin=MARGIN))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -328,3 +329,56 @@ def test_baseline_figures():
                              for s, d in (("", 0), ("_low", -0.02), ("_high", 0.02))}})
     assert quality_vs_speed(board, batch=8).axes[0].get_xscale() == "log"
     assert len(retention_by_method(board, goal=0.95).axes[0].get_yticklabels()) == 3
+
+
+# -- chapter 06's record -------------------------------------------------------------------------------------------
+def board_frame():
+    """Three rows as `leaderboard` gives them: the method, a recommender better than the teacher, an INT8 row that
+    could not run."""
+    nan = float("nan")
+    return pd.DataFrame({
+        "name": ["method", "markov", "int8"], "status": ["ok", "ok", "RuntimeError: no kernel"],
+        "test_ndcg@10": [0.30, 0.35, nan], "test_ndcg@10_low": [0.28, 0.33, nan], "test_ndcg@10_high": [0.32, 0.37, nan],
+        "ret_ndcg@10": [0.97, 1.10, nan], "ret_ndcg@10_low": [0.95, 1.02, nan], "ret_ndcg@10_high": [0.99, 1.20, nan],
+        "speedup": [3.5, 150.0, nan], "speedup_b1": [2.5, 50.0, nan], "params": [100, 25, 300],
+        "peak_mb": [9.0, 1.0, nan], "diff": [0.0, -0.05, nan], "holm_p": [1.0, 0.01, nan],
+        "verdict": ["the method", "method worse", "not measured: RuntimeError: no kernel"],
+    })
+
+
+def test_rows_above_teacher_and_valid_curve():
+    assert B.rows_above_teacher(board_frame()) == ["markov"]
+    assert B.valid_curve(pd.DataFrame({"value": [10, 50], "valid_ndcg@10": [0.2, 0.25]})) == {"10": 0.2, "50": 0.25}
+
+
+def test_leaderboard_record_from_the_board():
+    knn = (50, pd.DataFrame({"value": [10, 50], "valid_ndcg@10": [0.2, 0.25]}))
+    ease = (100.0, pd.DataFrame({"value": [1.0, 100.0], "valid_ndcg@10": [0.1, 0.3]}))
+    grus = {0.002: (None, None, {"epochs": 12, "best_valid_ndcg@10": 0.1}),
+            0.05: (None, None, {"epochs": 7, "best_valid_ndcg@10": 0.3})}  # lr -> (model, history, info)
+    prune = {"pool": 80, "removed": 60, "sparsity": 0.75, "target": 25, "threshold": 0.05}
+    rec = B.leaderboard_record(board_frame(), "method", k=2, read_from_05=("method",), knn=knn, ease=ease, grus=grus,
+                               gru_lr=0.05, prune=prune, bmax=256, alpha=0.05, margin=0.01)
+    ci = rec.pop("test_ndcg10_ci"), rec.pop("retention_ci")
+    assert [c["method"] for c in ci] == [[0.28, 0.32], [0.95, 0.99]] and ci[1]["markov"] == [1.02, 1.20]
+    assert all(np.isnan(x) for c in ci for x in c["int8"])
+    nan_rows = {key: rec[key].pop("int8") for key in ("test_ndcg10", "retention", "speedup", "speedup_b1",
+                                                      "peak_mb", "diff", "holm_p")}
+    assert all(np.isnan(v) for v in nan_rows.values())
+    assert rec == {
+        "k": 2, "method": "method", "rows": ["method", "markov", "int8"], "read_from_05": ["method"],
+        "knn_neighbours": 50, "ease_lambda": 100.0, "knn_valid": {"10": 0.2, "50": 0.25},
+        "ease_valid": {"1.0": 0.1, "100.0": 0.3},
+        "test_ndcg10": {"method": 0.30, "markov": 0.35}, "retention": {"method": 0.97, "markov": 1.10},
+        "speedup": {"method": 3.5, "markov": 150.0}, "speedup_b1": {"method": 2.5, "markov": 50.0},
+        "params": {"method": 100.0, "markov": 25.0, "int8": 300.0}, "peak_mb": {"method": 9.0, "markov": 1.0},
+        "diff": {"method": 0.0, "markov": -0.05}, "holm_p": {"method": 1.0, "markov": 0.01},
+        "verdict": {"method": "the method", "markov": "method worse", "int8": "not measured: RuntimeError: no kernel"},
+        "status": {"method": "ok", "markov": "ok", "int8": "RuntimeError: no kernel"},
+        "alpha": 0.05, "margin": 0.01,
+        "prune": {"pool": 80.0, "removed": 60.0, "sparsity": 0.75, "target": 25.0, "threshold": 0.05},
+        "gru4rec_epochs": 7, "gru4rec_lr": 0.05, "gru4rec_valid": {"0.002": 0.1, "0.05": 0.3},
+        "bmax": 256, "above_teacher": ["markov"],
+    }
+    assert all(type(v) is float for v in rec["params"].values())  # stored parameters recorded as floats, as before
+    assert all(type(v) is float for v in rec["prune"].values()) and type(rec["knn_neighbours"]) is int
