@@ -245,7 +245,7 @@ print(f"- The Fisher layer ranking {abl}: Spearman {r_abl['spearman_vs_ablation'
 # Which signal follows the ablation drop most closely:
 
 # %%
-best_signal = agree.sort_values("spearman_vs_ablation", ascending=False).iloc[0]
+best_signal = lf.best_signal(agree)  # the row of the signal with the highest Spearman against the ablation drop
 print(f"- The signal with the highest Spearman against the ablation drop is `{best_signal['signal']}` "
       f"({best_signal['spearman_vs_ablation']:.2f}, 95% CI {best_signal['ci_low']:.2f} to {best_signal['ci_high']:.2f}).")
 
@@ -263,7 +263,7 @@ print(f"- Empirical and true Fisher rank layers with Spearman {rho_true:.2f}. Th
       f"({'above' if alike else 'not above'} {SAME_RANKING_RHO}: {'alike' if alike else 'a different ranking'}).")
 
 # %%
-wrong_scale = float(np.median(vec["batchgrad_squared"] / vec["fisher_empirical"]))  # median over layers
+wrong_scale = lf.wrong_scale(vec)  # median over layers of the wrong estimator / the empirical Fisher
 inv_b = 1.0 / fc.wrong_batch_size
 if wrong_scale > SCALE_FACTOR * inv_b:
     scale_txt = "more than 1/B: the squared mean gradient (E g)² adds to Var(g)/B"
@@ -292,7 +292,7 @@ print(f"- The residual stream a layer reads {'grows' if grows else 'shrinks'} fr
                              "ranking is not simply the inverse of the stream scale."))
 
 # %%
-stable = "stable" if tau_halves >= STABLE_TAU else ("moderately stable" if tau_halves >= MODERATE_TAU else "unstable")
+stable = lf.stability_label(tau_halves, STABLE_TAU, MODERATE_TAU)
 print(f"- The ranking is {stable} under resampling users (Kendall tau {tau_halves:.2f} between halves"
       + (f", {tau_seeds:.2f} between seeds" if seed_taus else "") + f"; stable means tau >= {STABLE_TAU}, "
       f"moderately stable >= {MODERATE_TAU}).")
@@ -316,29 +316,7 @@ print("- Choices here use training users (Fisher) and validation users (ablation
 
 # %%
 runtime = time.perf_counter() - t_start
-lab.record_all({
-    "n_layers": L,
-    "n_samples": len(idx),
-    "top_layers_fisher": top,
-    "lower_half_share": lower_share,
-    "lower_half_share_ci": [share_lo, share_hi],
-    "kendall_tau_halves": tau_halves,
-    "kendall_tau_seeds": tau_seeds,
-    "spearman_fisher_vs_ablation": float(r_abl["spearman_vs_ablation"]),
-    "spearman_fisher_vs_ablation_ci": [float(r_abl["ci_low"]), float(r_abl["ci_high"])],
-    "spearman_true_vs_empirical": rho_true,
-    "spearman_wrong_vs_empirical": rho_wrong,
-    "wrong_scale_median": wrong_scale,
-    "wrong_inv_batch": inv_b,
-    "stability_label": stable,
-    "stability_thresholds": {"stable": STABLE_TAU, "moderate": MODERATE_TAU},
-    "best_signal_vs_ablation": best_signal["signal"],
-    "spearman_fisher_vs_stream_norm": rho_stream,
-    "top3_overlap_fisher_ablation": overlap,
-    "top2_share_fisher": top2_share,
-    "fast_vs_loop_max_rel_diff": fast_vs_loop,
-    "exact_tol": EXACT_TOL,
-    "users_per_s": rates,
-    "fisher_seconds": fisher_seconds,
-    "runtime_s": runtime,
-})
+lab.record_all(lf.fisher_record(
+    emp, vec, agree, stream, check_table=check_table, wrong_batch_size=fc.wrong_batch_size,
+    lower_half=(lower_share, share_lo, share_hi), taus=(tau_halves, tau_seeds), thresholds=(STABLE_TAU, MODERATE_TAU),
+    exact_tol=EXACT_TOL, users_per_s=rates, fisher_seconds=fisher_seconds, runtime_s=runtime))

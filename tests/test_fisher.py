@@ -197,3 +197,48 @@ def test_subsets_and_stability():
     assert tau == pytest.approx(1.0) and len(taus) == 5
     v, lo, hi = lf.bootstrap_mean_ci(per_layer, 200)
     assert np.all(lo <= v) and np.all(v <= hi)
+
+
+# -- chapter 03's record -------------------------------------------------------------------------------------------
+def test_fisher_record_derives_the_chapter_03_numbers_from_its_tables():
+    keys = [(0, "q_proj"), (1, "q_proj"), (2, "q_proj"), (3, "q_proj")]  # one group per layer, one parameter each
+    emp = lf.FisherEstimate("fisher_empirical", "hooks", keys, np.ones(4),
+                            np.array([[4.0, 3.0, 2.0, 1.0], [4.0, 1.0, 2.0, 1.0]]), n_layers=4)  # 2 users
+    vec = {"fisher_empirical": np.array([4.0, 2.0, 2.5, 1.0]), "fisher_true": np.array([8.0, 4.0, 5.0, 2.0]),
+           "batchgrad_squared": np.array([1.0, 0.5, 0.25, 0.125]), "ablation_drop": np.array([0.1, 0.0, 0.3, 0.2])}
+    agree = pd.DataFrame({"signal": ["fisher_empirical", "grad_norm", "magnitude"],
+                          "spearman_vs_ablation": [0.2, 0.8, -0.4], "ci_low": [-0.5, 0.1, -0.9],
+                          "ci_high": [0.9, 1.0, 0.3]})
+    check = pd.DataFrame({"method": ["hooks", "vmap"], "rel_diff_max": [1e-16, 3e-16]})
+    rec = lf.fisher_record(emp, vec, agree, np.array([1.0, 2.0, 3.0, 4.0]), check_table=check, wrong_batch_size=16,
+                           lower_half=(0.7, 0.6, 0.8), taus=(0.5, float("nan")), thresholds=(0.6, 0.3),
+                           exact_tol=1e-10, users_per_s={"loop": 10.0, "hooks": 40.0}, fisher_seconds=1.5,
+                           runtime_s=9.0)
+    tau_seeds = rec.pop("kendall_tau_seeds")
+    assert np.isnan(tau_seeds)
+    assert rec == {
+        "n_layers": 4, "n_samples": 2,
+        "top_layers_fisher": [0, 2, 1],
+        "lower_half_share": 0.7, "lower_half_share_ci": [0.6, 0.8],
+        "kendall_tau_halves": 0.5,
+        "spearman_fisher_vs_ablation": 0.2, "spearman_fisher_vs_ablation_ci": [-0.5, 0.9],
+        "spearman_true_vs_empirical": pytest.approx(1.0),  # the same order
+        "spearman_wrong_vs_empirical": pytest.approx(0.8),  # layers 1 and 2 swapped: 1 - 6 * 2 / (4 * 15)
+        "wrong_scale_median": pytest.approx(0.1875),  # ratios 0.25, 0.25, 0.1, 0.125: median (0.125 + 0.25) / 2
+        "wrong_inv_batch": 0.0625,
+        "stability_label": "moderately stable", "stability_thresholds": {"stable": 0.6, "moderate": 0.3},
+        "best_signal_vs_ablation": "grad_norm",
+        "spearman_fisher_vs_stream_norm": pytest.approx(-0.8),
+        "top3_overlap_fisher_ablation": 2,  # Fisher's top three 0, 2, 1; the ablation's 2, 3, 0
+        "top2_share_fisher": pytest.approx(6 / 9),  # layer totals 4, 2, 2, 1 (mean over the two users)
+        "fast_vs_loop_max_rel_diff": 3e-16, "exact_tol": 1e-10,
+        "users_per_s": {"loop": 10.0, "hooks": 40.0}, "fisher_seconds": 1.5, "runtime_s": 9.0,
+    }
+    assert isinstance(rec["spearman_wrong_vs_empirical"], float) and isinstance(rec["wrong_scale_median"], float)
+
+
+def test_stability_label_and_best_signal():
+    assert [lf.stability_label(t, 0.6, 0.3) for t in (0.6, 0.59, 0.3, 0.29)] == [
+        "stable", "moderately stable", "moderately stable", "unstable"]
+    agree = pd.DataFrame({"signal": ["a", "b"], "spearman_vs_ablation": [0.1, 0.4]})
+    assert lf.best_signal(agree)["signal"] == "b"

@@ -23,8 +23,9 @@ left out.
 from .estimators import (ESTIMATORS, GROUP_ORDER, NORMS, SIGNALS, FisherConfig, FisherEstimate, batchgrad_squared,
                          compare, draw_labels, estimate_fisher, eval_mode, fisher_hooks, fisher_loop, fisher_params,
                          fisher_vmap, model_logits, normalise, param_key, sample_nll)
-from .report import (ITEM_BUCKETS, USER_BUCKETS, backward_passes, bucket_table, fisher_groups, label_sets,
-                     signal_agreement, subset_shares, top_layers, top_share, users_per_second)
+from .report import (ITEM_BUCKETS, USER_BUCKETS, backward_passes, best_signal, bucket_table, fisher_groups,
+                     fisher_record, label_sets, signal_agreement, stability_label, subset_shares, top_layers, top_share,
+                     users_per_second, wrong_scale)
 from .tables import (GROUP_COLUMNS, IMPORTANCE_COLUMNS, bootstrap_mean_ci, bootstrap_means, exactness_table,
                      fisher_importance_rows, group_frame, importance_rows, importance_vector, item_buckets,
                      kendall_halves, load_groups, mask_labels, order_groups, sample_rows, save_tables, share_ci,
@@ -40,4 +41,5 @@ __all__ = [
     "user_activity", "user_buckets", "exactness_table", "sample_rows", "share_ci",
     "ITEM_BUCKETS", "USER_BUCKETS", "backward_passes", "bucket_table", "fisher_groups", "label_sets",
     "signal_agreement", "subset_shares", "top_layers", "top_share", "users_per_second",
+    "best_signal", "wrong_scale", "stability_label", "fisher_record",
 ]

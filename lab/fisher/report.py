@@ -1,6 +1,6 @@
 """Chapter 03's measurements as calls: timing of the Fisher methods, the label sets of one batched pass, the per-group
-tables of every subset and seed, the subsets' layer profiles, and how the other signals agree with the ablation drop
-(chapter 03)."""
+tables of every subset and seed, the subsets' layer profiles, how the other signals agree with the ablation drop, and
+the key results the chapter records (`fisher_record`) (chapter 03)."""
 from __future__ import annotations
 
 import time
@@ -117,3 +117,77 @@ def top_share(values, n: int = 2) -> float:
     """The share of the total held by the `n` largest values (chapter 03: the two highest-Fisher layers)."""
     v = np.asarray(values, dtype=float)
     return float(np.sort(v)[::-1][:n].sum() / v.sum())
+
+
+# -- chapter 03: what the measurement shows, and what it keeps ---------------------------------------------------------
+def best_signal(agree: pd.DataFrame) -> pd.Series:
+    """The row of `signal_agreement` whose signal has the highest Spearman against the ablation drop (chapter 03)."""
+    return agree.sort_values("spearman_vs_ablation", ascending=False).iloc[0]
+
+
+def wrong_scale(vec: dict[str, np.ndarray]) -> float:
+    """The median over layers of the squared batch gradient ÷ the empirical Fisher, per parameter (chapter 03: about
+    1/B for batches of B users when the mean gradient is small, so the wrong estimator is not a Fisher)."""
+    return float(np.median(vec["batchgrad_squared"] / vec["fisher_empirical"]))
+
+
+def stability_label(tau: float, stable: float, moderate: float) -> str:
+    """"stable" when the Kendall tau of the layer ranking between user halves is at least `stable`, "moderately
+    stable" when at least `moderate`, else "unstable" (chapter 03)."""
+    return "stable" if tau >= stable else ("moderately stable" if tau >= moderate else "unstable")
+
+
+def fisher_record(emp: FisherEstimate, vec: dict[str, np.ndarray], agree: pd.DataFrame, stream, *,
+                  check_table: pd.DataFrame, wrong_batch_size: int, lower_half: tuple, taus: tuple,
+                  thresholds: tuple, exact_tol: float, users_per_s: dict, fisher_seconds: float,
+                  runtime_s: float) -> dict:
+    """The key results chapter 03 records, derived from its tables (chapter 03).
+
+    Args:
+        emp: the empirical Fisher of the chapter's users (`fisher_hooks`); its layers, users and layer totals.
+        vec: {signal: (L,) per-parameter values} of every signal (`importance_vector`), the ablation drop included.
+        agree: `signal_agreement(vec)`.
+        stream: (L,) mean residual-stream norm each layer reads (`lab.importance.stream_norms`).
+        check_table: `exactness_table`: the fast methods against the per-user loop (column rel_diff_max).
+        wrong_batch_size: B of the squared batch gradient.
+        lower_half: (share, ci_low, ci_high) of the lower half's layer Fisher (`share_ci`).
+        taus: (Kendall tau between user halves, mean tau between seeds; NaN with one seed).
+        thresholds: (stable, moderate) Kendall tau thresholds of `stability_label`.
+        exact_tol: the relative difference below which the fast methods count as exact.
+        users_per_s: float32 users per second of each Fisher method (`users_per_second`).
+        fisher_seconds, runtime_s: wall time of the batched Fisher and of the chapter.
+    """
+    fisher, drop = vec["fisher_empirical"], vec["ablation_drop"]
+    top = top_layers(fisher, 3)
+    r_abl = agree.set_index("signal").loc["fisher_empirical"]
+    rho_true, rho_wrong, rho_stream = (float(spearmanr(fisher, v).statistic)
+                                       for v in (vec["fisher_true"], vec["batchgrad_squared"], stream))
+    share, share_lo, share_hi = lower_half
+    tau_halves, tau_seeds = taus
+    stable, moderate = thresholds
+    return {
+        "n_layers": emp.n_layers,
+        "n_samples": emp.n_samples,
+        "top_layers_fisher": top,
+        "lower_half_share": share,
+        "lower_half_share_ci": [share_lo, share_hi],
+        "kendall_tau_halves": tau_halves,
+        "kendall_tau_seeds": tau_seeds,
+        "spearman_fisher_vs_ablation": float(r_abl["spearman_vs_ablation"]),
+        "spearman_fisher_vs_ablation_ci": [float(r_abl["ci_low"]), float(r_abl["ci_high"])],
+        "spearman_true_vs_empirical": rho_true,
+        "spearman_wrong_vs_empirical": rho_wrong,
+        "wrong_scale_median": wrong_scale(vec),
+        "wrong_inv_batch": 1.0 / wrong_batch_size,
+        "stability_label": stability_label(tau_halves, stable, moderate),
+        "stability_thresholds": {"stable": stable, "moderate": moderate},
+        "best_signal_vs_ablation": best_signal(agree)["signal"],
+        "spearman_fisher_vs_stream_norm": rho_stream,
+        "top3_overlap_fisher_ablation": len(set(top) & set(top_layers(drop, 3))),
+        "top2_share_fisher": top_share(emp.layer_values("total"), 2),
+        "fast_vs_loop_max_rel_diff": float(check_table["rel_diff_max"].max()),
+        "exact_tol": exact_tol,
+        "users_per_s": users_per_s,
+        "fisher_seconds": fisher_seconds,
+        "runtime_s": runtime_s,
+    }
