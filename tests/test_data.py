@@ -477,3 +477,38 @@ def test_left_pad_and_stats():
     assert (s["users"], s["items"], s["interactions"]) == (2, 3, 5)
     assert s["density"] == pytest.approx(5 / 6) and s["mean_seq_len"] == 2.5 and s["seq_len"]["max"] == 3
 
+
+
+# -- chapter 01's record -------------------------------------------------------------------------------------------
+def test_data_record_names_every_piece_chapter_01_keeps():
+    from types import SimpleNamespace
+
+    stats = {"users": 3, "items": 5, "interactions": 12, "density": 0.8, "mean_seq_len": 4.0}
+    report = D.LoadReport(rows_read=14, skipped={"duplicate_row": 2})
+    proc, again = SimpleNamespace(stats=stats, report=report), SimpleNamespace(stats={"cache": "hit"})
+    rd = SimpleNamespace(valid_target=torch.arange(3), test_target=torch.arange(3))
+    rd_ts = SimpleNamespace(valid_target=torch.arange(2), test_target=torch.arange(1))
+    structure = {"hr@10_popularity": 0.2, "hr@10_markov": 0.5, "hr@10_markov_reversed": 0.3, "chance_hr": 0.1,
+                 "ndcg@10_markov": 0.4, "rows": 3}
+    demo = D.LoadReport(rows_read=300, skipped={"malformed_json": 2, "bad_type": 1})
+    refs = {"markov": 0.4, "popularity": 0.1}
+    rec = D.data_record(tiny_cfg(), proc, again, rd, rd_ts, structure=structure, lift=2.5, demo=demo,
+                        demo_errors=["b.jsonl", "a.jsonl"], references=refs)
+    assert rec == {
+        "n_users": 3, "n_items": 5, "n_interactions": 12, "density": 0.8, "mean_seq_len": 4.0,
+        "rows_read": 14, "rows_skipped": 2, "skipped_by_reason": {"duplicate_row": 2}, "cache_second_call": "hit",
+        "split": "leave_last_out", "valid_rows": 3, "test_rows": 3, "timestamp_valid_rows": 2, "timestamp_test_rows": 1,
+        "hr10_popularity": 0.2, "hr10_markov": 0.5, "hr10_markov_reversed": 0.3, "hr10_chance": 0.1,
+        "markov_lift_over_popularity": 2.5,
+        "demo_rows_skipped": 3, "demo_skipped_by_reason": {"malformed_json": 2, "bad_type": 1},
+        "demo_file_errors": ["a.jsonl", "b.jsonl"],
+        "world": "shallow", "bayes_ndcg10": None, "last_item_bayes_ndcg10": None, "markov_ndcg10": 0.4,
+        "popularity_ndcg10": 0.1,
+    }
+    assert all(type(rec[k]) is int for k in ("valid_rows", "test_rows", "timestamp_valid_rows", "rows_skipped"))
+    depth = D.data_record(tiny_cfg(), proc, again, rd, rd_ts, structure=structure, lift=2.5, demo=demo,
+                          demo_errors=[], references={**refs, "bayes": 0.6, "last_item_bayes": 0.5}, world=object())
+    assert (depth["world"], depth["bayes_ndcg10"], depth["last_item_bayes_ndcg10"]) == ("depth", 0.6, 0.5)
+    real = D.data_record(tiny_cfg(source="amazon", split="timestamp"), proc, again, rd, rd_ts, structure=structure,
+                         lift=2.5, demo=demo, demo_errors=[], references=refs)
+    assert (real["world"], real["split"]) == (None, "timestamp")

@@ -26,6 +26,7 @@ from .amazon import (META_FIELDS, REASONS, REVIEW_FIELDS, SEQ_FIELDS, DataError,
                      iter_records, raw_categories, raw_files, raw_format, read_meta, read_reviews)
 from .cache import Processed, cache_key, load_rec_data, prepare_data, raw_dir_of, to_rec_data
 from .preprocess import dataset_stats, k_core, preprocess_reviews, sequences_from_interactions
+from .report import data_record
 from .splits import SPLITS, RecData, build_rec_data, left_pad, rec_data_from_sequences, split_stats
 from .synthetic import (DEPTH_FIELDS, SYNTHETIC, SyntheticConstants, SyntheticWorld, bayes_scores, ensure_synthetic,
                         generate_synthetic, generator_params, is_depth_world, last_item_bayes_scores,
@@ -36,7 +37,7 @@ __all__ = [
     "META_FIELDS", "REASONS", "REVIEW_FIELDS", "SEQ_FIELDS", "DataError", "LoadReport", "find_raw_file",
     "iter_records", "raw_categories", "raw_files", "raw_format", "read_meta", "read_reviews",
     "Processed", "cache_key", "load_rec_data", "prepare_data", "raw_dir_of", "to_rec_data",
-    "dataset_stats", "k_core", "preprocess_reviews", "sequences_from_interactions",
+    "dataset_stats", "k_core", "preprocess_reviews", "sequences_from_interactions", "data_record",
     "SPLITS", "RecData", "build_rec_data", "left_pad", "rec_data_from_sequences", "split_stats",
     "DEPTH_FIELDS", "SYNTHETIC", "SyntheticConstants", "SyntheticWorld", "bayes_scores", "ensure_synthetic",
     "generate_synthetic", "generator_params", "is_depth_world", "last_item_bayes_scores", "last_item_table",
