@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from .config import PROFILES
+
 
 def check_real_data() -> None:
     """With `$LAB_RAW_DIR` set (real Amazon Reviews 2023 data): the folder exists, `$LAB_CATEGORY` names a valid
@@ -50,7 +52,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lab", description="Layerwise Adapter book tools")
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("book", help="execute the chapters with papermill")
-    b.add_argument("--profile", default="default", choices=["smoke", "default", "full", "depth"])
+    b.add_argument("--profile", default="default", choices=PROFILES)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--artefacts", default=None, help="artefact root (default: ./artefacts)")
     b.add_argument("--only", nargs="*", help="chapter prefixes to run, e.g. 01 02")
@@ -58,7 +60,7 @@ def main(argv=None) -> int:
                    help="extra chapter parameter (UPPERCASE name of a parameters-cell constant); repeatable")
     bench = sub.add_parser("bench", help="run a benchmark; its last line is a JSON object")
     bench.add_argument("what", choices=["fisher", "compact", "depth"])
-    bench.add_argument("--profile", default="default", choices=["smoke", "default", "full", "depth"])
+    bench.add_argument("--profile", default="default", choices=PROFILES)
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--artefacts", default=None)
     bench.add_argument("--seeds", type=int, nargs="*", help="depth: seeds of the sweep (default: --seed)")
@@ -67,7 +69,7 @@ def main(argv=None) -> int:
                        help="depth: a DataConfig field of the world for a tuning run, e.g. induction_strength=0.8; "
                             "repeatable (its data and models get their own folder)")
     r = sub.add_parser("rerun", help="run the book for several seeds, skipping chapters whose inputs did not change")
-    r.add_argument("--profile", default="default", choices=["smoke", "default", "full", "depth"])
+    r.add_argument("--profile", default="default", choices=PROFILES)
     r.add_argument("--seeds", type=int, nargs="+", default=[0])
     r.add_argument("--artefacts", default=None, help="artefact root (default: ./artefacts)")
     r.add_argument("--only", nargs="*", help="chapter prefixes to run, e.g. 01 02")

@@ -1,10 +1,12 @@
-"""Configuration dataclasses and the profiles (`smoke`, `default`, `full`, and `depth`).
+"""Configuration dataclasses and the profiles (`smoke`, `default`, `full`, and `shallow`).
 
 Every chapter takes a profile name as a papermill parameter and builds its configuration with
 `get_config(profile)`. Each config is passed whole into the constructor that uses it. The synthetic data comes in two
-worlds (`WORLDS`): the `shallow` one of every book profile so far, and the `depth` world of issue 12, whose next item
-needs composition across positions (`DEPTH_WORLD`, `lab.data.synthetic`). `get_config(profile, world="depth")` puts
-any profile's sizes in the depth world; the `depth` profile is the default profile's sizes and model in it.
+worlds (`WORLDS`): the `depth` world of issue 12, whose next item needs composition across positions (`DEPTH_WORLD`,
+`lab.data.synthetic`), where `smoke`, `default` and `full` live, and the `shallow` world the book began with, whose next
+item depends on the last item only (a 2-layer model matched the 24-layer teacher there), kept as the `shallow` profile
+(the default profile's sizes and model in it) for comparison. `get_config(profile, world=...)` puts any profile's
+sizes in either world.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-PROFILES = ("smoke", "default", "full", "depth")  # depth: the default profile in the depth world (issue 12)
+PROFILES = ("smoke", "default", "full", "shallow")  # shallow: the default profile in the shallow world (issue 12)
 WORLDS = ("shallow", "depth")  # the synthetic worlds (`DEPTH_WORLD`)
 
 
@@ -122,12 +124,12 @@ DEPTH_WORLD = dict(n_clusters=10, popularity_alpha=1.4, successor_strength=0.1, 
 
 
 def sizes_of(profile: str) -> str:
-    """The profile whose sizes and budgets `profile` uses (`depth` is `default`'s in the depth world); every
+    """The profile whose sizes and budgets `profile` uses (`shallow` is `default`'s in the shallow world); every
     `for_profile` of the book's configs goes through it, so a new profile cannot silently get another's budgets.
     Raises for an unknown profile."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
-    return "default" if profile == "depth" else profile
+    return "default" if profile == "shallow" else profile
 
 
 def from_profile(cls, profile: str, per_profile: dict):
@@ -144,23 +146,23 @@ def depth_world(data: DataConfig) -> DataConfig:
 
 
 def get_config(profile: str = "default", seed: int = 0, world: str | None = None) -> BookConfig:
-    """The configuration of a profile. `smoke` is tiny (CI), `default` runs on a 2-core CPU, `full` is large, `depth`
-    is `default` in the depth world.
+    """The configuration of a profile. `smoke` is tiny (CI), `default` runs on a 2-core CPU, `full` is large, all three
+    in the depth world; `shallow` is `default` in the shallow world.
 
     Args:
-        world: the synthetic world, "shallow" or "depth" (`WORLDS`); None: the profile's (depth for `depth`,
-            shallow for the others). Real data (`$LAB_RAW_DIR`) ignores it.
+        world: the synthetic world, "shallow" or "depth" (`WORLDS`); None: the profile's (shallow for `shallow`,
+            depth for the others). Real data (`$LAB_RAW_DIR`) ignores it.
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
-    world = world if world is not None else ("depth" if profile == "depth" else "shallow")
+    world = world if world is not None else ("shallow" if profile == "shallow" else "depth")
     if world not in WORLDS:
         raise ValueError(f"unknown world {world!r}; choose one of {WORLDS}")
     if profile == "smoke":
         data = DataConfig(n_users=400, n_items=150, n_clusters=6, mean_seq_len=14.0, max_len=16, chunk_size=2_000)
         model = ModelConfig(num_layers=8, hidden_size=32, num_heads=2, intermediate_size=64, item_dim=32)
         train = TrainConfig(epochs=12, batch_size=128, lr=5e-3, patience=3, max_minutes=1.5)
-    elif profile in ("default", "depth"):
+    elif profile in ("default", "shallow"):
         # sized from measured step times on the 2-core CPU so that 12 epochs fit the 10-minute budget; batch 64 gives
         # the 24-layer stack the steps it needs to leave popularity level (README, "What the default profile measured")
         data, model = DataConfig(max_len=20), ModelConfig()

@@ -22,7 +22,7 @@
 PROFILE = "smoke"  # smoke | default | full | depth
 SEED = 0  # global seed
 ARTEFACTS = ""  # artefact root; empty means <repo>/artefacts
-WORLD = None  # synthetic world: "shallow" | "depth"; None: the profile's (depth for the depth profile)
+WORLD = None  # synthetic world: "shallow" | "depth"; None: the profile's (shallow for the shallow profile, else depth)
 
 # %%
 import dataclasses
@@ -193,7 +193,7 @@ print(f"Markov HR@10 = {struct['hr@10_markov']:.3f} vs popularity {struct['hr@10
 
 # %% [markdown]
 # ## 6 · The ceiling and the floors
-# Does the next item need more than the last one? In the **depth world** (`WORLD = "depth"`, the `depth` profile;
+# Does the next item need more than the last one? In the **depth world** (every profile but `shallow`;
 # `lab.data.synthetic` describes its mechanisms: in-context cluster induction, a multi-hop pointer back through the
 # history, a long-range mode switch) the generator's law is known exactly, so two reference predictors can be
 # computed rather than trained:
@@ -214,7 +214,7 @@ world = D.synthetic_world(dcfg, SEED) if dcfg.source == "synthetic" and D.is_dep
 if world is None:
     print("Bayes and last-item Bayes skipped: " + (
         "real data has no known generator" if dcfg.source != "synthetic" else "the shallow world's latent user taste "
-        "makes its Bayes law intractable; the depth world has it (WORLD='depth' or --profile depth)"))
+        "makes its Bayes law intractable; the depth world (every profile but `shallow`) has it"))
 refs, ref_users = DB.reference_metrics(rd, world, split="test")  # per user: NDCG@10 of each predictor
 write_parquet(P.file("01_reference_ndcg.parquet"), ref_users)
 display(pd.Series(refs, name="test NDCG@10").to_frame())

@@ -88,16 +88,16 @@ def test_dead_fields_are_gone():
 
 
 def test_every_for_profile_uses_the_sizes_of_its_profile():
-    """`depth` is the default profile in another world: every config gets default's budgets, none silently full's."""
+    """`shallow` is the default profile in another world: every config gets default's budgets, none silently full's."""
     from lab.bench.compact import BenchConfig
     from lab.config import sizes_of
     from lab.distill import DistillConfig, DistillGrid
     from lab.fisher import FisherConfig
     from lab.selection import SelectionConfig
 
-    assert sizes_of("depth") == "default" and sizes_of("smoke") == "smoke"
+    assert sizes_of("shallow") == "default" and sizes_of("smoke") == "smoke"
     for cls in (BenchConfig, DistillConfig, DistillGrid, FisherConfig, SelectionConfig):
-        assert cls.for_profile("depth") == cls.for_profile("default"), cls.__name__
+        assert cls.for_profile("shallow") == cls.for_profile("default"), cls.__name__
         assert cls.for_profile("full") != cls.for_profile("default"), cls.__name__
         with pytest.raises(ValueError, match="unknown profile"):
             cls.for_profile("nonsense")

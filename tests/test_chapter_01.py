@@ -1,7 +1,8 @@
 """Chapter 01 (data) in the smoke profile: every recorded count and baseline is recomputed here, independently of
 `lab.data`, from the files the chapter read and wrote (raw files, processed cache, the bad-input demo). The chapter
-also runs once in the depth world (`WORLD="depth"`, its own artefact folder), where the Bayes reference is recomputed
-for sampled users from the generator's law written out in `tests/test_depth_world.py`."""
+runs in the smoke profile's depth world, where the Bayes reference is recomputed for sampled users from the generator's
+law written out in `tests/test_depth_world.py`, and once more in the shallow world (`WORLD="shallow"`, its own artefact
+folder), which has no Bayes reference."""
 from __future__ import annotations
 
 import gzip
@@ -144,9 +145,10 @@ def test_baselines_recomputed_from_the_training_split(chapter):
     assert r["hr10_markov_reversed"] == pytest.approx(hr["markov_reversed"], abs=1e-12)
     assert r["hr10_chance"] == pytest.approx(10 / n_items, rel=1e-12)
     assert r["markov_lift_over_popularity"] == pytest.approx(hr["markov"] / hr["popularity"], rel=1e-12)
-    # the chapter's finding: the last item predicts the next, and the order matters
+    # the chapter's finding: the last item predicts the next, and the order matters (in the depth world the last item
+    # says less than in the shallow one, by design: successor_strength 0.1; smoke seed 0: lift 1.15x)
     assert hr["popularity"] > 10 / n_items
-    assert hr["markov"] > 1.5 * hr["popularity"]
+    assert hr["markov"] > hr["popularity"]
     assert hr["markov"] > hr["markov_reversed"]
 
 
@@ -190,8 +192,8 @@ def test_bad_input_demo_counts_every_planted_problem(chapter):
                                      "Truncated.jsonl.gz"]
 
 
-def test_reference_floors_recomputed_and_no_bayes_in_the_shallow_world(chapter):
-    r, P, cfg = chapter
+def test_reference_floors_recomputed_and_no_bayes_in_the_shallow_world(shallow_chapter):
+    r, P, cfg = shallow_chapter
     floors = _reference_floors(P, cfg)
     assert r["world"] == "shallow" and r["bayes_ndcg10"] is None and r["last_item_bayes_ndcg10"] is None
     for name in ("markov", "popularity"):
@@ -201,15 +203,15 @@ def test_reference_floors_recomputed_and_no_bayes_in_the_shallow_world(chapter):
 
 
 @pytest.fixture(scope="module")
-def depth_chapter(tmp_path_factory):
-    """Chapter 01 in the smoke profile's depth world, in its own artefact folder."""
+def shallow_chapter(tmp_path_factory):
+    """Chapter 01 in the smoke profile's sizes in the shallow world, in its own artefact folder."""
     from lab.notebooks import NOTEBOOKS, run_chapter
 
-    root = tmp_path_factory.mktemp("depth_world")
+    root = tmp_path_factory.mktemp("shallow_world")
     run_chapter(NOTEBOOKS / "01_data.py", profile="smoke", seed=0, artefacts=str(root / "artefacts"),
-                out_dir=root / "runs", extra={"WORLD": "depth"})
+                out_dir=root / "runs", extra={"WORLD": "shallow"})
     P = lab.paths("smoke", root / "artefacts")
-    return lab.results("smoke", root / "artefacts")["01_data"], P, lab.get_config("smoke", 0, world="depth").data
+    return lab.results("smoke", root / "artefacts")["01_data"], P, lab.get_config("smoke", 0, world="shallow").data
 
 
 def _bayes_by_the_law(world, hist: list[int]) -> np.ndarray:
@@ -225,10 +227,10 @@ def _bayes_by_the_law(world, hist: list[int]) -> np.ndarray:
     return sum(post[d] / post.sum() * step_law(world, hist, pi(d)) for d in range(world.n_clusters) if d != c)
 
 
-def test_depth_world_references(depth_chapter):
+def test_depth_world_references(chapter):
     from lab.data import synthetic_world
 
-    r, P, cfg = depth_chapter
+    r, P, cfg = chapter
     saved = pd.read_parquet(P.file("01_reference_ndcg.parquet"))
     assert r["world"] == "depth"
     for name in ("bayes", "last_item_bayes", "markov", "popularity"):

@@ -138,14 +138,16 @@ def test_depth_world_shares_the_shallow_worlds_structure_and_refuses_a_latent_ta
                                                  pointer_strength=0.5), 0)
 
 
-def test_depth_profile_and_world_knob():
-    d, dd = get_config("depth").data, get_config("default", world="depth").data
-    assert d == dd and D.is_depth_world(d) and not D.is_depth_world(get_config("default").data)
+def test_profiles_live_in_the_depth_world_but_shallow():
+    d, sh = get_config("default").data, get_config("shallow").data
+    assert d == get_config("default", world="depth").data and sh == get_config("default", world="shallow").data
+    assert D.is_depth_world(d) and not D.is_depth_world(sh) and D.is_depth_world(get_config("full").data)
     assert all(getattr(d, k) == v for k, v in DEPTH_WORLD.items())
-    assert (d.n_users, d.n_items, d.max_len) == (get_config("default").data.n_users,
-                                                 get_config("default").data.n_items, get_config("default").data.max_len)
-    s = get_config("smoke", world="depth").data
-    assert D.is_depth_world(s) and s.n_items == get_config("smoke").data.n_items and s.n_switch_items <= s.n_items // 25
+    assert (d.n_users, d.n_items, d.max_len) == (sh.n_users, sh.n_items, sh.max_len)
+    assert get_config("shallow").model == get_config("default").model
+    s, s_sh = get_config("smoke").data, get_config("smoke", world="shallow").data
+    assert D.is_depth_world(s) and not D.is_depth_world(s_sh)
+    assert s.n_items == s_sh.n_items and s.n_switch_items <= s.n_items // 25
     with pytest.raises(ValueError, match="world"):
         get_config("smoke", world="deep")
 

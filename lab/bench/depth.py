@@ -24,14 +24,14 @@ from scipy import stats as sps
 from .. import data as D
 from ..baselines import count_scorers
 from ..book import Paths, paths
-from ..config import get_config
+from ..config import get_config, sizes_of
 from ..data import RecData, SyntheticWorld
 from ..metrics import evaluate
 from ..models import build_model
 from ..stats import paired_test
 from ..train import evaluate_model, train_or_load
 
-DEPTHS = {"smoke": (1, 2), "default": (1, 2, 4, 8, 24), "depth": (1, 2, 4, 8, 24), "full": (1, 2, 4, 8, 32)}
+DEPTHS = {"smoke": (1, 2), "default": (1, 2, 4, 8, 24), "full": (1, 2, 4, 8, 32)}  # by `sizes_of(profile)`
 EPOCHS_ONLY = 10_000.0  # max_minutes of the sweep's models: no wall-clock cap, the epochs are the budget
 REFERENCES = ("bayes", "last_item_bayes", "markov", "popularity")  # the ceiling, its last-item version, the floors
 
@@ -148,7 +148,7 @@ def run(profile: str = "smoke", seeds=(0,), depths=None, artefacts=None, compare
     and returns the JSON-able summary. The comparison pair falls back to the shallowest and deepest depth run when
     `compare` is not among them. `knobs` ({DataConfig field: value}, `--set name=value`) changes the world for a
     tuning run; its data and models live in their own folder (`knob_tag`)."""
-    depths = tuple(int(d) for d in (depths or DEPTHS[profile]))
+    depths = tuple(int(d) for d in (depths or DEPTHS[sizes_of(profile)]))
     a, b = (int(compare[0]), int(compare[1])) if set(compare) <= set(depths) else (min(depths), max(depths))
     t0 = time.perf_counter()
     world_config(profile, int(seeds[0]), knobs)  # an unknown knob raises before anything is generated
