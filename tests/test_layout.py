@@ -27,7 +27,7 @@ LAYERS = [
     ("distill",),
     ("book",),  # house rules of a chapter (paths, setup, record, loading earlier chapters' artefacts); = `lab` root
     ("hypotheses",),  # the criteria that decide the authors' claims (issue 15) and their computation from results
-    ("bench", "viz"),  # serve the chapters: may import every science module above, never the reverse
+    ("bench", "viz", "crosscheck"),  # serve the chapters, or check them by hand: may import every module above
     ("notebooks",),  # the papermill harness that runs the chapters
     ("rerun",),  # batch reruns over seeds: fingerprints, skip and resume, provenance (issue 15)
     ("__main__",),  # the command line: `python -m lab book|bench|sync`
