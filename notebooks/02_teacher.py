@@ -3,7 +3,7 @@
 #
 # **Question.** Can a deep stack of Hugging Face decoder layers, trained for real on the user sequences of chapter 01,
 # recommend the next item clearly better than popularity — so that asking *which of its layers matter* (chapter 03 on)
-# is asking about a model that has learned something?
+# is asking about a model that has learned something? And does its depth buy anything over shallower models?
 #
 # The teacher embeds each item of a user's history, runs `transformers` decoder layers (`LlamaModel` by default) over
 # them with a causal mask, and scores every item of the catalogue with a dot product against the item embeddings (the
@@ -18,16 +18,18 @@ SEED = 0  # global seed
 ARTEFACTS = ""  # artefact root; empty means <repo>/artefacts
 ARCH = None  # backbone family: "llama", "qwen2" or "mistral"; None: the profile's
 SMALL_LAYERS = 2  # depth of the small SASRec-style reference model trained from scratch
+DEPTHS = None  # depths of the depth curve's models trained from scratch; None: the profile's (lab.bench.depth.DEPTHS)
 
 # %%
 import torch
 
 import lab
 from lab.baselines import popularity_scores
+from lab.bench import depth as DB
 from lab.data import load_rec_data
 from lab.models import build_model, count_parameters
 from lab.train import evaluate_scorers, train_or_load
-from lab.viz import learning_curves, metric_bars, save
+from lab.viz import learning_curves, metric_bars, quality_by_depth, save
 
 P = lab.setup(SEED, PROFILE, ARTEFACTS or None, chapter="02_teacher")
 cfg = lab.get_config(PROFILE, SEED)
@@ -95,12 +97,31 @@ print(f"Training the teacher took {teacher_info['train_seconds']:.0f} s on {lab.
       f"({torch.get_num_threads()} threads) for {teacher_info['epochs']} epochs.")
 
 # %% [markdown]
+# ## Does depth buy quality here?
+# The same recipe at other depths, each model trained from scratch with the teacher's width and epochs (stored in
+# `depth_bench/`, where `python -m lab bench depth` finds them and adds more seeds), beside the small model and the
+# teacher, all on the same test users. In the depth world (chapter 01, section 6) the **Bayes** predictor is the
+# ceiling and first-order **Markov** the floor a model needs no attention for; *gap closed* = (NDCG@10 − Markov) /
+# (Bayes − Markov) is the share of what history beyond the last item is worth that a model actually gets. On real data
+# there is no ceiling, only the floors. The deepest model is compared with the 2-layer one per user.
+
+# %%
+depths = lab.resolve(DEPTHS, DB.profile_depths(PROFILE))
+curve = DB.depth_curve(cfg, P, data, stats, depths, models={SMALL_LAYERS: small, teacher.num_layers: teacher},
+                       seed=SEED)
+save(quality_by_depth(curve.table, curve.refs), "02_quality_by_depth", P)
+lab.io.write_parquet(P.file("02_depth_curve.parquet"), curve.per_user)
+print(curve.conclusion())
+curve.table.round(4)
+
+# %% [markdown]
 # ## Summary
 # - The teacher is a real `transformers` decoder stack trained with full-catalogue cross-entropy; it is saved with
 #   `save_pretrained` and later chapters load it from the artefact folder instead of retraining.
 # - Its full-ranking test metrics are compared above with popularity and with a shallow model trained the same way;
 #   per-user test metrics of all three are saved in `teacher_eval.parquet` for the paired tests of later chapters.
-# - Whether the depth of the teacher is *needed* is exactly what chapters 03–05 measure.
+# - The depth curve says whether depth is worth anything on this data at all, against the ceiling and the floors; where
+#   it is, which of the teacher's layers carry it is what chapters 03–05 measure.
 
 # %%
 lab.record_all({
@@ -115,4 +136,5 @@ lab.record_all({
     "popularity_ndcg10_test": p_ndcg,
     "small_ndcg10_test": s_ndcg,
     "teacher_over_popularity": ratio,
+    **curve.record(),
 })

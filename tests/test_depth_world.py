@@ -8,6 +8,7 @@ import itertools
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lab import data as D
@@ -327,3 +328,20 @@ def test_depth_bench_knobs_change_the_world_in_their_own_folder(tmp_path):
     assert DB.bench_paths("smoke", tmp_path, 0, {"n_users": 99}).root.name == "depth_bench-n_users=99"
     with pytest.raises(ValueError, match="unknown data knob.*induction"):
         DB.world_config("smoke", 0, {"induction": "0.9"})
+
+
+def test_depth_curve_reads_without_a_ceiling_on_real_data():
+    from lab.bench.depth import DepthCurve, gap_closed
+
+    refs = {"markov": 0.1, "popularity": 0.05}  # real data: no Bayes reference
+    assert np.isnan(gap_closed(0.2, refs)) and gap_closed(0.2, {**refs, "bayes": 0.3}) == pytest.approx(0.5)
+    table = pd.DataFrame({"ndcg@10": [0.12, 0.15], "gap_closed": [np.nan, np.nan], "model": ["a", "b"]},
+                         index=pd.Index([2, 8], name="num_layers"))
+    cmp = {"a": 2, "b": 8, "mean_diff": 0.03, "n": 50, "t_p": 0.01, "wilcoxon_p": 0.02, "ci": [0.01, 0.05]}
+    curve = DepthCurve(refs=refs, table=table, per_user=pd.DataFrame(), compare=cmp)
+    text = curve.conclusion()
+    assert "ceiling" not in text and "L=8 minus L=2: +0.0300" in text and "depth buys quality" in text
+    rec = curve.record()
+    assert rec["depth_gap_closed"] == {2: None, 8: None} and rec["depth_ndcg10"] == {2: 0.12, 8: 0.15}
+    curve.compare = {**cmp, "mean_diff": -0.001, "ci": [-0.004, 0.002]}
+    assert "no difference beyond noise" in curve.conclusion()

@@ -28,12 +28,17 @@ from ..config import get_config, sizes_of
 from ..data import RecData, SyntheticWorld
 from ..metrics import evaluate
 from ..models import build_model
-from ..stats import paired_test
+from ..stats import paired_diff_ci, paired_test
 from ..train import evaluate_model, train_or_load
 
 DEPTHS = {"smoke": (1, 2), "default": (1, 2, 4, 8, 24), "full": (1, 2, 4, 8, 32)}  # by `sizes_of(profile)`
 EPOCHS_ONLY = 10_000.0  # max_minutes of the sweep's models: no wall-clock cap, the epochs are the budget
 REFERENCES = ("bayes", "last_item_bayes", "markov", "popularity")  # the ceiling, its last-item version, the floors
+
+
+def profile_depths(profile: str) -> tuple:
+    """The depths a profile's sweep trains (`DEPTHS`, by the profile whose sizes it uses)."""
+    return DEPTHS[sizes_of(profile)]
 
 
 def reference_metrics(rd: RecData, world: SyntheticWorld | None, split: str = "test", k: int = 10,
@@ -97,6 +102,19 @@ def t_interval(values, alpha: float = 0.05) -> tuple[float, float | None, float 
     return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
 
 
+def gap_closed(ndcg: float, refs: dict) -> float:
+    """(NDCG@10 - Markov) / (Bayes - Markov): the share of the gap between the last-item floor and the ceiling a model
+    closes; NaN without a Bayes reference (real data, the shallow world)."""
+    if refs.get("bayes") is None:
+        return float("nan")
+    return (ndcg - refs["markov"]) / (refs["bayes"] - refs["markov"])
+
+
+def world_of(data_cfg, seed: int) -> SyntheticWorld | None:
+    """The generator behind the data when it is known exactly (the synthetic depth world), else None."""
+    return D.synthetic_world(data_cfg, seed) if data_cfg.source == "synthetic" and D.is_depth_world(data_cfg) else None
+
+
 def run_seed(profile: str, seed: int, depths, artefacts=None, progress: bool = False,
              knobs: dict | None = None) -> dict:
     """One seed of the sweep: the depth-world data (with `knobs` set), its references and one model per depth. Returns
@@ -104,8 +122,15 @@ def run_seed(profile: str, seed: int, depths, artefacts=None, progress: bool = F
     cfg = world_config(profile, seed, knobs)
     P = bench_paths(profile, artefacts, seed, knobs)
     rd, _, stats = D.load_rec_data(cfg.data, P, seed, progress=progress)
-    world = D.synthetic_world(cfg.data, seed)
-    refs, frame = reference_metrics(rd, world)
+    refs, frame = reference_metrics(rd, world_of(cfg.data, seed))
+    rows = train_depths(cfg, rd, stats, depths, P.root, seed, refs, frame, progress)
+    return {"refs": refs, "per_user": frame, "models": rows}
+
+
+def train_depths(cfg, rd: RecData, stats: dict, depths, root, seed: int, refs: dict, frame: pd.DataFrame,
+                 progress: bool = False) -> list[dict]:
+    """Train (or load) one model per depth from scratch, the profile teacher's width and budget, in `root/L<depth>`,
+    and add each one's per-user test NDCG@10 to `frame` as column `L<depth>`. Returns one row per depth."""
     # The sweep's budget is epochs, never minutes: a wall-clock cap makes the result depend on the machine's load (a
     # 24-layer model, or any model on a busy machine, would be cut short; seed 2's L = 8 once stopped after 2 of 12
     # epochs while other jobs ran). Every depth gets the profile's epochs and early stopping.
@@ -115,18 +140,77 @@ def run_seed(profile: str, seed: int, depths, artefacts=None, progress: bool = F
         mcfg = dataclasses.replace(cfg.model, num_layers=int(L))
         torch.manual_seed(seed)
         model = build_model(mcfg, rd.num_items, rd.max_len, item_titles=rd.item_titles)
-        model, _, info = train_or_load(model, rd, train_cfg, P.root / f"L{L}", seed=seed, progress=progress,
+        model, _, info = train_or_load(model, rd, train_cfg, root / f"L{L}", seed=seed, progress=progress,
                                        key={"model": dataclasses.asdict(mcfg), "data": stats.get("config_hash")})
         means, pu = evaluate_model(model, rd, "test")
         frame[f"L{L}"] = pu["ndcg@10"].to_numpy()
         rows.append({"seed": seed, "L": int(L), "ndcg@10": float(means["ndcg@10"]),
-                     "gap_closed": (means["ndcg@10"] - refs["markov"]) / (refs["bayes"] - refs["markov"]),
+                     "gap_closed": gap_closed(means["ndcg@10"], refs),
                      "train_seconds": float(info["train_seconds"]), "epochs": int(info["epochs"]),
                      "loaded": bool(info.get("loaded", False))})
         print(f"[bench depth] seed {seed} L={L}: test NDCG@10 {means['ndcg@10']:.4f}, gap closed "
               f"{rows[-1]['gap_closed']:.3f} ({info['train_seconds']:.0f}s, {info['epochs']} epochs"
               f"{', loaded' if info.get('loaded') else ''})", flush=True)
-    return {"refs": refs, "per_user": frame, "models": rows}
+    return rows
+
+
+@dataclasses.dataclass
+class DepthCurve:
+    """Test quality against depth on one seed, the book's own data and teacher beside models of other depths trained
+    from scratch (chapter 02)."""
+
+    refs: dict  # {reference: test NDCG@10} (`reference_metrics`; no Bayes on real data or in the shallow world)
+    table: pd.DataFrame  # one row per depth, indexed by num_layers: ndcg@10, gap_closed, model
+    per_user: pd.DataFrame  # user, the references, one L<depth> column of per-user test NDCG@10 per depth
+    compare: dict  # the deepest vs the 2-layer model (else the shallowest): paired test and bootstrap CI
+
+    def record(self) -> dict:
+        """The values chapter 02 records: NDCG@10 and gap closed per depth, the references, the comparison."""
+        t = self.table
+        return {"depth_ndcg10": t["ndcg@10"].astype(float).to_dict(),
+                "depth_gap_closed": {k: (None if np.isnan(v) else float(v)) for k, v in t["gap_closed"].items()},
+                "depth_references": dict(self.refs), "depth_compare": dict(self.compare)}
+
+    def conclusion(self) -> str:
+        """One sentence per finding, printed from the numbers."""
+        c, t = self.compare, self.table
+        lines = [f"Test NDCG@10 by depth: " + ", ".join(f"L={L} {v:.4f}" for L, v in t["ndcg@10"].items()) + "."]
+        if "bayes" in self.refs:
+            lines.append(f"Against the Bayes ceiling {self.refs['bayes']:.4f} and the Markov floor "
+                         f"{self.refs['markov']:.4f}, the models close " + ", ".join(
+                             f"{v:.0%} (L={L})" for L, v in t["gap_closed"].items()) + " of the gap.")
+        sig = c["ci"][0] > 0 or c["ci"][1] < 0
+        lines.append(f"L={c['b']} minus L={c['a']}: {c['mean_diff']:+.4f} NDCG@10 per user (95% bootstrap CI "
+                     f"{c['ci'][0]:+.4f} to {c['ci'][1]:+.4f}, Wilcoxon p {c['wilcoxon_p']:.2g}, {c['n']} users): "
+                     + ("depth buys quality on this data." if sig and c["mean_diff"] > 0 else
+                        "the deeper model is worse here." if sig else "no difference beyond noise."))
+        return "\n".join(lines)
+
+
+def depth_curve(cfg, P: Paths, rd: RecData, stats: dict, depths, models: dict | None = None, seed: int = 0,
+                progress: bool = False) -> DepthCurve:
+    """Chapter 02's depth section: models of `depths` trained from scratch with the teacher's width and epochs
+    (`train_depths`, in `<run>/depth_bench`, the folder `python -m lab bench depth` reads back), plus the chapter's
+    own `models` ({num_layers: model}, e.g. the teacher), all scored on test against the references of the data
+    (`reference_metrics`). The deepest is compared with the 2-layer model (the shallowest when none has 2 layers)."""
+    models = dict(models or {})
+    refs, frame = reference_metrics(rd, world_of(cfg.data, seed))
+    rows = train_depths(cfg, rd, stats, [L for L in depths if L not in models], P.root / "depth_bench", seed, refs,
+                        frame, progress)
+    for L, model in models.items():
+        means, pu = evaluate_model(model, rd, "test")
+        frame[f"L{L}"] = pu["ndcg@10"].to_numpy()
+        rows.append({"L": int(L), "ndcg@10": float(means["ndcg@10"]), "gap_closed": gap_closed(means["ndcg@10"], refs),
+                     "model": "trained above"})
+    table = pd.DataFrame(rows).rename(columns={"L": "num_layers"}).set_index("num_layers").sort_index()
+    table["model"] = table.get("model", pd.Series(index=table.index, dtype=object)).fillna("from scratch")
+    table = table[["ndcg@10", "gap_closed", "model"]]
+    a = 2 if 2 in table.index else int(table.index.min())
+    b = int(table.index.max())
+    fa, fb = frame[f"L{a}"].to_numpy(), frame[f"L{b}"].to_numpy()
+    _, lo, hi = paired_diff_ci(fb, fa)
+    compare = {"a": a, "b": b, **paired_test(fb, fa), "ci": [lo, hi]}
+    return DepthCurve(refs=refs, table=table, per_user=frame, compare=compare)
 
 
 def compare_depths(per_seed: list[dict], a: int, b: int) -> dict:
@@ -148,7 +232,7 @@ def run(profile: str = "smoke", seeds=(0,), depths=None, artefacts=None, compare
     and returns the JSON-able summary. The comparison pair falls back to the shallowest and deepest depth run when
     `compare` is not among them. `knobs` ({DataConfig field: value}, `--set name=value`) changes the world for a
     tuning run; its data and models live in their own folder (`knob_tag`)."""
-    depths = tuple(int(d) for d in (depths or DEPTHS[sizes_of(profile)]))
+    depths = tuple(int(d) for d in (depths or profile_depths(profile)))
     a, b = (int(compare[0]), int(compare[1])) if set(compare) <= set(depths) else (min(depths), max(depths))
     t0 = time.perf_counter()
     world_config(profile, int(seeds[0]), knobs)  # an unknown knob raises before anything is generated

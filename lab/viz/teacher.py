@@ -28,3 +28,20 @@ def metric_bars(table: pd.DataFrame, metrics=("ndcg@10", "hr@10", "mrr")):
     ax.set(title="test split, full ranking", ylabel="")
     fig.tight_layout()
     return fig
+
+
+def quality_by_depth(table: pd.DataFrame, refs: dict):
+    """Test NDCG@10 against the number of layers (`lab.bench.depth.DepthCurve.table`, log2 axis), with the data's
+    references as horizontal lines: the Bayes ceiling, last-item Bayes, Markov and popularity (chapter 02)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    ax.plot(table.index, table["ndcg@10"], marker="o", color="k", label="model of that depth")
+    styles = {"bayes": ("C2", "-"), "last_item_bayes": ("C2", ":"), "markov": ("C1", "--"), "popularity": ("C7", "--")}
+    for name, (color, ls) in styles.items():
+        if refs.get(name) is not None:
+            ax.axhline(refs[name], color=color, ls=ls, lw=1, label=name.replace("_", " "))
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(table.index), [str(L) for L in table.index])
+    ax.set(xlabel="decoder layers", ylabel="NDCG@10 (test, full ranking)", title="does depth buy quality?")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.tight_layout()
+    return fig
