@@ -160,3 +160,12 @@ def test_optimistic_metrics_bound_ties():
     assert cc.optimistic_metrics(score_fn, rd)["mrr"] == pytest.approx(1.0)
     assert cc.book_metrics(score_fn, rd, mask_history=False)["mrr"] == pytest.approx(1 / 4)
     assert cc.optimistic_metrics(score_fn, rd, mask_history=False)["mrr"] == pytest.approx(1 / 2)
+
+
+def test_cli_profiles_are_the_books():
+    from lab.config import PROFILES
+
+    assert cc.parse_args(["--profile", PROFILES[-1], "--epochs", "2"]).epochs == 2
+    assert cc.parse_args([]).profile == "default"
+    with pytest.raises(SystemExit):
+        cc.parse_args(["--profile", "nope"])

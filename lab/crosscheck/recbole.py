@@ -78,6 +78,7 @@ from transformers.utils import logging as hf_logging
 
 from .. import REPO_ROOT, ModelConfig, get_config, setup
 from ..baselines import popularity_scores
+from ..config import PROFILES
 from ..constants import PAD
 from ..data import RecData, load_rec_data, prepare_data, sequences_from_interactions
 from ..io import write_json
@@ -476,7 +477,7 @@ def report(r: dict) -> None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m lab.crosscheck.recbole", description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default="default", choices=["smoke", "default", "full", "depth"])
+    ap.add_argument("--profile", default="default", choices=PROFILES)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--artefacts", default=None, help="artefact root (default: ./artefacts)")
     ap.add_argument("--epochs", type=int, default=None, help="RecBole's epochs (default: the profile's cfg.train)")
