@@ -2,7 +2,7 @@
 
 The package behind the book's chapters, in layers (bottom first; `tests/test_layout.py` checks every import):
 config, io, constants, stats (leaves) -> data -> backbones -> metrics, models -> train, baselines -> fisher -> importance ->
-selection -> distill -> book -> hypotheses -> bench, viz (they serve the chapters) -> notebooks -> rerun ->
+selection -> distill -> book -> hypotheses -> bench, viz, crosscheck (they serve or check the chapters) -> notebooks -> rerun ->
 __main__.
 `lab.book` holds the house rules every chapter uses (paths, setup, record, loading earlier chapters' artefacts, the
 parameters-cell convention); they are re-exported here as `lab.setup`, `lab.record`, ...

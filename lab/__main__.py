@@ -75,6 +75,12 @@ def main(argv=None) -> int:
     r.add_argument("--only", nargs="*", help="chapter prefixes to run, e.g. 01 02")
     r.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                    help="extra chapter parameter (UPPERCASE name of a parameters-cell constant); repeatable")
+    cc = sub.add_parser("crosscheck", help="a peer cross-check by hand, not in CI; its last line is a JSON object")
+    cc.add_argument("what", choices=["recbole"])
+    cc.add_argument("--profile", default="default", choices=PROFILES)
+    cc.add_argument("--seed", type=int, default=0)
+    cc.add_argument("--artefacts", default=None, help="artefact root (default: ./artefacts)")
+    cc.add_argument("--epochs", type=int, default=None, help="RecBole's training epochs (default: the profile's)")
     sub.add_parser("sync", help="regenerate every notebooks/*.ipynb from its .py (no outputs)")
     a = ap.parse_args(argv)
 
@@ -108,6 +114,10 @@ def main(argv=None) -> int:
         else:
             out = bench_mod.main(a.what, profile=a.profile, seed=a.seed, artefacts=a.artefacts)
         print(json.dumps(out))
+    elif a.cmd == "crosscheck":  # issue 14 item 4: lab.crosscheck.recbole (RecBole 1.2.1 in .venv-recbole/)
+        from .crosscheck import recbole as crosscheck_recbole
+
+        print(json.dumps(crosscheck_recbole.main(a.profile, a.seed, a.artefacts, a.epochs), default=str))
     elif a.cmd == "sync":
         from .notebooks import sync_all
 
