@@ -235,7 +235,7 @@ def run(profile: str = "smoke", seeds=(0,), depths=None, artefacts=None, compare
     depths = tuple(int(d) for d in (depths or profile_depths(profile)))
     a, b = (int(compare[0]), int(compare[1])) if set(compare) <= set(depths) else (min(depths), max(depths))
     t0 = time.perf_counter()
-    world_config(profile, int(seeds[0]), knobs)  # an unknown knob raises before anything is generated
+    data_cfg = world_config(profile, int(seeds[0]), knobs).data  # an unknown knob raises before anything is generated
     per_seed = [run_seed(profile, int(s), depths, artefacts, progress, knobs) for s in seeds]
     models = pd.DataFrame([r for s in per_seed for r in s["models"]])
     refs = pd.DataFrame([s["refs"] for s in per_seed], index=list(seeds))
@@ -249,7 +249,7 @@ def run(profile: str = "smoke", seeds=(0,), depths=None, artefacts=None, compare
         per_depth[str(L)] = {"gap_closed": m, "gap_closed_ci": [lo, hi], "ndcg10": n, "ndcg10_ci": [nlo, nhi],
                              "train_seconds": float(g["train_seconds"].mean())}
     out = {"bench": "depth", "profile": profile, "seeds": [int(s) for s in seeds], "depths": list(depths),
-           "knobs": dict(knobs or {}),
+           "knobs": {k: getattr(data_cfg, k) for k in (knobs or {})},  # as the world used them (typed)
            "references": {k: t_interval(refs[k])[0] for k in REFERENCES},
            "references_per_seed": refs.reset_index(names="seed").to_dict(orient="records"),
            "per_depth": per_depth, "gap_closed": {k: v["gap_closed"] for k, v in per_depth.items()},
