@@ -41,6 +41,10 @@ SAME_RANKING_RHO = 0.9  # Spearman above which two estimators are said to rank t
 SCALE_RHO = -0.7  # Spearman of Fisher and stream norm at or below which the Fisher is said to track the stream scale
 STABLE_TAU = 0.6  # Kendall tau between user halves at or above which the layer ranking is called stable
 MODERATE_TAU = 0.3  # Kendall tau at or above which it is called moderately stable (below: unstable)
+PROBE_USERS = None  # validation users probed, half fit and half score (0: all); None: the profile's (ProbeConfig)
+PROBE_ITERS = None  # LBFGS iterations per linear probe; None: the profile's
+PROBE_DECAY = None  # L2 weight decay of the linear probes; None: the profile's
+PROBE_WITHIN = 0.02  # a variable is decodable from the first layer within this accuracy of its best layer
 
 # %%
 import time
@@ -205,6 +209,35 @@ viz.estimator_scatter(vec["fisher_empirical"], vec["ablation_drop"], "empirical 
 viz.save(fig, "03_estimator_scatter", P)
 
 # %% [markdown]
+# ## Planted layer roles
+# The depth world plants the intermediate variables a model must compute to predict the next item
+# (`lab.data.planted_variables`): the last item's cluster, the cluster that followed the most recent earlier
+# occurrence of that cluster (what an induction head retrieves), the cluster the pointer lands on after its hops, and
+# the mode set by the last switch item. A linear probe (softmax regression with weight decay, `lab.fisher.probes`)
+# reads each one from the residual stream at the last position of every layer — layer_idx -1 is the input
+# embeddings, l the output of layer l — fitted on one half of `PROBE_USERS` validation users and scored on the other,
+# beside the majority-class baseline. The variables are those of the window the teacher reads; histories without one
+# (-1: no earlier occurrence, the pointer left the window) are left out and counted. If the Fisher marks the layers
+# that compute something, a layer's Fisher should follow what it adds to the probes (its gain, accuracy(l) −
+# accuracy(l − 1), summed over the variables). Real data and the shallow world plant nothing: nothing is probed there.
+
+# %%
+pc = lab.override(lf.ProbeConfig.for_profile(PROFILE), n_users=PROBE_USERS, max_iter=PROBE_ITERS,
+                  weight_decay=PROBE_DECAY)  # None keeps the profile's value
+probes = lf.run_probes(teacher, data, cfg.data, SEED, pc)  # None outside the depth world
+lf.save_probes(P, probes)  # 03_probes.parquet: one row per (layer_idx, variable)
+if probes is not None:
+    display(probes.baseline)
+    fig = viz.probe_accuracy(probes.accuracy, probes.baseline["majority"])
+    viz.save(fig, "03_probe_accuracy", P)
+    display(probes.accuracy.round(3).T)
+
+# %%
+probe_rec = lf.probe_record(probes, vec["fisher_empirical"], within=PROBE_WITHIN, n_boot=min(fc.n_boot, 500),
+                            seed=SEED)  # where each variable becomes decodable; Spearman(Fisher, summed probe gain)
+print(lf.probe_conclusion(probe_rec))
+
+# %% [markdown]
 # ## What the measurement shows
 # Every statement below is printed from this run's numbers; the thresholds behind its wording are the
 # parameters-cell constants. Where the Fisher mass sits: the lower half's share of the layer Fisher (trace), with a
@@ -311,6 +344,9 @@ print("- Choices here use training users (Fisher) and validation users (ablation
 # - The statements above are computed from this run's numbers: which half of the stack holds the Fisher mass, how
 #   the Fisher ranking relates to the measured effect of removing each layer, how much the three estimators and the
 #   user/item subsets differ, and how stable the ranking is.
+# - In the depth world, linear probes show from which layer each planted variable (last cluster, induction target,
+#   pointer target, mode) can be read off, and whether a layer's Fisher follows what it adds to the probes
+#   (`03_probes.parquet`); on real data and in the shallow world they are not measured (recorded as None).
 # - `importance.parquet` (every signal, per layer, with CIs) and `fisher_groups.parquet` (per layer x parameter
 #   group, estimator, subset, seed and normalisation) are what chapter 04 reads.
 
@@ -319,4 +355,4 @@ runtime = time.perf_counter() - t_start
 lab.record_all(lf.fisher_record(
     emp, vec, agree, stream, check_table=check_table, wrong_batch_size=fc.wrong_batch_size,
     lower_half=(lower_share, share_lo, share_hi), taus=(tau_halves, tau_seeds), thresholds=(STABLE_TAU, MODERATE_TAU),
-    exact_tol=EXACT_TOL, users_per_s=rates, fisher_seconds=fisher_seconds, runtime_s=runtime))
+    exact_tol=EXACT_TOL, users_per_s=rates, fisher_seconds=fisher_seconds, runtime_s=runtime, probes=probe_rec))

@@ -1,11 +1,14 @@
 """Chapter 03 in the smoke profile: the values it records are recomputed here, independently, from its saved
-artefacts (`importance.parquet`, `fisher_groups.parquet`) and the saved teacher: the Fisher by the per-user loop, the
-ablation drop on the validation split, and every share and rank correlation the chapter prints."""
+artefacts (`importance.parquet`, `fisher_groups.parquet`, `03_probes.parquet`) and the saved teacher: the Fisher by
+the per-user loop, the ablation drop on the validation split, every share and rank correlation the chapter prints,
+and the planted layer roles (the smoke profile lives in the depth world, so the probes run)."""
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
 import lab
+from lab import data as D
 from lab import fisher as lf
 from lab import importance as li
 from lab.data import load_rec_data
@@ -82,3 +85,49 @@ def test_chapter_03_fisher_and_ablation_recomputed_from_the_saved_teacher(ch03):
     assert lf.FisherConfig.for_profile("smoke").ablation_users == 0
     ab = li.ablation_drop(teacher, data, n_users=0, n_boot=0)
     np.testing.assert_allclose(ab["value"].to_numpy(), lf.importance_vector(imp, "ablation_drop"), atol=1e-6)
+
+
+def test_chapter_03_probes_recorded_from_their_table(ch03):
+    r, P, imp = ch03
+    L = r["n_layers"]
+    tab = pd.read_parquet(P.file("03_probes.parquet"))
+    assert list(tab.columns) == lf.PROBE_COLUMNS
+    variables = list(dict.fromkeys(tab["variable"]))
+    assert variables == list(lf.VARIABLES) and set(r["probe_accuracy"]) == set(variables)  # results.json sorts keys
+    acc = tab.pivot(index="layer_idx", columns="variable", values="accuracy")[variables]
+    assert list(acc.index) == list(range(-1, L))  # the embeddings, then the output of every layer
+    base = tab.drop_duplicates("variable").set_index("variable")
+    within = r["probe_within"]
+    for v in variables:
+        assert r["probe_accuracy"][v] == {str(i): pytest.approx(a, abs=1e-12) for i, a in acc[v].items()}
+        assert r["probe_majority"][v] == pytest.approx(base.loc[v, "majority"], abs=1e-12)
+        n = base.loc[v, ["n_train", "n_test", "n_undefined"]].astype(int).tolist()
+        assert r["probe_counts"][v] == dict(zip(("train", "test", "undefined"), n))
+        assert sum(n) == r["probe_users"]
+        best = acc[v].max()  # decodable: the first layer within `within` of the best, if the best beats the majority
+        expect = (int(acc.index[(acc[v] >= best - within).to_numpy()][0]) if best - base.loc[v, "majority"] > within
+                  else None)
+        assert r["probe_decodable_at"][v] == expect, v
+    gain = acc.diff().iloc[1:].sum(axis=1)  # layer l adds accuracy(l) - accuracy(l - 1), summed over variables
+    assert r["probe_gain_total"] == {str(i): pytest.approx(g, abs=1e-12) for i, g in gain.items()}
+    fisher = lf.importance_vector(imp, "fisher_empirical", "per_param")
+    assert r["probe_fisher_spearman"] == pytest.approx(spearmanr(fisher, gain.to_numpy()).statistic, abs=1e-12)
+    lo, hi = r["probe_fisher_spearman_ci"]
+    assert lo <= r["probe_fisher_spearman"] <= hi
+    assert (P.figures / "03_probe_accuracy.png").exists()
+
+
+def test_chapter_03_probe_counts_recounted_from_the_world(ch03):
+    """The undefined rows the chapter counted, recounted on the smoke world rebuilt here: each validation window
+    mapped to generated ids by parent_asin, the planted variables of `lab.data` (smoke probes every user)."""
+    r, P, _ = ch03
+    cfg = lab.get_config("smoke", 0).data
+    assert D.is_depth_world(cfg) and lf.ProbeConfig.for_profile("smoke").n_users == 0
+    data, _, _ = load_rec_data(cfg, P, seed=0, progress=False)
+    world = D.synthetic_world(cfg, 0)
+    gen = {a: g for g, a in enumerate(world.item_ids)}
+    windows = [[gen[data.item_ids[i]] for i in h if i != 0] for h in data.valid_history.tolist()]
+    planted = D.planted_variables(world, windows)
+    assert r["probe_users"] == len(windows)
+    for v in lf.VARIABLES:
+        assert r["probe_counts"][v]["undefined"] == int((planted[v] == -1).sum()), v

@@ -235,6 +235,14 @@ def test_fisher_record_derives_the_chapter_03_numbers_from_its_tables():
         "users_per_s": {"loop": 10.0, "hooks": 40.0}, "fisher_seconds": 1.5, "runtime_s": 9.0,
     }
     assert isinstance(rec["spearman_wrong_vs_empirical"], float) and isinstance(rec["wrong_scale_median"], float)
+    # the planted layer roles (`lab.fisher.probes.probe_record`) are merged in; outside the depth world as None
+    probes = lf.probe_record(None, vec["fisher_empirical"], within=0.02)
+    with_probes = lf.fisher_record(emp, vec, agree, np.array([1.0, 2.0, 3.0, 4.0]), check_table=check,
+                                   wrong_batch_size=16, lower_half=(0.7, 0.6, 0.8), taus=(0.5, float("nan")),
+                                   thresholds=(0.6, 0.3), exact_tol=1e-10, users_per_s={"loop": 10.0, "hooks": 40.0},
+                                   fisher_seconds=1.5, runtime_s=9.0, probes=probes)
+    assert {k: with_probes[k] for k in probes} == probes and with_probes["probe_fisher_spearman"] is None
+    assert set(with_probes) == set(rec) | {"kendall_tau_seeds"} | set(probes)
 
 
 def test_stability_label_and_best_signal():

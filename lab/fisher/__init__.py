@@ -19,10 +19,16 @@ scattered input-side gradient) and its `ghost=True` mode (per-group squared norm
 Groups: per decoder layer q/k/v/o, gate/up/down, input_norm/post_norm; outside the stack `embedding` (layer_idx -1:
 item table, in/text projections) and `final_norm`/`out_proj` (layer_idx L). The backbone's unused token table is
 left out.
+
+`probes` (chapter 03's planted layer roles): linear probes of the depth world's planted variables in every layer's
+residual stream, held-out accuracy per layer beside the majority baseline, and their per-layer gain against the Fisher.
 """
 from .estimators import (ESTIMATORS, GROUP_ORDER, NORMS, SIGNALS, FisherConfig, FisherEstimate, batchgrad_squared,
                          compare, draw_labels, estimate_fisher, eval_mode, fisher_hooks, fisher_loop, fisher_params,
                          fisher_vmap, model_logits, normalise, param_key, sample_nll)
+from .probes import (PROBE_COLUMNS, PROBE_FILE, VARIABLES, ProbeConfig, ProbeResult, fit_probe, generated_ids,
+                     last_states, layer_probes, load_probes, planted_targets, probe_conclusion, probe_gains,
+                     probe_predict, probe_record, probe_states, probe_summary, run_probes, save_probes)
 from .report import (ITEM_BUCKETS, USER_BUCKETS, backward_passes, best_signal, bucket_table, fisher_groups,
                      fisher_record, label_sets, signal_agreement, stability_label, subset_shares, top_layers, top_share,
                      users_per_second, wrong_scale)
@@ -42,4 +48,7 @@ __all__ = [
     "ITEM_BUCKETS", "USER_BUCKETS", "backward_passes", "bucket_table", "fisher_groups", "label_sets",
     "signal_agreement", "subset_shares", "top_layers", "top_share", "users_per_second",
     "best_signal", "wrong_scale", "stability_label", "fisher_record",
+    "PROBE_COLUMNS", "PROBE_FILE", "VARIABLES", "ProbeConfig", "ProbeResult", "fit_probe", "generated_ids",
+    "last_states", "layer_probes", "load_probes", "planted_targets", "probe_conclusion", "probe_gains",
+    "probe_predict", "probe_record", "probe_states", "probe_summary", "run_probes", "save_probes",
 ]

@@ -1,6 +1,6 @@
 """Chapter 03's measurements as calls: timing of the Fisher methods, the label sets of one batched pass, the per-group
 tables of every subset and seed, the subsets' layer profiles, how the other signals agree with the ablation drop, and
-the key results the chapter records (`fisher_record`) (chapter 03)."""
+the key results the chapter records (`fisher_record`, the probes' `probe_record` merged in) (chapter 03)."""
 from __future__ import annotations
 
 import time
@@ -140,7 +140,7 @@ def stability_label(tau: float, stable: float, moderate: float) -> str:
 def fisher_record(emp: FisherEstimate, vec: dict[str, np.ndarray], agree: pd.DataFrame, stream, *,
                   check_table: pd.DataFrame, wrong_batch_size: int, lower_half: tuple, taus: tuple,
                   thresholds: tuple, exact_tol: float, users_per_s: dict, fisher_seconds: float,
-                  runtime_s: float) -> dict:
+                  runtime_s: float, probes: dict | None = None) -> dict:
     """The key results chapter 03 records, derived from its tables (chapter 03).
 
     Args:
@@ -156,6 +156,8 @@ def fisher_record(emp: FisherEstimate, vec: dict[str, np.ndarray], agree: pd.Dat
         exact_tol: the relative difference below which the fast methods count as exact.
         users_per_s: float32 users per second of each Fisher method (`users_per_second`).
         fisher_seconds, runtime_s: wall time of the batched Fisher and of the chapter.
+        probes: the planted layer roles (`lab.fisher.probes.probe_record`; None values outside the depth world),
+            merged into the record; None: no probe keys.
     """
     fisher, drop = vec["fisher_empirical"], vec["ablation_drop"]
     top = top_layers(fisher, 3)
@@ -190,4 +192,5 @@ def fisher_record(emp: FisherEstimate, vec: dict[str, np.ndarray], agree: pd.Dat
         "users_per_s": users_per_s,
         "fisher_seconds": fisher_seconds,
         "runtime_s": runtime_s,
+        **(probes or {}),
     }

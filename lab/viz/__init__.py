@@ -17,7 +17,7 @@ from .baselines import quality_vs_speed, retention_by_method
 from .data import activity_over_time, popularity_tail, rating_distribution, seq_length_hist, structure_bars
 from .distill import cost_and_speed, retention_bars
 from .explorer import LayerExplorer, layer_explorer
-from .fisher import estimator_scatter, group_matrix, heatmap_layer_group, layer_bars
+from .fisher import estimator_scatter, group_matrix, heatmap_layer_group, layer_bars, probe_accuracy
 from .selection import plot_quality_vs_k, plot_rules_by_budget, plot_selection_grid, plot_speedup
 from .teacher import learning_curves, metric_bars, quality_by_depth
 
@@ -25,7 +25,7 @@ __all__ = [
     "save", "use_backend",
     "popularity_tail", "seq_length_hist", "rating_distribution", "activity_over_time", "structure_bars",
     "learning_curves", "metric_bars", "quality_by_depth",
-    "group_matrix", "heatmap_layer_group", "layer_bars", "estimator_scatter",
+    "group_matrix", "heatmap_layer_group", "layer_bars", "estimator_scatter", "probe_accuracy",
     "LayerExplorer", "layer_explorer",
     "plot_rules_by_budget", "plot_quality_vs_k", "plot_selection_grid", "plot_speedup",
     "retention_bars", "cost_and_speed",

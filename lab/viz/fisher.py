@@ -1,6 +1,6 @@
 """Figures of the Fisher chapter (chapter 03): the layer x parameter-group matrix and its heatmap, per-layer bars with
-CIs, and an estimator-vs-estimator scatter. Each function draws and returns a matplotlib Figure; `lab.viz.save`
-writes it.
+CIs, an estimator-vs-estimator scatter, and the probes' held-out accuracy by layer (`probe_accuracy`). Each function
+draws and returns a matplotlib Figure; `lab.viz.save` writes it.
 """
 from __future__ import annotations
 
@@ -87,5 +87,26 @@ def estimator_scatter(x, y, xlabel: str, ylabel: str, labels=None, log: bool = F
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(f"Spearman ρ = {rho:.2f}, Kendall τ = {tau:.2f}")
+    fig.tight_layout()
+    return fig
+
+
+def probe_accuracy(accuracy: pd.DataFrame, majority: pd.Series, ax=None, title: str = ""):
+    """Held-out probe accuracy by layer_idx, one line per variable, each variable's majority baseline dashed in
+    the same colour (chapter 03's planted layer roles; `lab.fisher.probes.layer_probes`). layer_idx -1 is the
+    input embeddings, l the output of decoder layer l."""
+    acc = accuracy.sort_index()
+    fig, ax = fig_ax(ax, (max(6.0, 0.3 * len(acc)), 3.8))
+    colors = sns.color_palette(n_colors=len(acc.columns))
+    for color, var in zip(colors, acc.columns):
+        ax.plot(acc.index, acc[var], marker="o", ms=3, color=color, label=var)
+        ax.axhline(float(majority[var]), color=color, ls="--", lw=1)
+    ax.set_xticks(acc.index)
+    ax.set_xticklabels(["emb" if i == -1 else str(i) for i in acc.index], fontsize=7 if len(acc) > 12 else None)
+    ax.set_xlabel("layer_idx (emb = input embeddings; l = output of layer l)")
+    ax.set_ylabel("held-out probe accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title or "linear probes of the planted variables (dashed: majority baseline)")
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     return fig
