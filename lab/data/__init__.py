@@ -29,7 +29,7 @@ from .preprocess import dataset_stats, k_core, preprocess_reviews, sequences_fro
 from .report import data_record
 from .splits import SPLITS, RecData, build_rec_data, left_pad, rec_data_from_sequences, split_stats
 from .synthetic import (DEPTH_FIELDS, SYNTHETIC, SyntheticConstants, SyntheticWorld, bayes_scores, ensure_synthetic,
-                        generate_synthetic, generator_params, is_depth_world, last_item_bayes_scores,
+                        generate_synthetic, generated_ids, generator_params, is_depth_world, last_item_bayes_scores,
                         last_item_table, planted_variables, pointer_positions, reference_scorers,
                         simulate_synthetic, synthetic_world, toy_markov_sequences)
 
@@ -40,7 +40,8 @@ __all__ = [
     "dataset_stats", "k_core", "preprocess_reviews", "sequences_from_interactions", "data_record",
     "SPLITS", "RecData", "build_rec_data", "left_pad", "rec_data_from_sequences", "split_stats",
     "DEPTH_FIELDS", "SYNTHETIC", "SyntheticConstants", "SyntheticWorld", "bayes_scores", "ensure_synthetic",
-    "generate_synthetic", "generator_params", "is_depth_world", "last_item_bayes_scores", "last_item_table",
+    "generate_synthetic", "generated_ids", "generator_params", "is_depth_world", "last_item_bayes_scores",
+    "last_item_table",
     "planted_variables", "pointer_positions", "reference_scorers", "simulate_synthetic", "synthetic_world",
     "toy_markov_sequences",
 ]

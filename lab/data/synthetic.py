@@ -903,18 +903,25 @@ def synthetic_world(cfg: DataConfig, seed: int = 0) -> SyntheticWorld:
     return world
 
 
+def generated_ids(world: SyntheticWorld, item_ids: list) -> np.ndarray:
+    """(N+1,) the generated id of each processed item, whose parent_asin is `item_ids[i]` (`RecData.item_ids`), -1
+    for PAD (chapter 01: the references score processed data with it; chapter 03's probes read planted variables).
+    Raises when a processed item is not an item of `world` (data made with another seed or other parameters)."""
+    index = {str(a): g for g, a in enumerate(world.item_ids)}
+    missing = [a for a in item_ids[1:] if str(a) not in index]
+    if missing:
+        raise ValueError(f"{len(missing)} processed items (e.g. {missing[0]!r}) are not items of this synthetic "
+                         "world: the data were made with another seed or other parameters")
+    return np.array([-1] + [index[str(a)] for a in item_ids[1:]], dtype=np.int64)
+
+
 def reference_scorers(world: SyntheticWorld, item_ids: list) -> dict:
     """Score functions of the two reference predictors on a processed data set whose item i has parent_asin
     `item_ids[i]` (`RecData.item_ids`; 0 = padding): `bayes` and `last_item_bayes`, each mapping a (B, S) batch of
     *complete* processed histories, left-padded with PAD (`RecData.test_seen`), to (B, N+1) float64 probabilities
     (chapter 01). Items the pre-processing dropped (k-core) are absent from the history and from the catalogue: the
     predictors treat the processed history as the whole history."""
-    index = {str(a): g for g, a in enumerate(world.item_ids)}
-    missing = [a for a in item_ids[1:] if str(a) not in index]
-    if missing:
-        raise ValueError(f"{len(missing)} processed items (e.g. {missing[0]!r}) are not items of this synthetic "
-                         "world: the data were made with another seed or other parameters")
-    gen = np.array([-1] + [index[str(a)] for a in item_ids[1:]], dtype=np.int64)  # processed id -> generated id
+    gen = generated_ids(world, item_ids)  # processed id -> generated id
 
     def scores(p: np.ndarray) -> torch.Tensor:
         out = np.zeros((len(p), len(gen)))

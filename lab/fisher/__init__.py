@@ -26,7 +26,7 @@ residual stream, held-out accuracy per layer beside the majority baseline, and t
 from .estimators import (ESTIMATORS, GROUP_ORDER, NORMS, SIGNALS, FisherConfig, FisherEstimate, batchgrad_squared,
                          compare, draw_labels, estimate_fisher, eval_mode, fisher_hooks, fisher_loop, fisher_params,
                          fisher_vmap, model_logits, normalise, param_key, sample_nll)
-from .probes import (PROBE_COLUMNS, PROBE_FILE, VARIABLES, ProbeConfig, ProbeResult, fit_probe, generated_ids,
+from .probes import (PROBE_COLUMNS, PROBE_FILE, VARIABLES, ProbeConfig, ProbeResult, fit_probe,
                      last_states, layer_probes, load_probes, planted_targets, probe_conclusion, probe_gains,
                      probe_predict, probe_record, probe_states, probe_summary, run_probes, save_probes)
 from .report import (ITEM_BUCKETS, USER_BUCKETS, backward_passes, best_signal, bucket_table, fisher_groups,
@@ -48,7 +48,7 @@ __all__ = [
     "ITEM_BUCKETS", "USER_BUCKETS", "backward_passes", "bucket_table", "fisher_groups", "label_sets",
     "signal_agreement", "subset_shares", "top_layers", "top_share", "users_per_second",
     "best_signal", "wrong_scale", "stability_label", "fisher_record",
-    "PROBE_COLUMNS", "PROBE_FILE", "VARIABLES", "ProbeConfig", "ProbeResult", "fit_probe", "generated_ids",
+    "PROBE_COLUMNS", "PROBE_FILE", "VARIABLES", "ProbeConfig", "ProbeResult", "fit_probe",
     "last_states", "layer_probes", "load_probes", "planted_targets", "probe_conclusion", "probe_gains",
     "probe_predict", "probe_record", "probe_states", "probe_summary", "run_probes", "save_probes",
 ]

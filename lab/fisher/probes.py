@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from ..config import DataConfig, from_profile
 from ..constants import PAD
-from ..data import RecData, SyntheticWorld, is_depth_world, planted_variables, synthetic_world
+from ..data import RecData, SyntheticWorld, generated_ids, is_depth_world, planted_variables, synthetic_world
 from ..io import write_parquet
 from ..stats import spearman_ci
 from .tables import sample_rows
@@ -82,17 +82,6 @@ class ProbeResult:
         base = table.drop_duplicates("variable").set_index("variable")[PROBE_COLUMNS[3:]].loc[order]
         n = n_users if n_users is not None else int(base[["n_train", "n_test", "n_undefined"]].sum(axis=1).max())
         return cls(acc.rename_axis(columns=None), base, n)
-
-
-def generated_ids(world: SyntheticWorld, item_ids: list) -> np.ndarray:
-    """(N+1,) the generated id of each processed item, whose parent_asin is `item_ids[i]` (`RecData.item_ids`), -1
-    for PAD (chapter 03; the same mapping as `lab.data.reference_scorers`)."""
-    index = {str(a): g for g, a in enumerate(world.item_ids)}
-    missing = [a for a in item_ids[1:] if str(a) not in index]
-    if missing:
-        raise ValueError(f"{len(missing)} processed items (e.g. {missing[0]!r}) are not items of this synthetic "
-                         "world: the data were made with another seed or other parameters")
-    return np.array([-1] + [index[str(a)] for a in item_ids[1:]], dtype=np.int64)
 
 
 def _split_users(data: RecData, split: str) -> torch.Tensor:
