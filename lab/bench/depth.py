@@ -19,13 +19,13 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats as sps
 
 from .. import data as D
 from ..baselines import count_scorers
 from ..book import Paths, paths
 from ..config import get_config, sizes_of
 from ..data import RecData, SyntheticWorld
+from ..hypotheses import pooled
 from ..metrics import evaluate
 from ..models import build_model
 from ..stats import paired_diff_ci, paired_test
@@ -94,12 +94,12 @@ def bench_paths(profile: str, artefacts=None, seed: int = 0, knobs: dict | None 
 
 
 def t_interval(values, alpha: float = 0.05) -> tuple[float, float | None, float | None]:
-    """(mean, low, high): the t-interval of a mean over a few values (seeds); no interval from one value."""
-    v = np.asarray(values, dtype=float)
-    if len(v) < 2:
-        return float(v.mean()), None, None
-    half = sps.t.ppf(1 - alpha / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-    return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
+    """(mean, low, high): the t-interval of a mean over a few values (seeds, `lab.hypotheses.pooled`); no interval
+    from one value."""
+    r = pooled(values, level=1 - alpha)
+    if r["n_seeds"] < 2:
+        return r["estimate"], None, None
+    return r["estimate"], r["ci_low"], r["ci_high"]
 
 
 def gap_closed(ndcg: float, refs: dict) -> float:
@@ -127,6 +127,14 @@ def run_seed(profile: str, seed: int, depths, artefacts=None, progress: bool = F
     return {"refs": refs, "per_user": frame, "models": rows}
 
 
+def score_depth(model, L: int, rd: RecData, refs: dict, frame: pd.DataFrame) -> dict:
+    """Score `model` (L layers) on test: its per-user NDCG@10 becomes column `L<L>` of `frame`; returns
+    {"L", "ndcg@10", "gap_closed"}."""
+    means, pu = evaluate_model(model, rd, "test")
+    frame[f"L{L}"] = pu["ndcg@10"].to_numpy()
+    return {"L": L, "ndcg@10": float(means["ndcg@10"]), "gap_closed": gap_closed(means["ndcg@10"], refs)}
+
+
 def train_depths(cfg, rd: RecData, stats: dict, depths, root, seed: int, refs: dict, frame: pd.DataFrame,
                  progress: bool = False) -> list[dict]:
     """Train (or load) one model per depth from scratch, the profile teacher's width and budget, in `root/L<depth>`,
@@ -142,13 +150,10 @@ def train_depths(cfg, rd: RecData, stats: dict, depths, root, seed: int, refs: d
         model = build_model(mcfg, rd.num_items, rd.max_len, item_titles=rd.item_titles)
         model, _, info = train_or_load(model, rd, train_cfg, root / f"L{L}", seed=seed, progress=progress,
                                        key={"model": dataclasses.asdict(mcfg), "data": stats.get("config_hash")})
-        means, pu = evaluate_model(model, rd, "test")
-        frame[f"L{L}"] = pu["ndcg@10"].to_numpy()
-        rows.append({"seed": seed, "L": int(L), "ndcg@10": float(means["ndcg@10"]),
-                     "gap_closed": gap_closed(means["ndcg@10"], refs),
+        rows.append({"seed": seed, **score_depth(model, int(L), rd, refs, frame),
                      "train_seconds": float(info["train_seconds"]), "epochs": int(info["epochs"]),
                      "loaded": bool(info.get("loaded", False))})
-        print(f"[bench depth] seed {seed} L={L}: test NDCG@10 {means['ndcg@10']:.4f}, gap closed "
+        print(f"[bench depth] seed {seed} L={L}: test NDCG@10 {rows[-1]['ndcg@10']:.4f}, gap closed "
               f"{rows[-1]['gap_closed']:.3f} ({info['train_seconds']:.0f}s, {info['epochs']} epochs"
               f"{', loaded' if info.get('loaded') else ''})", flush=True)
     return rows
@@ -195,15 +200,10 @@ def depth_curve(cfg, P: Paths, rd: RecData, stats: dict, depths, models: dict | 
     (`reference_metrics`). The deepest is compared with the 2-layer model (the shallowest when none has 2 layers)."""
     models = dict(models or {})
     refs, frame = reference_metrics(rd, world_of(cfg.data, seed))
-    rows = train_depths(cfg, rd, stats, [L for L in depths if L not in models], P.root / "depth_bench", seed, refs,
-                        frame, progress)
-    for L, model in models.items():
-        means, pu = evaluate_model(model, rd, "test")
-        frame[f"L{L}"] = pu["ndcg@10"].to_numpy()
-        rows.append({"L": int(L), "ndcg@10": float(means["ndcg@10"]), "gap_closed": gap_closed(means["ndcg@10"], refs),
-                     "model": "trained above"})
+    rows = [{**r, "model": "from scratch"} for r in train_depths(
+        cfg, rd, stats, [L for L in depths if L not in models], P.root / "depth_bench", seed, refs, frame, progress)]
+    rows += [{**score_depth(model, int(L), rd, refs, frame), "model": "trained above"} for L, model in models.items()]
     table = pd.DataFrame(rows).rename(columns={"L": "num_layers"}).set_index("num_layers").sort_index()
-    table["model"] = table.get("model", pd.Series(index=table.index, dtype=object)).fillna("from scratch")
     table = table[["ndcg@10", "gap_closed", "model"]]
     a = 2 if 2 in table.index else int(table.index.min())
     b = int(table.index.max())
