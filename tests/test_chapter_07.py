@@ -83,14 +83,20 @@ def test_h1_h2a_recomputed_from_artefacts(ch07):
 
 
 def test_a_changed_record_changes_the_verdict(ch07):
-    """The decision reads the records: the same seeds with chapter 05's retention set to 0.5 in a copy contradict C1."""
+    """The decision reads the records: the same seeds with chapter 05's retention and speed-up set in copies move C1
+    from supported (retention .99, 5x) to contradicted (retention .5, 5x), and leave every other verdict as it was.
+    (The measured speed-up differs between CPUs, so the chapter's own C1 verdict is not assumed.)"""
     _, art = ch07
     inputs, missing = H.load_seeds("smoke", [0, 1], art)
     assert not missing
     before = H.verdict_table(H.per_seed(inputs)).set_index("id")["verdict"]
-    copy = [dict(s, results={**s["results"], "05_distillation": {**s["results"]["05_distillation"],
-                                                                 "best_retention": 0.5 + 0.01 * s["seed"]}})
-            for s in inputs]
-    after = H.verdict_table(H.per_seed(copy)).set_index("id")["verdict"]
-    assert after["C1"] == "contradicted" and before["C1"] != "contradicted"
-    assert (after.drop("C1") == before.drop("C1")).all()
+
+    def with_c1(retention):
+        return [dict(s, results={**s["results"], "05_distillation": {
+            **s["results"]["05_distillation"], "best_retention": retention + 0.01 * s["seed"],
+            "best_speedup": 5.0}}) for s in inputs]
+
+    good = H.verdict_table(H.per_seed(with_c1(0.98))).set_index("id")["verdict"]
+    bad = H.verdict_table(H.per_seed(with_c1(0.5))).set_index("id")["verdict"]
+    assert good["C1"] == "supported" and bad["C1"] == "contradicted"
+    assert (good.drop("C1") == before.drop("C1")).all() and (bad.drop("C1") == before.drop("C1")).all()
