@@ -1,4 +1,4 @@
-"""Configuration dataclasses and the profiles (`smoke`, `default`, `full`, and `shallow`).
+"""Configuration dataclasses and the profiles (`smoke`, `default`, `full`, `shallow` and `llm`).
 
 Every chapter takes a profile name as a papermill parameter and builds its configuration with
 `get_config(profile)`. Each config is passed whole into the constructor that uses it. The synthetic data comes in two
@@ -6,7 +6,8 @@ worlds (`WORLDS`): the `depth` world of issue 12, whose next item needs composit
 `lab.data.synthetic`), where `smoke`, `default` and `full` live, and the `shallow` world the book began with, whose next
 item depends on the last item only (a 2-layer model matched the 24-layer teacher there), kept as the `shallow` profile
 (the default profile's sizes and model in it) for comparison. `get_config(profile, world=...)` puts any profile's
-sizes in either world.
+sizes in either world. The `llm` profile (issue 13) makes a pretrained LLM the teacher (`ModelConfig.backbone`,
+SmolLM2-135M by default, `$LAB_BACKBONE` for another) on depth-world data small enough for the 2-core CPU.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
-PROFILES = ("smoke", "default", "full", "shallow")  # shallow: the default profile in the shallow world (issue 12)
+PROFILES = ("smoke", "default", "full", "shallow", "llm")  # shallow: the default profile in the shallow world
+#                                                            (issue 12); llm: a pretrained LLM teacher (issue 13)
 WORLDS = ("shallow", "depth")  # the synthetic worlds (`DEPTH_WORLD`)
 
 
@@ -74,6 +76,14 @@ class ModelConfig:
     #                                   as GPT-2 does, so a deep stack starts close to the identity
     use_text: bool = False  # add frozen title features (hashed bag of words) to item embeddings
     text_dim: int = 256  # width of the hashed title features when use_text
+    # --- a pretrained LLM as the teacher (issue 13; `lab.models.build_teacher`) ---
+    backbone: str | None = None  # a `lab.backbones` name ("smollm2-135m") or a local checkpoint folder: the teacher is
+    #                              that LLM's decoder layers (width, heads and depth its own; the size fields above then
+    #                              describe the models trained from scratch beside it); None: built from scratch
+    tuning: str = "lora"  # the LLM's base: "lora" (frozen, LoRA adapters and the item table trained) or "full"
+    lora_r: int = 8  # LoRA rank of the LLM teacher's adapters
+    lora_alpha: float = 16.0  # LoRA scaling numerator (scale = lora_alpha / lora_r)
+    title_init: bool = True  # start each item's ID embedding at the mean LLM token embedding of its title
 
 
 @dataclass
@@ -158,7 +168,9 @@ def get_config(profile: str = "default", seed: int = 0, world: str | None = None
     world = world if world is not None else ("shallow" if profile == "shallow" else "depth")
     if world not in WORLDS:
         raise ValueError(f"unknown world {world!r}; choose one of {WORLDS}")
-    if profile == "smoke":
+    if profile == "llm":
+        data, model, train = llm_profile()
+    elif profile == "smoke":
         data = DataConfig(n_users=400, n_items=150, n_clusters=6, mean_seq_len=14.0, max_len=16, chunk_size=2_000)
         model = ModelConfig(num_layers=8, hidden_size=32, num_heads=2, intermediate_size=64, item_dim=32)
         train = TrainConfig(epochs=12, batch_size=128, lr=5e-3, patience=3, max_minutes=1.5)
@@ -173,11 +185,29 @@ def get_config(profile: str = "default", seed: int = 0, world: str | None = None
         train = TrainConfig(epochs=50, max_minutes=240.0)
     if world == "depth":
         data = depth_world(data)
+    backbone = backbone_from_env()
+    if backbone is not None:  # $LAB_BACKBONE: this LLM is the teacher of any profile
+        model.backbone = backbone
     # Real data: point every chapter at downloaded Amazon Reviews 2023 files without editing a notebook.
     real = real_data_from_env()
     if real is not None:
         data.source, data.raw_dir, data.category = "amazon", *real
     return BookConfig(profile=profile, seed=seed, data=data, model=model, train=train)
+
+
+LLM_BACKBONE = "smollm2-135m"  # the `llm` profile's teacher unless $LAB_BACKBONE names another
+
+
+def llm_profile() -> tuple[DataConfig, ModelConfig, TrainConfig]:
+    """The `llm` profile's data, model and training budget (issue 13): SmolLM2-135M (30 layers, width 576) with LoRA
+    as the teacher, the default profile's from-scratch sizes beside it, and depth-world data sized so that chapters
+    02-05 finish on the 2-core CPU (README, "The pretrained LLM teacher", gives the measured times)."""
+    # measured with SmolLM2-135M + LoRA on the 2-core CPU: a training step of 32 users x 16 positions 2.1 s, a scoring
+    # pass over 256 histories 6 s; 1,000 users make an epoch about 70 s of steps and 25 s of validation
+    data = DataConfig(n_users=1000, n_items=400, n_clusters=10, mean_seq_len=14.0, max_len=16, chunk_size=20_000)
+    model = ModelConfig(num_layers=8, backbone=LLM_BACKBONE)
+    train = TrainConfig(epochs=5, batch_size=32, lr=1e-3, patience=2, eval_batch_size=256, max_minutes=12.0)
+    return data, model, train
 
 
 CATEGORY_PATTERN = r"[A-Za-z0-9_]+"  # an Amazon Reviews 2023 category name (Video_Games, All_Beauty, ...)

@@ -12,6 +12,7 @@ decoder layers (`lab.backbones`, issue 13).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sys
 from dataclasses import dataclass
 
@@ -41,6 +42,7 @@ class SeqRecConfig(PreTrainedConfig):
     dropout: float = 0.1  # dropout on the input embeddings
     text_dim: int = 0  # width of frozen item text features (0 = none)
     source_layers: list | None = None  # for a compact student: the teacher layer each of its layers came from
+    pretrained: str | None = None  # the pretrained backbone the decoder layers came from (`build_llm_teacher`), if any
     tie_word_embeddings: bool = False
 
 
@@ -270,6 +272,24 @@ def init_for_depth(model: SeqRecModel, cfg: ModelConfig) -> SeqRecModel:
     return model
 
 
+def build_teacher(cfg: ModelConfig, num_items: int, max_len: int, item_titles: list[str] | None = None,
+                  attn_implementation: str = "sdpa") -> SeqRecModel:
+    """The teacher a profile asks for (chapter 02): the pretrained LLM `cfg.backbone` with its tuning and LoRA rank
+    (`build_llm_teacher`, item embeddings from the titles when `cfg.title_init` and titles are given), else a model of
+    `cfg`'s shape built from scratch (`build_model`)."""
+    if cfg.backbone is None:
+        return build_model(cfg, num_items, max_len, attn_implementation, item_titles)
+    return build_llm_teacher(num_items, max_len, cfg.backbone, item_titles if cfg.title_init else None,
+                             tuning=cfg.tuning, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, dropout=cfg.dropout,
+                             attn_implementation=attn_implementation)
+
+
+def scratch_config(cfg: ModelConfig, num_layers: int) -> ModelConfig:
+    """`cfg` for a model of `num_layers` layers trained from scratch: its size fields, no pretrained backbone (chapter
+    02's small model and depth curve, chapter 06's scratch student)."""
+    return dataclasses.replace(cfg, num_layers=int(num_layers), backbone=None)
+
+
 TUNINGS = ("lora", "full")  # the LLM teacher's base: frozen with LoRA adapters, or fully tuned
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # Llama projections
 
@@ -316,7 +336,9 @@ def build_llm_teacher(num_items: int, max_len: int, backbone: str | PreTrainedMo
     bc.vocab_size, bc.pad_token_id, bc.bos_token_id, bc.eos_token_id = 2, None, None, None
     bc.tie_word_embeddings = False
     base.set_input_embeddings(nn.Embedding(2, H))  # the token table is unused: items come in as inputs_embeds
-    config = SeqRecConfig(backbone_config=bc, num_items=num_items, item_dim=H, max_len=max_len, dropout=dropout)
+    config = SeqRecConfig(backbone_config=bc, num_items=num_items, item_dim=H, max_len=max_len, dropout=dropout,
+                          pretrained=backbone if isinstance(backbone, str) else getattr(bc, "_name_or_path", None)
+                          or None)
     model = SeqRecModel(config, backbone=base)
     model.set_attn_implementation(attn_implementation)
     with torch.no_grad():

@@ -40,18 +40,22 @@ class SelectionConfig:
     greedy_users: int = 512  # validation users the greedy validation search scores each candidate on
     eval_batch_size: int = 512  # users per evaluation batch
     n_boot: int = 1000  # bootstrap resamples for the correlation CIs
+    extra_budgets: tuple = ()  # budgets k kept besides chapter 04's L // d ones (llm: 8 of 30, the authors' 32 -> 8)
 
     @classmethod
     def for_profile(cls, profile: str) -> "SelectionConfig":
-        """smoke: small greedy-search subsample; default: 1,024 users; full: 2,048 users and 20 random draws."""
+        """smoke: small greedy-search subsample; default: 1,024 users; full: 2,048 users and 20 random draws; llm: 64
+        users (the greedy path of a 30-layer LLM scores about 9,000 layer-passes) and the budget k = 8 added (the
+        32 -> 8 of the method's authors)."""
         return from_profile(cls, profile, {"smoke": dict(greedy_users=256, n_boot=200),
                                            "default": dict(greedy_users=1024),
-                                           "full": dict(random_draws=20, greedy_users=2048)})
+                                           "full": dict(random_draws=20, greedy_users=2048),
+                                           "llm": dict(greedy_users=64, extra_budgets=(8,))})
 
 
-def budgets(num_layers: int, divisors=(8, 4, 2)) -> list[int]:
-    """Distinct layer budgets k = max(1, L // d), ascending."""
-    return sorted({max(1, num_layers // int(d)) for d in divisors})
+def budgets(num_layers: int, divisors=(8, 4, 2), extra=()) -> list[int]:
+    """Distinct layer budgets k = max(1, L // d), and the `extra` ones below L, ascending."""
+    return sorted({max(1, num_layers // int(d)) for d in divisors} | {int(k) for k in extra if 0 < int(k) < num_layers})
 
 
 # -- importance tables ----------------------------------------------------------------------------------------------

@@ -166,7 +166,8 @@ def train_or_load(model: SeqRecModel, data: RecData, cfg: TrainConfig, out_dir: 
                   progress: bool = True, key: dict | None = None) -> tuple[SeqRecModel, pd.DataFrame, dict]:
     """Train and `save_pretrained` into `out_dir`, or load it when a finished model with the same key is there.
 
-    Returns (model, history, info) where info has `train_seconds`, `epochs`, `loaded` and the key.
+    Returns (model, history, info) where info has `train_seconds`, `epochs`, `trainable_params` (what the optimiser
+    changed: an LLM teacher's LoRA adapters and item table), `loaded` and the key.
     The intermediate checkpoints live in `out_dir/ckpt` until training finishes, so an interrupted run resumes.
     """
     out_dir = Path(out_dir)
@@ -175,9 +176,11 @@ def train_or_load(model: SeqRecModel, data: RecData, cfg: TrainConfig, out_dir: 
     if done is not None:
         return done
     t0 = time.perf_counter()
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     history = fit(model, data, cfg, ckpt_dir=out_dir / "ckpt", seed=seed, progress=progress)
     info = {"key": jsonable(key), "train_seconds": time.perf_counter() - t0,
-            "epochs": int(len(history)), "best_valid_ndcg@10": float(history["valid_ndcg@10"].max())}
+            "epochs": int(len(history)), "best_valid_ndcg@10": float(history["valid_ndcg@10"].max()),
+            "trainable_params": trainable}
     state = checkpoint_state(out_dir / "ckpt")
     if state is not None:
         info["train_seconds"] = state["elapsed"]  # includes time before an interruption

@@ -27,7 +27,7 @@ import lab
 from lab.baselines import popularity_scores
 from lab.bench import depth as DB
 from lab.data import load_rec_data
-from lab.models import build_model, count_parameters
+from lab.models import build_model, build_teacher, count_parameters, scratch_config
 from lab.train import evaluate_scorers, train_or_load
 from lab.viz import learning_curves, metric_bars, quality_by_depth, save
 
@@ -45,7 +45,7 @@ cfg.model
 
 # %%
 torch.manual_seed(SEED)
-teacher = build_model(cfg.model, data.num_items, data.max_len, item_titles=data.item_titles).to(lab.device())
+teacher = build_teacher(cfg.model, data.num_items, data.max_len, item_titles=data.item_titles).to(lab.device())
 teacher, teacher_hist, teacher_info = train_or_load(teacher, data, cfg.train, P.teacher, seed=SEED,
                                                     key={"model": cfg.model.__dict__, "data": stats.get("config_hash")})
 n_params = count_parameters(teacher)
@@ -61,7 +61,7 @@ print(f"teacher: {teacher.num_layers} x {type(teacher.layers[0]).__name__}, {n_p
 # Klenitskiy & Vasilev 2023 recommend). If the deep teacher were no better than it, depth would have nothing to give.
 
 # %%
-small_cfg = lab.ModelConfig(**{**cfg.model.__dict__, "num_layers": SMALL_LAYERS})
+small_cfg = scratch_config(cfg.model, SMALL_LAYERS)
 torch.manual_seed(SEED)
 small = build_model(small_cfg, data.num_items, data.max_len, item_titles=data.item_titles).to(lab.device())
 small, small_hist, small_info = train_or_load(small, data, cfg.train, P.root / "small_scratch", seed=SEED,
@@ -128,6 +128,8 @@ lab.record_all({
     "n_layers": teacher.num_layers,
     "n_params": n_params,
     "arch": cfg.model.arch,
+    "backbone": cfg.model.backbone,
+    "trainable_params": teacher_info.get("trainable_params"),
     "train_seconds": teacher_info["train_seconds"],
     "epochs": teacher_info["epochs"],
     "teacher_ndcg10_test": t_ndcg,

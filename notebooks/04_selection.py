@@ -70,7 +70,7 @@ data, report, stats = load_rec_data(cfg.data, P, seed=SEED, progress=False)
 teacher = lab.load_teacher(P, lab.device())
 importance = lab.load_importance(P)  # FileNotFoundError naming the command when chapter 03 has not run
 L = teacher.num_layers
-ks = [k for k in budgets(L, K_DIVISORS) if k < L]
+ks = [k for k in budgets(L, K_DIVISORS, scfg.extra_budgets) if k < L]
 k_q = min(ks, key=lambda k: abs(k - L / 4))  # the headline budget: (about) a quarter of the layers
 print(f"teacher: {L} layers, {data.num_items} items, {len(data.valid_target)} validation users; budgets k = {ks}")
 print(f"importance table: {sorted(importance['signal'].unique())}")

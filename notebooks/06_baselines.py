@@ -59,7 +59,7 @@ from lab.bench import BenchConfig, compare_speed
 from lab.data import load_rec_data
 from lab.distill import DistillConfig, distill, freeze_teacher, load_4bit, teacher_key
 from lab.io import write_parquet
-from lab.models import SeqRecModel, build_model, count_parameters
+from lab.models import SeqRecModel, build_model, count_parameters, scratch_config
 from lab.train import train_or_load
 
 P = lab.setup(SEED, PROFILE, ARTEFACTS or None, chapter="06_baselines")
@@ -139,7 +139,7 @@ variant, key = res05.set_index("name").loc[method, "variant"], teacher_key(P, st
 print(f"the method as saved: {student.num_layers} layers, {count_parameters(student):,} parameters; variant {variant}")
 
 # %%
-scratch_cfg = lab.ModelConfig(**{**cfg.model.__dict__, "num_layers": k})
+scratch_cfg = scratch_config(cfg.model, k)
 torch.manual_seed(SEED)
 scratch = build_model(scratch_cfg, data.num_items, data.max_len, item_titles=data.item_titles).to(lab.device())
 scratch, _, scratch_info = distill(teacher, scratch, data, dcfg.with_variant("ce"), cfg.train, P.root / "scratch",

@@ -42,8 +42,9 @@ class BenchConfig:
 
     @classmethod
     def for_profile(cls, profile: str) -> "BenchConfig":
-        """smoke: 6 repeats; default: 30; full: 50."""
-        return from_profile(cls, profile, {"smoke": dict(repeats=6, warmup=1), "full": dict(repeats=50, warmup=5)})
+        """smoke: 6 repeats; default: 30; full: 50; llm: 8 (a batch-256 pass of the 30-layer LLM is 6 s)."""
+        return from_profile(cls, profile, {"smoke": dict(repeats=6, warmup=1), "full": dict(repeats=50, warmup=5),
+                                           "llm": dict(repeats=8, warmup=1)})
 
 
 def _call(model: SeqRecModel, x: torch.Tensor) -> float:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,11 +28,12 @@ from ..config import get_config, sizes_of
 from ..data import RecData, SyntheticWorld
 from ..hypotheses import pooled
 from ..metrics import evaluate
-from ..models import build_model
+from ..models import build_model, scratch_config
 from ..stats import paired_diff_ci, paired_test
 from ..train import evaluate_model, train_or_load
 
-DEPTHS = {"smoke": (1, 2), "default": (1, 2, 4, 8, 24), "full": (1, 2, 4, 8, 32)}  # by `sizes_of(profile)`
+DEPTHS = {"smoke": (1, 2), "default": (1, 2, 4, 8, 24), "full": (1, 2, 4, 8, 32),  # by `sizes_of(profile)`
+          "llm": (1, 2, 4, 8)}  # llm: the from-scratch models beside the pretrained 30-layer teacher
 EPOCHS_ONLY = 10_000.0  # max_minutes of the sweep's models: no wall-clock cap, the epochs are the budget
 REFERENCES = ("bayes", "last_item_bayes", "markov", "popularity")  # the ceiling, its last-item version, the floors
 
@@ -145,7 +147,7 @@ def train_depths(cfg, rd: RecData, stats: dict, depths, root, seed: int, refs: d
     train_cfg = dataclasses.replace(cfg.train, max_minutes=EPOCHS_ONLY)
     rows = []
     for L in depths:
-        mcfg = dataclasses.replace(cfg.model, num_layers=int(L))
+        mcfg = scratch_config(cfg.model, L)
         torch.manual_seed(seed)
         model = build_model(mcfg, rd.num_items, rd.max_len, item_titles=rd.item_titles)
         model, _, info = train_or_load(model, rd, train_cfg, root / f"L{L}", seed=seed, progress=progress,
@@ -168,28 +170,59 @@ class DepthCurve:
     table: pd.DataFrame  # one row per depth, indexed by num_layers: ndcg@10, gap_closed, model
     per_user: pd.DataFrame  # user, the references, one L<depth> column of per-user test NDCG@10 per depth
     compare: dict  # the deepest vs the 2-layer model (else the shallowest): paired test and bootstrap CI
+    pretrained_compare: dict | None = None  # a pretrained teacher vs the deepest model from scratch (issue 13)
 
     def record(self) -> dict:
-        """The values chapter 02 records: NDCG@10 and gap closed per depth, the references, the comparison."""
+        """The values chapter 02 records: NDCG@10 and gap closed per depth, the references, the comparisons."""
         t = self.table
         return {"depth_ndcg10": t["ndcg@10"].astype(float).to_dict(),
                 "depth_gap_closed": {k: (None if np.isnan(v) else float(v)) for k, v in t["gap_closed"].items()},
-                "depth_references": dict(self.refs), "depth_compare": dict(self.compare)}
+                "depth_models": t["model"].to_dict(),
+                "depth_references": dict(self.refs), "depth_compare": dict(self.compare),
+                "depth_compare_pretrained": dict(self.pretrained_compare) if self.pretrained_compare else None}
 
     def conclusion(self) -> str:
         """One sentence per finding, printed from the numbers."""
-        c, t = self.compare, self.table
-        lines = [f"Test NDCG@10 by depth: " + ", ".join(f"L={L} {v:.4f}" for L, v in t["ndcg@10"].items()) + "."]
+        t = self.table
+        lines = [f"Test NDCG@10 by depth: " + ", ".join(f"L={L} {v:.4f}" + ("" if m == "from scratch" else f" ({m})")
+                                                        for L, v, m in zip(t.index, t["ndcg@10"], t["model"])) + "."]
         if "bayes" in self.refs:
             lines.append(f"Against the Bayes ceiling {self.refs['bayes']:.4f} and the Markov floor "
                          f"{self.refs['markov']:.4f}, the models close " + ", ".join(
                              f"{v:.0%} (L={L})" for L, v in t["gap_closed"].items()) + " of the gap.")
-        sig = c["ci"][0] > 0 or c["ci"][1] < 0
-        lines.append(f"L={c['b']} minus L={c['a']}: {c['mean_diff']:+.4f} NDCG@10 per user (95% bootstrap CI "
-                     f"{c['ci'][0]:+.4f} to {c['ci'][1]:+.4f}, Wilcoxon p {c['wilcoxon_p']:.2g}, {c['n']} users): "
-                     + ("depth buys quality on this data." if sig and c["mean_diff"] > 0 else
-                        "the deeper model is worse here." if sig else "no difference beyond noise."))
+        lines.append(_difference_sentence(self.compare, "depth buys quality on this data.",
+                                          "the deeper model is worse here."))
+        if self.pretrained_compare:
+            lines.append(_difference_sentence(self.pretrained_compare, "the pretrained layers buy quality here.",
+                                              "the pretrained teacher is worse than training from scratch here."))
         return "\n".join(lines)
+
+
+def _difference_sentence(c: dict, better: str, worse: str) -> str:
+    """'<b> minus <a>: mean (CI, p, n): verdict' for a paired comparison of two columns of the depth curve."""
+    sig = c["ci"][0] > 0 or c["ci"][1] < 0
+    name = {c["a"]: c.get("a_name", f"L={c['a']}"), c["b"]: c.get("b_name", f"L={c['b']}")}
+    return (f"{name[c['b']]} minus {name[c['a']]}: {c['mean_diff']:+.4f} NDCG@10 per user (95% bootstrap CI "
+            f"{c['ci'][0]:+.4f} to {c['ci'][1]:+.4f}, Wilcoxon p {c['wilcoxon_p']:.2g}, {c['n']} users): "
+            + (better if sig and c["mean_diff"] > 0 else worse if sig else "no difference beyond noise."))
+
+
+def paired_columns(frame: pd.DataFrame, a: int, b: int, names: dict | None = None) -> dict:
+    """Column L<b> minus column L<a> of a depth curve's per-user frame: paired test and bootstrap CI (`names` labels
+    the two models in sentences)."""
+    fa, fb = frame[f"L{a}"].to_numpy(), frame[f"L{b}"].to_numpy()
+    _, lo, hi = paired_diff_ci(fb, fa)
+    out = {"a": a, "b": b, **paired_test(fb, fa), "ci": [lo, hi]}
+    if names:
+        out.update(a_name=names.get(a, f"L={a}"), b_name=names.get(b, f"L={b}"))
+    return out
+
+
+def model_label(model) -> str:
+    """How the depth curve names a model the chapter trained: "pretrained <backbone>" for an LLM teacher, else
+    "trained above"."""
+    name = getattr(model.config, "pretrained", None)
+    return f"pretrained {Path(name).name if '/' in str(name) else name}" if name else "trained above"
 
 
 def depth_curve(cfg, P: Paths, rd: RecData, stats: dict, depths, models: dict | None = None, seed: int = 0,
@@ -197,20 +230,22 @@ def depth_curve(cfg, P: Paths, rd: RecData, stats: dict, depths, models: dict | 
     """Chapter 02's depth section: models of `depths` trained from scratch with the teacher's width and epochs
     (`train_depths`, in `<run>/depth_bench`, the folder `python -m lab bench depth` reads back), plus the chapter's
     own `models` ({num_layers: model}, e.g. the teacher), all scored on test against the references of the data
-    (`reference_metrics`). The deepest is compared with the 2-layer model (the shallowest when none has 2 layers)."""
+    (`reference_metrics`). The deepest is compared with the 2-layer model (the shallowest when none has 2 layers);
+    a pretrained teacher (`model_label`) is also compared with the deepest model trained from scratch."""
     models = dict(models or {})
     refs, frame = reference_metrics(rd, world_of(cfg.data, seed))
     rows = [{**r, "model": "from scratch"} for r in train_depths(
         cfg, rd, stats, [L for L in depths if L not in models], P.root / "depth_bench", seed, refs, frame, progress)]
-    rows += [{**score_depth(model, int(L), rd, refs, frame), "model": "trained above"} for L, model in models.items()]
+    rows += [{**score_depth(model, int(L), rd, refs, frame), "model": model_label(model)} for L, model in models.items()]
     table = pd.DataFrame(rows).rename(columns={"L": "num_layers"}).set_index("num_layers").sort_index()
     table = table[["ndcg@10", "gap_closed", "model"]]
+    names = {int(L): f"L={L} ({m})" for L, m in table["model"].items() if m.startswith("pretrained")}
     a = 2 if 2 in table.index else int(table.index.min())
-    b = int(table.index.max())
-    fa, fb = frame[f"L{a}"].to_numpy(), frame[f"L{b}"].to_numpy()
-    _, lo, hi = paired_diff_ci(fb, fa)
-    compare = {"a": a, "b": b, **paired_test(fb, fa), "ci": [lo, hi]}
-    return DepthCurve(refs=refs, table=table, per_user=frame, compare=compare)
+    compare = paired_columns(frame, a, int(table.index.max()), names)
+    scratch = table.index[table["model"] == "from scratch"]
+    pretrained_compare = (paired_columns(frame, int(scratch.max()), min(names), names)
+                          if names and len(scratch) else None)
+    return DepthCurve(refs=refs, table=table, per_user=frame, compare=compare, pretrained_compare=pretrained_compare)
 
 
 def compare_depths(per_seed: list[dict], a: int, b: int) -> dict:

@@ -65,7 +65,7 @@ class DistillConfig:
     def for_profile(cls, profile: str) -> "DistillConfig":
         """Budgets per profile: `smoke` is a couple of epochs (CI), `default` fits the 2-core CPU plan of chapter 05."""
         return from_profile(cls, profile, {"smoke": dict(epochs=2, patience=1), "default": dict(epochs=3, patience=1),
-                                           "full": dict(epochs=20, patience=3)})
+                                           "full": dict(epochs=20, patience=3), "llm": dict(epochs=2, patience=1)})
 
     @property
     def uses_teacher(self) -> bool:
@@ -119,11 +119,15 @@ class DistillGrid:
         """smoke: 2 rules × 3 variants with the Fisher weighting only (CI). default: every variant (three
         weightings) for fisher_topk and uniform, the best variant for top, bottom, block_influence and 2 random draws:
         15 students + LoRA + QLoRA, sized for the 2-core CPU (the README gives the measured step times). full: the
-        same with 5 random draws."""
+        same with 5 random draws. llm: every variant (Fisher weighting) for fisher_topk, the best one for uniform,
+        top, bottom and 2 random draws: 8 students of the LLM + LoRA + QLoRA."""
         rules = ("fisher_topk", "uniform", "top", "bottom", "block_influence", "random")
         return from_profile(cls, profile, {"smoke": dict(weightings=("fisher",)),
                                            "default": dict(rules=rules, n_random=2),
-                                           "full": dict(rules=rules, n_random=5)})
+                                           "full": dict(rules=rules, n_random=5),
+                                           "llm": dict(rules=("fisher_topk", "uniform", "top", "bottom", "random"),
+                                                       main_rules=("fisher_topk",), weightings=("fisher",),
+                                                       n_random=2)})
 
     def with_overrides(self, rules=None, main_rules=None, variants=None, weightings=None, n_random: int | None = None,
                        adapters=None) -> "DistillGrid":

@@ -53,8 +53,9 @@ class ProbeConfig:
 
     @classmethod
     def for_profile(cls, profile: str) -> "ProbeConfig":
-        """smoke: every validation user (about 400); default and full: 2,000 users (under a minute on 2 cores)."""
-        return from_profile(cls, profile, {"smoke": dict(n_users=0)})
+        """smoke: every validation user (about 400); default and full: 2,000 users (under a minute on 2 cores); llm:
+        600 users (the LLM's 576-wide states)."""
+        return from_profile(cls, profile, {"smoke": dict(n_users=0), "llm": dict(n_users=600)})
 
 
 @dataclass
