@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 PROFILES = ("smoke", "default", "full", "shallow", "llm")  # shallow: the default profile in the shallow world
 #                                                            (issue 12); llm: a pretrained LLM teacher (issue 13)
 WORLDS = ("shallow", "depth")  # the synthetic worlds (`DEPTH_WORLD`)
+BOOK_CHAPTERS = {"llm": ("01", "02", "03", "04", "05")}  # the chapters a profile's book runs when none are named
+#   (`lab.notebooks.run_book`; absent: all). llm: chapter 06's baselines and chapter 07's three seeds are sized for
+#   the teachers trained from scratch (issue 13 asks for chapters 01-05 on the LLM)
 
 
 @dataclass

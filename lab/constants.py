@@ -9,3 +9,5 @@ PAD = 0  # item index used for padding; real items are 1..num_items
 IGNORE = -100  # label value ignored by the loss
 KS = (5, 10, 20)  # cut-offs K of HR@K and NDCG@K (`lab.metrics`)
 METRICS = ("ndcg@10", "hr@10", "mrr")  # the per-user metrics compared across models (chapters 02-05)
+DEPTH_BAND = 0.30  # the bottom and the top 30% of the layers by depth are the "lower" and "upper" ones (the authors'
+#                    H1; chapter 03's depth bands and chapter 07's top-bottom gap count round(0.3 L) layers each)

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .constants import DEPTH_BAND
+
 ALPHA = 0.05  # family-wise error rate of every family (Holm within the family)
 CONFIDENCE = 0.95  # level of every pooled interval
-TOP_SHARE = 0.30  # H1: the "upper" layers are the top 30% of depth, the "lower" ones the bottom 30%
+TOP_SHARE = DEPTH_BAND  # H1: the "upper" layers are the top 30% of depth, the "lower" ones the bottom 30%
 MIN_RELATIVE_GAIN = 0.01  # H3: a weighting must also gain at least +1% relative NDCG@10
 RHO_FLOOR = 0.5  # H2a: the lower bound of Spearman(Fisher, ablation drop)'s interval must reach this
 C1_RETENTION = 0.92  # C1: lower bound of the L/4 student's NDCG@10 retention interval

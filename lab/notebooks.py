@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from . import REPO_ROOT, TEACHER_CHAPTER, paths, require_teacher, run_name
+from .config import BOOK_CHAPTERS
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 RUNS = REPO_ROOT / "runs"
@@ -103,12 +104,13 @@ def run_chapter(path: str | os.PathLike, profile: str = "smoke", seed: int = 0, 
 
 def run_book(profile: str = "smoke", seed: int = 0, artefacts: str | None = None, only: list[str] | None = None,
              out_dir: str | os.PathLike | None = None, extra: dict | None = None) -> dict[str, float]:
-    """Run every chapter in order (or those whose name starts with one of `only`); return seconds per chapter.
+    """Run every chapter in order (or those whose name starts with one of `only`; without `only`, the profile's
+    `lab.config.BOOK_CHAPTERS` where it names some); return seconds per chapter.
 
     Before running anything: ValueError for a prefix that matches no chapter, FileNotFoundError (naming the command
     that trains it) when a chapter needs the teacher, there is none and chapter 02 is not part of this run.
     """
-    selected = select_chapters(only)
+    selected = select_chapters(only or BOOK_CHAPTERS.get(profile))
     if (not any(ch.stem.startswith(TEACHER_CHAPTER) for ch in selected)
             and any("load_teacher(" in ch.read_text() for ch in selected)):
         require_teacher(paths(profile, artefacts, seed))

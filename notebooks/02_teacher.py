@@ -11,6 +11,12 @@
 # at every position, AdamW with warm-up and cosine decay, gradient clipping and early stopping on validation NDCG@10.
 # Evaluation ranks **all** items for each user (no sampled negatives), with the user's earlier items masked: the data
 # is de-duplicated, so a target is never an item the user already had.
+#
+# In the `llm` profile (or with `$LAB_BACKBONE` set) the teacher is a **pretrained LLM** instead (`lab.models.
+# build_teacher`, E4SRec-style): SmolLM2-135M's 30 pretrained Llama layers, frozen with LoRA adapters, under item-ID
+# embeddings in its width that start at the mean token embedding of each item's title; the small model and the depth
+# curve below are still trained from scratch, so the pretrained layers are compared with layers that learned only
+# this data.
 
 # %% tags=["parameters"]
 PROFILE = "smoke"  # smoke | default | full
@@ -51,7 +57,9 @@ teacher, teacher_hist, teacher_info = train_or_load(teacher, data, cfg.train, P.
 n_params = count_parameters(teacher)
 n_layer_params = sum(p.numel() for p in teacher.layers.parameters())
 print(f"teacher: {teacher.num_layers} x {type(teacher.layers[0]).__name__}, {n_params:,} parameters "
-      f"({n_layer_params / n_params:.0%} in the decoder layers); "
+      f"({n_layer_params / n_params:.0%} in the decoder layers)"
+      + (f", pretrained {cfg.model.backbone}, {teacher_info['trainable_params']:,} trained ({cfg.model.tuning})"
+         if cfg.model.backbone and "trainable_params" in teacher_info else "") + "; "
       f"{'loaded from ' + str(P.teacher) if teacher_info['loaded'] else 'trained'} — "
       f"training took {teacher_info['train_seconds']:.0f} s over {teacher_info['epochs']} epochs")
 

@@ -256,6 +256,16 @@ print(f"- {where} (95% CI {share_lo:.0%}–{share_hi:.0%}, {len(idx)} users, {L}
       f"The top layers by empirical Fisher per parameter are {top}.")
 
 # %% [markdown]
+# Where the important layers sit, in the bands the method's authors name (H1: the upper 30% of the depth matter more
+# than the lower 30%): each band's share of the layer Fisher, with a bootstrap CI over users, and the mean drop in
+# validation NDCG@10 when one of its layers is removed.
+
+# %%
+bands = lf.band_table(emp.per_layer(), vec["ablation_drop"], fc.n_boot, seed=SEED)  # lower 30% / middle / upper 30%
+print(f"- {lf.band_sentence(bands)}")
+bands.round(4)
+
+# %% [markdown]
 # The Fisher against the ground truth: Spearman with the single-layer ablation drop (CI over layers), and the overlap
 # of the top three layers of each.
 
@@ -355,4 +365,5 @@ runtime = time.perf_counter() - t_start
 lab.record_all(lf.fisher_record(
     emp, vec, agree, stream, check_table=check_table, wrong_batch_size=fc.wrong_batch_size,
     lower_half=(lower_share, share_lo, share_hi), taus=(tau_halves, tau_seeds), thresholds=(STABLE_TAU, MODERATE_TAU),
-    exact_tol=EXACT_TOL, users_per_s=rates, fisher_seconds=fisher_seconds, runtime_s=runtime, probes=probe_rec))
+    exact_tol=EXACT_TOL, users_per_s=rates, fisher_seconds=fisher_seconds, runtime_s=runtime, probes=probe_rec,
+    bands=bands))

@@ -62,7 +62,8 @@ from lab.bench import BenchConfig, compare_speed
 from lab.data import load_rec_data
 from lab.distill import (METRICS, DistillConfig, DistillGrid, best_student, build_teacher_cache, choose_variant,
                          describe_adapter, describe_comparison, distillation_record, freeze_teacher, layer_mapping,
-                         mapped_teacher_layers, meets_goal, results_table, run_grid, scratch_retention, teacher_key,
+                         mapped_teacher_layers, meets_goal, results_table, rule_comparisons, run_grid,
+                         scratch_retention, teacher_key,
                          throughput_ratios, time_teacher_cache, valid_means, variant_comparisons)
 from lab.io import write_parquet
 from lab.models import SeqRecModel, build_student, count_parameters
@@ -263,6 +264,17 @@ if len(fr) > 1:
           + (f"; random draws average {rnd.mean():.1%}." if len(rnd) else "."))
 
 # %% [markdown]
+# Does selecting by Fisher beat the other rules once every student has had the same distillation? The Fisher-selected
+# student against each other rule's (the random draws averaged per user), paired per test user, Holm over the family.
+
+# %%
+rule_tests = rule_comparisons(results, pu_all, best_variant, alpha=ALPHA, seed=SEED)  # fisher_topk vs each rule
+for c in rule_tests.to_dict("records"):
+    print(describe_comparison(c, len(rule_tests)))
+if len(rule_tests):
+    write_parquet(P.file("distill_rule_comparisons.parquet"), rule_tests)
+
+# %% [markdown]
 # The adapters: training cost against the full fine-tuned best setting, and the merged models' measured speed
 # against it: throughput ratio per batch size from the speed table above, on the 10th-percentile latencies (the
 # passes least disturbed by other processes on a shared machine).
@@ -313,4 +325,4 @@ if len(adapter_names):
 # %%
 lab.record_all(distillation_record(results, grid, dcfg, k=k, comparisons=comparisons, ratios=ratios, scratch=sr,
                                    cache=ct, goal=(GOAL_RETENTION, GOAL_SPEEDUP), alpha=ALPHA,
-                                   chapter_seconds=chapter_seconds))
+                                   chapter_seconds=chapter_seconds, rule_tests=rule_tests))

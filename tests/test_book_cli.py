@@ -184,3 +184,16 @@ def test_load_teacher_loads_a_saved_teacher_in_eval_mode(synthetic_env, tmp_path
     x = torch.tensor([[0, 0, 3, 5, 7, 2, 9, 4]])
     model.eval()
     torch.testing.assert_close(teacher.recommend_scores(x), model.recommend_scores(x))  # the saved weights
+
+
+def test_the_llm_book_runs_chapters_01_to_05_unless_told_otherwise(synthetic_env, tmp_path):
+    """Issue 13: `python -m lab book --profile llm` runs chapters 01-05 (chapter 06 and 07 are sized for the teachers
+    trained from scratch); `--only` still picks any chapter, and the other profiles run every chapter."""
+    ran = []
+    synthetic_env.setattr("lab.notebooks.run_chapter", lambda ch, **k: ran.append((k["profile"], ch.stem[:2])))
+    assert main(["book", "--profile", "llm", "--artefacts", str(tmp_path / "a")]) == 0
+    assert ran == [("llm", c) for c in ("01", "02", "03", "04", "05")]
+    ran.clear()
+    assert main(["book", "--profile", "llm", "--only", "06", "--artefacts", str(tmp_path / "a")]) == 2  # no teacher
+    assert main(["book", "--profile", "smoke", "--artefacts", str(tmp_path / "a")]) == 0
+    assert [c for _, c in ran] == [ch.stem[:2] for ch in chapters()]

@@ -118,3 +118,6 @@ def test_depth_curve_recomputed_from_the_saved_models(chapter, smoke_book):
     assert (cmp["a"], cmp["b"], cmp["n"]) == (2, r["n_layers"], len(pu))
     assert cmp["mean_diff"] == pytest.approx(d.mean(), abs=1e-12)
     assert cmp["ci"][0] <= cmp["mean_diff"] <= cmp["ci"][1]
+    # a teacher trained from scratch: no pretrained backbone, every parameter trained, no pretrained comparison
+    assert r["backbone"] is None and r["trainable_params"] == r["n_params"] and r["depth_compare_pretrained"] is None
+    assert r["depth_models"] == {"1": "from scratch", "2": "trained above", str(r["n_layers"]): "trained above"}

@@ -49,6 +49,13 @@ def test_chapter_03_records_what_its_tables_say(ch03):
     total = vec("fisher_empirical", "total")
     assert r["lower_half_share"] == pytest.approx(total[: L // 2].sum() / total.sum(), rel=1e-9)
     assert r["top2_share_fisher"] == pytest.approx(np.sort(total)[-2:].sum() / total.sum(), rel=1e-9)
+    k = round(0.3 * L)  # depth bands: bottom and top 30% of the layers (H1's), the rest in the middle
+    drop = vec("ablation_drop")
+    for band, sl in (("lower", slice(0, k)), ("middle", slice(k, L - k)), ("upper", slice(L - k, L))):
+        assert r["band_fisher_share"][band] == pytest.approx(total[sl].sum() / total.sum(), rel=1e-9)
+        assert r["band_ablation_drop"][band] == pytest.approx(drop[sl].mean(), rel=1e-9)
+        lo, hi = r["band_fisher_share_ci"][band]
+        assert lo <= r["band_fisher_share"][band] <= hi
     top = sorted(range(L), key=lambda i: -vec("fisher_empirical")[i])[:3]
     assert r["top_layers_fisher"] == top
     top_abl = sorted(range(L), key=lambda i: -vec("ablation_drop")[i])[:3]

@@ -77,6 +77,17 @@ def test_chapter_05(smoke_book):
         assert c["holm_p"] == pytest.approx(h, rel=1e-12)
         assert c["clear"] == bool(h < r["alpha"] and (c["ci_low"] > 0 or c["ci_high"] < 0))
 
+    # the rule family: fisher_topk's student against every other rule's, with the chosen variant, full fine-tuning
+    rules = r["rule_comparisons"]
+    full = res[(res["variant"] == r["best_variant"]) & (res["adapter"] == "full")]
+    others = sorted(set(full["rule"]) - {"fisher_topk"})
+    assert sorted(full.loc[c["b_runs"][0], "rule"] for c in rules.values()) == others and others  # smoke: uniform
+    for key, h in zip(list(rules), holm_by_hand([c["wilcoxon_p"] for c in rules.values()])):
+        c = rules[key]
+        assert c["a_runs"] == list(full.index[full["rule"] == "fisher_topk"])
+        d = wide[c["a_runs"]].mean(axis=1) - wide[c["b_runs"]].mean(axis=1)
+        assert c["diff"] == pytest.approx(float(d.mean()), abs=1e-12) and c["holm_p"] == pytest.approx(h, rel=1e-12)
+
     # the layer-wise rows say which mapping they used: SLMRec's last layer of each of k blocks
     assert r["mapping"] == "last_of_block"
     for n in names:

@@ -345,3 +345,35 @@ def test_depth_curve_reads_without_a_ceiling_on_real_data():
     assert rec["depth_gap_closed"] == {2: None, 8: None} and rec["depth_ndcg10"] == {2: 0.12, 8: 0.15}
     curve.compare = {**cmp, "mean_diff": -0.001, "ci": [-0.004, 0.002]}
     assert "no difference beyond noise" in curve.conclusion()
+
+
+def test_a_pretrained_teacher_is_named_and_compared_with_the_deepest_model_from_scratch():
+    """Issue 13: the LLM teacher's row of the depth curve says it is pretrained, and its per-user difference from the
+    deepest model trained from scratch is the paired test of the two columns."""
+    from types import SimpleNamespace
+
+    from lab.bench.depth import DepthCurve, model_label, paired_columns
+    from lab.stats import paired_diff_ci, paired_test
+
+    assert model_label(SimpleNamespace(config=SimpleNamespace(pretrained="smollm2-135m"))) == "pretrained smollm2-135m"
+    assert model_label(SimpleNamespace(config=SimpleNamespace(pretrained="/ckpt/Llama-3-8B"))) == \
+        "pretrained Llama-3-8B"
+    assert model_label(SimpleNamespace(config=SimpleNamespace(pretrained=None))) == "trained above"
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"L2": rng.random(60), "L8": rng.random(60)})
+    frame["L30"] = frame["L8"] + 0.1 + 0.01 * rng.standard_normal(60)
+    names = {30: "L=30 (pretrained smollm2-135m)"}
+    c = paired_columns(frame, 8, 30, names)
+    _, lo, hi = paired_diff_ci(frame["L30"].to_numpy(), frame["L8"].to_numpy())
+    assert c["ci"] == [lo, hi] and c["mean_diff"] == pytest.approx(paired_test(frame["L30"], frame["L8"])["mean_diff"])
+    assert c["mean_diff"] == pytest.approx(0.1, abs=0.01)
+    table = pd.DataFrame({"ndcg@10": [0.1, 0.2, 0.3], "gap_closed": [0.1, 0.2, 0.3],
+                          "model": ["from scratch", "from scratch", "pretrained smollm2-135m"]},
+                         index=pd.Index([2, 8, 30], name="num_layers"))
+    curve = DepthCurve(refs={"bayes": 0.4, "markov": 0.05}, table=table, per_user=frame,
+                       compare=paired_columns(frame, 2, 30, names), pretrained_compare=c)
+    text = curve.conclusion()
+    assert "L=30 0.3000 (pretrained smollm2-135m)" in text and "L=8 0.2000," in text
+    assert "L=30 (pretrained smollm2-135m) minus L=8: +0.1" in text and "pretrained layers buy quality" in text
+    rec = curve.record()
+    assert rec["depth_compare_pretrained"]["b"] == 30 and rec["depth_models"][30] == "pretrained smollm2-135m"

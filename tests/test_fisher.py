@@ -250,3 +250,28 @@ def test_stability_label_and_best_signal():
         "stable", "moderately stable", "moderately stable", "unstable"]
     agree = pd.DataFrame({"signal": ["a", "b"], "spearman_vs_ablation": [0.1, 0.4]})
     assert lf.best_signal(agree)["signal"] == "b"
+
+
+def test_depth_bands_and_their_fisher_shares():
+    """Chapter 03's depth bands count round(0.3 L) layers at each end, as H1's top-bottom gap does; a band's share of
+    the layer Fisher is its layers' sum over the total, its ablation drop the mean over its layers."""
+    from lab.fisher import band_sentence, band_table, depth_bands
+    from lab.hypotheses import top_bottom_gap
+
+    b30 = depth_bands(30)
+    assert (b30[:9] == "lower").all() and (b30[9:21] == "middle").all() and (b30[21:] == "upper").all()
+    assert list(depth_bands(4)) == ["lower", "middle", "middle", "upper"] and list(depth_bands(2)) == ["lower", "upper"]
+    v = np.arange(30, dtype=float)
+    assert top_bottom_gap(v) == pytest.approx(v[b30 == "upper"].mean() - v[b30 == "lower"].mean())
+    rng = np.random.default_rng(0)
+    rows = rng.random((50, 10)) * np.linspace(1, 3, 10)  # (S, L): Fisher growing with depth
+    drop = np.linspace(-0.01, 0.05, 10)
+    t = band_table(rows, drop, n_boot=200, seed=0)
+    m = rows.mean(0)
+    assert list(t.index) == ["lower", "middle", "upper"] and list(t["layers"]) == ["0-2", "3-6", "7-9"]
+    assert t.loc["upper", "fisher_share"] == pytest.approx(m[7:].sum() / m.sum())
+    assert t["fisher_share"].sum() == pytest.approx(1.0)
+    assert t.loc["middle", "mean_ablation_drop"] == pytest.approx(drop[3:7].mean())
+    assert (t["share_low"] <= t["fisher_share"]).all() and (t["fisher_share"] <= t["share_high"]).all()
+    text = band_sentence(t)
+    assert "per layer the upper band holds the most Fisher" in text and "hurts most in the upper band" in text

@@ -153,6 +153,8 @@ def test_rule_table_averages_random_draws_only():
 
 def test_budgets_and_config():
     assert budgets(24) == [3, 6, 12] and budgets(8) == [1, 2, 4] and budgets(2) == [1]
+    assert budgets(30, extra=(8,)) == [3, 7, 8, 15] and budgets(8, extra=(4, 8, 9)) == [1, 2, 4]  # k < L only
+    assert SelectionConfig.for_profile("llm").extra_budgets == (8,)
     assert SelectionConfig.for_profile("smoke").greedy_users < SelectionConfig.for_profile("default").greedy_users
 
 

@@ -14,7 +14,7 @@ from .trainer import (METRICS, StudentRuns, best_student, choose_variant, compar
                       describe_comparison, distill, estimate_training_memory, freeze_teacher, layerwise_choices,
                       mapped_teacher_layers, per_user_metrics, plan_layers, results_table, retention, run_grid,
                       scratch_retention, teacher_key, throughput_ratios, time_teacher_cache, tpme, valid_means,
-                      variant_comparisons)
+                      rule_comparisons, variant_comparisons)
 
 __all__ = [
     "DistillConfig", "DistillGrid", "ADAPTERS", "DISTANCES", "MAPPINGS", "POSITIONS", "WEIGHTINGS",
@@ -24,7 +24,7 @@ __all__ = [
     "METRICS", "distill", "estimate_training_memory", "freeze_teacher", "per_user_metrics", "plan_layers",
     "retention", "time_teacher_cache", "tpme",
     "StudentRuns", "run_grid", "choose_variant", "best_student", "valid_means", "layerwise_choices",
-    "variant_comparisons", "describe_adapter", "describe_comparison", "comparison_records", "results_table",
+    "variant_comparisons", "rule_comparisons", "describe_adapter", "describe_comparison", "comparison_records", "results_table",
     "throughput_ratios", "mapped_teacher_layers", "scratch_retention", "teacher_key",
     "meets_goal", "distillation_record",
 ]

@@ -20,7 +20,8 @@ def meets_goal(rows, retention: float, speedup: float, ci: bool = False):
 
 def distillation_record(results: pd.DataFrame, grid: DistillGrid, cfg: DistillConfig, *, k: int,
                         comparisons: pd.DataFrame, ratios: pd.DataFrame, scratch: pd.Series | None, cache: dict,
-                        goal: tuple[float, float], alpha: float, chapter_seconds: float) -> dict:
+                        goal: tuple[float, float], alpha: float, chapter_seconds: float,
+                        rule_tests: pd.DataFrame | None = None) -> dict:
     """The key results chapter 05 records, from its table of students (chapter 05).
 
     Args:
@@ -33,6 +34,8 @@ def distillation_record(results: pd.DataFrame, grid: DistillGrid, cfg: DistillCo
         cache: `time_teacher_cache`'s measurement of the teacher cache.
         goal: (retention, speed-up) of `meets_goal`; alpha: the comparisons' family-wise level.
         chapter_seconds: the chapter's wall time so far.
+        rule_tests: `rule_comparisons`' family (Fisher-selected students against every other rule's); None or empty:
+            an empty record.
 
     Returns:
         {name: value}; per-student values are {student name: value}, the best setting is `best_student(results)`
@@ -62,6 +65,7 @@ def distillation_record(results: pd.DataFrame, grid: DistillGrid, cfg: DistillCo
         "scratch_small_retention": float("nan") if scratch is None else float(scratch["retention"]),
         "alpha": alpha,
         "variant_comparisons": comparison_records(comparisons),
+        "rule_comparisons": comparison_records(rule_tests) if rule_tests is not None and len(rule_tests) else {},
         "best_speedup": float(best["speedup"]),
         "best_speedup_b1": float(best["speedup_b1"]),
         "adapter_speed_ratio": {n: {str(b): float(v) for b, v in ratios[n].items()} for n in ratios.columns},

@@ -455,6 +455,25 @@ def variant_comparisons(per_user: pd.DataFrame, names: dict, means: pd.Series, a
     return pd.DataFrame(holm_family(rows, alpha=alpha))
 
 
+def rule_comparisons(results: pd.DataFrame, per_user: pd.DataFrame, variant: str, reference: str = "fisher_topk",
+                     alpha: float = 0.05, metric: str = "ndcg@10", seed: int = 0) -> pd.DataFrame:
+    """Chapter 05's family of paired tests of selection rules (issue 13): the `reference` rule's student against each
+    other rule's, all full fine-tuned with the same `variant`, on per-user test `metric` (`lab.stats.compare_paired`;
+    a rule with several students, the random draws, is averaged per user), Holm over the family
+    (`lab.stats.holm_family`). Rows as `variant_comparisons`'; empty when the grid has no such pair."""
+    from ..stats import compare_paired, holm_family
+
+    sel = results[(results["variant"] == variant) & (results["adapter"] == "full")]
+    names = {rule: list(g["name"]) for rule, g in sel.groupby("rule", sort=False)}
+    if reference not in names:
+        return pd.DataFrame()
+    rows = [{"a": reference, "b": rule, "question": f"{reference} students against {rule} students ({variant})",
+             "a_runs": names[reference], "b_runs": runs,
+             **compare_paired(per_user, names[reference], runs, metric, seed=seed)}
+            for rule, runs in names.items() if rule != reference]
+    return pd.DataFrame(holm_family(rows, alpha=alpha))
+
+
 def comparison_records(comparisons: pd.DataFrame) -> dict:
     """`variant_comparisons` as plain values for `results.json`: {"<a> vs <b>": diff, ci_low, ci_high, wilcoxon_p,
     holm_p, clear, ci_clear, a_runs, b_runs} (chapter 05)."""

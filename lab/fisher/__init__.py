@@ -35,6 +35,7 @@ from .report import (ITEM_BUCKETS, USER_BUCKETS, backward_passes, best_signal, b
 from .tables import (GROUP_COLUMNS, IMPORTANCE_COLUMNS, bootstrap_mean_ci, bootstrap_means, exactness_table,
                      fisher_importance_rows, group_frame, importance_rows, importance_vector, item_buckets,
                      kendall_halves, load_groups, mask_labels, order_groups, sample_rows, save_tables, share_ci,
+                     BANDS, band_sentence, band_table, depth_bands,
                      user_activity, user_buckets)
 
 __all__ = [

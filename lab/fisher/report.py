@@ -140,7 +140,7 @@ def stability_label(tau: float, stable: float, moderate: float) -> str:
 def fisher_record(emp: FisherEstimate, vec: dict[str, np.ndarray], agree: pd.DataFrame, stream, *,
                   check_table: pd.DataFrame, wrong_batch_size: int, lower_half: tuple, taus: tuple,
                   thresholds: tuple, exact_tol: float, users_per_s: dict, fisher_seconds: float,
-                  runtime_s: float, probes: dict | None = None) -> dict:
+                  runtime_s: float, probes: dict | None = None, bands: pd.DataFrame | None = None) -> dict:
     """The key results chapter 03 records, derived from its tables (chapter 03).
 
     Args:
@@ -158,6 +158,7 @@ def fisher_record(emp: FisherEstimate, vec: dict[str, np.ndarray], agree: pd.Dat
         fisher_seconds, runtime_s: wall time of the batched Fisher and of the chapter.
         probes: the planted layer roles (`lab.fisher.probes.probe_record`; None values outside the depth world),
             merged into the record; None: no probe keys.
+        bands: `band_table` (Fisher share with CI and mean ablation drop per depth band); None: no band keys.
     """
     fisher, drop = vec["fisher_empirical"], vec["ablation_drop"]
     top = top_layers(fisher, 3)
@@ -193,4 +194,9 @@ def fisher_record(emp: FisherEstimate, vec: dict[str, np.ndarray], agree: pd.Dat
         "fisher_seconds": fisher_seconds,
         "runtime_s": runtime_s,
         **(probes or {}),
+        **({} if bands is None else {
+            "band_layers": bands["layers"].to_dict(),
+            "band_fisher_share": bands["fisher_share"].astype(float).to_dict(),
+            "band_fisher_share_ci": {b: [float(r.share_low), float(r.share_high)] for b, r in bands.iterrows()},
+            "band_ablation_drop": bands["mean_ablation_drop"].astype(float).to_dict()}),
     }
