@@ -40,17 +40,19 @@ class SelectionConfig:
     greedy_users: int = 512  # validation users the greedy validation search scores each candidate on
     eval_batch_size: int = 512  # users per evaluation batch
     n_boot: int = 1000  # bootstrap resamples for the correlation CIs
-    extra_budgets: tuple = ()  # budgets k kept besides chapter 04's L // d ones (llm: 8 of 30, the authors' 32 -> 8)
+    k_divisors: tuple = (8, 4, 2)  # chapter 04's budgets k = max(1, L // d)
+    extra_budgets: tuple = ()  # budgets k kept besides the L // d ones (llm: 8 of 30, the authors' 32 -> 8)
 
     @classmethod
     def for_profile(cls, profile: str) -> "SelectionConfig":
-        """smoke: small greedy-search subsample; default: 1,024 users; full: 2,048 users and 20 random draws; llm: 64
-        users (the greedy path of a 30-layer LLM scores about 9,000 layer-passes) and the budget k = 8 added (the
-        32 -> 8 of the method's authors)."""
+        """smoke: small greedy-search subsample; default: 1,024 users; full: 2,048 users and 20 random draws; llm: the
+        budgets L/4 and 8 only (the 32 -> 8 of the method's authors; a zero-shot evaluation of a 15-layer student of
+        the LLM is 20 s) and 64 greedy users (its greedy path down to 7 of 30 layers scores about 9,000
+        layer-passes)."""
         return from_profile(cls, profile, {"smoke": dict(greedy_users=256, n_boot=200),
                                            "default": dict(greedy_users=1024),
                                            "full": dict(random_draws=20, greedy_users=2048),
-                                           "llm": dict(greedy_users=64, extra_budgets=(8,))})
+                                           "llm": dict(greedy_users=64, k_divisors=(4,), extra_budgets=(8,))})
 
 
 def budgets(num_layers: int, divisors=(8, 4, 2), extra=()) -> list[int]:

@@ -32,7 +32,7 @@
 PROFILE = "smoke"  # smoke | default | full
 SEED = 0  # global seed
 ARTEFACTS = ""  # artefact root (empty: <repo>/artefacts)
-K_DIVISORS = [8, 4, 2]  # budgets: k is max(1, L // d) layers kept
+K_DIVISORS = None  # budgets: k is max(1, L // d) layers kept; None: the profile's (8, 4, 2; llm: 4, with k = 8 added)
 RANDOM_DRAWS = None  # random selections per budget; None: the profile's (10 or more)
 GREEDY_USERS = None  # validation users the greedy validation search scores each candidate on; None: the profile's
 SPEED_REPEATS = None  # timed passes per model and batch size; None: the profile's
@@ -61,7 +61,8 @@ from lab.viz import plot_quality_vs_k, plot_rules_by_budget, plot_selection_grid
 
 P = lab.setup(SEED, PROFILE, ARTEFACTS or None, chapter="04_selection")
 cfg = lab.get_config(PROFILE, SEED)
-scfg = lab.override(SelectionConfig.for_profile(PROFILE), random_draws=RANDOM_DRAWS, greedy_users=GREEDY_USERS)
+scfg = lab.override(SelectionConfig.for_profile(PROFILE), random_draws=RANDOM_DRAWS, greedy_users=GREEDY_USERS,
+                    k_divisors=K_DIVISORS)
 bcfg = lab.override(BenchConfig.for_profile(PROFILE), repeats=SPEED_REPEATS, threads=SPEED_THREADS)
 torch.set_num_threads(lab.resolve(EVAL_THREADS, torch.get_num_threads()))
 t_start = time.perf_counter()
@@ -70,7 +71,7 @@ data, report, stats = load_rec_data(cfg.data, P, seed=SEED, progress=False)
 teacher = lab.load_teacher(P, lab.device())
 importance = lab.load_importance(P)  # FileNotFoundError naming the command when chapter 03 has not run
 L = teacher.num_layers
-ks = [k for k in budgets(L, K_DIVISORS, scfg.extra_budgets) if k < L]
+ks = [k for k in budgets(L, scfg.k_divisors, scfg.extra_budgets) if k < L]
 k_q = min(ks, key=lambda k: abs(k - L / 4))  # the headline budget: (about) a quarter of the layers
 print(f"teacher: {L} layers, {data.num_items} items, {len(data.valid_target)} validation users; budgets k = {ks}")
 print(f"importance table: {sorted(importance['signal'].unique())}")
@@ -146,7 +147,7 @@ corr.round(3)
 
 # %%
 torch.set_num_threads(bcfg.num_threads())
-models = compact_students(teacher, K_DIVISORS)
+models = compact_students(teacher, ks)
 speed = compare_speed(models, data.test_history, bcfg.batch_sizes, bcfg.repeats, bcfg.warmup, memory=bcfg.memory)
 write_parquet(P.file("speed.parquet"), speed)
 print(f"device {speed['device'].iloc[0]}, {torch.get_num_threads()} torch threads (os.cpu_count() = {os.cpu_count()}), "

@@ -82,7 +82,6 @@ def test_configs_refuse_an_unknown_profile(make):
 
 
 def test_dead_fields_are_gone():
-    assert "k_divisors" not in {f.name for f in dataclasses.fields(SelectionConfig)}  # chapter 04's K_DIVISORS
     assert "stability_seeds" not in {f.name for f in dataclasses.fields(FisherConfig)}  # chapter 03's STABILITY_SEEDS
     assert not hasattr(BookConfig, "to_dict")
 

@@ -210,11 +210,12 @@ def random_histories(num_items: int, max_len: int, n: int, seed: int = 0) -> tor
     return torch.randint(1, num_items + 1, (n, max_len), generator=g)
 
 
-def compact_students(teacher: SeqRecModel, divisors=(8, 4, 2)) -> dict[str, SeqRecModel]:
-    """The teacher and uniformly selected compact students at k = L/d layers: {"teacher", "k=3", ...}."""
+def compact_students(teacher: SeqRecModel, ks=None) -> dict[str, SeqRecModel]:
+    """The teacher and uniformly selected compact students of `ks` layers (None: k = L/8, L/4, L/2, `budgets`):
+    {"teacher", "k=3", ...} (chapter 04)."""
     L = teacher.num_layers
     out = {"teacher": teacher.eval()}
-    for k in budgets(L, divisors):
+    for k in (budgets(L) if ks is None else sorted({int(k) for k in ks})):
         if k < L:
             out[f"k={k}"] = build_student(teacher, uniform_layers(L, k)).eval()
     return out
