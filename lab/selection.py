@@ -39,6 +39,9 @@ class SelectionConfig:
     fisher_norm: str = "per_param"  # its normalisation ("per_param", "total" or "max")
     greedy_users: int = 512  # validation users the greedy validation search scores each candidate on
     eval_batch_size: int = 512  # users per evaluation batch
+    eval_threads: int = 1  # torch threads for chapter 04's quality evaluations (1 was the fastest on a busy shared
+    #                        2-core CPU); 0: torch's default, all cores (llm: a scoring pass of the LLM over 256 users
+    #                        took 6.9-7.9 s at 2 threads and 12.5-14.0 s at 1 on an idle 2-core CPU, load 0.1)
     n_boot: int = 1000  # bootstrap resamples for the correlation CIs
     k_divisors: tuple = (8, 4, 2)  # chapter 04's budgets k = max(1, L // d)
     extra_budgets: tuple = ()  # budgets k kept besides the L // d ones (llm: 8 of 30, the authors' 32 -> 8)
@@ -47,12 +50,13 @@ class SelectionConfig:
     def for_profile(cls, profile: str) -> "SelectionConfig":
         """smoke: small greedy-search subsample; default: 1,024 users; full: 2,048 users and 20 random draws; llm: the
         budgets L/4 and 8 only (the 32 -> 8 of the method's authors; a zero-shot evaluation of a 15-layer student of
-        the LLM is 20 s) and 64 greedy users (its greedy path down to 7 of 30 layers scores about 9,000
-        layer-passes)."""
+        the LLM is 20 s), 32 greedy users (its greedy path down to 7 of 30 layers scores about 9,000 layer-passes:
+        19 min with 64 users at one thread) and every core for the evaluations."""
         return from_profile(cls, profile, {"smoke": dict(greedy_users=256, n_boot=200),
                                            "default": dict(greedy_users=1024),
                                            "full": dict(random_draws=20, greedy_users=2048),
-                                           "llm": dict(greedy_users=64, k_divisors=(4,), extra_budgets=(8,))})
+                                           "llm": dict(greedy_users=32, k_divisors=(4,), extra_budgets=(8,),
+                                                       eval_threads=0)})
 
 
 def budgets(num_layers: int, divisors=(8, 4, 2), extra=()) -> list[int]:

@@ -36,7 +36,7 @@ K_DIVISORS = None  # budgets: k is max(1, L // d) layers kept; None: the profile
 RANDOM_DRAWS = None  # random selections per budget; None: the profile's (10 or more)
 GREEDY_USERS = None  # validation users the greedy validation search scores each candidate on; None: the profile's
 SPEED_REPEATS = None  # timed passes per model and batch size; None: the profile's
-EVAL_THREADS = 1  # torch threads for the quality evaluations (1 is fastest on a busy shared CPU); None: torch's
+EVAL_THREADS = None  # torch threads for the quality evaluations (0: all cores); None: the profile's (1; llm: 0)
 SPEED_THREADS = None  # torch threads for the speed measurement; None: the profile's (all cores of the machine)
 PAR_SD = 0.5  # a rule within this many random-draw SDs of another score is on a par with it
 ALPHA = 0.05  # level at which a Holm-adjusted p-value against the random draws counts as a difference
@@ -62,9 +62,9 @@ from lab.viz import plot_quality_vs_k, plot_rules_by_budget, plot_selection_grid
 P = lab.setup(SEED, PROFILE, ARTEFACTS or None, chapter="04_selection")
 cfg = lab.get_config(PROFILE, SEED)
 scfg = lab.override(SelectionConfig.for_profile(PROFILE), random_draws=RANDOM_DRAWS, greedy_users=GREEDY_USERS,
-                    k_divisors=K_DIVISORS)
+                    k_divisors=K_DIVISORS, eval_threads=EVAL_THREADS)
 bcfg = lab.override(BenchConfig.for_profile(PROFILE), repeats=SPEED_REPEATS, threads=SPEED_THREADS)
-torch.set_num_threads(lab.resolve(EVAL_THREADS, torch.get_num_threads()))
+torch.set_num_threads(scfg.eval_threads or torch.get_num_threads())
 t_start = time.perf_counter()
 
 data, report, stats = load_rec_data(cfg.data, P, seed=SEED, progress=False)
