@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers.configuration_utils import SubConfigSpec
+from transformers.initialization import no_init_weights
 from transformers.utils import ModelOutput
 
 from .config import ModelConfig
@@ -407,7 +408,8 @@ def build_student(teacher: SeqRecModel, layers: list[int]) -> SeqRecModel:
         bc.layer_types = [bc.layer_types[i] for i in layers]
     prior = teacher.config.source_layers
     config.source_layers = [prior[i] for i in layers] if prior else layers
-    student = SeqRecModel(config).to(teacher.device)
+    with no_init_weights():  # every weight is overwritten below (strict): a random init of a wide model costs seconds
+        student = SeqRecModel(config).to(teacher.device)
     full = plain_state_dict(teacher)  # LoRA adapters (an LLM teacher's) merged
     sd = {k: v for k, v in full.items() if not k.startswith("backbone.layers.")}
     for new, old in enumerate(layers):

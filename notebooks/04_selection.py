@@ -32,7 +32,7 @@
 PROFILE = "smoke"  # smoke | default | full
 SEED = 0  # global seed
 ARTEFACTS = ""  # artefact root (empty: <repo>/artefacts)
-K_DIVISORS = None  # budgets: k is max(1, L // d) layers kept; None: the profile's (8, 4, 2; llm: 4, with k = 8 added)
+K_DIVISORS = None  # budgets: k is max(1, L // d) layers kept; None: the profile's (8, 4, 2; llm: 4, plus k of 8)
 RANDOM_DRAWS = None  # random selections per budget; None: the profile's (10 or more)
 GREEDY_USERS = None  # validation users the greedy validation search scores each candidate on; None: the profile's
 SPEED_REPEATS = None  # timed passes per model and batch size; None: the profile's

@@ -322,6 +322,7 @@ def test_distillation_record_from_the_students_table():
         "trainable_params": dict(zip(names, [100, 100, 100, 20])),
         "peak_mem_mb": dict(zip(names, [5.0, 6.0, 6.0, 4.0])),
         "cache": {"cache_mb": 1.5, "steps_per_epoch": 4.0}, "chapter_seconds": 60.0,
+        "rule_comparisons": {},  # no rule_tests given
     }
     assert all(type(v) is int for v in rec["trainable_params"].values())
     assert all(type(v) is float for v in rec["cache"].values())
@@ -330,3 +331,27 @@ def test_distillation_record_from_the_students_table():
                                alpha=0.05, chapter_seconds=1.0)
     assert np.isnan(bare["scratch_small_retention"]) and bare["variant_comparisons"] == {}
     assert bare["adapter_speed_ratio"] == {} and (bare["goal_met"], bare["goal_met_ci"]) == (False, False)
+
+
+def test_rule_comparisons_pair_the_fisher_student_with_every_other_rule():
+    """Chapter 05 (issue 13): fisher_topk's student against each other rule's with the same variant and full
+    fine-tuning; random draws averaged per user; Holm over the family; other variants and adapters left out."""
+    from by_hand import holm_by_hand
+    from lab.distill import rule_comparisons
+
+    rng = np.random.default_rng(0)
+    users = np.arange(80)
+    runs = [("fisher_topk:kd", "fisher_topk", "kd", "full", 0.30), ("uniform:kd", "uniform", "kd", "full", 0.25),
+            ("random#0:kd", "random", "kd", "full", 0.20), ("random#1:kd", "random", "kd", "full", 0.40),
+            ("uniform:ce", "uniform", "ce", "full", 0.0), ("fisher_topk:kd:lora", "fisher_topk", "kd", "lora", 0.0)]
+    results = pd.DataFrame([dict(name=n, rule=r, variant=v, adapter=a) for n, r, v, a, _ in runs])
+    pu = pd.concat([pd.DataFrame({"name": n, "user": users, "ndcg@10": m + 0.05 * rng.standard_normal(80)})
+                    for n, _, _, _, m in runs], ignore_index=True)
+    t = rule_comparisons(results, pu, "kd", alpha=0.05).set_index("b")
+    assert list(t.index) == ["uniform", "random"] and (t["a_runs"].map(tuple) == ("fisher_topk:kd",)).all()
+    wide = pu.pivot(index="user", columns="name", values="ndcg@10")
+    d = wide["fisher_topk:kd"] - wide[["random#0:kd", "random#1:kd"]].mean(axis=1)
+    assert t.loc["random", "diff"] == pytest.approx(d.mean()) and abs(d.mean()) < 0.03  # 0.30 vs (0.20 + 0.40) / 2
+    assert t.loc["uniform", "diff"] == pytest.approx(0.05, abs=0.03) and t.loc["uniform", "clear"]
+    assert list(t["holm_p"]) == pytest.approx(holm_by_hand(list(t["wilcoxon_p"])))
+    assert rule_comparisons(results, pu, "kd", reference="top").empty

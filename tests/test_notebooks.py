@@ -30,6 +30,20 @@ def test_one_parameters_cell_with_profile_seed_artefacts(py):
     assert re.search(r"lab\.record(_all)?\(", nb.cells[-1].source), "the last cell records the chapter's key results"
 
 
+@pytest.mark.parametrize("py", CHAPTERS, ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter(py):
+    """`papermill --help-notebook` (and its parameter inspection) sees each UPPERCASE constant of the parameters cell
+    with its comment; a comment papermill cannot parse (e.g. one holding '=') hides the parameter and logs a warning
+    on every run."""
+    from papermill.translators import PythonTranslator
+
+    nb = jupytext.read(py)
+    src = nb.cells[parameters_cells(nb)[0]].source
+    names = re.findall(r"^([A-Z][A-Z0-9_]*) =", src, flags=re.M)
+    params = PythonTranslator.inspect({"source": src})
+    assert [p.name for p in params] == names and all(p.help for p in params)
+
+
 def test_out_of_sync_pair_is_detected(tmp_path):
     py = tmp_path / "01_x.py"
     py.write_text('# %% tags=["parameters"]\nPROFILE = "smoke"\n\n# %%\nprint(1)\n')
