@@ -64,6 +64,13 @@ def budgets(num_layers: int, divisors=(8, 4, 2), extra=()) -> list[int]:
     return sorted({max(1, num_layers // int(d)) for d in divisors} | {int(k) for k in extra if 0 < int(k) < num_layers})
 
 
+def chapter_budgets(num_layers: int, cfg: SelectionConfig) -> tuple[list[int], int]:
+    """(the budgets k < L chapter 04 evaluates: `budgets(L, cfg.k_divisors, cfg.extra_budgets)`, the headline budget:
+    the one nearest L/4, the smaller on a tie)."""
+    ks = [k for k in budgets(num_layers, cfg.k_divisors, cfg.extra_budgets) if k < num_layers]
+    return ks, min(ks, key=lambda k: abs(k - num_layers / 4))
+
+
 # -- importance tables ----------------------------------------------------------------------------------------------
 def num_layers_of(importance=None, model: SeqRecModel | None = None) -> int:
     """L from an int, a per-layer vector, an importance table or a model."""

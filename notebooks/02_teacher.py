@@ -135,8 +135,7 @@ curve.table.round(4)
 lab.record_all({
     "n_layers": teacher.num_layers,
     "n_params": n_params,
-    "arch": cfg.model.arch,
-    "backbone": cfg.model.backbone,
+    "arch": cfg.model.arch, "backbone": cfg.model.backbone,  # backbone: the pretrained LLM, None from scratch
     "trainable_params": teacher_info.get("trainable_params"),
     "train_seconds": teacher_info["train_seconds"],
     "epochs": teacher_info["epochs"],

@@ -54,7 +54,7 @@ import lab
 from lab.bench import BenchConfig, compact_students, compare_speed
 from lab.data import load_rec_data
 from lab.io import write_parquet
-from lab.selection import (GreedyValidSearch, SelectionConfig, ablation_reference, budgets, draws_needed,
+from lab.selection import (GreedyValidSearch, SelectionConfig, ablation_reference, chapter_budgets, draws_needed,
                            evaluate_selections, mean_by_k, rule_report, selection_plan, selection_record, share_beaten,
                            signal_spearman)
 from lab.viz import plot_quality_vs_k, plot_rules_by_budget, plot_selection_grid, plot_speedup, save
@@ -71,8 +71,7 @@ data, report, stats = load_rec_data(cfg.data, P, seed=SEED, progress=False)
 teacher = lab.load_teacher(P, lab.device())
 importance = lab.load_importance(P)  # FileNotFoundError naming the command when chapter 03 has not run
 L = teacher.num_layers
-ks = [k for k in budgets(L, scfg.k_divisors, scfg.extra_budgets) if k < L]
-k_q = min(ks, key=lambda k: abs(k - L / 4))  # the headline budget: (about) a quarter of the layers
+ks, k_q = chapter_budgets(L, scfg)  # the budgets, and the headline one: (about) a quarter of the layers
 print(f"teacher: {L} layers, {data.num_items} items, {len(data.valid_target)} validation users; budgets k = {ks}")
 print(f"importance table: {sorted(importance['signal'].unique())}")
 scfg

@@ -237,3 +237,11 @@ def test_selection_record_at_the_headline_budget():
     for alpha, beating in ((0.7, ["uniform"]), (0.9, ["fisher_topk", "greedy_valid", "uniform"])):
         rec = selection_record(rule_report(sel, 2), sel, corr, speed, ks=[1, 2], alpha=alpha, ablation_source="")
         assert rec["rules_beating_random_holm_quarter"] == beating
+
+
+def test_chapter_budgets_and_the_headline_one():
+    from lab.selection import chapter_budgets
+
+    assert chapter_budgets(24, SelectionConfig()) == ([3, 6, 12], 6)
+    assert chapter_budgets(30, SelectionConfig.for_profile("llm")) == ([7, 8], 7)  # 7 and 8 tie around 7.5
+    assert chapter_budgets(2, SelectionConfig()) == ([1], 1)
