@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     b.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                    help="extra chapter parameter (UPPERCASE name of a parameters-cell constant); repeatable")
     bench = sub.add_parser("bench", help="run a benchmark; its last line is a JSON object")
-    bench.add_argument("what", choices=["fisher", "compact", "depth"])
+    bench.add_argument("what", choices=["fisher", "compact", "train", "depth"])
     bench.add_argument("--profile", default="default", choices=PROFILES)
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--artefacts", default=None)

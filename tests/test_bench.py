@@ -73,3 +73,24 @@ def test_fisher_benchmark_reports_rates_and_agreement(tmp_path, monkeypatch):
     assert out["method"] in ("hooks", "vmap") and out["max_rel_diff"] < 1e-8
     assert out["ratio"] == pytest.approx(out["vmap_samples_per_s"] / out["loop_samples_per_s"])
     assert "fresh teacher" in out["model"] and "toy" in out["data"]
+
+
+def test_bench_train_measures_both_steps_and_derives_the_rates(capsys):
+    """Issue 16, item 1: `python -m lab bench train` times the teacher's CE step and the L/4 student's live KD step
+    (smoke: 8 -> 2 layers); the rates and the epoch time are derived from the median step, as documented."""
+    import json
+
+    from lab.__main__ import main
+    from lab.bench import train as bt
+
+    assert main(["bench", "train", "--profile", "smoke"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    cfg = get_config("smoke")
+    assert out["bench"] == "train" and out["teacher"]["n_layers"] == 8 and out["distill"]["n_layers"] == 2
+    assert out["distill"]["variant"] == "kd+uniform"
+    for r in (out["teacher"], out["distill"]):
+        assert r["step_s"] > 0 and r["steps_timed"] == 10 and r["batch_size"] == cfg.train.batch_size
+        assert r["samples_per_s"] == pytest.approx(r["batch_size"] * r["steps_per_s"])
+        assert r["epoch_s"] == pytest.approx(math.ceil(cfg.data.n_users / r["batch_size"]) * r["step_s"])
+    assert bt.throughput([3.0, 1.0, 2.0], 4, 10) == {"step_s": 2.0, "steps_per_s": 0.5, "samples_per_s": 2.0,
+                                                     "epoch_s": 6.0, "batch_size": 4, "steps_timed": 3}

@@ -2,7 +2,8 @@
 
 - `compact` (chapters 04-05): teacher vs compact students, timed in the same run (`compare_speed`), peak memory.
 - `fisher` (chapter 03): users per second of the exact Fisher estimators against the per-user loop, with agreement.
-- `timing`: the one timer both use (wall seconds of a call, synchronised on CUDA).
+- `train` (issue 16): training throughput of the teacher's CE step and of a distillation step (`lab.bench.train`).
+- `timing`: the one timer they use (wall seconds of a call, synchronised on CUDA).
 
 `bench` serves the chapters: it imports the science modules (models, selection, fisher), never the reverse.
 """
@@ -12,7 +13,7 @@ from .compact import (BenchConfig, activation_peak_mb, compact_students, compare
 from .fisher import bench_inputs, benchmark
 from .timing import seconds, sync
 
-BENCHMARKS = ("fisher", "compact")
+BENCHMARKS = ("fisher", "compact", "train")
 
 __all__ = [
     "BENCHMARKS", "main", "BenchConfig", "activation_peak_mb", "compact_students", "compare_speed",
@@ -22,9 +23,13 @@ __all__ = [
 
 
 def main(what: str, profile: str = "default", seed: int = 0, artefacts=None) -> dict:
-    """`python -m lab bench fisher|compact`: run a benchmark, print a table, return a JSON-able dict."""
+    """`python -m lab bench fisher|compact|train`: run a benchmark, print a table, return a JSON-able dict."""
     if what == "fisher":
         return fisher.benchmark(profile, seed, artefacts)
     if what == "compact":
         return compact.run(profile, seed, artefacts)
-    raise ValueError(f"unknown benchmark {what!r}; choose 'fisher' or 'compact'")
+    if what == "train":
+        from . import train
+
+        return train.run(profile, seed)
+    raise ValueError(f"unknown benchmark {what!r}; choose one of {BENCHMARKS}")
