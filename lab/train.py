@@ -20,7 +20,7 @@ from .config import TrainConfig
 from .data import RecData
 from .io import atomic_path, jsonable, read_json, write_json
 from .metrics import evaluate
-from .models import SeqRecModel
+from .models import SeqRecModel, count_parameters
 
 
 def evaluate_model(model: SeqRecModel, data: RecData, split: str = "valid", mask_history: bool = True,
@@ -176,7 +176,7 @@ def train_or_load(model: SeqRecModel, data: RecData, cfg: TrainConfig, out_dir: 
     if done is not None:
         return done
     t0 = time.perf_counter()
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    trainable = count_parameters(model, trainable_only=True)
     history = fit(model, data, cfg, ckpt_dir=out_dir / "ckpt", seed=seed, progress=progress)
     info = {"key": jsonable(key), "train_seconds": time.perf_counter() - t0,
             "epochs": int(len(history)), "best_valid_ndcg@10": float(history["valid_ndcg@10"].max()),

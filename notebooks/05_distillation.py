@@ -63,8 +63,8 @@ from lab.data import load_rec_data
 from lab.distill import (METRICS, DistillConfig, DistillGrid, best_student, build_teacher_cache, choose_variant,
                          describe_adapter, describe_comparison, distillation_record, freeze_teacher, layer_mapping,
                          mapped_teacher_layers, meets_goal, results_table, rule_comparisons, run_grid,
-                         scratch_retention, teacher_key,
-                         throughput_ratios, time_teacher_cache, valid_means, variant_comparisons)
+                         scratch_retention, teacher_key, throughput_ratios, time_teacher_cache, valid_means,
+                         variant_comparisons)
 from lab.io import write_parquet
 from lab.models import SeqRecModel, build_student, count_parameters
 

@@ -222,7 +222,7 @@ def model_label(model) -> str:
     """How the depth curve names a model the chapter trained: "pretrained <backbone>" for an LLM teacher, else
     "trained above"."""
     name = getattr(model.config, "pretrained", None)
-    return f"pretrained {Path(name).name if '/' in str(name) else name}" if name else "trained above"
+    return f"pretrained {Path(name).name}" if name else "trained above"
 
 
 def depth_curve(cfg, P: Paths, rd: RecData, stats: dict, depths, models: dict | None = None, seed: int = 0,

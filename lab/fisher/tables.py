@@ -140,16 +140,15 @@ def band_table(fisher_rows, ablation_drop, n_boot: int = 1000, seed: int = 0) ->
     v = np.asarray(fisher_rows, dtype=float)
     drop = np.asarray(ablation_drop, dtype=float)
     band = depth_bands(v.shape[1])
+    masks = [band == name for name in BANDS if (band == name).any()]
+    shares = lambda m: np.array([m[b].sum() for b in masks]) / max(m.sum(), 1e-300)  # noqa: E731
+    share, lo, hi = bootstrap_mean_ci(v, n_boot, seed=seed, transform=shares)  # one bootstrap for every band
     rows = []
-    for name in BANDS:
-        m = band == name
-        if not m.any():
-            continue
-        share, lo, hi = share_ci(v, m, n_boot, seed)
-        idx = np.flatnonzero(m)
-        rows.append({"band": name, "layers": f"{idx[0]}-{idx[-1]}", "n_layers": int(m.sum()), "fisher_share": share,
-                     "share_low": lo, "share_high": hi, "share_per_layer": share / m.sum(),
-                     "mean_ablation_drop": float(drop[m].mean())})
+    for b, s, low, high in zip(masks, share, lo, hi):
+        idx = np.flatnonzero(b)
+        rows.append({"band": band[idx[0]], "layers": f"{idx[0]}-{idx[-1]}", "n_layers": int(b.sum()),
+                     "fisher_share": float(s), "share_low": float(low), "share_high": float(high),
+                     "share_per_layer": float(s) / b.sum(), "mean_ablation_drop": float(drop[b].mean())})
     return pd.DataFrame(rows).set_index("band")
 
 
