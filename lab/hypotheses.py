@@ -33,6 +33,13 @@ C1_SPEEDUP = 3.2  # C1: measured inference speed-up of that student
 C2_BIC_MARGIN = 10.0  # C2: BIC difference that counts as strong evidence (Kass & Raftery: > 10 "very strong")
 C2_DEGREES = (2, 6)  # C2: polynomial degrees in relative depth: <= 1 interior peak vs room for three peaks
 C2_MIN_POINTS = 21  # C2: fewer layer x seed points than 3 per coefficient of the degree-6 fit: not measured
+H4_RIVALS = ("qwen2", "mistral", "gpt_neox")  # H4: llama against two Llama-style families and one non-Llama block
+# (GPT-NeoX: LayerNorm, GELU MLP, attention and MLP in parallel); llama must beat each of them
+CLAIMS = {"H1": ("H1a", "H1b"), "H2": ("H2a", "H2b"), "H3": ("H3a", "H3b"),  # a claim and the rows that decide it
+          "H4": tuple(f"H4-{a}" for a in H4_RIVALS), "C1": ("C1",), "C2": ("C2",)}
+CLAIM_RULE = {"H1": "any", "H2": "all", "H3": "any", "H4": "all", "C1": "all", "C2": "all"}  # "all": every row must
+# be supported (H2 needs rank agreement and a selection that beats random; H4 llama above every rival); "any": one
+# measure or weighting suffices (H1's two readings of "matter", H3's two weightings)
 
 
 @dataclass(frozen=True)
@@ -83,12 +90,14 @@ CRITERIA: tuple[Criterion, ...] = (
               "supported if better with Holm-adjusted p < 0.05 and a relative gain >= +1%; contradicted if worse with "
               "adjusted p < 0.05, else inconclusive",
               "05: distill_per_user.parquet, fisher_topk:kd+fisher vs fisher_topk:kd+uniform"),
-    Criterion("H4", "Llama is better for recommendation than other open architectures",
-              "h4_architectures", "per-seed paired NDCG@10 difference of the llama teacher minus each other "
-              "architecture's (same width, depth, data, budget); t-test across seeds", 0.0, "greater", "H4",
-              "supported if llama beats each of >= 3 other architectures (qwen2, mistral, a non-Llama block such as "
-              "gpt_neox or gpt2) with Holm-adjusted p < 0.05; contradicted if one beats llama so, else inconclusive",
-              "02: per-user test metrics of teachers of >= 3 architectures per seed"),
+    *(Criterion(f"H4-{other}", f"Llama is better for recommendation than other open architectures: llama vs {other}",
+                f"h4_llama_vs_{other}", f"per-seed mean over test users of NDCG@10(llama) - NDCG@10({other}), models of "
+                "the same width, depth, data and training budget; t-test across seeds", 0.0, "greater", "H4",
+                "supported if llama is better with Holm-adjusted p < 0.05 (H4 as a whole needs every H4 row); "
+                "contradicted if worse with adjusted p < 0.05, else inconclusive",
+                "02: 02_architectures.parquet, per-user test NDCG@10 of one model per architecture trained from scratch "
+                "at the profile's H4 depth (lab.bench.arch.arch_depth) with the teacher's width and recipe")
+      for other in H4_RIVALS),
     Criterion("C1", "the headline: a student with 25% of the layers keeps 92% of the quality at 3.2x speed",
               "c1_retention", "t interval across seeds of the per-seed NDCG@10 retention of the distilled L/4 "
               "student (chapter 05's best setting); speed-up: the mean over seeds of its measured speed-up",
@@ -118,6 +127,7 @@ import pandas as pd  # noqa: E402
 VERDICTS = ("supported", "contradicted", "inconclusive", "not measured")
 SEED_CHAPTERS = ("01", "02", "03", "04", "05")  # the chapters whose artefacts chapter 07 reads
 SEED_FILES = ("importance.parquet", "distill_per_user.parquet", "results.json")
+ARCH_FILE = "02_architectures.parquet"  # H4's input, read when present (a profile may train no rival architectures)
 VARIANT_ORDER = ("kd", "kd+fisher", "kd+depth", "kd+uniform", "ce")  # H2b: the first variant random students have
 METRIC = "ndcg@10"
 
@@ -225,10 +235,20 @@ def h3_fisher_vs_uniform(s: dict) -> float:
     return _weighting_gain(s, "fisher")
 
 
-def h4_architectures(s: dict) -> float:
-    arch = s["results"].get("02_teacher", {}).get("arch", "?")
-    raise LookupError(f"the book trains one teacher architecture per run (chapter 02: {arch}); H4 needs teachers of "
-                      ">= 3 architectures with the same width, depth, data and budget")
+def h4_llama_vs(other: str):
+    """H4's statistic against one rival architecture: the per-seed mean over test users of llama's NDCG@10 minus the
+    rival's (chapter 02's `02_architectures.parquet`)."""
+    def statistic(s: dict) -> float:
+        arch = s.get("architectures")
+        if arch is None:
+            raise LookupError("chapter 02 trained no architecture comparison (02_architectures.parquet; ARCHS = () or "
+                              "a profile without an H4 depth)")
+        missing = [a for a in ("llama", other) if a not in arch.columns]
+        if missing:
+            raise LookupError(f"chapter 02 trained no {' and no '.join(missing)} model for H4")
+        return float((arch["llama"] - arch[other]).mean())
+    statistic.__name__ = f"h4_llama_vs_{other}"
+    return statistic
 
 
 def c1_retention(s: dict) -> float:
@@ -265,7 +285,8 @@ def c2_multimodal(profiles: list) -> dict:
 
 
 STATISTICS = {f.__name__: f for f in (h1_ablation_gap, h1_fisher_gap, h2_spearman, h2_fisher_vs_random,
-                                      h3_depth_vs_uniform, h3_fisher_vs_uniform, h4_architectures, c1_retention)}
+                                      h3_depth_vs_uniform, h3_fisher_vs_uniform, c1_retention,
+                                      *(h4_llama_vs(a) for a in H4_RIVALS))}
 
 
 def default_seeds(profile: str) -> list[int]:
@@ -297,8 +318,10 @@ def seed_inputs(profile: str, seed: int, artefacts=None) -> dict:
     if missing:
         raise FileNotFoundError(f"seed {seed}: {', '.join(missing)} missing in {P.root}; make them with "
                                 f"python -m lab rerun --profile {profile} --seeds {seed} --only {' '.join(SEED_CHAPTERS)}")
+    arch = P.file(ARCH_FILE)
     return {"seed": int(seed), "importance": pd.read_parquet(P.file("importance.parquet")),
             "per_user": pd.read_parquet(P.file("distill_per_user.parquet")),
+            "architectures": pd.read_parquet(arch) if arch.is_file() else None,
             "results": results(profile, artefacts, seed)}
 
 
@@ -368,3 +391,24 @@ def verdict_table(seed_rows: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame
         t.loc[idx, "p_adj"] = holm_adjust(t.loc[idx, "p"].astype(float))
     t["verdict"] = [decide(BY_ID[r.id], r._asdict(), r.p_adj, alpha) for r in t.itertuples(index=False)]
     return t
+
+
+def claim_verdicts(table: pd.DataFrame) -> pd.DataFrame:
+    """One verdict per claim (`CLAIMS`) from its rows' verdicts (`verdict_table`), by `CLAIM_RULE`: "all" is supported
+    when every row is, contradicted when any row is; "any" is supported when a row is and none is contradicted,
+    contradicted when a row is and none is supported. Rows of mixed or missing evidence leave the claim
+    inconclusive; a claim none of whose rows was measured is "not measured"."""
+    v = dict(zip(table["id"], table["verdict"]))
+    out = []
+    for claim, ids in CLAIMS.items():
+        got = [v.get(i, "not measured") for i in ids]
+        sup, con = got.count("supported"), got.count("contradicted")
+        if got.count("not measured") == len(got):
+            verdict = "not measured"
+        elif CLAIM_RULE[claim] == "all":
+            verdict = "contradicted" if con else "supported" if sup == len(got) else "inconclusive"
+        else:
+            verdict = "supported" if sup and not con else "contradicted" if con and not sup else "inconclusive"
+        out.append({"claim": claim, "rows": ", ".join(f"{i} {g}" for i, g in zip(ids, got)),
+                    "rule": CLAIM_RULE[claim], "verdict": verdict})
+    return pd.DataFrame(out)

@@ -34,7 +34,9 @@ def fake_seed(seed: int, rng, shift: float = 0.0, n_users: int = 30, layers: int
 
 
 def test_criteria_are_complete():
-    assert [c.id for c in H.CRITERIA] == ["H1a", "H1b", "H2a", "H2b", "H3a", "H3b", "H4", "C1", "C2"]
+    assert [c.id for c in H.CRITERIA] == ["H1a", "H1b", "H2a", "H2b", "H3a", "H3b", "H4-qwen2", "H4-mistral",
+                                          "H4-gpt_neox", "C1", "C2"]
+    assert {i for ids in H.CLAIMS.values() for i in ids} == {c.id for c in H.CRITERIA} and set(H.CLAIM_RULE) == set(H.CLAIMS)
     for c in H.CRITERIA:
         assert c.direction in ("greater", "less") and c.family and c.rule and c.inputs
         assert c.statistic in H.STATISTICS or c.id == "C2"
@@ -85,7 +87,47 @@ def test_verdict_follows_the_inputs():
     assert t2.loc["H2b", "verdict"] == "contradicted" and t2.loc["H3a", "verdict"] == "contradicted"
     no_random = [dict(s, per_user=s["per_user"][~s["per_user"]["name"].str.startswith("random")]) for s in seeds]
     assert H.verdict_table(H.per_seed(no_random)).set_index("id").loc["H2b", "verdict"] == "not measured"
-    assert t.loc["H4", "verdict"] == "not measured"
+    assert t.loc["H4-qwen2", "verdict"] == "not measured"  # no 02_architectures.parquet
+
+
+def fake_architectures(rng, n_users=200, llama_gain=0.0):
+    base = rng.uniform(0.1, 0.2, n_users)
+    return pd.DataFrame({"user": np.arange(n_users), **{a: base + rng.normal(0, 0.03, n_users)
+                                                         + (llama_gain if a == "llama" else 0.0)
+                                                         for a in ("llama", *H.H4_RIVALS)}})
+
+
+def test_h4_reads_the_architectures_and_needs_every_rival():
+    """H4's rows are llama minus each rival per seed (by hand); llama clearly better on 3 seeds is supported on every
+    row and as a claim; one rival clearly better contradicts the claim; a missing rival is not measured."""
+    rng = np.random.default_rng(3)
+    seeds = [dict(fake_seed(s, rng), architectures=fake_architectures(rng, llama_gain=0.1)) for s in range(3)]
+    rows = H.per_seed(seeds)
+    got = rows[rows["id"] == "H4-mistral"]["effect"].to_numpy()
+    assert got == pytest.approx([(s["architectures"]["llama"] - s["architectures"]["mistral"]).mean() for s in seeds])
+    t = H.verdict_table(rows)
+    assert set(t.set_index("id").loc[[f"H4-{a}" for a in H.H4_RIVALS], "verdict"]) == {"supported"}
+    assert H.claim_verdicts(t).set_index("claim").loc["H4", "verdict"] == "supported"
+    worse = [dict(s, architectures=s["architectures"].assign(qwen2=s["architectures"]["llama"] + 0.2)) for s in seeds]
+    t2 = H.verdict_table(H.per_seed(worse))
+    assert t2.set_index("id").loc["H4-qwen2", "verdict"] == "contradicted"
+    assert H.claim_verdicts(t2).set_index("claim").loc["H4", "verdict"] == "contradicted"
+    gone = [dict(s, architectures=s["architectures"].drop(columns="gpt_neox")) for s in seeds]
+    t3 = H.verdict_table(H.per_seed(gone)).set_index("id")
+    assert t3.loc["H4-gpt_neox", "verdict"] == "not measured" and "gpt_neox" in t3.loc["H4-gpt_neox", "reason"]
+    assert H.claim_verdicts(t3.reset_index()).set_index("claim").loc["H4", "verdict"] == "inconclusive"
+
+
+@pytest.mark.parametrize("rule,rows,expect", [
+    ("all", ["supported", "supported"], "supported"), ("all", ["supported", "inconclusive"], "inconclusive"),
+    ("all", ["supported", "contradicted"], "contradicted"), ("any", ["supported", "inconclusive"], "supported"),
+    ("any", ["supported", "contradicted"], "inconclusive"), ("any", ["contradicted", "inconclusive"], "contradicted"),
+    ("any", ["not measured", "not measured"], "not measured"), ("all", ["not measured", "supported"], "inconclusive")])
+def test_claim_rules(monkeypatch, rule, rows, expect):
+    monkeypatch.setattr(H, "CLAIMS", {"X": ("Xa", "Xb")})
+    monkeypatch.setattr(H, "CLAIM_RULE", {"X": rule})
+    t = pd.DataFrame({"id": ["Xa", "Xb"], "verdict": rows})
+    assert H.claim_verdicts(t).loc[0, "verdict"] == expect
 
 
 def test_c1_and_h1_rules():
