@@ -1,4 +1,4 @@
-"""Command line: `python -m lab book|rerun|bench|sync ...`.
+"""Command line: `python -m lab book|rerun|bench|data|sync ...`.
 
 A wrong first step (an unknown chapter, a missing raw-data folder, a chapter run before the one that makes its input,
 a chapter that fails) ends with one line saying what is missing and the command that makes it, and a non-zero exit
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     b.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                    help="extra chapter parameter (UPPERCASE name of a parameters-cell constant); repeatable")
     bench = sub.add_parser("bench", help="run a benchmark; its last line is a JSON object")
-    bench.add_argument("what", choices=["fisher", "compact", "train", "depth"])
+    bench.add_argument("what", choices=["fisher", "compact", "train", "depth", "data"])
     bench.add_argument("--profile", default="default", choices=PROFILES)
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--artefacts", default=None)
@@ -68,6 +68,24 @@ def main(argv=None) -> int:
     bench.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="knobs",
                        help="depth: a DataConfig field of the world for a tuning run, e.g. induction_strength=0.8; "
                             "repeatable (its data and models get their own folder)")
+    bench.add_argument("--scales", type=float, nargs="+", default=[1, 10],
+                       help="data: multiples of the profile's users and items (default: 1 10)")
+    d = sub.add_parser("data", help="data tools: convert other data sets to the Amazon Reviews 2023 format")
+    dsub = d.add_subparsers(dest="data_cmd", required=True)
+    cv = dsub.add_parser("convert", help="write <OUT_DIR>/<Category>.jsonl.gz and meta_<Category>.jsonl.gz from a "
+                                         "RecBole .inter, a 'user item item ...' sequence file or a CSV; last line JSON")
+    cv.add_argument("--from", dest="fmt", required=True, choices=["recbole", "seq", "csv"])
+    cv.add_argument("src", metavar="IN")
+    cv.add_argument("out_dir", metavar="OUT_DIR")
+    cv.add_argument("--category", default=None, help="file stem (letters, digits, '_'); default: from IN's name")
+    cv.add_argument("--strict", action="store_true", help="stop at the first bad row instead of skipping it")
+    cv.add_argument("--user-col", default=None, help="recbole/csv: the user column (default: found by name)")
+    cv.add_argument("--item-col", default=None, help="recbole/csv: the item column (default: found by name)")
+    cv.add_argument("--time-col", default=None, help="recbole/csv: the timestamp column (default: found by name)")
+    cv.add_argument("--rating-col", default=None, help="recbole/csv: the rating column (default: found by name; "
+                                                       "none: every rating 5.0)")
+    cv.add_argument("--delimiter", default=None, help="recbole/csv field separator (default: tab / ',')")
+    cv.add_argument("--time-unit", default="s", choices=["s", "ms"], help="recbole/csv timestamps (default: s)")
     r = sub.add_parser("rerun", help="run the book for several seeds, skipping chapters whose inputs did not change")
     r.add_argument("--profile", default="default", choices=PROFILES)
     r.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -111,8 +129,28 @@ def main(argv=None) -> int:
 
             knobs = dict(kv.split("=", 1) for kv in a.knobs)
             out = depth.run(a.profile, seeds=a.seeds or [a.seed], depths=a.depths, artefacts=a.artefacts, knobs=knobs)
+        elif a.what == "data":  # issue 16 item 4: the data pipeline at 1x and 10x (lab.bench.data)
+            from .bench import data as bench_data
+
+            out = bench_data.run(a.profile, [int(s) if float(s).is_integer() else s for s in a.scales], a.seed)
         else:
             out = bench_mod.main(a.what, profile=a.profile, seed=a.seed, artefacts=a.artefacts)
+        print(json.dumps(out))
+    elif a.cmd == "data":  # issue 16 item 5: lab.data.convert
+        from .data import DataError
+        from .data.convert import convert
+
+        cols = {"user": a.user_col, "item": a.item_col, "timestamp": a.time_col, "rating": a.rating_col}
+        try:
+            out = convert(a.fmt, a.src, a.out_dir, a.category, strict=a.strict, columns=cols, delimiter=a.delimiter,
+                          time_unit=a.time_unit)
+        except (DataError, ValueError) as e:
+            print(f"python -m lab data convert: error: {e}", file=sys.stderr)
+            return 2
+        print(f"[data convert] {out['format']} {a.src} -> {out['reviews']}: {out['interactions']:,} interactions, "
+              f"{out['users']:,} users, {out['items']:,} items; {out['rows_skipped']:,} of {out['rows_read']:,} rows "
+              f"skipped {out['skipped']} (details in {out['report']}). Use it: LAB_RAW_DIR={a.out_dir} "
+              f"LAB_CATEGORY={out['category']}", file=sys.stderr)
         print(json.dumps(out))
     elif a.cmd == "crosscheck":  # issue 14 item 4: lab.crosscheck.recbole (RecBole 1.2.1 in .venv-recbole/)
         from .crosscheck import recbole as crosscheck_recbole
