@@ -172,3 +172,13 @@ def test_cli(tmp_path, capsys):
     assert main(["data", "convert", "--from", "recbole", str(bad), str(tmp_path / "o2"), "--strict"]) == 2
     err = capsys.readouterr().err
     assert "bad.inter, line 2, field 'timestamp'" in err
+
+
+def test_csv_with_bom_and_undecodable_bytes(tmp_path):
+    src = tmp_path / "bom.csv"
+    src.write_bytes("\ufeffuser,item,timestamp\na,x,1\n".encode("utf-8"))
+    assert convert("csv", src, tmp_path / "out")["interactions"] == 1
+    bad = tmp_path / "latin.csv"
+    bad.write_bytes(b"user,item,timestamp\na,\xe9t\xe9,1\n")
+    with pytest.raises(DataError, match=r"latin\.csv.*not UTF-8"):
+        convert("csv", bad, tmp_path / "out")

@@ -35,6 +35,7 @@ import json
 import math
 import os
 import re
+import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -68,8 +69,8 @@ def default_category(src: str | os.PathLike) -> str:
 
 def _open(path: Path):
     if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")  # a BOM (spreadsheet CSVs) is dropped
 
 
 def find_columns(header: list[str], path, columns: dict | None = None) -> dict[str, int]:
@@ -197,12 +198,24 @@ def convert(fmt: str, src: str | os.PathLike, out_dir: str | os.PathLike, catego
     rows = _seq_rows(src) if fmt == "seq" else _table_rows(src, fmt, columns, delimiter, time_unit)
     users: set = set()
     items: dict = {}  # parent_asin -> None, in first-seen order
-    counts = {"rows": 0}
+    state = {"line": 0, "kept": 0}  # the last line read and the rows written
     dumps = json.dumps
 
     def review_lines():
-        last, kept = None, 0
+        try:
+            yield from kept_lines()
+        except UnicodeDecodeError as e:
+            raise DataError(f"{src}: not UTF-8 text (after line {state['line']}): {e}") from None
+        except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+            raise DataError(f"{src}: truncated or corrupt gzip (after line {state['line']}): {e}") from None
+        if state["kept"] == 0:
+            raise DataError(f"{src}: no valid rows ({report.rows_read} read, skipped: {report.skipped or 'none'}); "
+                            f"is it a {fmt} file?")
+
+    def kept_lines():
+        last = None
         for line, rec, bad in rows:
+            state["line"] = line
             if fmt != "seq" or line != last:  # a seq line is one row of the report; its items are interactions
                 report.count_read(src, 1)
                 last = line
@@ -212,13 +225,9 @@ def convert(fmt: str, src: str | os.PathLike, out_dir: str | os.PathLike, catego
             user, item, ts, rating = rec
             users.add(user)
             items.setdefault(item, None)
-            kept += 1
+            state["kept"] += 1
             q = dumps(item)
             yield REVIEW_LINE % (repr(rating), q, q, dumps(user), ts)
-        counts["rows"] = kept
-        if kept == 0:
-            raise DataError(f"{src}: no valid rows ({report.rows_read} read, skipped: {report.skipped or 'none'}); "
-                            f"is it a {fmt} file?")
 
     def meta_lines():
         for item in items:
@@ -228,7 +237,7 @@ def convert(fmt: str, src: str | os.PathLike, out_dir: str | os.PathLike, catego
            "report": out_dir / f"{category}.convert.json"}
     _write_jsonl_gz(out["reviews"], review_lines())
     _write_jsonl_gz(out["meta"], meta_lines())
-    summary = {"category": category, "format": fmt, "source": str(src), "interactions": counts["rows"],
+    summary = {"category": category, "format": fmt, "source": str(src), "interactions": state["kept"],
                "users": len(users), "items": len(items), "rows_read": report.rows_read,
                "rows_skipped": report.rows_skipped, "skipped": dict(report.skipped)}
     write_json(out["report"], {**summary, "load_report": report.to_dict(),
