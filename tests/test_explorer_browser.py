@@ -12,6 +12,7 @@ chromium-driver`) or without the `selenium` package. Uses `smoke_book` (tests/co
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -31,8 +32,11 @@ from lab.notebooks import run_dir
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 DRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="no chromium and chromedriver on PATH "
-                                "(Debian: apt-get install -y chromium chromium-driver)")
+pytestmark = [
+    pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="no chromium and chromedriver on PATH "
+                       "(Debian: apt-get install -y chromium chromium-driver)"),
+    pytest.mark.skipif(importlib.util.find_spec("selenium") is None, reason="selenium is not installed (dev extra)"),
+]
 EXPLORER_CELL = "viz.layer_explorer("
 WAIT = 120  # seconds for each step on a busy 2-core machine
 
@@ -136,7 +140,7 @@ def lab_server(tmp_path):
 
 @pytest.fixture
 def browser():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+    from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     opts = webdriver.ChromeOptions()
