@@ -65,7 +65,7 @@ class DataConfig:
 class ModelConfig:
     """The teacher's shape: a stack of Hugging Face decoder layers over item embeddings (chapter 02)."""
 
-    arch: str = "llama"  # backbone family: "llama", "qwen2", "mistral"
+    arch: str = "llama"  # backbone family: "llama", "qwen2", "mistral", "gpt_neox" (lab.models.ARCHS)
     num_layers: int = 24  # decoder layers of the teacher
     hidden_size: int = 64  # backbone width
     num_heads: int = 4  # attention heads

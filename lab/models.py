@@ -1,7 +1,7 @@
 """The recommender: item embeddings -> a stack of Hugging Face decoder layers -> a score for every item (chapter 02).
 
 `SeqRecModel` is an ordinary `transformers.PreTrainedModel` whose backbone is built from a `transformers` config
-(`LlamaConfig` by default; Qwen2 and Mistral through chapter 02's `ARCH`) and run through the backbone's own
+(`LlamaConfig` by default; Qwen2, Mistral and GPT-NeoX through chapter 02's `ARCH`) and run through the backbone's own
 forward with `inputs_embeds` and a causal + padding mask. Scores are tied to the item embeddings (SASRec does the same):
 the catalogue is scored by a dot product with the item table, which keeps the head free of extra parameters and lets
 rare items share what the encoder learned. The padding item is never a class: its score is -inf (`mask_pad`), so the
@@ -27,7 +27,7 @@ from transformers.utils import ModelOutput
 from .config import ModelConfig
 from .constants import IGNORE, PAD
 
-ARCHS = ("llama", "qwen2", "mistral")
+ARCHS = ("llama", "qwen2", "mistral", "gpt_neox")  # gpt_neox: LayerNorm, GELU MLP, parallel attention + MLP (H4)
 
 
 class SeqRecConfig(PreTrainedConfig):

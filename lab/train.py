@@ -6,6 +6,7 @@ is not used. On CUDA the forward runs under bf16 autocast.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import time
@@ -16,7 +17,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .config import TrainConfig
+from .config import ModelConfig, TrainConfig
 from .data import RecData
 from .io import atomic_path, jsonable, read_json, write_json
 from .metrics import evaluate
@@ -194,6 +195,21 @@ def checkpoint_state(ckpt_dir: str | Path) -> dict | None:
     return torch.load(last, map_location="cpu", weights_only=False)["state"] if last.exists() else None
 
 
+def same_key(saved, key) -> bool:
+    """Whether a finished run's saved `key` describes the run `key` asks for: equal, except that a `ModelConfig`
+    field added to the book after the run was saved (absent from `saved`) counts as unchanged when `key` holds the
+    field's default — so adding a config field does not retrain every saved model (the pretrained-teacher fields of
+    issue 13 came after the default book's teachers and students were trained). Any other difference is a new run."""
+    if isinstance(saved, dict) and isinstance(key, dict):
+        defaults = {f.name: jsonable(f.default) for f in dataclasses.fields(ModelConfig)
+                    if f.default is not dataclasses.MISSING}
+        added = set(key) - set(saved)
+        if set(saved) - set(key) or any(k not in defaults or key[k] != defaults[k] for k in added):
+            return False
+        return all(same_key(saved[k], key[k]) for k in saved)
+    return saved == key
+
+
 def load_finished(out_dir: str | Path, key: dict, info_name: str = "train_info.json", model_cls=SeqRecModel,
                   device: torch.device | str | None = None) -> tuple[SeqRecModel, pd.DataFrame, dict] | None:
     """(model in eval mode, history, info with loaded=True) of the finished run `save_finished` left in `out_dir`
@@ -201,7 +217,7 @@ def load_finished(out_dir: str | Path, key: dict, info_name: str = "train_info.j
     (`train_or_load`, chapter 02) and of every student (`lab.distill.distill`, chapter 05)."""
     out_dir = Path(out_dir)
     info = read_json(out_dir / info_name)
-    if not info or info.get("key") != jsonable(key) or not (out_dir / "config.json").exists():
+    if not info or not same_key(info.get("key"), jsonable(key)) or not (out_dir / "config.json").exists():
         return None
     model = model_cls.from_pretrained(out_dir)
     model = (model.to(device) if device is not None else model).eval()

@@ -22,15 +22,18 @@
 PROFILE = "smoke"  # smoke | default | full
 SEED = 0  # global seed
 ARTEFACTS = ""  # artefact root; empty means <repo>/artefacts
-ARCH = None  # backbone family: "llama", "qwen2" or "mistral"; None: the profile's
+ARCH = None  # backbone family: "llama", "qwen2", "mistral" or "gpt_neox"; None: the profile's
 SMALL_LAYERS = 2  # depth of the small SASRec-style reference model trained from scratch
 DEPTHS = None  # depths of the depth curve's models trained from scratch; None: the profile's (lab.bench.depth.DEPTHS)
+H4_ARCHS = None  # architectures trained side by side for H4, llama among them; None: lab.bench.arch.ARCHS; () skips
+H4_DEPTH = None  # their depth; None: the profile's (lab.bench.arch.ARCH_DEPTH: smoke 2, default 8; llm none)
 
 # %%
 import torch
 
 import lab
 from lab.baselines import popularity_scores
+from lab.bench import arch as AB
 from lab.bench import depth as DB
 from lab.data import load_rec_data
 from lab.models import build_model, build_teacher, count_parameters, scratch_config
@@ -123,6 +126,24 @@ print(curve.conclusion())
 curve.table.round(4)
 
 # %% [markdown]
+# ## Is Llama the better block? (H4)
+# The method's authors claim Llama is better for recommendation than other open architectures. Here everything but
+# the block is held fixed: one model per architecture — Llama, Qwen2 and Mistral (Llama-style blocks with other
+# details) and GPT-NeoX (LayerNorm, a GELU MLP, attention and MLP in parallel) — with the teacher's width, heads and MLP
+# width, the same data, epochs and recipe, trained from scratch at one depth (`lab.bench.arch`; the Llama one is the
+# depth curve's model of that depth). One seed decides nothing; chapter 07 pools the seeds' per-user differences.
+
+# %%
+h4_depth = lab.resolve(H4_DEPTH, AB.arch_depth(PROFILE))
+h4_archs = tuple(lab.resolve(H4_ARCHS, AB.ARCHS)) if h4_depth else ()
+arch = (AB.compare_architectures(cfg, data, stats, P.root / "depth_bench", h4_depth, h4_archs, seed=SEED)
+        if h4_archs else None)
+if arch:
+    lab.io.write_parquet(P.file("02_architectures.parquet"), arch.per_user)
+print(arch.conclusion() if arch else f"No architecture comparison in profile {PROFILE} (H4_DEPTH None or H4_ARCHS ()).")
+arch.table.round(4) if arch else None
+
+# %% [markdown]
 # ## Summary
 # - The teacher is a real `transformers` decoder stack trained with full-catalogue cross-entropy; it is saved with
 #   `save_pretrained` and later chapters load it from the artefact folder instead of retraining.
@@ -130,6 +151,7 @@ curve.table.round(4)
 #   per-user test metrics of all three are saved in `teacher_eval.parquet` for the paired tests of later chapters.
 # - The depth curve says whether depth is worth anything on this data at all, against the ceiling and the floors; where
 #   it is, which of the teacher's layers carry it is what chapters 03–05 measure.
+# - The architectures compared at one depth give H4 its per-user input (`02_architectures.parquet`).
 
 # %%
 lab.record_all({
@@ -145,5 +167,5 @@ lab.record_all({
     "popularity_ndcg10_test": p_ndcg,
     "small_ndcg10_test": s_ndcg,
     "teacher_over_popularity": ratio,
-    **curve.record(),
+    **curve.record(), **(arch.record() if arch else {}),
 })

@@ -121,3 +121,30 @@ def test_depth_curve_recomputed_from_the_saved_models(chapter, smoke_book):
     # a teacher trained from scratch: no pretrained backbone, every parameter trained, no pretrained comparison
     assert r["backbone"] is None and r["trainable_params"] == r["n_params"] and r["depth_compare_pretrained"] is None
     assert r["depth_models"] == {"1": "from scratch", "2": "trained above", str(r["n_layers"]): "trained above"}
+
+
+def test_architectures_recomputed_from_the_saved_models(chapter):
+    """H4's input: one model per architecture at the profile's H4 depth, each saved, each re-scored here; the llama one
+    is the depth curve's model of that depth; llama minus each rival from the saved per-user table."""
+    from lab.bench.arch import ARCHS, arch_depth, arch_folder
+
+    r, P, cfg, data = chapter
+    depth = arch_depth("smoke")
+    assert r["arch_depth"] == depth and set(r["arch_ndcg10"]) == set(ARCHS)
+    pu = pd.read_parquet(P.file("02_architectures.parquet"))
+    assert list(pu.columns) == ["user", *ARCHS]
+    for arch in ARCHS:
+        m = SeqRecModel.from_pretrained(P.root / "depth_bench" / arch_folder(arch, depth, cfg.model.arch)).eval()
+        assert m.config.backbone_config.model_type == arch and m.num_layers == depth
+        assert r["arch_params"][arch] == sum(p.numel() for p in m.parameters())
+        assert r["arch_ndcg10"][arch] == pytest.approx(_model_metrics(m, data, "test")["ndcg@10"], abs=1e-6)
+        assert pu[arch].mean() == pytest.approx(r["arch_ndcg10"][arch], abs=1e-9)
+    # the same width and data for every architecture; GPT-NeoX's MLP has no gate: fewer parameters
+    assert r["arch_params"]["gpt_neox"] < r["arch_params"]["llama"]
+    for rival, c in r["arch_compare"].items():
+        assert c["mean_diff"] == pytest.approx((pu["llama"] - pu[rival]).mean(), abs=1e-12)
+        assert c["ci"][0] <= c["mean_diff"] <= c["ci"][1]
+    rivals = sorted(r["arch_compare"], key=lambda a: r["arch_compare"][a]["wilcoxon_p"])
+    p = np.array([r["arch_compare"][a]["wilcoxon_p"] for a in rivals])
+    holm = np.minimum(1, np.maximum.accumulate(p * (len(p) - np.arange(len(p)))))  # Holm by hand, over the rivals
+    assert [r["arch_compare"][a]["p_holm"] for a in rivals] == pytest.approx(list(holm))

@@ -275,3 +275,17 @@ def test_depth_bands_and_their_fisher_shares():
     assert (t["share_low"] <= t["fisher_share"]).all() and (t["fisher_share"] <= t["share_high"]).all()
     text = band_sentence(t)
     assert "per layer the upper band holds the most Fisher" in text and "hurts most in the upper band" in text
+
+
+def test_gpt_neox_fisher_by_loop_and_vmap():
+    """GPT-NeoX (H4's non-Llama block): its token table `embed_in` is skipped, its final LayerNorm is the head side,
+    the vmap Fisher equals the loop; the hook estimator, which covers Linear and RMSNorm only, refuses its LayerNorms."""
+    m, x, y = tiny("gpt_neox", 16)
+    ref = lf.fisher_loop(m, x, y)
+    assert lf.compare(lf.fisher_vmap(m, x, y, chunk_size=3), ref)["max"] < TOL64
+    names = {n for n, _ in lf.fisher_params(m)}
+    assert not any(n.startswith("backbone.embed_in") for n in names)
+    assert lf.param_key("backbone.final_layer_norm.weight", m.num_layers) == (m.num_layers, "final_norm")
+    assert lf.param_key("backbone.layers.1.attention.query_key_value.weight", m.num_layers) == (1, "qkv")
+    with pytest.raises(NotImplementedError, match="layernorm"):
+        lf.fisher_hooks(m, x, {"e": y}, chunk_size=3)

@@ -50,7 +50,7 @@ def test_loss_ignores_unlabelled_positions(tiny):
     assert torch.allclose(out.loss, ref, atol=1e-5)
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2", "mistral"])
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "mistral", "gpt_neox"])
 def test_architectures_and_round_trip(arch, tmp_path):
     cfg = get_config("smoke").model
     cfg.arch = arch

@@ -68,3 +68,21 @@ def test_schedule_warms_up_then_decays():
     f = lr_lambda(100, 10)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
     assert f(55) == pytest.approx(0.5, abs=0.02) and f(100) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_config_field_added_later_at_its_default_is_the_same_run():
+    """A run saved before ModelConfig had a field loads when the field holds its default, not when it differs; any
+    other difference (a changed value, an unknown new field, a field the saved run had and the request lacks) retrains."""
+    import dataclasses
+
+    from lab.config import ModelConfig
+    from lab.io import jsonable
+    from lab.train import same_key
+
+    key = jsonable({"model": dataclasses.asdict(ModelConfig()), "data": "h", "seed": 0})
+    old = {**key, "model": {k: v for k, v in key["model"].items() if k not in ("backbone", "tuning", "title_init")}}
+    assert same_key(old, key) and same_key(key, key)
+    assert not same_key(old, jsonable({**key, "model": dataclasses.asdict(ModelConfig(backbone="smollm2-135m"))}))
+    assert not same_key(old, {**key, "model": {**key["model"], "num_layers": 3}})
+    assert not same_key(old, {**key, "model": {**key["model"], "not_a_field": 1}})
+    assert not same_key(key, old) and not same_key({**old, "data": "g"}, key)

@@ -23,8 +23,11 @@ SIGNALS = ("fisher_empirical", "fisher_true", "batchgrad_squared", "block_influe
 GROUP_ORDER = ("q", "k", "v", "o", "gate", "up", "down", "input_norm", "post_norm", "embedding", "final_norm",
                "out_proj")
 _GROUP_OF = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o", "gate_proj": "gate", "up_proj": "up",
-             "down_proj": "down", "input_layernorm": "input_norm", "post_attention_layernorm": "post_norm"}
-_SKIP = ("backbone.embed_tokens.",)  # the backbone's own token table: items enter as inputs_embeds, never used
+             "down_proj": "down", "input_layernorm": "input_norm", "post_attention_layernorm": "post_norm",
+             "query_key_value": "qkv", "dense": "o", "dense_h_to_4h": "up", "dense_4h_to_h": "down"}  # gpt_neox's
+_SKIP = ("backbone.embed_tokens.", "backbone.embed_in.")  # the backbone's own token table (Llama-style, GPT-NeoX):
+# items enter as inputs_embeds, it is never used
+_FINAL_NORMS = ("backbone.norm.", "backbone.final_layer_norm.")  # Llama-style, GPT-NeoX
 
 
 @dataclass
@@ -66,7 +69,7 @@ def param_key(name: str, num_layers: int) -> tuple[int, str]:
         return int(m.group(1)), _GROUP_OF.get(mod, mod)
     if name.startswith(("item_emb.", "in_proj.", "text_proj.")):
         return -1, "embedding"
-    if name.startswith("backbone.norm."):
+    if name.startswith(_FINAL_NORMS):
         return num_layers, "final_norm"
     if name.startswith("out_proj."):
         return num_layers, "out_proj"
