@@ -412,3 +412,36 @@ def claim_verdicts(table: pd.DataFrame) -> pd.DataFrame:
         out.append({"claim": claim, "rows": ", ".join(f"{i} {g}" for i, g in zip(ids, got)),
                     "rule": CLAIM_RULE[claim], "verdict": verdict})
     return pd.DataFrame(out)
+
+
+COMPANIONS = {"smoke": (), "default": ("llm",), "full": ("llm",), "llm": ("default",)}  # runs shown side by side
+# with a profile's verdicts (chapter 07): the other teachers the book has (item 4: the pretrained LLM beside the
+# from-scratch teacher); a profile not listed has none
+
+
+def companions(profile: str) -> tuple:
+    """The profiles whose verdicts chapter 07 shows beside `profile`'s (`COMPANIONS`)."""
+    return COMPANIONS.get(profile, ())
+
+
+def profile_verdicts(profile: str, artefacts=None, seeds=None, alpha: float = ALPHA) -> tuple[pd.DataFrame, list]:
+    """(claim verdicts of a profile's seeds, messages for seeds that lack inputs): `claim_verdicts` of
+    `verdict_table` of the seeds found (`default_seeds` when None); an empty frame when no seed has inputs."""
+    inputs, missing = load_seeds(profile, default_seeds(profile) if seeds is None else seeds, artefacts)
+    if not inputs:
+        return pd.DataFrame(columns=["claim", "rows", "rule", "verdict"]), missing
+    claims = claim_verdicts(verdict_table(per_seed(inputs), alpha))
+    return claims.assign(seeds=", ".join(str(s["seed"]) for s in inputs)), missing
+
+
+def side_by_side(claims: dict) -> tuple[pd.DataFrame, list[str]]:
+    """One column of claim verdicts per run ({run label: `claim_verdicts` frame}), and a sentence for each claim on
+    which the runs that measured it disagree (chapter 07)."""
+    t = pd.DataFrame({run: c.set_index("claim")["verdict"] for run, c in claims.items() if len(c)})
+    lines = []
+    for claim, row in t.iterrows():
+        measured = row[row.notna() & (row != "not measured")]
+        if measured.nunique() > 1:
+            lines.append(f"{claim}: the runs disagree — " + ", ".join(f"{run} {v}" for run, v in measured.items())
+                         + ".")
+    return t, lines

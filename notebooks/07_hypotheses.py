@@ -6,8 +6,9 @@
 #
 # The criteria are data in `lab.hypotheses.CRITERIA`, committed before any run that decides them (issue 15): for each
 # claim the statistic, the test, the threshold, the direction and the family Holm's correction runs within. This
-# chapter trains nothing: it reads the saved artefacts of chapters 03 and 05 (`importance.parquet`,
-# `distill_per_user.parquet`, `results.json`) of every seed of the profile and computes every verdict from them.
+# chapter trains nothing: it reads the saved artefacts of chapters 02, 03 and 05 (`02_architectures.parquet`,
+# `importance.parquet`, `distill_per_user.parquet`, `results.json`) of every seed of the profile and computes every
+# verdict from them.
 #
 # **Pooling.** Test users are nested in training seeds: a per-user paired test inside one seed treats the training
 # run as fixed and ignores how much a result moves when data, initialisation and training are redrawn. Each statistic
@@ -22,6 +23,7 @@ SEED = 0  # the run whose results.json receives this chapter's records
 ARTEFACTS = ""  # artefact root; empty means <repo>/artefacts
 SEEDS = None  # training seeds pooled; None: the profile's (lab.hypotheses.default_seeds: smoke [0, 1], else [0, 1, 2])
 ALPHA = None  # family-wise error rate within each Holm family; None: lab.hypotheses.ALPHA (0.05)
+ALSO = None  # other profiles (teachers) whose verdicts are shown beside; None: lab.hypotheses.companions (default: llm)
 
 # %%
 import pandas as pd
@@ -73,6 +75,33 @@ for r in table.itertuples():
                                      f" (estimate {r.estimate:.4g}, CI {r.ci_low:.4g} to {r.ci_high:.4g})"))
 
 # %% [markdown]
+# ## The claims
+# A claim is decided from its rows (`lab.hypotheses.CLAIMS`, `CLAIM_RULE`): H2 needs both rank agreement and a
+# Fisher selection that beats random, H4 needs llama above every rival; H1 (ablation or Fisher share) and H3 (depth or
+# Fisher weights) are supported by either reading without the other contradicting it.
+
+# %%
+claims = H.claim_verdicts(table)
+with pd.option_context("display.max_colwidth", 120):
+    display(claims)
+
+# %% [markdown]
+# ## Every teacher the book has, side by side
+# The same criteria on the runs of the other profiles (the pretrained LLM teacher of profile `llm` beside the
+# from-scratch teacher): each profile's seeds pooled as above. A claim on which they disagree gets a sentence.
+
+# %%
+runs = {f"{PROFILE} (seeds {', '.join(str(s['seed']) for s in inputs)})": claims}
+for other in lab.resolve(ALSO, H.companions(PROFILE)):
+    c, gone = H.profile_verdicts(other, ARTEFACTS or None, alpha=alpha)
+    print(f"{other}: " + (f"seeds {c['seeds'].iloc[0]}" if len(c) else "no seed has chapters 01-05's artefacts")
+          + (f" ({len(gone)} seed(s) missing)" if gone else ""))
+    runs[f"{other} (seeds {c['seeds'].iloc[0]})" if len(c) else other] = c
+both, disagree = H.side_by_side(runs)
+print("\n".join(disagree) or "No measured claim differs between the runs.")
+both
+
+# %% [markdown]
 # ## Summary
 # Every verdict above comes from `lab.hypotheses` applied to the recorded artefacts of the seeds named; "not measured"
 # names the input the profile's runs lack. With two or three seeds a t interval across seeds is wide, so
@@ -89,6 +118,8 @@ lab.record_all({
     "missing": missing,
     "alpha": alpha,
     "verdict": dict(zip(table["id"], table["verdict"])),
+    "claim_verdict": dict(zip(claims["claim"], claims["verdict"])),
+    "side_by_side": {run: col.dropna().to_dict() for run, col in both.items()},
     "estimate": {i: H.number(x) for i, x in zip(table["id"], table["estimate"])},
     "ci": {i: [H.number(a), H.number(b)] for i, a, b in zip(table["id"], table["ci_low"], table["ci_high"])},
     "p": {i: H.number(x) for i, x in zip(table["id"], table["p"])},

@@ -37,7 +37,7 @@ def test_every_claim_has_a_verdict(ch07):
     assert r["seeds"] == [0, 1] and not r["missing"]
     assert set(r["verdict"]) == {c.id for c in H.CRITERIA}
     assert set(r["verdict"].values()) <= set(H.VERDICTS)
-    assert r["verdict"]["H4"] == "not measured" and "architecture" in r["reason"]["H4"]
+    assert set(r["claim_verdict"]) == set(H.CLAIMS)
 
 
 def test_c1_recomputed_from_collect(ch07):
@@ -80,6 +80,40 @@ def test_h1_h2a_recomputed_from_artefacts(ch07):
     assert r["ci"]["H2a"] == pytest.approx([math.tanh(lo), math.tanh(hi)])
     assert r["verdict"]["H2a"] == ("supported" if math.tanh(lo) >= 0.5 else
                                    "contradicted" if math.tanh(hi) < 0.5 else "inconclusive")
+
+
+def test_h4_and_the_claims_recomputed(ch07):
+    """H4's rows from each seed's 02_architectures.parquet by hand (llama minus rival, t across seeds, Holm over the
+    three), and each claim's verdict from its rows by the claim rules."""
+    r, art = ch07
+    effects = {a: [] for a in H.H4_RIVALS}
+    for seed in (0, 1):
+        pu = pd.read_parquet(lab.paths("smoke", art, seed).file("02_architectures.parquet"))
+        for a in H.H4_RIVALS:
+            effects[a].append(float((pu["llama"] - pu[a]).mean()))
+    ps = []
+    for a in H.H4_RIVALS:
+        x = np.asarray(effects[a])
+        assert r["estimate"][f"H4-{a}"] == pytest.approx(x.mean(), abs=1e-12)
+        if np.std(x) > 0:
+            m, lo, hi, p = t_ci(x)
+            assert r["ci"][f"H4-{a}"] == pytest.approx([lo, hi]) and r["p"][f"H4-{a}"] == pytest.approx(p)
+        ps.append(r["p"][f"H4-{a}"])
+    order = np.argsort(ps)
+    adj = np.minimum(1, np.maximum.accumulate(np.asarray(ps)[order] * (len(ps) - np.arange(len(ps)))))
+    assert [r["p_adj"][f"H4-{a}"] for a in np.asarray(H.H4_RIVALS)[order]] == pytest.approx(list(adj))
+    for claim, ids in H.CLAIMS.items():
+        rows = [r["verdict"][i] for i in ids]
+        if H.CLAIM_RULE[claim] == "all":
+            expect = ("not measured" if set(rows) == {"not measured"} else "contradicted" if "contradicted" in rows
+                      else "supported" if set(rows) == {"supported"} else "inconclusive")
+        else:
+            s, c = "supported" in rows, "contradicted" in rows
+            expect = ("not measured" if set(rows) == {"not measured"} else "supported" if s and not c
+                      else "contradicted" if c and not s else "inconclusive")
+        assert r["claim_verdict"][claim] == expect
+    assert list(r["side_by_side"]) == ["smoke (seeds 0, 1)"]  # smoke has no companion profile
+    assert r["side_by_side"]["smoke (seeds 0, 1)"] == r["claim_verdict"]
 
 
 def test_a_changed_record_changes_the_verdict(ch07):

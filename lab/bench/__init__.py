@@ -3,6 +3,9 @@
 - `compact` (chapters 04-05): teacher vs compact students, timed in the same run (`compare_speed`), peak memory.
 - `fisher` (chapter 03): users per second of the exact Fisher estimators against the per-user loop, with agreement.
 - `train` (issue 16): training throughput of the teacher's CE step and of a distillation step (`lab.bench.train`).
+- `depth` (chapter 02, issue 12): the depth sweep over seeds (`python -m lab bench depth`).
+- `arch` (chapter 02, issue 15): one model per decoder architecture at one depth, H4's input.
+- `data` (issue 16): the data pipeline (generate, read, pre-process, evaluate) at multiples of the profile's size.
 - `timing`: the one timer they use (wall seconds of a call, synchronised on CUDA).
 
 `bench` serves the chapters: it imports the science modules (models, selection, fisher), never the reverse.

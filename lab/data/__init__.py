@@ -16,6 +16,8 @@ The modules, in the order data flows through them:
                  leave-last-out or the absolute timestamp split), `rec_data_from_sequences`, `split_stats`.
 * `cache`      - `prepare_data` (generate or read, pre-process, cache as `Processed`), `to_rec_data`,
                  `load_rec_data` (the entry point).
+* `convert`    - `python -m lab data convert`: RecBole `.inter`, "user item ..." sequence and CSV files written as the
+                 Amazon Reviews 2023 files `amazon` reads (issue 16).
 
 Item index 0 is padding (`lab.constants.PAD`); real items are 1..num_items. Count baselines over `RecData` live in
 `lab.baselines`, above `lab.metrics`.
