@@ -258,7 +258,9 @@ def test_grid_expands_variants():
     assert g.variant_names() == ["ce", "kd", "kd+fisher"]
     d = DistillGrid.for_profile("default")
     assert d.variant_names() == ["ce", "kd", "kd+uniform", "kd+depth", "kd+fisher"]
-    assert {"fisher_topk", "uniform", "top", "bottom", "block_influence", "random"} == set(d.rules)
+    from lab.selection import RULES
+
+    assert set(d.rules) == set(RULES) and d.n_random >= 5  # every rule of chapter 04 (issue 14), random x 5
 
 
 # -- chapter 05's record -------------------------------------------------------------------------------------------
