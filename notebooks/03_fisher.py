@@ -238,6 +238,15 @@ probe_rec = lf.probe_record(probes, vec["fisher_empirical"], within=PROBE_WITHIN
 print(lf.probe_conclusion(probe_rec))
 
 # %% [markdown]
+# The three views of a layer side by side: its share of the empirical Fisher, the drop when it alone is removed
+# (the ground truth above) and, in the depth world, what it adds to the probes — each divided by its own largest value.
+
+# %%
+gain = lf.probe_gains(probes.accuracy)["total"] if probes is not None else None  # summed probe gain per layer
+fig = viz.signals_by_layer(emp.layer_values("total"), vec["ablation_drop"], gain)
+viz.save(fig, "03_signals_by_layer", P)
+
+# %% [markdown]
 # ## What the measurement shows
 # Every statement below is printed from this run's numbers; the thresholds behind its wording are the
 # parameters-cell constants. Where the Fisher mass sits: the lower half's share of the layer Fisher (trace), with a

@@ -1,5 +1,5 @@
-"""Plotting (lab.viz): one saver writes every figure atomically as a PNG, figure functions only draw, the heatmap
-shows the chosen slice, the explorer redraws when a control changes, and every chapter's figures draw."""
+"""Plotting (lab.viz): one saver writes every figure atomically as a PNG and an SVG, figure functions only draw, the
+heatmap shows the chosen slice, the explorer redraws when a control changes, and every chapter's figures draw."""
 from __future__ import annotations
 
 import matplotlib
@@ -37,6 +37,8 @@ def test_save_and_static_plots(tmp_path):
     fig = viz.heatmap_layer_group(df, log=True)
     path = viz.save(fig, "heat", P)
     assert path == tmp_path / "figs" / "heat.png" and path.read_bytes()[:4] == b"\x89PNG"
+    svg = path.with_suffix(".svg").read_text()
+    assert "<svg" in svg and "<dc:date>" not in svg  # the SVG beside it, without a timestamp
     assert not list(path.parent.glob(".*tmp"))  # nothing half-written left behind
     assert viz.save(fig, "heat.png", P) == path  # the suffix may be given or not
     bars = pd.DataFrame({"layer_idx": [0, 1, 0, 1], "value": [1.0, 2.0, 1.5, 0.5], "ci_low": [0.8, 1.5, 1.0, 0.2],
@@ -118,6 +120,7 @@ def test_chapter_figures_draw_and_save(tmp_path):
         "04_selection_grid": viz.plot_selection_grid(sel, L), "04_speedup": viz.plot_speedup(speed),
         "05_retention": viz.retention_bars(results, "ndcg@10", 0.95),
         "05_cost_speed": viz.cost_and_speed(results, "ndcg@10", 0.95, 3.0, batch=4),
+        "03_signals_by_layer": viz.signals_by_layer([1.0, 2.0], [0.1, 0.0], pd.Series([0.2, -0.1], index=[0, 1])),
     }
     assert not P.figures.exists() or not list(P.figures.iterdir())  # drawing saves nothing
     labels = figs["04_quality_vs_k"].axes[0].get_legend_handles_labels()[1]
@@ -127,3 +130,41 @@ def test_chapter_figures_draw_and_save(tmp_path):
         assert viz.save(fig, name, P).read_bytes()[:4] == b"\x89PNG"
         plt.close(fig)
     assert {p.name for p in P.figures.glob("*.png")} == {f"{n}.png" for n in figs}
+    assert {p.name for p in P.figures.glob("*.svg")} == {f"{n}.svg" for n in figs}
+
+
+def test_signals_by_layer_one_line_per_signal():
+    """Chapter 03: Fisher share, ablation drop and (where probed) probe gain, each scaled to its largest |value|."""
+    fisher, drop = np.array([1.0, 3.0, 4.0, 2.0]), np.array([0.02, -0.01, 0.04, 0.0])
+    gain = pd.Series([0.5, 0.1, -0.2, 0.0], index=[0, 1, 2, 3])
+    ax = viz.signals_by_layer(fisher, drop, gain).axes[0]
+    lines = [ln for ln in ax.get_lines() if ln.get_label()[0] != "_"]  # the signals (not the zero line)
+    assert len(lines) == 3 and all(len(ln.get_xdata()) == 4 for ln in lines)
+    np.testing.assert_allclose(lines[0].get_ydata(), fisher / 4.0)  # shares of the sum, scaled to the largest
+    np.testing.assert_allclose(lines[1].get_ydata(), drop / 0.04)
+    np.testing.assert_allclose(lines[2].get_ydata(), gain / 0.5)
+    assert "40.0%" in lines[0].get_label() and "NDCG@10" in lines[1].get_label()
+    assert "layer_idx" in ax.get_xlabel() and "largest" in ax.get_ylabel() and "probe gain" in ax.get_title()
+    ax = viz.signals_by_layer(fisher, drop, None).axes[0]  # outside the depth world: nothing probed
+    assert len([ln for ln in ax.get_lines() if ln.get_label()[0] != "_"]) == 2 and "probe" not in ax.get_title()
+
+
+def test_retention_vs_speedup_points_cis_and_reference_lines():
+    """Chapter 05: one labelled point per student with its CI, lines at 100% and at C1's retention bound."""
+    from lab.hypotheses import C1_RETENTION
+
+    results = pd.DataFrame({"name": ["a:kd", "b:kd", "c:ce", "a:kd:lora"], "variant": ["kd", "kd", "ce", "kd"],
+                            "ret_ndcg@10": [0.97, 0.99, 0.90, 0.96], "ret_ndcg@10_low": [0.95, 0.96, 0.85, 0.9],
+                            "ret_ndcg@10_high": [0.99, 1.02, 0.95, 1.0], "speedup": [3.5, 3.5, 3.5, 3.6]})
+    ax = viz.retention_vs_speedup(results, "ndcg@10", batch=256).axes[0]
+    markers = [ln for ln in ax.get_lines() if ln.get_marker() == "o"]  # errorbar's data points, one line per variant
+    assert len(markers) == 2 and sum(len(ln.get_xdata()) for ln in markers) == 4
+    xs = np.concatenate([np.asarray(ln.get_xdata(), dtype=float) for ln in markers])
+    assert len(set(xs.round(6))) == 4 and np.all(np.abs(xs - 3.55) < 0.2)  # equal speed-ups set side by side
+    levels = {round(float(ln.get_ydata()[0]), 6) for ln in ax.get_lines()
+              if ln.get_marker() != "o" and ln.get_label()[0] != "_"}  # the labelled horizontal lines
+    assert levels == {1.0, C1_RETENTION}  # the teacher and claim C1's bound
+    assert sorted(t.get_text() for t in ax.texts) == sorted(results["name"])  # every student labelled
+    bars = [c for c in ax.collections if hasattr(c, "get_segments") and c.get_label()[0] == "_"]
+    assert sum(len(c.get_segments()) for c in bars) == 4  # one CI bar per student
+    assert "batch 256" in ax.get_xlabel() and "%" in ax.get_ylabel() and "CI" in ax.get_ylabel()

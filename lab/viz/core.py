@@ -31,16 +31,21 @@ use_backend()
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def save(fig, name: str, paths, dpi: int = 120) -> Path:
-    """Save `fig` as `<paths.figures>/<name>.png`, atomically (no half-written file is ever left); return the path.
+def save(fig, name: str, paths, dpi: int = 120, formats: tuple[str, ...] = ("png", "svg")) -> Path:
+    """Save `fig` as `<paths.figures>/<name>.png` and `<name>.svg`, each atomically (no half-written file is ever
+    left); return the PNG's path.
 
-    The one way every chapter saves a figure (chapters 01-05). `name` may carry the `.png` suffix or not;
-    `paths` is the run's `lab.Paths` (anything with a `figures` folder).
+    The one way every chapter saves a figure (chapters 01-05): the PNG is what the notebooks and the site show, the
+    SVG scales without blur for a paper or a slide. `name` may carry the `.png` suffix or not; `paths` is the run's
+    `lab.Paths` (anything with a `figures` folder); `formats` lists the files written (the first one is returned).
     """
-    path = Path(paths.figures) / (name if name.endswith(".png") else f"{name}.png")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    return path
+    stem = name[:-4] if name.endswith(".png") else name
+    out = [Path(paths.figures) / f"{stem}.{fmt}" for fmt in formats]
+    for path, fmt in zip(out, formats):
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight",
+                        metadata={"Date": None} if fmt == "svg" else None)  # no timestamp in the SVG
+    return out[0]
 
 
 def fig_ax(ax, size):

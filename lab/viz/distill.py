@@ -1,12 +1,17 @@
 """Figures of chapter 05 (distillation): retention with paired CIs per setting, and retention against training cost
-and inference speed-up. Each function takes the chapter's tidy results frame and returns the figure;
-`lab.viz.save` writes it.
+and against inference speed-up with its CIs (`retention_vs_speedup`). Each function takes the chapter's tidy results
+frame and returns the figure; `lab.viz.save` writes it.
 """
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import PercentFormatter
+
+from ..hypotheses import C1_RETENTION
+from .core import fig_ax
 
 
 def retention_bars(results: pd.DataFrame, metric: str = "ndcg@10", goal: float = 0.95):
@@ -37,29 +42,83 @@ def retention_bars(results: pd.DataFrame, metric: str = "ndcg@10", goal: float =
 
 def cost_and_speed(results: pd.DataFrame, metric: str = "ndcg@10", goal: float = 0.95, speed_goal: float = 3.0,
                    batch: int | None = None):
-    """Two panels: retention against training seconds (marker = adapter), and retention against inference speed-up
-    with the goal region (retention ≥ `goal`, speed-up ≥ `speed_goal`) shaded.
+    """Two panels: retention against training seconds (marker = adapter), and `retention_vs_speedup` (retention with
+    its CIs against inference speed-up, lines at 100% and C1's bound, the goal region shaded).
 
     Args:
-        results: rows with `ret_<metric>`, `total_seconds`, `speedup`, `adapter`, `variant`.
+        results: rows with `name`, `ret_<metric>` (and its `_low` / `_high`), `total_seconds`, `speedup`, `adapter`,
+            `variant`.
         batch: the batch size `speedup` was timed at (for the axis label).
     """
     col = f"ret_{metric}"
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [1, 1.4]})
     sns.scatterplot(data=results, x="total_seconds", y=col, hue="variant", style="adapter", s=70, ax=axes[0])
     axes[0].axhline(goal, color="k", ls="--", lw=1)
-    axes[0].set(xlabel="training wall time incl. teacher cache (s)", ylabel=f"retention of {metric.upper()}",
-                title="quality kept vs training cost")
-    ax = axes[1]
-    x_hi = max(float(results["speedup"].max()) * 1.15, speed_goal * 1.2)
-    y_lo = min(float(results[col].min()) * 0.95, goal * 0.9)
-    y_hi = max(float(results[col].max()) * 1.05, 1.02)
-    ax.axvspan(speed_goal, x_hi, ymin=(goal - y_lo) / (y_hi - y_lo), ymax=1, color="tab:green", alpha=0.12,
-               label="goal region")
-    sns.scatterplot(data=results, x="speedup", y=col, hue="variant", style="adapter", s=70, ax=ax, legend=False)
+    axes[0].yaxis.set_major_formatter(PercentFormatter(1.0))
+    axes[0].set(xlabel="training wall time incl. teacher cache (s)", ylabel=f"retention of {metric.upper()} (%)",
+                title=f"quality kept vs training cost (dashed: goal {goal:.0%})")
+    retention_vs_speedup(results, metric, goal=goal, speed_goal=speed_goal, batch=batch, ax=axes[1])
+    fig.tight_layout()
+    return fig
+
+
+def _spread(y: np.ndarray, gap: float) -> np.ndarray:
+    """Label heights for points at heights `y`: sorted order kept, at least `gap` apart, centred on the points."""
+    order = np.argsort(y)
+    out = np.asarray(y, dtype=float)[order].copy()
+    for i in range(1, len(out)):
+        out[i] = max(out[i], out[i - 1] + gap)
+    out -= (out.mean() - np.asarray(y, dtype=float).mean())
+    placed = np.empty_like(out)
+    placed[order] = out
+    return placed
+
+
+def retention_vs_speedup(results: pd.DataFrame, metric: str = "ndcg@10", claim: float = C1_RETENTION,
+                         goal: float | None = None, speed_goal: float | None = None, batch: int | None = None,
+                         ax=None):
+    """Retention of `metric` (student ÷ teacher, test) against the measured inference speed-up, one labelled point per
+    student with its paired bootstrap 95% CI as a vertical error bar; horizontal lines at 100% (the teacher) and at
+    `claim` (C1's retention bound, `lab.hypotheses.C1_RETENTION`), and the chapter's goal region shaded when `goal`
+    and `speed_goal` are given (chapter 05). Students timed alike share a speed-up (chapter 05 times one full student
+    for all): their points are set side by side around it, ordered by retention, and labelled in a column.
+
+    Args:
+        results: one row per student with `name`, `variant`, `speedup`, `ret_<metric>`, `ret_<metric>_low`,
+            `ret_<metric>_high`.
+        batch: the batch size `speedup` was timed at (for the axis label).
+    """
+    col = f"ret_{metric}"
+    df = results.sort_values(["speedup", col]).reset_index(drop=True)
+    fig, ax = fig_ax(ax, (7.5, 5.0))
+    x_lo = min(float(df["speedup"].min()), speed_goal or np.inf) * 0.9
+    x_hi = max(float(df["speedup"].max()) * 1.3, (speed_goal or 0) * 1.2)
+    y_lo = min(float(df[f"{col}_low"].min()), claim, goal or 1.0) - 0.03
+    y_hi = max(float(df[f"{col}_high"].max()), 1.0) + 0.03
+    same = df.groupby(df["speedup"].round(2), sort=False)  # students timed alike: spread apart side by side
+    step = 0.012 * (x_hi - x_lo)
+    df["x"] = df["speedup"] + (same.cumcount() - (same[col].transform("size") - 1) / 2) * step
+    if goal is not None and speed_goal is not None:
+        ax.axvspan(speed_goal, x_hi, ymin=(goal - y_lo) / (y_hi - y_lo), ymax=1, color="tab:green", alpha=0.10,
+                   label=f"goal: ≥ {goal:.0%} at ≥ {speed_goal:g}x")
+    variants = list(dict.fromkeys(results["variant"]))  # the order (and colours) of `cost_and_speed`'s left panel
+    palette = dict(zip(variants, sns.color_palette(n_colors=len(variants))))
+    for v, d in df.groupby("variant", sort=False):
+        err = np.clip([d[col] - d[f"{col}_low"], d[f"{col}_high"] - d[col]], 0, None)
+        ax.errorbar(d["x"], d[col], yerr=err, fmt="o", ms=4, capsize=2, elinewidth=1, color=palette[v], label=v)
+    ax.axhline(1.0, color="grey", ls=":", lw=1, label="100%: the teacher")
+    ax.axhline(claim, color="k", ls="--", lw=1, label=f"{claim:.0%}: claim C1's retention bound")
+    gap = (y_hi - y_lo) / 30
+    for _, d in df.groupby(df["speedup"].round(2), sort=False):  # one label column right of each group
+        x_text = float(d["x"].max()) + 0.04 * (x_hi - x_lo)
+        for (_, r), yl in zip(d.iterrows(), _spread(d[col].to_numpy(), gap)):
+            ax.annotate(r["name"], (r["x"], r[col]), xytext=(x_text, yl), fontsize=6.5, va="center",
+                        arrowprops=dict(arrowstyle="-", color="0.6", lw=0.5))
     timed_at = f", batch {batch}" if batch else ""
-    ax.set(xlim=(0, x_hi), ylim=(y_lo, y_hi), xlabel=f"inference speed-up vs teacher (merged model{timed_at})",
-           ylabel=f"retention of {metric.upper()}", title="quality kept vs speed gained")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.set(xlim=(x_lo, x_hi), ylim=(y_lo, y_hi), title="quality kept vs speed gained",
+           xlabel=f"measured inference speed-up vs teacher (x, merged model{timed_at}; equal speed-ups side by side)",
+           ylabel=f"retention of test {metric.upper()} (student / teacher, %, paired 95% CI)")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.legend(loc="lower left", fontsize=7)
     fig.tight_layout()
     return fig

@@ -110,3 +110,39 @@ def probe_accuracy(accuracy: pd.DataFrame, majority: pd.Series, ax=None, title: 
     ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     return fig
+
+
+def signals_by_layer(fisher_total, ablation_drop, probe_gain=None, ax=None, title: str = ""):
+    """Chapter 03's three views of a layer on one `layer_idx` axis: the layer's share of the empirical Fisher (trace),
+    the drop in validation NDCG@10 when it alone is removed, and, in the depth world, the probes' gain (accuracy(l) −
+    accuracy(l − 1) summed over the planted variables; `lab.fisher.probes.probe_gains`). Each line is divided by
+    its own largest |value| so the three share the axis; the legend gives each one's largest value in its units.
+
+    Args:
+        fisher_total: (L,) Fisher trace per decoder layer (any scale: it is turned into shares of the sum).
+        ablation_drop: (L,) teacher minus student validation NDCG@10 per removed layer.
+        probe_gain: summed probe gain indexed by layer_idx 0..L-1 (a Series), or None (nothing probed).
+    """
+    share = np.asarray(fisher_total, dtype=float) / float(np.sum(fisher_total))
+    drop = np.asarray(ablation_drop, dtype=float)
+    lines = [("Fisher share of the layer trace", np.arange(len(share)), share, "{:.1%}", "o", "-"),
+             ("single-layer ablation drop, validation NDCG@10", np.arange(len(drop)), drop, "{:+.4f}", "s", "--")]
+    if probe_gain is not None:
+        g = pd.Series(probe_gain, dtype=float).sort_index()
+        lines.append(("probe gain, accuracy summed over variables", g.index.to_numpy(), g.to_numpy(), "{:+.3f}",
+                      "^", ":"))
+    fig, ax = fig_ax(ax, (max(6.5, 0.32 * len(share)), 3.8))
+    for (label, x, v, fmt, marker, ls), color in zip(lines, sns.color_palette(n_colors=len(lines))):
+        top = float(np.nanmax(np.abs(v))) if np.isfinite(v).any() else 0.0
+        ax.plot(x, v / (top or 1.0), marker=marker, ms=4, ls=ls, color=color,
+                label=f"{label} (max |value| {fmt.format(top)})")
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xticks(np.arange(len(share)))
+    ax.tick_params(axis="x", labelsize=7 if len(share) > 16 else None)
+    ax.set_xlabel("layer_idx (decoder layer)")
+    ax.set_ylabel("value / its largest |value| (unitless)")
+    shown = "Fisher share, ablation drop" + (" and probe gain" if probe_gain is not None else "")
+    ax.set_title(title or f"{shown} per layer, each divided by its largest |value|")
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=1, frameon=False)
+    fig.tight_layout()
+    return fig
