@@ -445,18 +445,20 @@ def method_student(results: pd.DataFrame, rule: str = "fisher_topk") -> str:
     return str(sel.loc[sel["valid_ndcg@10"].idxmax(), "name"])
 
 
-def chapter05_rows(results: pd.DataFrame, method: str) -> list[str]:
+def chapter05_rows(results: pd.DataFrame, method: str, baselines=("tinybert",)) -> list[str]:
     """The students of chapter 05 that chapter 06 reads instead of training again: the method, one full fine-tuned
     student per other layer set (each rule, each random draw) — trained with the method's variant where chapter 05
-    trained that set with it, else with the variant chapter 05 gave it —, then the adapter students (LoRA, QLoRA)."""
+    trained that set with it, else with the variant chapter 05 gave it —, then the adapter students (LoRA, QLoRA),
+    then the baseline distillations (`baselines`: lab.distill.config.BASELINE_VARIANTS, TinyBERT's)."""
     r = results.set_index("name")
     variant = r.loc[method, "variant"]
-    full = results[results["adapter"] == "full"]
+    full = results[(results["adapter"] == "full") & ~results["variant"].isin(baselines)]
     out = []
     for _, g in full.groupby(["rule", "draw"], sort=False):
         same = g[g["variant"] == variant]
         out.append(str((same if len(same) else g).iloc[0]["name"]))
-    return out + [str(n) for n in results.loc[results["adapter"] != "full", "name"]]
+    return (out + [str(n) for n in results.loc[results["adapter"] != "full", "name"]]
+            + [str(n) for n in results.loc[results["variant"].isin(baselines), "name"]])
 
 
 def verdict(test: dict, margin: float) -> str:

@@ -195,29 +195,38 @@ def checkpoint_state(ckpt_dir: str | Path) -> dict | None:
     return torch.load(last, map_location="cpu", weights_only=False)["state"] if last.exists() else None
 
 
-def same_key(saved, key) -> bool:
+def same_key(saved, key, defaults: dict | None = None) -> bool:
     """Whether a finished run's saved `key` describes the run `key` asks for: equal, except that a `ModelConfig`
     field added to the book after the run was saved (absent from `saved`) counts as unchanged when `key` holds the
     field's default — so adding a config field does not retrain every saved model (the pretrained-teacher fields of
-    issue 13 came after the default book's teachers and students were trained). Any other difference is a new run."""
-    if isinstance(saved, dict) and isinstance(key, dict):
+    issue 13 came after the default book's teachers and students were trained). `defaults` adds the fields of another
+    config the key holds (`DistillConfig`'s, for students). Any other difference is a new run."""
+    if defaults is None:
         defaults = {f.name: jsonable(f.default) for f in dataclasses.fields(ModelConfig)
                     if f.default is not dataclasses.MISSING}
+    if isinstance(saved, dict) and isinstance(key, dict):
         added = set(key) - set(saved)
         if set(saved) - set(key) or any(k not in defaults or key[k] != defaults[k] for k in added):
             return False
-        return all(same_key(saved[k], key[k]) for k in saved)
+        return all(same_key(saved[k], key[k], defaults) for k in saved)
     return saved == key
 
 
+def config_defaults(*classes) -> dict:
+    """{field: default} of dataclass configs, ModelConfig's always included (`same_key`)."""
+    return {f.name: jsonable(f.default) for c in (ModelConfig, *classes) for f in dataclasses.fields(c)
+            if f.default is not dataclasses.MISSING}
+
+
 def load_finished(out_dir: str | Path, key: dict, info_name: str = "train_info.json", model_cls=SeqRecModel,
-                  device: torch.device | str | None = None) -> tuple[SeqRecModel, pd.DataFrame, dict] | None:
+                  device: torch.device | str | None = None,
+                  defaults: dict | None = None) -> tuple[SeqRecModel, pd.DataFrame, dict] | None:
     """(model in eval mode, history, info with loaded=True) of the finished run `save_finished` left in `out_dir`
     when it was made with the same `key`, else None: the "load it back when nothing changed" step of the teacher
     (`train_or_load`, chapter 02) and of every student (`lab.distill.distill`, chapter 05)."""
     out_dir = Path(out_dir)
     info = read_json(out_dir / info_name)
-    if not info or not same_key(info.get("key"), jsonable(key)) or not (out_dir / "config.json").exists():
+    if not info or not same_key(info.get("key"), jsonable(key), defaults) or not (out_dir / "config.json").exists():
         return None
     model = model_cls.from_pretrained(out_dir)
     model = (model.to(device) if device is not None else model).eval()

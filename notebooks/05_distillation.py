@@ -26,6 +26,10 @@
 # layer-wise term under each weighting. The frozen teacher runs once over the training set and its outputs are
 # cached (the decoupling trick of IISAN). The best setting is also trained with **LoRA** and **QLoRA**
 # (4-bit NF4 base) adapters, merged back into a plain full-precision model before it is evaluated or timed.
+# As a baseline from the literature, the uniform rule's layers (DistilBERT's every-other-layer start) are also
+# distilled **TinyBERT's** way (`lab.distill.config.TINYBERT`: embedding-layer, hidden-state and attention-map MSE
+# against the mapped teacher layers, soft cross-entropy at T = 1, no hard labels), after every choice is made, so it
+# is never chosen; chapter 06 places it on the leaderboard.
 #
 # Every choice (the variant the other rules get, the best setting, the weightings that are compared) is made on the
 # **validation** split; the test split only reports.

@@ -272,7 +272,8 @@ def results05() -> pd.DataFrame:
             ("fisher_topk:kd+fisher", "fisher_topk", 0, "kd+fisher", "full", .31),
             ("uniform:ce", "uniform", 0, "ce", "full", .29), ("uniform:kd", "uniform", 0, "kd", "full", .28),
             ("top:ce", "top", 0, "ce", "full", .2), ("random#0:ce", "random", 0, "ce", "full", .1),
-            ("random#1:ce", "random", 1, "ce", "full", .1), ("fisher_topk:ce:lora", "fisher_topk", 0, "ce", "lora", .3)]
+            ("random#1:ce", "random", 1, "ce", "full", .1), ("fisher_topk:ce:lora", "fisher_topk", 0, "ce", "lora", .3),
+            ("uniform:tinybert", "uniform", 0, "tinybert", "full", .9)]
     return pd.DataFrame(rows, columns=["name", "rule", "draw", "variant", "adapter", "valid_ndcg@10"])
 
 
@@ -280,7 +281,7 @@ def test_method_and_the_rows_read_from_chapter05():
     r = results05()
     assert B.method_student(r) == "fisher_topk:kd"  # "ce" has no teacher; kd beats kd+fisher on validation
     assert B.chapter05_rows(r, "fisher_topk:kd") == ["fisher_topk:kd", "uniform:kd", "top:ce", "random#0:ce",
-                                                     "random#1:ce", "fisher_topk:ce:lora"]
+                                                     "random#1:ce", "fisher_topk:ce:lora", "uniform:tinybert"]
     with pytest.raises(ValueError, match="no 'top' student"):
         B.method_student(r, "top")
 

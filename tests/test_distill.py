@@ -357,3 +357,61 @@ def test_rule_comparisons_pair_the_fisher_student_with_every_other_rule():
     assert t.loc["uniform", "diff"] == pytest.approx(0.05, abs=0.03) and t.loc["uniform", "clear"]
     assert list(t["holm_p"]) == pytest.approx(holm_by_hand(list(t["wilcoxon_p"])))
     assert rule_comparisons(results, pu, "kd", reference="top").empty
+
+
+# -- TinyBERT-style distillation (issue 14) -------------------------------------------------------------------------
+def test_tinybert_terms_vanish_for_the_teacher_and_the_cache_gives_the_live_ones(teacher, data):
+    """TinyBERT's variant: no hard labels, T = 1, MSE hidden states, attention maps and embeddings; a student equal
+    to the teacher has every teacher term 0 (attention rows from eager attention, probabilities summing to 1);
+    a cut student's terms are the same live and cached; sdpa is back on both models afterwards."""
+    from lab.distill.losses import AttentionTap, eager_attention
+
+    cfg = DistillConfig().with_variant("tinybert")
+    assert cfg.variant == "tinybert" and cfg.alpha == 0 and cfg.temperature == 1 and cfg.distance == "mse"
+    same = build_student(teacher, list(range(teacher.num_layers))).eval()
+    x, y, rows = batch(data)
+    with eager_attention(same):
+        out = make_loss(teacher, same, cfg, data, cached=False).terms(same, x, y)
+    for k in ("kd", "layer", "attention", "embedding"):
+        assert out[k].abs().item() < 1e-6, k
+    assert out["loss"].abs().item() < 1e-5  # alpha 0: CE is not in the loss
+    cut = build_student(teacher, [0, 3]).eval()
+    with eager_attention(cut), eager_attention(teacher), AttentionTap(teacher.layers, [1]) as tap:
+        live = make_loss(teacher, cut, cfg, data, cached=False).terms(cut, x, y)
+        teacher(x, score="none")
+        assert torch.allclose(tap.out[1].sum(-1), torch.ones(()), atol=1e-5)  # probabilities
+    t_layers, w = plan_layers(teacher, cut, cfg)
+    cache = build_teacher_cache(teacher, data.train_inputs, t_layers, cfg.positions, attention=t_layers)
+    assert cache.attention[t_layers[0]].shape == (len(data.train_inputs), 1, 2, data.train_inputs.shape[1])
+    with eager_attention(cut):
+        cached = DistillLoss(teacher, cfg, t_layers, w, cache).terms(cut, x, y, rows=rows)
+    for k in ("kd", "layer", "attention", "embedding", "loss"):
+        assert torch.allclose(live[k], cached[k], atol=1e-5), k
+    assert live["attention"].item() > 0 and live["layer"].item() > 0
+    assert teacher.backbone.config._attn_implementation == cut.backbone.config._attn_implementation == "sdpa"
+    with pytest.raises(RuntimeError, match="eager"):
+        DistillLoss(teacher, cfg, t_layers, w, cache).terms(cut, x, y, rows=rows)  # sdpa returns no probabilities
+
+
+def test_tinybert_trains_and_saves_a_fast_student(teacher, data, tmp_path):
+    """A TinyBERT run trains without hard labels, records its attention term, and saves a student with sdpa attention,
+    so it is timed like every other student; loading it back gives the same scores."""
+    cfg = DistillConfig(epochs=2, patience=5).with_variant("tinybert")
+    model, hist, info = distill(teacher, build_student(teacher, [1, 3]), data, cfg, TRAIN, tmp_path, seed=0,
+                                progress=False)
+    assert info["variant"] == "tinybert" and info["terms"]["attention"] > 0 and info["terms"]["ce"] == 0  # no labels
+    assert model.backbone.config._attn_implementation == "sdpa"
+    again, _, info2 = distill(teacher, build_student(teacher, [1, 3]), data, cfg, TRAIN, tmp_path, seed=0,
+                              progress=False)
+    assert info2["loaded"] and again.backbone.config._attn_implementation == "sdpa"
+    assert torch.allclose(again.recommend_scores(data.test_history[:4]), model.recommend_scores(data.test_history[:4]))
+
+
+def test_grid_trains_tinybert_after_the_choices():
+    """TinyBERT rows are baselines: never chosen as the best variant or the best setting."""
+    from lab.distill.trainer import best_student, valid_means
+
+    f = pd.DataFrame({"name": ["u:kd", "u:tinybert"], "rule": ["uniform"] * 2, "variant": ["kd", "tinybert"],
+                      "adapter": ["full"] * 2, "same_as": ["", ""], "valid_ndcg@10": [0.1, 0.5]})
+    assert list(valid_means(f, ["uniform"]).index) == ["kd"] and best_student(f) == "u:kd"
+    assert DistillGrid.for_profile("default").tinybert_rules == ("uniform",)

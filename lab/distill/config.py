@@ -19,6 +19,18 @@ ADAPTERS = ("full", "lora", "qlora")
 LLAMA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
+# TinyBERT's task distillation (Jiao et al. 2020) in one stage: the embedding-layer MSE, per student layer the MSE of
+# its hidden states and of its attention maps against the teacher layer its mapping names (TinyBERT's g(m) = m·L/k is
+# "last_of_block"), and the prediction layer as soft cross-entropy at T = 1 — no hard labels (alpha 0). Differences,
+# stated: one stage instead of intermediate-then-prediction, the layer terms averaged over layers (uniform weights,
+# TinyBERT sums: a factor k), attention probabilities (MiniLM's choice) at the KD positions' queries rather than raw
+# scores over all positions, no general distillation (the student starts from the teacher's layers, as every student
+# of chapter 05 does).
+TINYBERT = dict(alpha=0.0, beta=1.0, temperature=1.0, gamma=1.0, weighting="uniform", distance="mse",
+                mapping="last_of_block", attention=1.0, embedding=1.0)
+BASELINE_VARIANTS = ("tinybert",)  # variants trained as baselines after chapter 05's choices, never chosen by them
+
+
 @dataclass
 class DistillConfig:
     """Loss = alpha·CE + beta·T²·KL(teacher ‖ student) + gamma·Σ_i w_i·d(h_s_i, h_t_map(i)); adapters; budget."""
@@ -35,6 +47,10 @@ class DistillConfig:
     #   "uniform" (round(linspace(0, L-1, k)))
     weighting: str = "uniform"  # layer weights w_i, all summing to 1: "uniform", "depth" (∝ linspace(0.1, 1, k)),
     #                             "fisher" (∝ Fisher importance of the mapped teacher layers), "none" (term off)
+    attention: float = 0.0  # weight of TinyBERT's attention term: MSE between the attention probabilities of each
+    #                         student layer and its mapped teacher layer (all heads, the queries at `positions`); 0 = off
+    embedding: float = 0.0  # weight of TinyBERT's embedding-layer term: MSE between the student's and the teacher's
+    #                         input embeddings of the batch's items; 0 = off
     positions: str = "last"  # where the KD and hidden terms apply: the "last" position (the one inference scores;
     #                          SLMRec's choice; a KD step then costs about a CE step) or "all" labelled positions
     # --- adapters ---
@@ -69,8 +85,13 @@ class DistillConfig:
 
     @property
     def uses_teacher(self) -> bool:
-        """Whether any term needs the teacher (KD or the layer-wise term)."""
-        return self.beta > 0 or self.uses_layers
+        """Whether any term needs the teacher (KD, the layer-wise, attention or embedding term)."""
+        return self.beta > 0 or self.uses_layers or self.uses_attention or self.embedding > 0
+
+    @property
+    def uses_attention(self) -> bool:
+        """Whether the attention-map term is on (the student and the teacher then run eager attention)."""
+        return self.attention > 0
 
     @property
     def uses_layers(self) -> bool:
@@ -79,18 +100,23 @@ class DistillConfig:
 
     @property
     def variant(self) -> str:
-        """The variant name of this loss combination ("ce", "kd", "kd+fisher", "ce+depth", ...)."""
+        """The variant name of this loss combination ("ce", "kd", "kd+fisher", "ce+depth", ..., "tinybert")."""
+        if self.uses_attention:
+            return "tinybert"
         base = "kd" if self.beta > 0 else "ce"
         return f"{base}+{self.weighting}" if self.uses_layers else base
 
     def with_variant(self, name: str) -> "DistillConfig":
-        """A copy switched to a variant: "ce", "kd", "ce+<weighting>" or "kd+<weighting>" (weighting as above).
+        """A copy switched to a variant: "ce", "kd", "ce+<weighting>" or "kd+<weighting>" (weighting as above), or
+        "tinybert" (`TINYBERT`).
 
         Weights of the terms that stay on keep their values; a term that was 0 is set to 1.
         """
+        if name == "tinybert":
+            return dataclasses.replace(self, **TINYBERT)
         base, _, w = name.partition("+")
         if base not in ("ce", "kd") or (w and w not in WEIGHTINGS):
-            raise ValueError(f"unknown variant {name!r}: use ce | kd, optionally +{'|'.join(WEIGHTINGS)}")
+            raise ValueError(f"unknown variant {name!r}: use ce | kd, optionally +{'|'.join(WEIGHTINGS)}, or tinybert")
         beta = (self.beta or 1.0) if base == "kd" else 0.0
         gamma = (self.gamma or 1.0) if w and w != "none" else 0.0
         return dataclasses.replace(self, beta=beta, gamma=gamma, weighting=w or "none")
@@ -113,6 +139,8 @@ class DistillGrid:
     weightings: tuple = ("uniform", "depth", "fisher")  # layer weightings that "kd+layer" is trained with
     n_random: int = 0  # random-selection draws used (rule "random", draws 0..n_random-1)
     adapters: tuple = ("lora", "qlora")  # adapter runs on the best full fine-tuning setting
+    tinybert_rules: tuple = ("uniform",)  # rules whose layer sets are also distilled TinyBERT's way (`TINYBERT`; its
+    #                                       uniform mapping and DistilBERT's every-other-layer start), after the choices
 
     @classmethod
     def for_profile(cls, profile: str) -> "DistillGrid":

@@ -8,6 +8,7 @@ trick of IISAN); teacher logits are then recomputed from the cached final hidden
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -147,6 +148,52 @@ class LayerTap:
         self.remove()
 
 
+class AttentionTap:
+    """Forward hooks that keep the attention probabilities of chosen decoder layers (`self_attn`'s second output, which
+    eager attention fills; `eager_attention`).  # layer -> (B, heads, T, T)"""
+
+    def __init__(self, layers: nn.ModuleList, idx: list[int]):
+        self.out: dict[int, torch.Tensor] = {}
+        self._handles = [layers[i].self_attn.register_forward_hook(self._hook(i)) for i in idx]
+
+    def _hook(self, i: int):
+        def f(module, args, output):
+            if output[1] is None:
+                raise RuntimeError("the attention term needs eager attention (lab.distill.losses.eager_attention)")
+            self.out[i] = output[1]  # (B, heads, T, T)
+        return f
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+@contextmanager
+def eager_attention(model: nn.Module):
+    """Run `model`'s decoder with eager attention (which returns its probabilities) inside the block, and put back the
+    implementation it had (sdpa: the fast one every timing and saved config uses) after it."""
+    backbone = base_model(model).backbone
+    before = backbone.config._attn_implementation
+    backbone.set_attn_implementation("eager")
+    try:
+        yield model
+    finally:
+        backbone.set_attn_implementation(before)
+
+
+def attention_rows(att: torch.Tensor, positions: str) -> torch.Tensor:
+    """The attention rows of the queries at `positions`, query-major.  # (B, heads, T, T) -> (B, T', heads, T)"""
+    cut = slice(None) if positions == "all" else slice(-1, None)
+    return att[:, :, cut].transpose(1, 2)
+
+
 def position_mask(labels: torch.Tensor, positions: str) -> torch.Tensor:
     """Where the KD and hidden terms apply: labelled positions, or only the last one.  # (B, T) -> (B, T') bool"""
     keep = labels != IGNORE  # (B, T)
@@ -163,33 +210,38 @@ class TeacherCache:
     hidden: dict = field(default_factory=dict)  # teacher layer -> (U, T', H) raw layer output
     final: torch.Tensor | None = None  # (U, T', H) after the final norm (teacher logits = teacher.score(final))
     seconds: float = 0.0  # wall time of the teacher pass that built it
+    attention: dict = field(default_factory=dict)  # teacher layer -> (U, T', heads, T) attention rows (TinyBERT)
 
     @property
     def nbytes(self) -> int:
-        ts = [*self.hidden.values(), self.final]
+        ts = [*self.hidden.values(), *self.attention.values(), self.final]
         return int(sum(t.numel() * t.element_size() for t in ts if t is not None))
 
-    def covers(self, layers: list[int], positions: str) -> bool:
-        return self.positions == positions and set(layers) <= set(self.layers)
+    def covers(self, layers: list[int], positions: str, attention=()) -> bool:
+        return (self.positions == positions and set(layers) <= set(self.layers)
+                and set(attention) <= set(self.attention))
 
 
 @torch.no_grad()
 def build_teacher_cache(teacher: nn.Module, inputs: torch.Tensor, layers: list[int], positions: str = "all",
-                        batch_size: int = 512, dtype: str = "float32") -> TeacherCache:
+                        batch_size: int = 512, dtype: str = "float32", attention=()) -> TeacherCache:
     """Run the frozen teacher once over `inputs` (the training histories) and keep what the loss needs.
 
     Args:
         inputs: (U, T) training histories (`data.train_inputs`).
         layers: teacher layers whose raw outputs are kept (the union of the mappings of the runs sharing it).
+        attention: teacher layers whose attention rows are kept (TinyBERT's term; the pass then runs eager attention).
     """
     teacher.eval()
     dev = next(teacher.parameters()).device
     dt = getattr(torch, dtype)
     layers = sorted(set(int(i) for i in layers))
+    attention = sorted(set(int(i) for i in attention))
     t0 = time.perf_counter()
-    hidden = {i: [] for i in layers}
+    hidden, att = {i: [] for i in layers}, {i: [] for i in attention}
     final = []
-    with LayerTap(teacher.layers, layers) as tap:
+    with LayerTap(teacher.layers, layers) as tap, AttentionTap(teacher.layers, attention) as atap, \
+            (eager_attention(teacher) if attention else nullcontext()):
         for s in range(0, inputs.shape[0], batch_size):
             x = inputs[s:s + batch_size].to(dev)  # (B, T)
             h = teacher(x, score="none").last_hidden_state  # (B, T, H)
@@ -197,13 +249,17 @@ def build_teacher_cache(teacher: nn.Module, inputs: torch.Tensor, layers: list[i
             final.append(h[:, cut].to(dt))  # (B, T', H)
             for i in layers:
                 hidden[i].append(tap.out[i][:, cut].to(dt))
+            for i in attention:
+                att[i].append(attention_rows(atap.out[i], positions).to(dt))  # (B, T', heads, T)
     return TeacherCache(layers=layers, positions=positions, hidden={i: torch.cat(v) for i, v in hidden.items()},
-                        final=torch.cat(final), seconds=time.perf_counter() - t0)
+                        final=torch.cat(final), seconds=time.perf_counter() - t0,
+                        attention={i: torch.cat(v) for i, v in att.items()})
 
 
 # -- the loss ---------------------------------------------------------------------------------------------------------
 class DistillLoss:
-    """alpha·CE + beta·T²·KL(teacher ‖ student) + gamma·Σ_i w_i·d(h_s_i, h_t_map(i)); a `loss_fn` for `lab.train.fit`.
+    """alpha·CE + beta·T²·KL(teacher ‖ student) + gamma·Σ_i w_i·d(h_s_i, h_t_map(i)) (+ TinyBERT's attention·Σ_i w_i·
+    MSE(A_s_i, A_t_map(i)) + embedding·MSE(E_s, E_t)); a `loss_fn` for `lab.train.fit`.
 
     Args:
         teacher: the frozen teacher (eval mode, requires_grad False); may be None for the "ce" variant.
@@ -217,28 +273,35 @@ class DistillLoss:
                  weights: torch.Tensor, cache: TeacherCache | None = None):
         if cfg.uses_teacher and teacher is None:
             raise ValueError(f"variant {cfg.variant!r} needs the teacher")
-        if cache is not None and cfg.uses_teacher and not cache.covers(teacher_layers if cfg.uses_layers else [],
-                                                                       cfg.positions):
-            raise ValueError(f"the cache ({cache.positions}, layers {cache.layers}) lacks {teacher_layers}")
+        if cache is not None and cfg.uses_teacher and not cache.covers(
+                teacher_layers if cfg.uses_layers else [], cfg.positions, teacher_layers if cfg.uses_attention else []):
+            raise ValueError(f"the cache ({cache.positions}, layers {cache.layers}, attention "
+                             f"{sorted(cache.attention)}) lacks {teacher_layers}")
         self.teacher, self.cfg, self.cache = teacher, cfg, cache
         self.teacher_layers = list(teacher_layers)
         self.weights = weights.float()
         self.totals: dict[str, float] = {}
         self.steps = 0
 
-    def _teacher_outputs(self, x: torch.Tensor, rows: torch.Tensor | None) -> tuple[torch.Tensor, list]:
-        """Teacher final hidden (B, T', H) and mapped layer outputs, from the cache or a live no-grad pass."""
+    def _teacher_outputs(self, x: torch.Tensor, rows: torch.Tensor | None) -> tuple[torch.Tensor, list, list]:
+        """Teacher final hidden (B, T', H), mapped layer outputs and mapped attention rows (B, T', heads, T), from the
+        cache or a live no-grad pass."""
         need = self.teacher_layers if self.cfg.uses_layers else []
+        need_att = self.teacher_layers if self.cfg.uses_attention else []
         if self.cache is not None:
             if rows is None:
                 raise ValueError("a cached teacher needs the batch's row numbers")
             r = rows.to(self.cache.final.device)
             dev = x.device
-            return self.cache.final[r].to(dev).float(), [self.cache.hidden[j][r].to(dev).float() for j in need]
+            return (self.cache.final[r].to(dev).float(), [self.cache.hidden[j][r].to(dev).float() for j in need],
+                    [self.cache.attention[j][r].to(dev).float() for j in need_att])
         cut = slice(None) if self.cfg.positions == "all" else slice(-1, None)
-        with torch.no_grad(), LayerTap(self.teacher.layers, sorted(set(need))) as tap:
+        with torch.no_grad(), LayerTap(self.teacher.layers, sorted(set(need))) as tap, \
+                AttentionTap(self.teacher.layers, sorted(set(need_att))) as atap, \
+                (eager_attention(self.teacher) if need_att else nullcontext()):
             h = self.teacher(x, score="none").last_hidden_state  # (B, T, H)
-            return h[:, cut], [tap.out[j][:, cut] for j in need]
+            return (h[:, cut], [tap.out[j][:, cut] for j in need],
+                    [attention_rows(atap.out[j], self.cfg.positions) for j in need_att])
 
     def terms(self, student: nn.Module, x: torch.Tensor, labels: torch.Tensor,
               rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -254,18 +317,25 @@ class DistillLoss:
         cut = slice(None) if cfg.positions == "all" else slice(-1, None)
         k = base.num_layers
         tap = LayerTap(base.layers, list(range(k))) if cfg.uses_layers else None
+        atap = AttentionTap(base.layers, list(range(k))) if cfg.uses_attention else None  # needs `eager_attention`
         try:
             h = student(x, score="none").last_hidden_state  # (B, T, H)
         finally:
-            if tap is not None:
-                tap.remove()
+            for t in (tap, atap):
+                if t is not None:
+                    t.remove()
         zero = h.sum() * 0.0
-        out = {"ce": zero, "kd": zero, "layer": zero}
+        out = {"ce": zero, "kd": zero, "layer": zero, "attention": zero, "embedding": zero}
         s_logits = base.score(h[keep]) if keep.any() else None  # (M, N+1) at labelled positions
         if cfg.alpha > 0 and s_logits is not None:
             out["ce"] = F.cross_entropy(s_logits, labels[keep])
+        if cfg.embedding > 0:  # TinyBERT's embedding layer: the items' input vectors against the teacher's
+            real = x != PAD  # (B, T)
+            with torch.no_grad():
+                te = self.teacher.item_table()[x[real]]  # (R, D)
+            out["embedding"] = F.mse_loss(base.item_table()[x[real]], te.to(h.dtype)) if real.any() else zero
         if cfg.uses_teacher:
-            t_final, t_layers = self._teacher_outputs(x, rows)  # (B, T', H), k x (B, T', H)
+            t_final, t_layers, t_att = self._teacher_outputs(x, rows)  # (B, T', H), k x (B, T', H), k x (B, T', h, T)
             if cfg.beta > 0:
                 if cfg.positions == "all" and s_logits is not None:
                     sl = s_logits  # (M, N+1), shared with CE
@@ -281,7 +351,13 @@ class DistillLoss:
                 out["layer"] = (w * torch.stack(terms)).sum()
                 for i, t in enumerate(terms):
                     out[f"layer_{i}"] = t
-        out["loss"] = cfg.alpha * out["ce"] + cfg.beta * out["kd"] + cfg.gamma * out["layer"]
+            if cfg.uses_attention:  # TinyBERT's attention term, the same layer weights
+                w = self.weights.to(h.device)
+                terms = [F.mse_loss(attention_rows(atap.out[i], cfg.positions)[pkeep], t_att[i][pkeep].to(h.dtype))
+                         if pkeep.any() else zero for i in range(k)]
+                out["attention"] = (w * torch.stack(terms)).sum()
+        out["loss"] = (cfg.alpha * out["ce"] + cfg.beta * out["kd"] + cfg.gamma * out["layer"]
+                       + cfg.attention * out["attention"] + cfg.embedding * out["embedding"])
         return out
 
     def __call__(self, student: nn.Module, x: torch.Tensor, labels: torch.Tensor,

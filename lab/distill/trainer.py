@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,11 @@ from ..io import jsonable, read_json
 from ..models import SeqRecModel, build_student, count_parameters
 from ..selection import layers_str, parse_layers
 from ..stats import paired_ratio_ci
-from ..train import autocast, checkpoint_state, evaluate_model, fit, load_finished, save_finished
+from ..train import autocast, checkpoint_state, config_defaults, evaluate_model, fit, load_finished, save_finished
 from .adapters import apply_adapter, merge_student
-from .config import DistillConfig, DistillGrid
-from .losses import DistillLoss, TeacherCache, build_teacher_cache, layer_mapping, layer_weights
+from .config import BASELINE_VARIANTS, DistillConfig, DistillGrid
+from .losses import (DistillLoss, TeacherCache, build_teacher_cache, eager_attention, layer_mapping,
+                     layer_weights)
 
 
 def freeze_teacher(teacher: SeqRecModel) -> SeqRecModel:
@@ -120,18 +122,20 @@ def distill(teacher: SeqRecModel, student: SeqRecModel, data: RecData, cfg: Dist
     full_key = jsonable({"distill": dataclasses.asdict(cfg), "train": dataclasses.asdict(tc), "seed": seed,
                           "layers": student.config.source_layers, "teacher_layers": t_layers,
                           "weights": [round(float(w), 6) for w in weights], **(key or {})})
-    done = load_finished(out_dir, full_key, "distill_info.json", SeqRecModel, next(student.parameters()).device)
+    done = load_finished(out_dir, full_key, "distill_info.json", SeqRecModel, next(student.parameters()).device,
+                         defaults=config_defaults(DistillConfig))
     if done is not None:
         return done
 
     torch.manual_seed(seed)
     freeze_teacher(teacher)
     need = t_layers if cfg.uses_layers else []
+    need_att = t_layers if cfg.uses_attention else []
     cache_s = 0.0
     if cfg.uses_teacher and cfg.cache_teacher:
-        if cache is None or not cache.covers(need, cfg.positions):
+        if cache is None or not cache.covers(need, cfg.positions, need_att):
             cache = build_teacher_cache(teacher, data.train_inputs, need, cfg.positions,
-                                        batch_size=tc.eval_batch_size, dtype=cfg.cache_dtype)
+                                        batch_size=tc.eval_batch_size, dtype=cfg.cache_dtype, attention=need_att)
         cache_s = cache.seconds
     else:
         cache = None
@@ -142,20 +146,21 @@ def distill(teacher: SeqRecModel, student: SeqRecModel, data: RecData, cfg: Dist
     # memory: measured peak on CUDA, counted from tensors on CPU
     extra = 0
     if cfg.uses_teacher:  # the frozen teacher and the parts of the cache this run reads
-        used = [cache.final, *[cache.hidden[j] for j in set(need)]] if cache is not None else []
+        used = ([cache.final, *[cache.hidden[j] for j in set(need)], *[cache.attention[j] for j in set(need_att)]]
+                if cache is not None else [])
         extra = _module_bytes(teacher) + sum(t.numel() * t.element_size() for t in used)
     x0 = data.train_inputs[:tc.batch_size].to(dev)
     y0 = data.train_labels[:tc.batch_size].to(dev)
     rows0 = torch.arange(len(x0), device=dev)
-    mem = estimate_training_memory(model, loss, x0, y0, rows0, extra_bytes=extra)
-    loss.totals, loss.steps = {}, 0
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-
-    t0 = time.perf_counter()
-    history = fit(model, data, tc, ckpt_dir=out_dir / "ckpt", seed=seed, progress=progress, loss_fn=loss,
-                  stop_after_epochs=stop_after_epochs)
-    fit_s = time.perf_counter() - t0
+    with eager_attention(model) if cfg.uses_attention else nullcontext():  # TinyBERT reads attention probabilities;
+        mem = estimate_training_memory(model, loss, x0, y0, rows0, extra_bytes=extra)  # sdpa is back after the block
+        loss.totals, loss.steps = {}, 0
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        t0 = time.perf_counter()
+        history = fit(model, data, tc, ckpt_dir=out_dir / "ckpt", seed=seed, progress=progress, loss_fn=loss,
+                      stop_after_epochs=stop_after_epochs)
+        fit_s = time.perf_counter() - t0
     state = checkpoint_state(out_dir / "ckpt")
     train_s = state["elapsed"] if state else fit_s
     finished = state is None or not (state["epoch"] < tc.epochs and state["bad_epochs"] < tc.patience
@@ -386,6 +391,8 @@ def run_grid(teacher: SeqRecModel, data: RecData, layer_sets, grid: DistillGrid,
     for adapter in grid.adapters:
         runs.train(f"{best}:{adapter}", row["rule"], int(row["draw"]), parse_layers(row["layers"]), row["variant"],
                    adapter, verbose=verbose)
+    for name, rule, draw, layers in (s for s in layer_sets if s[1] in grid.tinybert_rules):  # a baseline, not a choice
+        runs.train(f"{name}:tinybert", rule, draw, layers, "tinybert", verbose=verbose)
     return runs.frame(), runs.per_user_frame()
 
 
@@ -410,14 +417,15 @@ def scratch_retention(teacher_eval: pd.DataFrame, teacher_pu: pd.DataFrame, metr
 
 def valid_means(frame: pd.DataFrame, rules, metric: str = "valid_ndcg@10") -> pd.Series:
     """Mean validation metric per variant over the full fine-tuned students of `rules` (chapter 05's choices)."""
-    sel = frame[frame["rule"].isin(list(rules)) & (frame["adapter"] == "full")]
+    sel = frame[frame["rule"].isin(list(rules)) & (frame["adapter"] == "full")
+                & ~frame["variant"].isin(BASELINE_VARIANTS)]
     return sel.groupby("variant", sort=False)[metric].mean()
 
 
 def best_student(frame: pd.DataFrame, metric: str = "valid_ndcg@10") -> str:
     """The distinct full fine-tuned student with the highest validation NDCG@10 (chapter 05's best setting; the first
     one on ties, in training order)."""
-    sel = frame[(frame["same_as"] == "") & (frame["adapter"] == "full")]
+    sel = frame[(frame["same_as"] == "") & (frame["adapter"] == "full") & ~frame["variant"].isin(BASELINE_VARIANTS)]
     return str(sel.loc[sel[metric].idxmax(), "name"])
 
 
