@@ -51,10 +51,12 @@ def test_chapter_05(smoke_book):
     np.testing.assert_allclose(r["best_retention_ci"], np.quantile(boot, [0.025, 0.975]), rtol=1e-9)
 
     # every choice is the validation argmax of the saved table (the test split picks nothing)
-    main = res[res["rule"].isin(r["main_rules"]) & (res["adapter"] == "full")]
+    # (TinyBERT's student is a baseline trained after the choices: never among them)
+    assert list(res.loc[res["variant"] == "tinybert", "rule"]) == ["uniform"]
+    main = res[res["rule"].isin(r["main_rules"]) & (res["adapter"] == "full") & (res["variant"] != "tinybert")]
     valid_by_variant = main.groupby("variant", sort=False)["valid_ndcg@10"].mean()
     assert r["best_variant"] == valid_by_variant.idxmax()
-    distinct = res[(res["same_as"] == "") & (res["adapter"] == "full")]
+    distinct = res[(res["same_as"] == "") & (res["adapter"] == "full") & (res["variant"] != "tinybert")]
     assert best == distinct["valid_ndcg@10"].idxmax()
     layerwise = valid_by_variant[[v for v in valid_by_variant.index if v.startswith("kd+")]]
     assert r["layerwise_choice"]["top_w"] == layerwise.idxmax()
@@ -92,7 +94,7 @@ def test_chapter_05(smoke_book):
     assert r["mapping"] == "last_of_block"
     for n in names:
         row = res.loc[n]
-        if row["variant"].startswith("kd+"):
+        if row["variant"].startswith("kd+") or row["variant"] == "tinybert":  # TinyBERT's mapping is g(m) = m·L/k
             assert row["mapping"] == r["mappings"][n] == "last_of_block"
             assert row["teacher_layers"] == ",".join(str((i + 1) * L // k - 1) for i in range(k))
         else:
