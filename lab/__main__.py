@@ -1,4 +1,4 @@
-"""Command line: `python -m lab book|rerun|bench|data|sync ...`.
+"""Command line: `python -m lab book|rerun|bench|data|train|sync ...`.
 
 A wrong first step (an unknown chapter, a missing raw-data folder, a chapter run before the one that makes its input,
 a chapter that fails) ends with one line saying what is missing and the command that makes it, and a non-zero exit
@@ -99,6 +99,16 @@ def main(argv=None) -> int:
     cc.add_argument("--seed", type=int, default=0)
     cc.add_argument("--artefacts", default=None, help="artefact root (default: ./artefacts)")
     cc.add_argument("--epochs", type=int, default=None, help="RecBole's training epochs (default: the profile's)")
+    tr = sub.add_parser("train", help="train the profile's teacher into --out (1 process, or N under "
+                                      "`accelerate launch --num_processes N -m lab train ...`); last line JSON")
+    tr.add_argument("--profile", default="default", choices=PROFILES)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--out", required=True, help="folder for the model, history.csv and loss_curve.json")
+    tr.add_argument("--artefacts", default=None, help="artefact root for the data cache (default: ./artefacts)")
+    tr.add_argument("--epochs", type=int, default=None, help="default: the profile's")
+    tr.add_argument("--batch-size", type=int, default=None, help="global batch, split across processes "
+                                                                 "(default: the profile's)")
+    tr.add_argument("--dropout", type=float, default=None, help="override the model's dropout (0: comparable runs)")
     sub.add_parser("sync", help="regenerate every notebooks/*.ipynb from its .py (no outputs)")
     a = ap.parse_args(argv)
 
@@ -156,6 +166,12 @@ def main(argv=None) -> int:
         from .crosscheck import recbole as crosscheck_recbole
 
         print(json.dumps(crosscheck_recbole.main(a.profile, a.seed, a.artefacts, a.epochs), default=str))
+    elif a.cmd == "train":  # issue 16 item 2: one code path for 1 process and N (lab.train.fit under accelerate)
+        from .train import is_main_process, train_cli
+
+        out = train_cli(a.profile, a.out, a.seed, a.epochs, a.artefacts, a.dropout, a.batch_size)
+        if is_main_process():
+            print(json.dumps({k: v for k, v in out.items() if k != "history"}))
     elif a.cmd == "sync":
         from .notebooks import sync_all
 
