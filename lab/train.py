@@ -141,11 +141,14 @@ def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Pat
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if ckpt and (ckpt / "best.pt").exists():
         best_state = torch.load(ckpt / "best.pt", map_location=device, weights_only=True)
-    by_tokens = loss_fn is None  # the default CE is a mean over labelled positions
-    loss_fn = loss_fn or (lambda m, x, y, rows: m(x, labels=y, score="none").loss)
+    # the default CE is a mean over labelled positions; a custom loss says so by `mean_over_labels` (else: rows)
+    by_tokens = loss_fn is None or bool(getattr(loss_fn, "mean_over_labels", False))
     net = model
-    if acc is not None:
+    if acc is not None and loss_fn is None:
         net = acc.prepare_model(model)  # DDP: gradients all-reduced (averaged) in backward
+    # a custom loss (distillation) may use parameters outside the module's forward (the student's `score` on its
+    # hidden states), which DDP cannot track: its gradients are all-reduced after backward (`_all_reduce_grads`)
+    loss_fn = loss_fn or (lambda m, x, y, rows: m(x, labels=y, score="none").loss)
     epochs_this_call = 0
     t_start = time.perf_counter() - state["elapsed"]
     while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
@@ -241,6 +244,8 @@ def _distributed_step(acc, net, params, opt, loss_fn, data: RecData, idx: torch.
     weighted = loss * (units[0] * acc.num_processes / total_units[0])
     opt.zero_grad(set_to_none=True)
     weighted.backward()
+    if not isinstance(net, torch.nn.parallel.DistributedDataParallel):
+        _all_reduce_grads(params, acc.num_processes)
     torch.nn.utils.clip_grad_norm_(params, grad_clip)
     opt.step()
     summed = (loss.detach() * units[0]).reshape(1)
@@ -305,48 +310,24 @@ def save_finished(model, history: pd.DataFrame, info: dict, out_dir: Path, info_
     return model, history, {**info, "loaded": False}
 
 
-def train_cli(profile: str, out: str | Path, seed: int = 0, epochs: int | None = None, artefacts=None,
-              dropout: float | None = None, batch_size: int | None = None, progress: bool = False) -> dict:
-    """`python -m lab train --profile P --out DIR`: train the profile's teacher (chapter 02's recipe) into `DIR`, one
-    process or N under `accelerate launch --num_processes N -m lab train ...` (one code path: `fit`). `batch_size` is
-    the global batch, split across the ranks. Rank 0 saves the model (`save_pretrained`), `history.csv`,
-    `train_info.json` and `loss_curve.json` (each step's global-batch loss); returns that summary on every rank."""
-    from . import book
-    from .config import get_config
-    from .data import load_rec_data
-    from .models import build_teacher
+def _all_reduce_grads(params: list, world: int) -> None:
+    """Average the gradients of `params` over the processes (one flat all-reduce; a missing gradient counts as 0 and
+    stays None where it is None on every rank, as in one process)."""
+    import torch.distributed as dist
 
-    acc = accelerator()
-    P = book.setup(seed, profile, artefacts)
-    cfg = get_config(profile, seed)
-    if epochs is not None:
-        cfg.train.epochs = epochs
-    if batch_size is not None:
-        cfg.train.batch_size = batch_size
-    if dropout is not None:
-        cfg.model.dropout = dropout
-    cfg.train.max_minutes = 1e9 if acc is not None else cfg.train.max_minutes  # ranks must not disagree on stopping
-    if acc is not None:
-        with acc.main_process_first():  # rank 0 generates and caches the data, the others read the cache
-            data, _, stats = load_rec_data(cfg.data, P, seed=seed, progress=False)
-    else:
-        data, _, stats = load_rec_data(cfg.data, P, seed=seed, progress=False)
-    dev = acc.device if acc is not None else book.device()
-    torch.manual_seed(seed)
-    model = build_teacher(cfg.model, data.num_items, data.max_len, item_titles=data.item_titles).to(dev)
-    out = Path(out)
-    losses: list[float] = []
-    t0 = time.perf_counter()
-    history = fit(model, data, cfg.train, seed=seed, progress=progress, step_losses=losses)
-    summary = {"profile": profile, "seed": seed, "world_size": acc.num_processes if acc is not None else 1,
-               "global_batch": cfg.train.batch_size, "epochs": int(len(history)), "steps": len(losses),
-               "train_seconds": time.perf_counter() - t0, "step_loss": losses,
-               "history": jsonable(history.to_dict(orient="records"))}
-    if is_main_process():
-        info = {k: v for k, v in summary.items() if k not in ("step_loss", "history")}
-        save_finished(model, history, {**info, "train": asdict(cfg.train), "model": asdict(cfg.model)}, out,
-                      "train_info.json")
-        write_json(out / "loss_curve.json", summary)
-    if acc is not None:
-        acc.wait_for_everyone()
-    return summary
+    have = torch.tensor([float(p.grad is not None) for p in params])
+    dist.all_reduce(have)
+    live = [p for p, h in zip(params, have.tolist()) if h > 0]
+    for p in live:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    if not live:
+        return
+    flat = torch.cat([p.grad.reshape(-1) for p in live])
+    dist.all_reduce(flat)
+    flat /= world
+    i = 0
+    for p in live:
+        p.grad.copy_(flat[i:i + p.numel()].view_as(p.grad))
+        i += p.numel()
+

@@ -5,6 +5,7 @@
   float summation order differs (per-rank partial sums, the all-reduce, another thread count). Measured difference on
   the smoke teacher: ~2e-7 relative; tolerance rtol 1e-4 (a real bug — a wrong shard, weighting or lost all-reduce —
   moves the loss by >1e-2 within a step or two).
+- Distillation (`lab.train.fit` with `DistillLoss`, gradients all-reduced after backward): the same check, 2 vs 1.
 - The Fisher of two shards of users, merged, equals the one-process Fisher: it is a sum over users of per-user squared
   gradients (per-sample rows; the diagonal is their mean, so shards are weighted by their user counts). In one process
   (float64, 1e-10) and as 2 processes all-gathering their shards (`estimate_fisher_sharded`).
@@ -30,7 +31,7 @@ from lab.fisher import estimate_fisher, fisher_hooks, fisher_loop, merge_shards
 pytestmark = pytest.mark.distributed
 ROOT = Path(lab.__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
-from ddp_fisher_worker import case, to_arrays  # noqa: E402
+from ddp_worker import distill_curve, fisher_case, to_arrays  # noqa: E402
 
 
 def _launcher_or_skip():
@@ -82,7 +83,7 @@ def test_two_processes_same_loss_curve_as_one(tmp_path):
 
 @pytest.mark.parametrize("method", ["loop", "hooks"])
 def test_fisher_of_two_shards_merged_equals_whole(method):
-    m, x, y = case()
+    m, x, y = fisher_case()
     whole = fisher_loop(m, x, y) if method == "loop" else fisher_hooks(m, x, {"e": y}, chunk_size=3)["e"]
     parts = [fisher_loop(m, x[r], y[r]) if method == "loop" else fisher_hooks(m, x[r], {"e": y[r]}, chunk_size=3)["e"]
              for r in (slice(0, 3), slice(3, 8))]
@@ -96,14 +97,29 @@ def test_fisher_of_two_shards_merged_equals_whole(method):
     np.testing.assert_allclose(merged.layer_values("total"), whole.layer_values("total"), rtol=1e-10)
 
 
-def test_fisher_two_processes_all_gathered_equals_one_process(tmp_path):
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    """One 2-process launch of tests/ddp_worker.py: (merged sharded Fisher .npz, distillation loss curve .json)."""
     _launcher_or_skip()
-    out = tmp_path / "fisher.npz"
-    _launch(2, [str(Path(__file__).parent / "ddp_fisher_worker.py"), str(out)])
-    got = np.load(out)
+    d = tmp_path_factory.mktemp("ddp")
+    _launch(2, [str(Path(__file__).parent / "ddp_worker.py"), str(d / "fisher.npz"), str(d / "distill.json")])
+    return np.load(d / "fisher.npz"), json.loads((d / "distill.json").read_text())
+
+
+def test_fisher_two_processes_all_gathered_equals_one_process(two_processes):
+    got = two_processes[0]
     assert int(got["world_size"]) == 2
-    m, x, y = case()
+    m, x, y = fisher_case()
     want = to_arrays(estimate_fisher(m, x, y, method="hooks", chunk_size=3))
     assert set(want) == set(got.files) - {"world_size"}
     for k, v in want.items():
         np.testing.assert_allclose(got[k], v, rtol=1e-10, atol=1e-14, err_msg=k)
+
+
+def test_distillation_two_processes_same_loss_curve_as_one(two_processes):
+    """Distillation's loss uses the student's `score` outside its forward, so `fit` all-reduces its gradients itself
+    (no DDP wrapper); every term is a mean over labelled positions (positions "all"), so the shards are weighted by
+    their labelled positions, exactly as the one-process mean. Same tolerance and reason as the teacher's curve."""
+    got = two_processes[1]
+    assert got["world_size"] == 2 and len(got["step_loss"]) == 8
+    np.testing.assert_allclose(got["step_loss"], distill_curve(), rtol=1e-4)
