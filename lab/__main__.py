@@ -1,4 +1,4 @@
-"""Command line: `python -m lab book|rerun|bench|data|sync ...`.
+"""Command line: `python -m lab book|rerun|bench|data|train|sync ...`.
 
 A wrong first step (an unknown chapter, a missing raw-data folder, a chapter run before the one that makes its input,
 a chapter that fails) ends with one line saying what is missing and the command that makes it, and a non-zero exit
@@ -10,6 +10,8 @@ import argparse
 import json
 import os
 import sys
+import time
+from dataclasses import asdict
 from pathlib import Path
 
 from .config import PROFILES
@@ -46,6 +48,57 @@ def run_chapters(cmd: str, run) -> int:
         return 2
     print(json.dumps(out))
     return 0
+
+
+def train_cli(profile: str, out: str | os.PathLike, seed: int = 0, epochs: int | None = None, artefacts=None,
+              dropout: float | None = None, batch_size: int | None = None, progress: bool = False) -> dict:
+    """`python -m lab train --profile P --out DIR`: train the profile's teacher (chapter 02's recipe) into `DIR`, one
+    process or N under `accelerate launch --num_processes N -m lab train ...` (one code path: `fit`). `batch_size` is
+    the global batch, split across the ranks. Rank 0 saves the model (`save_pretrained`), `history.csv`,
+    `train_info.json` and `loss_curve.json` (each step's global-batch loss); returns that summary on every rank."""
+    import torch
+
+    from . import book
+    from .config import get_config
+    from .data import load_rec_data
+    from .io import jsonable, write_json
+    from .models import build_teacher
+    from .train import accelerator, fit, is_main_process, save_finished
+
+    acc = accelerator()
+    P = book.setup(seed, profile, artefacts)
+    cfg = get_config(profile, seed)
+    if epochs is not None:
+        cfg.train.epochs = epochs
+    if batch_size is not None:
+        cfg.train.batch_size = batch_size
+    if dropout is not None:
+        cfg.model.dropout = dropout
+    cfg.train.max_minutes = 1e9 if acc is not None else cfg.train.max_minutes  # ranks must not disagree on stopping
+    if acc is not None:
+        with acc.main_process_first():  # rank 0 generates and caches the data, the others read the cache
+            data, _, stats = load_rec_data(cfg.data, P, seed=seed, progress=False)
+    else:
+        data, _, stats = load_rec_data(cfg.data, P, seed=seed, progress=False)
+    dev = acc.device if acc is not None else book.device()
+    torch.manual_seed(seed)
+    model = build_teacher(cfg.model, data.num_items, data.max_len, item_titles=data.item_titles).to(dev)
+    out = Path(out)
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    history = fit(model, data, cfg.train, seed=seed, progress=progress, step_losses=losses)
+    summary = {"profile": profile, "seed": seed, "world_size": acc.num_processes if acc is not None else 1,
+               "global_batch": cfg.train.batch_size, "epochs": int(len(history)), "steps": len(losses),
+               "train_seconds": time.perf_counter() - t0, "step_loss": losses,
+               "history": jsonable(history.to_dict(orient="records"))}
+    if is_main_process():
+        info = {k: v for k, v in summary.items() if k not in ("step_loss", "history")}
+        save_finished(model, history, {**info, "train": asdict(cfg.train), "model": asdict(cfg.model)}, out,
+                      "train_info.json")
+        write_json(out / "loss_curve.json", summary)
+    if acc is not None:
+        acc.wait_for_everyone()
+    return summary
 
 
 def main(argv=None) -> int:
@@ -99,6 +152,16 @@ def main(argv=None) -> int:
     cc.add_argument("--seed", type=int, default=0)
     cc.add_argument("--artefacts", default=None, help="artefact root (default: ./artefacts)")
     cc.add_argument("--epochs", type=int, default=None, help="RecBole's training epochs (default: the profile's)")
+    tr = sub.add_parser("train", help="train the profile's teacher into --out (1 process, or N under "
+                                      "`accelerate launch --num_processes N -m lab train ...`); last line JSON")
+    tr.add_argument("--profile", default="default", choices=PROFILES)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--out", required=True, help="folder for the model, history.csv and loss_curve.json")
+    tr.add_argument("--artefacts", default=None, help="artefact root for the data cache (default: ./artefacts)")
+    tr.add_argument("--epochs", type=int, default=None, help="default: the profile's")
+    tr.add_argument("--batch-size", type=int, default=None, help="global batch, split across processes "
+                                                                 "(default: the profile's)")
+    tr.add_argument("--dropout", type=float, default=None, help="override the model's dropout (0: comparable runs)")
     sub.add_parser("sync", help="regenerate every notebooks/*.ipynb from its .py (no outputs)")
     a = ap.parse_args(argv)
 
@@ -156,6 +219,12 @@ def main(argv=None) -> int:
         from .crosscheck import recbole as crosscheck_recbole
 
         print(json.dumps(crosscheck_recbole.main(a.profile, a.seed, a.artefacts, a.epochs), default=str))
+    elif a.cmd == "train":  # issue 16 item 2: one code path for 1 process and N (lab.train.fit under accelerate)
+        from .train import is_main_process
+
+        out = train_cli(a.profile, a.out, a.seed, a.epochs, a.artefacts, a.dropout, a.batch_size)
+        if is_main_process():
+            print(json.dumps({k: v for k, v in out.items() if k != "history"}))
     elif a.cmd == "sync":
         from .notebooks import sync_all
 

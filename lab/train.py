@@ -7,7 +7,9 @@ is not used. On CUDA the forward runs under bf16 autocast.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict
@@ -18,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import ModelConfig, TrainConfig
+from .constants import IGNORE
 from .data import RecData
 from .io import atomic_path, jsonable, read_json, write_json
 from .metrics import evaluate
@@ -75,9 +78,29 @@ def autocast(device: torch.device):
     return torch.autocast("cpu", enabled=False)
 
 
+@functools.lru_cache(maxsize=None)
+def accelerator():
+    """The `accelerate.Accelerator` of a run launched with more than one process (`accelerate launch --num_processes N`;
+    gloo on CPU, NCCL on GPUs), else None: one process keeps `fit`'s plain loop, bit for bit (issue 16, item 2)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    # find_unused_parameters: the backbone's own token table is never used (items enter as inputs_embeds)
+    return Accelerator(cpu=not torch.cuda.is_available(),
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+def is_main_process() -> bool:
+    """True on rank 0 of a distributed run and in a one-process run: the process that evaluates and writes."""
+    acc = accelerator()
+    return acc is None or acc.is_main_process
+
+
 def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Path | None = None, seed: int = 0,
         progress: bool = True, loss_fn=None, stop_after_epochs: int | None = None,
-        trainable: list | None = None) -> pd.DataFrame:
+        trainable: list | None = None, step_losses: list | None = None) -> pd.DataFrame:
     """Train `model` on `data.train_*`; return the per-epoch history (loss, validation metrics, seconds).
 
     Args:
@@ -88,7 +111,18 @@ def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Pat
         trainable: parameters to optimise (default: all with requires_grad).
 
     The model is left holding the best validation weights.
+
+    Under `accelerate launch --num_processes N` (`accelerator()` not None) the model is wrapped in DDP: each rank takes a
+    contiguous 1/N shard of every global batch of `cfg.batch_size` rows (same permutation on every rank), its loss is
+    weighted by its share of the global batch's labelled positions (rows for a custom `loss_fn`) so that DDP's gradient
+    average equals the one-process gradient of the global batch, dropout draws a stream per rank, and only rank 0
+    evaluates (its metrics are broadcast, so early stopping agrees) and writes checkpoints.
+
+        step_losses: when a list, each step's (global-batch) training loss is appended to it.
     """
+    acc = accelerator()
+    if acc is not None:
+        model.to(acc.device)
     device = next(model.parameters()).device
     params = trainable if trainable is not None else [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -108,6 +142,13 @@ def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Pat
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if ckpt and (ckpt / "best.pt").exists():
         best_state = torch.load(ckpt / "best.pt", map_location=device, weights_only=True)
+    # the default CE is a mean over labelled positions; a custom loss says so by `mean_over_labels` (else: rows)
+    by_tokens = loss_fn is None or bool(getattr(loss_fn, "mean_over_labels", False))
+    net = model
+    if acc is not None and loss_fn is None:
+        net = acc.prepare_model(model)  # DDP: gradients all-reduced (averaged) in backward
+    # a custom loss (distillation) may use parameters outside the module's forward (the student's `score` on its
+    # hidden states), which DDP cannot track: its gradients are all-reduced after backward (`_all_reduce_grads`)
     loss_fn = loss_fn or (lambda m, x, y, rows: m(x, labels=y, score="none").loss)
     epochs_this_call = 0
     t_start = time.perf_counter() - state["elapsed"]
@@ -120,10 +161,21 @@ def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Pat
         model.train()
         torch.manual_seed(seed * 1000 + state["epoch"])  # dropout stream per epoch: same numbers twice, and on resume
         order = torch.randperm(n)
+        if acc is not None:  # the same permutation on every rank; a dropout stream of its own per rank
+            torch.manual_seed((seed * 1000 + state["epoch"]) * 1009 + 1 + acc.process_index)
         t0, total_loss = time.perf_counter(), 0.0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {state['epoch'] + 1}", disable=not progress, leave=False)
         for s in bar:
             idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            if acc is not None:
+                loss_item = _distributed_step(acc, net, params, opt, loss_fn, data, idx, by_tokens, cfg.grad_clip,
+                                              device)
+                sched.step()
+                total_loss += loss_item * len(idx)
+                if step_losses is not None:
+                    step_losses.append(loss_item)
+                bar.set_postfix(loss=f"{loss_item:.3f}")
+                continue
             x, y = data.train_inputs[idx].to(device), data.train_labels[idx].to(device)  # (B, T)
             with autocast(device):
                 loss = loss_fn(model, x, y, idx.to(device))
@@ -133,8 +185,18 @@ def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Pat
             opt.step()
             sched.step()
             total_loss += loss.item() * len(idx)
+            if step_losses is not None:
+                step_losses.append(loss.item())
             bar.set_postfix(loss=f"{loss.item():.3f}")
-        metrics, _ = evaluate_model(model, data, "valid", batch_size=cfg.eval_batch_size)
+        if acc is None:
+            metrics, _ = evaluate_model(model, data, "valid", batch_size=cfg.eval_batch_size)
+        else:  # rank 0 evaluates; every rank gets its metrics, so early stopping agrees
+            from accelerate.utils import broadcast_object_list
+
+            box = [evaluate_model(model, data, "valid", batch_size=cfg.eval_batch_size)[0]
+                   if acc.is_main_process else None]
+            metrics = broadcast_object_list(box, from_process=0)[0]
+            model.train()
         state["epoch"] += 1
         row = {"epoch": state["epoch"], "train_loss": total_loss / n, "seconds": time.perf_counter() - t0,
                **{f"valid_{k}": v for k, v in metrics.items()}}
@@ -145,13 +207,13 @@ def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Pat
         if metrics["ndcg@10"] > state["best"]:
             state["best"], state["bad_epochs"] = metrics["ndcg@10"], 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if ckpt:
+            if ckpt and is_main_process():
                 with atomic_path(ckpt / "best.pt") as tmp:
                     torch.save(best_state, tmp)
         else:
             state["bad_epochs"] += 1
         state["elapsed"] = time.perf_counter() - t_start
-        if ckpt:
+        if ckpt and is_main_process():
             with atomic_path(ckpt / "last.pt") as tmp:
                 torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                             "rng": torch.get_rng_state(), "state": state}, tmp)
@@ -160,7 +222,36 @@ def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Pat
             break
     model.load_state_dict(best_state)
     model.eval()
+    if acc is not None:
+        acc.wait_for_everyone()
     return pd.DataFrame(state["history"])
+
+
+def _distributed_step(acc, net, params, opt, loss_fn, data: RecData, idx: torch.Tensor, by_tokens: bool,
+                      grad_clip: float, device) -> float:
+    """One DDP step of `fit` on this rank's shard of the global batch `idx`; returns the global batch's loss."""
+    import torch.distributed as dist
+
+    local = idx.tensor_split(acc.num_processes)[acc.process_index]
+    empty = len(local) == 0  # a last global batch smaller than the world: run one row, weighted 0
+    rows = idx[:1] if empty else local
+    x, y = data.train_inputs[rows].to(device), data.train_labels[rows].to(device)  # (b, T)
+    units = torch.tensor([0.0 if empty else float((y != IGNORE).sum() if by_tokens else len(rows))], device=device)
+    total_units = units.clone()
+    dist.all_reduce(total_units)
+    with autocast(device):
+        loss = loss_fn(net, x, y, rows.to(device))
+    # DDP averages gradients over N ranks: weight each rank's mean loss by N * its share of the global batch
+    weighted = loss * (units[0] * acc.num_processes / total_units[0])
+    opt.zero_grad(set_to_none=True)
+    weighted.backward()
+    if not isinstance(net, torch.nn.parallel.DistributedDataParallel):
+        _all_reduce_grads(params, acc.num_processes)
+    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    opt.step()
+    summed = (loss.detach() * units[0]).reshape(1)
+    dist.all_reduce(summed)
+    return float(summed[0] / total_units[0])
 
 
 def train_or_load(model: SeqRecModel, data: RecData, cfg: TrainConfig, out_dir: str | Path, seed: int = 0,
@@ -242,3 +333,26 @@ def save_finished(model, history: pd.DataFrame, info: dict, out_dir: Path, info_
     write_json(out_dir / info_name, info)
     shutil.rmtree(out_dir / "ckpt", ignore_errors=True)
     return model, history, {**info, "loaded": False}
+
+
+def _all_reduce_grads(params: list, world: int) -> None:
+    """Average the gradients of `params` over the processes (one flat all-reduce; a missing gradient counts as 0 and
+    stays None where it is None on every rank, as in one process)."""
+    import torch.distributed as dist
+
+    have = torch.tensor([float(p.grad is not None) for p in params])
+    dist.all_reduce(have)
+    live = [p for p, h in zip(params, have.tolist()) if h > 0]
+    for p in live:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    if not live:
+        return
+    flat = torch.cat([p.grad.reshape(-1) for p in live])
+    dist.all_reduce(flat)
+    flat /= world
+    i = 0
+    for p in live:
+        p.grad.copy_(flat[i:i + p.numel()].view_as(p.grad))
+        i += p.numel()
+

@@ -360,6 +360,13 @@ class DistillLoss:
                        + cfg.attention * out["attention"] + cfg.embedding * out["embedding"])
         return out
 
+    @property
+    def mean_over_labels(self) -> bool:
+        """Every term a mean over the labelled positions (positions "all"): `lab.train.fit` under N processes then
+        weights each rank's loss by its labelled positions (exact); "last" terms are means over rows (weighted by rows:
+        the CE term's weighting is then approximate when the shards' label counts differ)."""
+        return self.cfg.positions == "all"
+
     def __call__(self, student: nn.Module, x: torch.Tensor, labels: torch.Tensor,
                  rows: torch.Tensor | None = None) -> torch.Tensor:
         """The `loss_fn(model, input_ids, labels, rows)` hook of `lab.train.fit`; keeps running means of every term."""

@@ -25,7 +25,8 @@ from ..io import jsonable, read_json
 from ..models import SeqRecModel, build_student, count_parameters
 from ..selection import layers_str, parse_layers
 from ..stats import paired_ratio_ci
-from ..train import autocast, checkpoint_state, config_defaults, evaluate_model, fit, load_finished, save_finished
+from ..train import (accelerator, autocast, checkpoint_state, config_defaults, evaluate_model, fit, load_finished,
+                     save_finished)
 from .adapters import apply_adapter, merge_student
 from .config import BASELINE_VARIANTS, DistillConfig, DistillGrid
 from .losses import (DistillLoss, TeacherCache, build_teacher_cache, eager_attention, layer_mapping,
@@ -183,6 +184,11 @@ def distill(teacher: SeqRecModel, student: SeqRecModel, data: RecData, cfg: Dist
 
     merged = merge_student(model, cfg, out_dir / "qlora_base")
     info["params"] = int(count_parameters(merged))
+    acc = accelerator()
+    if acc is not None:  # under accelerate launch: rank 0 writes, the others wait for it
+        out = save_finished(merged, history, info, out_dir, "distill_info.json") if acc.is_main_process else None
+        acc.wait_for_everyone()
+        return out or (merged, history, {**info, "loaded": False})
     return save_finished(merged, history, info, out_dir, "distill_info.json")
 
 

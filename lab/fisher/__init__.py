@@ -24,8 +24,8 @@ left out.
 residual stream, held-out accuracy per layer beside the majority baseline, and their per-layer gain against the Fisher.
 """
 from .estimators import (ESTIMATORS, GROUP_ORDER, NORMS, SIGNALS, FisherConfig, FisherEstimate, batchgrad_squared,
-                         compare, draw_labels, estimate_fisher, eval_mode, fisher_hooks, fisher_loop, fisher_params,
-                         fisher_vmap, model_logits, normalise, param_key, sample_nll)
+                         compare, draw_labels, estimate_fisher, estimate_fisher_sharded, eval_mode, fisher_hooks, fisher_loop, fisher_params,
+                         fisher_vmap, merge_shards, model_logits, normalise, param_key, sample_nll)
 from .probes import (PROBE_COLUMNS, PROBE_FILE, VARIABLES, ProbeConfig, ProbeResult, fit_probe,
                      last_states, layer_probes, load_probes, planted_targets, probe_conclusion, probe_gains,
                      probe_predict, probe_record, probe_states, probe_summary, run_probes, save_probes)
@@ -42,7 +42,7 @@ __all__ = [
     "ESTIMATORS", "GROUP_ORDER", "NORMS", "SIGNALS", "GROUP_COLUMNS", "IMPORTANCE_COLUMNS",
     "FisherConfig", "FisherEstimate", "estimate_fisher", "fisher_loop", "fisher_vmap", "fisher_hooks",
     "batchgrad_squared", "draw_labels", "compare", "eval_mode", "fisher_params", "model_logits", "normalise",
-    "param_key", "sample_nll", "bootstrap_mean_ci", "bootstrap_means",
+    "param_key", "sample_nll", "merge_shards", "estimate_fisher_sharded", "bootstrap_mean_ci", "bootstrap_means",
     "fisher_importance_rows", "group_frame", "importance_rows", "importance_vector", "item_buckets",
     "kendall_halves", "load_groups", "mask_labels", "order_groups", "save_tables",
     "user_activity", "user_buckets", "exactness_table", "sample_rows", "share_ci",

@@ -573,3 +573,41 @@ def compare(a: FisherEstimate, b: FisherEstimate) -> dict:
                           for n in b.diag)
     out["max"] = max(out.values())
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# shards of users (issue 16, item 2): the Fisher is a sum over users of per-user squared gradients
+def merge_shards(parts: list[FisherEstimate]) -> FisherEstimate:
+    """One estimate from estimates on disjoint shards of users, in shard order: per-sample rows concatenated (so their
+    sum over users is the sum of the shards' sums), the diagonal — a mean over samples — re-weighted by each shard's
+    sample count. Equals the estimate of all users at once up to float summation order."""
+    parts = [p for p in parts if p.n_samples > 0] or parts[:1]
+    first = parts[0]
+    S = sum(p.n_samples for p in parts)
+    diag = None
+    if all(p.diag is not None for p in parts):
+        diag = {n: sum(p.diag[n].double() * p.n_samples for p in parts) / max(S, 1) for n in first.diag}
+    return FisherEstimate(estimator=first.estimator, method=first.method, keys=list(first.keys), numel=first.numel,
+                          per_sample=np.concatenate([p.per_sample for p in parts], 0), n_layers=first.n_layers,
+                          diag=diag, seconds=max(p.seconds for p in parts), meta={**first.meta, "shards": len(parts)})
+
+
+def estimate_fisher_sharded(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, **kwargs) -> FisherEstimate:
+    """`estimate_fisher` over every user, each process of a `torch.distributed` run (e.g. `accelerate launch
+    --num_processes N`) taking a contiguous 1/N shard of the users; the shards are all-gathered and merged
+    (`merge_shards`), so every rank returns the whole estimate. Without a process group: `estimate_fisher`.
+    Exact for "fisher_empirical"; "fisher_true" draws its Monte Carlo labels per shard (same seed), so pass labels
+    drawn over all users (`draw_labels`) to `fisher_hooks`/`fisher_loop` when the draws must match one process."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return estimate_fisher(model, inputs, labels, **kwargs)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    rows = torch.arange(inputs.shape[0]).tensor_split(world)[rank]
+    lab_rows = labels[rows] if labels.dim() == 2 else labels[:, rows]
+    part = estimate_fisher(model, inputs[rows], lab_rows, **kwargs)
+    if part.diag is not None:
+        part.diag = {n: t.detach().cpu() for n, t in part.diag.items()}
+    parts: list = [None] * world
+    dist.all_gather_object(parts, part)
+    return merge_shards(parts)
