@@ -102,6 +102,10 @@ class TrainConfig:
     patience: int = 3  # early stopping on validation NDCG@10 (epochs without improvement)
     eval_batch_size: int = 512  # users per evaluation batch
     max_minutes: float = 9.0  # wall-clock budget; training stops (and says so) when exceeded
+    cuda_batch_size: int | None = None  # users per step on a GPU (None: batch_size); the CPU keeps batch_size, where
+    #                                     the models learn best on this data (issue 16: a GPU is idle at batch 64)
+    torch_compile: bool = False  # torch.compile the training forward on CUDA (CE training only; off until measured)
+    cuda_deterministic: bool = False  # deterministic CUDA kernels (slower); CPU training is deterministic regardless
 
 
 @dataclass

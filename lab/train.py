@@ -98,6 +98,20 @@ def is_main_process() -> bool:
     return acc is None or acc.is_main_process
 
 
+def train_batch_size(cfg: TrainConfig, device: torch.device) -> int:
+    """Users per step on `device`: `cuda_batch_size` on a GPU when set, else `batch_size` (issue 16)."""
+    return int(cfg.cuda_batch_size) if device.type == "cuda" and cfg.cuda_batch_size else int(cfg.batch_size)
+
+
+def cuda_setup(cfg: TrainConfig) -> bool:
+    """Deterministic CUDA kernels when `cfg.cuda_deterministic` (cuBLAS needs its workspace setting; warn-only where
+    an op has no deterministic kernel); returns whether they are on. CPU runs are deterministic regardless."""
+    if cfg.cuda_deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(bool(cfg.cuda_deterministic), warn_only=True)
+    return bool(cfg.cuda_deterministic)
+
+
 def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Path | None = None, seed: int = 0,
         progress: bool = True, loss_fn=None, stop_after_epochs: int | None = None,
         trainable: list | None = None, step_losses: list | None = None) -> pd.DataFrame:
@@ -124,10 +138,19 @@ def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Pat
     if acc is not None:
         model.to(acc.device)
     device = next(model.parameters()).device
+    # one GPU (issue 16): the training tensors resident on the device, fused AdamW, no host sync per step (losses
+    # summed on the device, read once an epoch), the profile's GPU batch, optional torch.compile and determinism.
+    # The CPU path is the plain loop, unchanged.
+    cuda = device.type == "cuda" and acc is None
+    if cuda:
+        cuda_setup(cfg)
     params = trainable if trainable is not None else [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **({"fused": True} if cuda else {}))
     n = data.train_inputs.shape[0]
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    batch_size = train_batch_size(cfg, device) if acc is None else cfg.batch_size
+    inputs, labels = ((data.train_inputs.to(device), data.train_labels.to(device)) if cuda
+                      else (data.train_inputs, data.train_labels))  # (U, T) each
+    steps_per_epoch = math.ceil(n / batch_size)
     total = steps_per_epoch * cfg.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, int(cfg.warmup_frac * total)))
     state = {"epoch": 0, "best": -1.0, "bad_epochs": 0, "history": [], "elapsed": 0.0}
@@ -149,6 +172,7 @@ def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Pat
         net = acc.prepare_model(model)  # DDP: gradients all-reduced (averaged) in backward
     # a custom loss (distillation) may use parameters outside the module's forward (the student's `score` on its
     # hidden states), which DDP cannot track: its gradients are all-reduced after backward (`_all_reduce_grads`)
+    step_model = torch.compile(model) if cuda and cfg.torch_compile and loss_fn is None else model
     loss_fn = loss_fn or (lambda m, x, y, rows: m(x, labels=y, score="none").loss)
     epochs_this_call = 0
     t_start = time.perf_counter() - state["elapsed"]
@@ -164,9 +188,10 @@ def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Pat
         if acc is not None:  # the same permutation on every rank; a dropout stream of its own per rank
             torch.manual_seed((seed * 1000 + state["epoch"]) * 1009 + 1 + acc.process_index)
         t0, total_loss = time.perf_counter(), 0.0
+        on_device = []  # CUDA: each step's detached loss, read once after the epoch
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {state['epoch'] + 1}", disable=not progress, leave=False)
         for s in bar:
-            idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            idx = order[s * batch_size:(s + 1) * batch_size]
             if acc is not None:
                 loss_item = _distributed_step(acc, net, params, opt, loss_fn, data, idx, by_tokens, cfg.grad_clip,
                                               device)
@@ -176,18 +201,28 @@ def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Pat
                     step_losses.append(loss_item)
                 bar.set_postfix(loss=f"{loss_item:.3f}")
                 continue
-            x, y = data.train_inputs[idx].to(device), data.train_labels[idx].to(device)  # (B, T)
+            rows = idx.to(device)
+            x, y = (inputs[rows], labels[rows]) if cuda else (inputs[idx].to(device), labels[idx].to(device))  # (B, T)
             with autocast(device):
-                loss = loss_fn(model, x, y, idx.to(device))
+                loss = loss_fn(step_model, x, y, rows)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
             sched.step()
+            if cuda:
+                on_device.append(loss.detach() * len(idx))
+                continue
             total_loss += loss.item() * len(idx)
             if step_losses is not None:
                 step_losses.append(loss.item())
             bar.set_postfix(loss=f"{loss.item():.3f}")
+        if on_device:  # one host sync for the epoch's losses
+            sums = torch.stack(on_device).float().cpu()
+            total_loss = float(sums.sum())
+            if step_losses is not None:
+                sizes = [min(batch_size, n - i * batch_size) for i in range(len(sums))]
+                step_losses.extend(float(v) / b for v, b in zip(sums, sizes))
         if acc is None:
             metrics, _ = evaluate_model(model, data, "valid", batch_size=cfg.eval_batch_size)
         else:  # rank 0 evaluates; every rank gets its metrics, so early stopping agrees
@@ -270,9 +305,11 @@ def train_or_load(model: SeqRecModel, data: RecData, cfg: TrainConfig, out_dir: 
     t0 = time.perf_counter()
     trainable = count_parameters(model, trainable_only=True)
     history = fit(model, data, cfg, ckpt_dir=out_dir / "ckpt", seed=seed, progress=progress)
+    dev = next(model.parameters()).device
     info = {"key": jsonable(key), "train_seconds": time.perf_counter() - t0,
             "epochs": int(len(history)), "best_valid_ndcg@10": float(history["valid_ndcg@10"].max()),
-            "trainable_params": trainable}
+            "trainable_params": trainable, "device": str(dev), "batch_size": train_batch_size(cfg, dev),
+            "deterministic": dev.type != "cuda" or bool(cfg.cuda_deterministic)}  # which kernels trained it
     state = checkpoint_state(out_dir / "ckpt")
     if state is not None:
         info["train_seconds"] = state["elapsed"]  # includes time before an interruption
@@ -293,8 +330,7 @@ def same_key(saved, key, defaults: dict | None = None) -> bool:
     issue 13 came after the default book's teachers and students were trained). `defaults` adds the fields of another
     config the key holds (`DistillConfig`'s, for students). Any other difference is a new run."""
     if defaults is None:
-        defaults = {f.name: jsonable(f.default) for f in dataclasses.fields(ModelConfig)
-                    if f.default is not dataclasses.MISSING}
+        defaults = config_defaults()
     if isinstance(saved, dict) and isinstance(key, dict):
         added = set(key) - set(saved)
         if set(saved) - set(key) or any(k not in defaults or key[k] != defaults[k] for k in added):
@@ -304,8 +340,8 @@ def same_key(saved, key, defaults: dict | None = None) -> bool:
 
 
 def config_defaults(*classes) -> dict:
-    """{field: default} of dataclass configs, ModelConfig's always included (`same_key`)."""
-    return {f.name: jsonable(f.default) for c in (ModelConfig, *classes) for f in dataclasses.fields(c)
+    """{field: default} of dataclass configs, ModelConfig's and TrainConfig's always included (`same_key`)."""
+    return {f.name: jsonable(f.default) for c in (ModelConfig, TrainConfig, *classes) for f in dataclasses.fields(c)
             if f.default is not dataclasses.MISSING}
 
 

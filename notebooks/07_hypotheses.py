@@ -54,7 +54,7 @@ with pd.option_context("display.max_colwidth", 120):
 # %% [markdown]
 # ## One effect per seed
 # A row per criterion and seed: the per-seed effect, or why it could not be measured (the profile's chapter 05 grid
-# may train no random students or no uniform weighting; the book trains one teacher architecture).
+# may train no random students or no uniform weighting; a profile without an H4 depth trains no rival architectures).
 
 # %%
 rows = H.per_seed(inputs)

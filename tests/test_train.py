@@ -86,3 +86,23 @@ def test_a_config_field_added_later_at_its_default_is_the_same_run():
     assert not same_key(old, {**key, "model": {**key["model"], "num_layers": 3}})
     assert not same_key(old, {**key, "model": {**key["model"], "not_a_field": 1}})
     assert not same_key(key, old) and not same_key({**old, "data": "g"}, key)
+
+
+def test_gpu_settings_leave_the_cpu_path_alone(data):
+    """The GPU batch applies on CUDA only; a TrainConfig field added later (cuda_batch_size, torch_compile,
+    cuda_deterministic) at its default is the same saved run; on CPU the GPU switches change nothing."""
+    import dataclasses
+
+    from lab.io import jsonable
+    from lab.train import same_key, train_batch_size
+
+    gpu = TrainConfig(**{**CFG.__dict__, "cuda_batch_size": 512, "torch_compile": True, "cuda_deterministic": True})
+    assert train_batch_size(gpu, torch.device("cpu")) == CFG.batch_size
+    assert train_batch_size(gpu, torch.device("cuda")) == 512 and train_batch_size(CFG, torch.device("cuda")) == 32
+    key = jsonable({"train": dataclasses.asdict(CFG)})
+    old = {"train": {k: v for k, v in key["train"].items()
+                     if k not in ("cuda_batch_size", "torch_compile", "cuda_deterministic")}}
+    assert same_key(old, key) and not same_key(old, jsonable({"train": dataclasses.asdict(gpu)}))
+    h1 = fit(_model(data), data, CFG, progress=False)
+    h2 = fit(_model(data), data, gpu, progress=False)
+    assert h1["train_loss"].tolist() == h2["train_loss"].tolist()

@@ -19,6 +19,7 @@ from ..config import get_config
 from ..distill import DistillConfig, DistillLoss, freeze_teacher, layer_mapping, layer_weights
 from ..models import build_student, build_teacher
 from ..selection import uniform_layers
+from ..train import train_batch_size
 from .compact import random_histories
 from .timing import seconds
 
@@ -28,7 +29,7 @@ def step_seconds(model, loss_fn, x: torch.Tensor, y: torch.Tensor, steps: int, w
     """Wall seconds of each of `steps` optimiser steps (forward, backward, clipping, AdamW) after `warmup` untimed ones;
     `loss_fn(model, x, y, rows)` as `lab.train.fit` calls it."""
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4)
+    opt = torch.optim.AdamW(params, lr=1e-4, **({"fused": True} if x.is_cuda else {}))  # as `fit` on a GPU
     rows = torch.arange(len(x), device=x.device)
     model.train()
 
@@ -56,7 +57,7 @@ def run(profile: str = "default", seed: int = 0, steps: int = 10, warmup: int = 
     cfg = get_config(profile, seed)
     dev = device()
     torch.manual_seed(seed)
-    N, T, B = cfg.data.n_items, cfg.data.max_len, cfg.train.batch_size
+    N, T, B = cfg.data.n_items, cfg.data.max_len, train_batch_size(cfg.train, dev)  # the GPU batch on a GPU
     x = random_histories(N, T, B, seed).to(dev)  # (B, T)
     y = torch.cat([x[:, 1:], random_histories(N, 1, B, seed + 1).to(dev)], dim=1)  # (B, T) the next item
     teacher = build_teacher(cfg.model, N, T).to(dev)
