@@ -148,13 +148,12 @@ class LayerTap:
         self.remove()
 
 
-class AttentionTap:
-    """Forward hooks that keep the attention probabilities of chosen decoder layers (`self_attn`'s second output, which
-    eager attention fills; `eager_attention`).  # layer -> (B, heads, T, T)"""
+class AttentionTap(LayerTap):
+    """`LayerTap` on the layers' `self_attn`, keeping the attention probabilities (its second output, which eager
+    attention fills; `eager_attention`).  # layer -> (B, heads, T, T)"""
 
     def __init__(self, layers: nn.ModuleList, idx: list[int]):
-        self.out: dict[int, torch.Tensor] = {}
-        self._handles = [layers[i].self_attn.register_forward_hook(self._hook(i)) for i in idx]
+        super().__init__([layer.self_attn for layer in layers], idx)
 
     def _hook(self, i: int):
         def f(module, args, output):
@@ -162,17 +161,6 @@ class AttentionTap:
                 raise RuntimeError("the attention term needs eager attention (lab.distill.losses.eager_attention)")
             self.out[i] = output[1]  # (B, heads, T, T)
         return f
-
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
 
 
 @contextmanager
