@@ -149,9 +149,8 @@ class DistillGrid:
         bottom = first-k, fisher_topk_ends, block_influence, angular_block, magnitude, greedy_valid) and 5 random
         draws: up to 22 students + LoRA + QLoRA (rules that pick the same layers share one run), ~25 s each on the
         2-core CPU (default, 2026-11-26: 21-23 s of training + 6.5 s of teacher cache). full: the same with 10 random
-        draws. llm: every
-        variant (Fisher weighting) for fisher_topk, the best one for uniform, top, bottom and 2 random draws: 8
-        students of the LLM + LoRA + QLoRA."""
+        draws. llm: every variant (Fisher weighting) for fisher_topk, the best one for uniform, top, bottom and 2
+        random draws: 8 students of the LLM + LoRA + QLoRA. Every profile adds TinyBERT's run of the uniform layers."""
         rules = ("fisher_topk", "uniform", "top", "bottom", "fisher_topk_ends", "block_influence", "angular_block",
                  "magnitude", "greedy_valid", "random")
         return from_profile(cls, profile, {"smoke": dict(weightings=("fisher",)),
