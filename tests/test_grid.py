@@ -43,7 +43,7 @@ def test_grid_trains_variants_then_the_choice_then_the_adapter(grid_run):
     assert variant == valid_means(runs, grid.main_rules).idxmax()  # chosen on validation over the main rules
     best = best_student(runs)
     assert list(runs["name"]) == ["fisher_topk:ce", "fisher_topk:kd", "uniform:ce", "uniform:kd", f"top:{variant}",
-                                  f"{best}:lora"]
+                                  f"{best}:lora", "uniform:tinybert"]  # TinyBERT's baseline last, after every choice
     assert runs.set_index("name").loc[f"{best}:lora", "adapter"] == "lora"
     assert runs.set_index("name").loc[f"{best}:lora", "layers"] == runs.set_index("name").loc[best, "layers"]
     # uniform keeps the same layers as fisher_topk: the same students, not trained twice
