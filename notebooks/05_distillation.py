@@ -77,6 +77,7 @@ cfg = lab.get_config(PROFILE, SEED)
 hf_logging.disable_progress_bar()  # save/load progress bars of every student would drown the output
 t_start = time.perf_counter()
 
+# %%
 dcfg = lab.override(DistillConfig.for_profile(PROFILE), epochs=EPOCHS, mapping=MAPPING)  # None keeps the profile's
 grid = DistillGrid.for_profile(PROFILE).with_overrides(RULES, MAIN_RULES, VARIANTS, WEIGHTINGS, N_RANDOM, ADAPTERS)
 data, _, stats = load_rec_data(cfg.data, P, seed=SEED, progress=False)
