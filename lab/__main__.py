@@ -1,4 +1,4 @@
-"""Command line: `python -m lab book|rerun|bench|data|train|sync ...`.
+"""Command line: `python -m lab book|rerun|bench|data|train|fisher|distill|crosscheck|sync ...`.
 
 A wrong first step (an unknown chapter, a missing raw-data folder, a chapter run before the one that makes its input,
 a chapter that fails) ends with one line saying what is missing and the command that makes it, and a non-zero exit
@@ -10,8 +10,6 @@ import argparse
 import json
 import os
 import sys
-import time
-from dataclasses import asdict
 from pathlib import Path
 
 from .config import PROFILES
@@ -48,57 +46,6 @@ def run_chapters(cmd: str, run) -> int:
         return 2
     print(json.dumps(out))
     return 0
-
-
-def train_cli(profile: str, out: str | os.PathLike, seed: int = 0, epochs: int | None = None, artefacts=None,
-              dropout: float | None = None, batch_size: int | None = None, progress: bool = False) -> dict:
-    """`python -m lab train --profile P --out DIR`: train the profile's teacher (chapter 02's recipe) into `DIR`, one
-    process or N under `accelerate launch --num_processes N -m lab train ...` (one code path: `fit`). `batch_size` is
-    the global batch, split across the ranks. Rank 0 saves the model (`save_pretrained`), `history.csv`,
-    `train_info.json` and `loss_curve.json` (each step's global-batch loss); returns that summary on every rank."""
-    import torch
-
-    from . import book
-    from .config import get_config
-    from .data import load_rec_data
-    from .io import jsonable, write_json
-    from .models import build_teacher
-    from .train import accelerator, fit, is_main_process, save_finished
-
-    acc = accelerator()
-    P = book.setup(seed, profile, artefacts)
-    cfg = get_config(profile, seed)
-    if epochs is not None:
-        cfg.train.epochs = epochs
-    if batch_size is not None:
-        cfg.train.batch_size = batch_size
-    if dropout is not None:
-        cfg.model.dropout = dropout
-    cfg.train.max_minutes = 1e9 if acc is not None else cfg.train.max_minutes  # ranks must not disagree on stopping
-    if acc is not None:
-        with acc.main_process_first():  # rank 0 generates and caches the data, the others read the cache
-            data, _, stats = load_rec_data(cfg.data, P, seed=seed, progress=False)
-    else:
-        data, _, stats = load_rec_data(cfg.data, P, seed=seed, progress=False)
-    dev = acc.device if acc is not None else book.device()
-    torch.manual_seed(seed)
-    model = build_teacher(cfg.model, data.num_items, data.max_len, item_titles=data.item_titles).to(dev)
-    out = Path(out)
-    losses: list[float] = []
-    t0 = time.perf_counter()
-    history = fit(model, data, cfg.train, seed=seed, progress=progress, step_losses=losses)
-    summary = {"profile": profile, "seed": seed, "world_size": acc.num_processes if acc is not None else 1,
-               "global_batch": cfg.train.batch_size, "epochs": int(len(history)), "steps": len(losses),
-               "train_seconds": time.perf_counter() - t0, "step_loss": losses,
-               "history": jsonable(history.to_dict(orient="records"))}
-    if is_main_process():
-        info = {k: v for k, v in summary.items() if k not in ("step_loss", "history")}
-        save_finished(model, history, {**info, "train": asdict(cfg.train), "model": asdict(cfg.model)}, out,
-                      "train_info.json")
-        write_json(out / "loss_curve.json", summary)
-    if acc is not None:
-        acc.wait_for_everyone()
-    return summary
 
 
 def main(argv=None) -> int:
@@ -162,6 +109,28 @@ def main(argv=None) -> int:
     tr.add_argument("--batch-size", type=int, default=None, help="global batch, split across processes "
                                                                  "(default: the profile's)")
     tr.add_argument("--dropout", type=float, default=None, help="override the model's dropout (0: comparable runs)")
+    fi = sub.add_parser("fisher", help="chapter 03's Fisher of the teacher over the profile's Fisher users into --out "
+                                       "(1 process, or N under `accelerate launch`); last line JSON")
+    ds = sub.add_parser("distill", help="distil the teacher into one student into --out (1 process, or N under "
+                                        "`accelerate launch`); last line JSON")
+    for p_ in (fi, ds):
+        p_.add_argument("--profile", default="default", choices=PROFILES)
+        p_.add_argument("--seed", type=int, default=0)
+        p_.add_argument("--out", required=True, help="output folder")
+        p_.add_argument("--artefacts", default=None, help="artefact root of the run (default: ./artefacts)")
+        p_.add_argument("--teacher", default=None, help="a save_pretrained teacher folder (default: the run's "
+                                                        "chapter 02 teacher)")
+    fi.add_argument("--estimator", default="fisher_empirical", choices=["fisher_empirical", "fisher_true"])
+    fi.add_argument("--method", default="hooks", choices=["hooks", "loop", "vmap"])
+    fi.add_argument("--users", type=int, default=None, help="Fisher users (default: the profile's; 0: all)")
+    ds.add_argument("--layers", type=int, nargs="+", default=None, help="teacher layers kept (default: --rule's)")
+    ds.add_argument("--rule", default="fisher_topk", help="chapter 04's selection rule when --layers is not given")
+    ds.add_argument("--k", type=int, default=None, help="layers the rule keeps (default: L/4)")
+    ds.add_argument("--variant", default="kd+fisher", help="ce | kd | kd+uniform | kd+depth | kd+fisher | tinybert")
+    ds.add_argument("--adapter", default="full", choices=["full", "lora", "qlora"])
+    ds.add_argument("--epochs", type=int, default=None, help="default: the profile's distillation budget")
+    ds.add_argument("--importance", default=None, help="importance rows (parquet; e.g. `python -m lab fisher`'s "
+                                                      "fisher_layers.parquet); default: the run's chapter 03 table")
     sub.add_parser("sync", help="regenerate every notebooks/*.ipynb from its .py (no outputs)")
     a = ap.parse_args(argv)
 
@@ -219,12 +188,27 @@ def main(argv=None) -> int:
         from .crosscheck import recbole as crosscheck_recbole
 
         print(json.dumps(crosscheck_recbole.main(a.profile, a.seed, a.artefacts, a.epochs), default=str))
-    elif a.cmd == "train":  # issue 16 item 2: one code path for 1 process and N (lab.train.fit under accelerate)
+    elif a.cmd in ("train", "fisher", "distill"):  # issue 16 item 2: one code path for 1 process and N (lab.launch)
+        from . import launch
         from .train import is_main_process
 
-        out = train_cli(a.profile, a.out, a.seed, a.epochs, a.artefacts, a.dropout, a.batch_size)
+        common = dict(profile=a.profile, out=a.out, seed=a.seed, artefacts=a.artefacts)
+        try:
+            if a.cmd == "train":
+                out = launch.train_run(**common, epochs=a.epochs, dropout=a.dropout, batch_size=a.batch_size)
+                out = {k: v for k, v in out.items() if k != "history"}
+            elif a.cmd == "fisher":
+                out = launch.fisher_run(**common, teacher=a.teacher, estimator=a.estimator, method=a.method,
+                                        n_samples=a.users)
+            else:
+                out = launch.distill_run(**common, teacher=a.teacher, layers=a.layers, rule=a.rule, k=a.k,
+                                         variant=a.variant, adapter=a.adapter, epochs=a.epochs,
+                                         importance=a.importance)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"python -m lab {a.cmd}: error: {e}", file=sys.stderr)
+            return 2
         if is_main_process():
-            print(json.dumps({k: v for k, v in out.items() if k != "history"}))
+            print(json.dumps(out))
     elif a.cmd == "sync":
         from .notebooks import sync_all
 

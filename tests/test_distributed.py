@@ -123,3 +123,66 @@ def test_distillation_two_processes_same_loss_curve_as_one(two_processes):
     got = two_processes[1]
     assert got["world_size"] == 2 and len(got["step_loss"]) == 8
     np.testing.assert_allclose(got["step_loss"], distill_curve(), rtol=1e-4)
+
+
+# -- the command line: `python -m lab fisher | distill`, 1 process and 2 (lab.launch) -----------------------------
+def _lab(args: list[str], timeout: int = 120) -> subprocess.CompletedProcess:
+    r = subprocess.run([sys.executable, "-m", "lab", *args], cwd=ROOT, env=_env(), capture_output=True, text=True,
+                       timeout=timeout)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r
+
+
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory):
+    """A smoke teacher (`lab train`, 2 epochs), then `lab fisher` and `lab distill` on it, each as 1 process and as
+    2 processes under `accelerate launch`; returns the folder holding them all."""
+    _launcher_or_skip()
+    d = tmp_path_factory.mktemp("cli")
+    common = ["--profile", "smoke", "--artefacts", str(d / "art")]
+    _lab(["train", *common, "--out", str(d / "teacher"), "--epochs", "2"])
+    teacher = ["--teacher", str(d / "teacher")]
+    for n in (1, 2):
+        fisher = ["fisher", *common, *teacher, "--out", str(d / f"fisher{n}")]
+        distill = ["distill", *common, *teacher, "--out", str(d / f"student{n}"), "--epochs", "1",
+                   "--importance", str(d / "fisher1" / "fisher_layers.parquet")]
+        for args in (fisher, distill):
+            _lab(args) if n == 1 else _launch(2, ["-m", "lab", *args])
+    return d
+
+
+def test_fisher_command_two_processes_equals_one(cli_runs):
+    one, two = (np.load(cli_runs / f"fisher{n}" / "fisher_per_sample.npz") for n in (1, 2))
+    info = [json.loads((cli_runs / f"fisher{n}" / "fisher_info.json").read_text()) for n in (1, 2)]
+    assert [i["world_size"] for i in info] == [1, 2]
+    np.testing.assert_array_equal(one["users"], two["users"])  # the same seeded Fisher users, in the same order
+    assert one["per_sample"].shape == (len(one["users"]), len(one["keys"]))
+    # float32 (the teacher's dtype); measured ~1e-7 of the largest entry: only summation order differs
+    np.testing.assert_allclose(two["per_sample"], one["per_sample"], rtol=1e-4,
+                               atol=1e-5 * np.abs(one["per_sample"]).max())
+    import pandas as pd
+
+    a, b = (pd.read_parquet(cli_runs / f"fisher{n}" / "fisher_layers.parquet") for n in (1, 2))
+    assert list(a.columns) == ["layer_idx", "signal", "norm", "value", "ci_low", "ci_high"]
+    np.testing.assert_allclose(b["value"], a["value"], rtol=1e-4)
+
+
+def test_distill_command_two_processes_writes_the_same_student(cli_runs):
+    """The same layers (Fisher top-k from the same table), the same teacher layers and weights; a student saved by
+    rank 0 that loads. Dropout draws a stream per rank, so the weights agree in distribution only (the exact loss
+    curve under 2 processes is `test_distillation_two_processes_same_loss_curve_as_one`)."""
+    from lab.models import SeqRecModel
+
+    infos = [json.loads((cli_runs / f"student{n}" / "distill_info.json").read_text()) for n in (1, 2)]
+    assert infos[0]["student_layers"] == infos[1]["student_layers"] and len(infos[0]["student_layers"]) == 2
+    assert infos[0]["teacher_layers"] == infos[1]["teacher_layers"] and infos[0]["weights"] == infos[1]["weights"]
+    assert all(i["finished"] and i["epochs"] == 1 for i in infos)
+    m = SeqRecModel.from_pretrained(cli_runs / "student2")
+    assert m.num_layers == 2 and list(m.config.source_layers) == infos[1]["student_layers"]
+
+
+def test_launched_commands_name_a_missing_teacher(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "lab", "distill", "--profile", "smoke", "--artefacts",
+                        str(tmp_path / "art"), "--out", str(tmp_path / "s"), "--teacher", str(tmp_path / "nowhere")],
+                       cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "nowhere: no config.json there" in r.stderr and "lab train --out" in r.stderr

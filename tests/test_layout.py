@@ -29,8 +29,9 @@ LAYERS = [
     ("hypotheses",),  # the criteria that decide the authors' claims (issue 15) and their computation from results
     ("bench", "viz", "crosscheck"),  # serve the chapters, or check them by hand: may import every module above
     ("notebooks",),  # the papermill harness that runs the chapters
-    ("rerun", "site"),  # batch reruns over seeds (issue 15); `site`: a run's chapters as a website (issue 17)
-    ("__main__",),  # the command line: `python -m lab book|bench|sync`
+    ("rerun", "site", "launch"),  # batch reruns over seeds (issue 15); `site`: a run's chapters as a website (issue
+    #                               17); `launch`: train / fisher / distill on 1 process or N (issue 16)
+    ("__main__",),  # the command line: `python -m lab book|bench|train|fisher|distill|sync ...`
 ]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 ROOT = "book"  # what `lab/__init__.py` counts as
