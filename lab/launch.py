@@ -151,7 +151,8 @@ def distill_run(profile: str, out: str | os.PathLike, seed: int = 0, artefacts=N
     """`python -m lab distill --profile P --out DIR`: distil the teacher into one student (chapter 05's trainer)
     built from `layers`, or from the `k` layers (default L/4) that chapter 04's `rule` selects with the run's
     importance table, needed by the Fisher rules and the "fisher" weighting: `importance` (a parquet of chapter 03's
-    importance rows, e.g. `python -m lab fisher`'s `fisher_layers.parquet`) or the run's chapter 03 `importance.parquet`.
+    importance rows, e.g. `python -m lab fisher`'s `fisher_layers.parquet`) or the run's chapter 03
+    `importance.parquet`.
     Rank 0 saves the merged student (`save_pretrained`) and `distill_info.json` into `DIR`."""
     from . import book
     from .distill import DistillConfig, distill
