@@ -187,7 +187,10 @@ def get_config(profile: str = "default", seed: int = 0, world: str | None = None
         data, model = DataConfig(max_len=20), ModelConfig()
         train = TrainConfig(epochs=12, batch_size=64, lr=2e-3, patience=3, max_minutes=9.5)
     else:
-        data = DataConfig(n_users=60_000, n_items=12_000, n_clusters=60, mean_seq_len=14.0, max_len=50)
+        # issue 16's size (>= 50k users, 10k items, 500k interactions after the 5-core): the depth world's steep
+        # popularity (alpha 1.4) leaves few tail items at 5, so 60k x 12k kept only 8,305 items; 90k x 16k keeps
+        # 86,500 users, 11,078 items, 1.24 M interactions (seed 0; tests/test_depth_world.py checks it)
+        data = DataConfig(n_users=90_000, n_items=16_000, n_clusters=60, mean_seq_len=14.0, max_len=50)
         model = ModelConfig(num_layers=32, hidden_size=128, num_heads=4, intermediate_size=256, item_dim=128)
         train = TrainConfig(epochs=50, max_minutes=240.0)
     if world == "depth":

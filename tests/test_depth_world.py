@@ -377,3 +377,18 @@ def test_a_pretrained_teacher_is_named_and_compared_with_the_deepest_model_from_
     assert "L=30 (pretrained smollm2-135m) minus L=8: +0.1" in text and "pretrained layers buy quality" in text
     rec = curve.record()
     assert rec["depth_compare_pretrained"]["b"] == 30 and rec["depth_models"][30] == "pretrained smollm2-135m"
+
+
+@pytest.mark.slow
+def test_full_profile_is_as_large_as_issue_16_asks():
+    """The `full` profile's data after chapter 01's de-duplication and 5-core: >= 50k users, >= 10k items, >= 500k
+    interactions (~30 s: the generator's interactions, then the same `k_core` chapter 01 runs)."""
+    from lab.data.preprocess import k_core
+
+    cfg = get_config("full").data
+    inter, _ = S.simulate_synthetic(cfg, 0)
+    pairs = inter[["user", "item"]].drop_duplicates()
+    keep, _ = k_core(pairs["user"].to_numpy(), pairs["item"].to_numpy(), cfg.k_core)
+    kept = pairs[keep]
+    assert kept["user"].nunique() >= 50_000 and kept["item"].nunique() >= 10_000 and len(kept) >= 500_000, \
+        (kept["user"].nunique(), kept["item"].nunique(), len(kept))
