@@ -83,7 +83,8 @@ def run_name(profile: str = "default", seed: int = 0, data: DataConfig | None = 
     return name if int(seed) == 0 else f"{name}-seed{int(seed)}"
 
 
-def paths(profile: str = "default", artefacts: str | os.PathLike | None = None, seed: int = 0) -> Paths:
+def paths(profile: str = "default", artefacts: str | os.PathLike | None = None, seed: int = 0,
+          create: bool = True) -> Paths:
     """The artefact and figure folders of a profile and seed.
 
     Args:
@@ -91,13 +92,16 @@ def paths(profile: str = "default", artefacts: str | os.PathLike | None = None, 
         artefacts: artefact root; default `$LAB_ARTEFACTS` or `<repo>/artefacts`. The run (`run_name`) is a
             sub-folder: `default`, `default-seed1`, ...
         seed: the run's seed (0 keeps the plain profile folder).
+        create: make the folders (a chapter writing into them); False for a reader of another run, which must not
+            leave empty folders behind (chapter 07 looking for the seeds and profiles that ran).
     """
     base = Path(artefacts or os.environ.get("LAB_ARTEFACTS") or REPO_ROOT / "artefacts")
     figs = Path(os.environ.get("LAB_FIGURES") or REPO_ROOT / "figures")
     name = run_name(profile, seed)
     p = Paths(root=base / name, figures=figs / name, profile=profile, seed=int(seed), artefacts=str(artefacts or ""))
-    p.root.mkdir(parents=True, exist_ok=True)
-    p.figures.mkdir(parents=True, exist_ok=True)
+    if create:
+        p.root.mkdir(parents=True, exist_ok=True)
+        p.figures.mkdir(parents=True, exist_ok=True)
     return p
 
 
@@ -234,7 +238,7 @@ def record_all(values: dict, chapter: str | None = None, paths_: Paths | None = 
 
 def results(profile: str = "default", artefacts=None, seed: int = 0) -> dict:
     """All recorded results of a profile and seed, as {chapter: {name: value}}."""
-    return read_json(paths(profile, artefacts, seed).results, default={})
+    return read_json(paths(profile, artefacts, seed, create=False).results, default={})
 
 
 def _flat(prefix: str, v):

@@ -313,7 +313,7 @@ def seed_inputs(profile: str, seed: int, artefacts=None) -> dict:
     """What chapter 07 reads of one seed's run (chapters 01-05): importance table, per-user metrics, results."""
     from .book import paths, results
 
-    P = paths(profile, artefacts, seed)
+    P = paths(profile, artefacts, seed, create=False)
     missing = [f for f in SEED_FILES if not P.file(f).is_file()]
     if missing:
         raise FileNotFoundError(f"seed {seed}: {', '.join(missing)} missing in {P.root}; make them with "

@@ -113,7 +113,7 @@ def run_book(profile: str = "smoke", seed: int = 0, artefacts: str | None = None
     selected = select_chapters(only or BOOK_CHAPTERS.get(profile))
     if (not any(ch.stem.startswith(TEACHER_CHAPTER) for ch in selected)
             and any("load_teacher(" in ch.read_text() for ch in selected)):
-        require_teacher(paths(profile, artefacts, seed))
+        require_teacher(paths(profile, artefacts, seed, create=False))
     times = {}
     for ch in selected:
         t0 = time.perf_counter()

@@ -155,7 +155,7 @@ def rerun(profile: str, seeds: list[int], artefacts: str | None = None, only: li
     out = {int(s): rerun_seed(profile, s, artefacts, first, extra, folder, (out_dirs or {}).get(int(s)))
            if first else {} for s in seeds}
     if last:
-        states = [read_json(paths(profile, artefacts, s).file(STATE), default={}) for s in seeds]
+        states = [read_json(paths(profile, artefacts, s, create=False).file(STATE), default={}) for s in seeds]
         salt = _sha(json.dumps([{c: (v.get("fingerprint"), v.get("started")) for c, v in st.items()
                                  if not c.startswith(POOLING)} for st in states], sort_keys=True))
         for s in seeds:

@@ -152,3 +152,15 @@ def test_c2_bic_and_peaks():
     assert out["estimate"] > H.C2_BIC_MARGIN and all(out["peaks_in_thirds"])
     line = [x + 0.01 * np.random.default_rng(s).normal(size=24) for s in range(2)]
     assert not all(H.c2_multimodal(line)["peaks_in_thirds"])
+
+
+def test_reading_runs_that_did_not_happen_leaves_no_folders(tmp_path, monkeypatch):
+    """Chapter 07 looks for every seed and companion profile; a run that is not there is reported, not created."""
+    from lab.book import results
+    from lab.hypotheses import load_seeds
+
+    monkeypatch.setenv("LAB_FIGURES", str(tmp_path / "figures"))
+    got, missing = load_seeds("default", [5], tmp_path / "art")
+    assert got == [] and len(missing) == 1 and missing[0].startswith("seed 5:")
+    assert results("llm", tmp_path / "art", 3) == {}
+    assert not (tmp_path / "art").exists() and not (tmp_path / "figures").exists()
