@@ -6,6 +6,7 @@ half-written artefact that a later chapter would read.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import tempfile
@@ -67,3 +68,18 @@ def _default(o):
     if hasattr(o, "tolist"):
         return o.tolist()
     return str(o)
+
+
+def write_jsonl_gz(path: str | os.PathLike, lines, batch: int = 50_000) -> None:
+    """Write lines as gzipped JSON Lines, atomically and reproducibly (mtime 0, no file name in the header): the
+    synthetic files (`lab.data.synthetic`) and the converted ones (`lab.data.convert`)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f, \
+            gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=6) as gz:
+        buf = []
+        for line in lines:
+            buf.append(line)
+            if len(buf) >= batch:
+                gz.write(("\n".join(buf) + "\n").encode("utf-8"))
+                buf = []
+        if buf:
+            gz.write(("\n".join(buf) + "\n").encode("utf-8"))

@@ -82,7 +82,6 @@ def test_empty_split_gives_zeros():
 # -- chapter 06: the baselines as modules, against hand-computed answers ----------------------------------------------
 import math  # noqa: E402
 
-import pandas as pd  # noqa: E402
 from toys import N_ITEMS, T, tiny_model, toy_data  # noqa: E402
 
 from lab.config import ModelConfig, TrainConfig  # noqa: E402

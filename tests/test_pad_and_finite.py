@@ -2,13 +2,12 @@
 Fisher's label draws, scores)."""
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 import torch
 
 from lab import fisher as lf
-from lab.config import ModelConfig, get_config
+from lab.config import ModelConfig
 from lab.constants import IGNORE, PAD
 from lab.data import rec_data_from_sequences, toy_markov_sequences
 from lab.distill import DistillConfig, DistillLoss, kd_loss

@@ -69,7 +69,7 @@ class ArchComparison:
             sig = r.p_holm < alpha and (r.ci_low > 0 or r.ci_high < 0)
             lines.append(f"llama minus {r.rival}: {r.mean_diff:+.4f} per user (95% bootstrap CI {r.ci_low:+.4f} to "
                          f"{r.ci_high:+.4f}, Holm-adjusted Wilcoxon p {r.p_holm:.2g}): "
-                         + ((f"llama is better" if r.mean_diff > 0 else f"{r.rival} is better") if sig
+                         + (("llama is better" if r.mean_diff > 0 else f"{r.rival} is better") if sig
                             else "no difference beyond noise") + " on this seed.")
         return "\n".join(lines)
 

@@ -23,7 +23,7 @@ from .. import paths
 from ..config import from_profile, get_config
 from ..models import SeqRecModel, build_model, build_student, count_parameters
 from ..selection import budgets, uniform_layers
-from .timing import seconds, sync
+from .timing import seconds
 
 
 @dataclass

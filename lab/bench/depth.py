@@ -184,7 +184,7 @@ class DepthCurve:
     def conclusion(self) -> str:
         """One sentence per finding, printed from the numbers."""
         t = self.table
-        lines = [f"Test NDCG@10 by depth: " + ", ".join(f"L={L} {v:.4f}" + ("" if m == "from scratch" else f" ({m})")
+        lines = ["Test NDCG@10 by depth: " + ", ".join(f"L={L} {v:.4f}" + ("" if m == "from scratch" else f" ({m})")
                                                         for L, v, m in zip(t.index, t["ndcg@10"], t["model"])) + "."]
         if "bayes" in self.refs:
             lines.append(f"Against the Bayes ceiling {self.refs['bayes']:.4f} and the Markov floor "

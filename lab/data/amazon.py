@@ -200,7 +200,8 @@ def raw_files(category: str, raw_dir: str | os.PathLike) -> tuple[Path, Path | N
     return rev, find_raw_file(raw_dir, f"meta_{category}")
 
 
-def _check_file(path: Path) -> None:
+def check_file(path: Path) -> None:
+    """DataError naming `path` when it is missing, not a file, or empty (every reader and `lab.data.convert`)."""
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if not path.is_file():
@@ -222,7 +223,7 @@ def iter_records(path: str | os.PathLike, chunk_size: int = 200_000, fields: Seq
     """
     path = Path(path)
     fmt = raw_format(path)
-    _check_file(path)
+    check_file(path)
     report = report if report is not None else LoadReport()
     n_rows = 0
     if fmt == "parquet":
@@ -268,10 +269,10 @@ def iter_records(path: str | os.PathLike, chunk_size: int = 200_000, fields: Seq
                 try:
                     rec = loads(raw)
                 except ValueError:  # JSONDecodeError and UnicodeDecodeError
-                    _bad(report, strict, "malformed_json", path, lineno, None, _snippet(raw))
+                    bad_row(report, strict, "malformed_json", path, lineno, None, _snippet(raw))
                     continue
                 if type(rec) is not dict:
-                    _bad(report, strict, "not_an_object", path, lineno, None, _snippet(raw))
+                    bad_row(report, strict, "not_an_object", path, lineno, None, _snippet(raw))
                     continue
                 lines.append(lineno)
                 rows.append(rec if fields is None else tuple(rec.get(f) for f in fields))
@@ -295,7 +296,9 @@ def _snippet(raw: bytes) -> str:
     return raw[:120].decode("utf-8", "replace").strip()
 
 
-def _bad(report: LoadReport, strict: bool, reason: str, path, line, field_, value) -> None:
+def bad_row(report: LoadReport, strict: bool, reason: str, path, line, field_, value) -> None:
+    """One bad input row: with `strict` a DataError naming file, line, field and value; else a counted skip in
+    `report` (the one rule of every reader and converter)."""
     if strict:
         where = f"{path}, line {line}" + (f", field {field_!r}" if field_ else "")
         raise DataError(f"{where}: {reason} ({REASONS.get(reason, '')}); value {value!r}")
@@ -325,9 +328,9 @@ def read_reviews(path: str | os.PathLike, chunk_size: int = 200_000, report: Loa
     for lines, rows in iter_records(path, chunk_size, SEQ_FIELDS, SEQ_FIELDS, report, strict):
         uc, ic, tc, rc, lc = [], [], [], [], []
         for ln, (uid, pa, ts, r) in zip(lines, rows):
-            bad = _check_review(uid, pa, ts, r)
+            bad = check_review(uid, pa, ts, r)
             if bad is not None:
-                _bad(report, strict, bad[0], path, ln, bad[1], bad[2])
+                bad_row(report, strict, bad[0], path, ln, bad[1], bad[2])
                 continue
             uc.append(users.setdefault(uid, len(users)))
             ic.append(items.setdefault(pa, len(items)))
@@ -351,7 +354,7 @@ def read_reviews(path: str | os.PathLike, chunk_size: int = 200_000, report: Loa
     })
 
 
-def _check_review(uid, pa, ts, r):
+def check_review(uid, pa, ts, r):
     """None for a valid review, else (reason, field, value) for the first bad field."""
     for name, v in (("user_id", uid), ("parent_asin", pa)):
         if v is None:
@@ -415,19 +418,19 @@ def read_meta(path: str | os.PathLike, chunk_size: int = 200_000, report: LoadRe
             rec = row if fields is None else dict(zip(fields, row))
             pa, title = rec.get("parent_asin"), rec.get("title")
             if pa is None:
-                _bad(report, strict, "missing_field", path, ln, "parent_asin", pa)
+                bad_row(report, strict, "missing_field", path, ln, "parent_asin", pa)
                 continue
             if type(pa) is not str or not pa.strip():
-                _bad(report, strict, "bad_type" if type(pa) is not str else "bad_value", path, ln, "parent_asin", pa)
+                bad_row(report, strict, "bad_type" if type(pa) is not str else "bad_value", path, ln, "parent_asin", pa)
                 continue
             if title is not None and type(title) is not str:
-                _bad(report, strict, "bad_type", path, ln, "title", title)
+                bad_row(report, strict, "bad_type", path, ln, "title", title)
                 continue
             if known is not None and pa not in known:
-                _bad(report, strict, "unknown_item", path, ln, "parent_asin", pa)
+                bad_row(report, strict, "unknown_item", path, ln, "parent_asin", pa)
                 continue
             if pa in seen:
-                _bad(report, strict, "duplicate_item", path, ln, "parent_asin", pa)
+                bad_row(report, strict, "duplicate_item", path, ln, "parent_asin", pa)
                 continue
             seen.add(pa)
             if keep is not None and pa not in keep:

@@ -40,9 +40,8 @@ from pathlib import Path
 from typing import Iterator
 
 from ..config import check_category
-from ..io import write_json
-from .amazon import DataError, LoadReport, _bad, _check_file, _check_review
-from .synthetic import _write_jsonl_gz
+from ..io import write_json, write_jsonl_gz
+from .amazon import DataError, LoadReport, bad_row, check_file, check_review
 
 FORMATS = ("recbole", "seq", "csv")  # what `convert` reads
 SEQ_T0_MS = 1_000_000_000_000  # seq format: the first item's timestamp (2001-09-09, Unix ms) ...
@@ -106,12 +105,12 @@ def _number(text: str):
 
 def _review(user: str, item: str, ts, rating, scale: int):
     """(user, item, timestamp ms, rating) parsed from strings, or (reason, field, value) for the first bad field,
-    checked by the reader's own `_check_review`."""
+    checked by the reader's own `check_review`."""
     t = _number(ts) if isinstance(ts, str) else ts
     if type(t) is float and math.isfinite(t):
         t = round(t * scale)
     r = _number(rating) if isinstance(rating, str) else rating
-    bad = _check_review(user, item, t, r)
+    bad = check_review(user, item, t, r)
     if bad is not None:
         field = {"parent_asin": "item", "user_id": "user"}.get(bad[1], bad[1])
         value = {"timestamp": ts, "rating": rating}.get(bad[1], bad[2])
@@ -193,7 +192,7 @@ def convert(fmt: str, src: str | os.PathLike, out_dir: str | os.PathLike, catego
         raise ValueError(f"time_unit must be 's' or 'ms', not {time_unit!r}")
     src, out_dir = Path(src), Path(out_dir)
     category = check_category(category or default_category(src))
-    _check_file(src)
+    check_file(src)
     report = report if report is not None else LoadReport()
     rows = _seq_rows(src) if fmt == "seq" else _table_rows(src, fmt, columns, delimiter, time_unit)
     users: set = set()
@@ -220,7 +219,7 @@ def convert(fmt: str, src: str | os.PathLike, out_dir: str | os.PathLike, catego
                 report.count_read(src, 1)
                 last = line
             if bad is not None:
-                _bad(report, strict, bad[0], src, line, bad[1], bad[2])
+                bad_row(report, strict, bad[0], src, line, bad[1], bad[2])
                 continue
             user, item, ts, rating = rec
             users.add(user)
@@ -235,8 +234,8 @@ def convert(fmt: str, src: str | os.PathLike, out_dir: str | os.PathLike, catego
 
     out = {"reviews": out_dir / f"{category}.jsonl.gz", "meta": out_dir / f"meta_{category}.jsonl.gz",
            "report": out_dir / f"{category}.convert.json"}
-    _write_jsonl_gz(out["reviews"], review_lines())
-    _write_jsonl_gz(out["meta"], meta_lines())
+    write_jsonl_gz(out["reviews"], review_lines())
+    write_jsonl_gz(out["meta"], meta_lines())
     summary = {"category": category, "format": fmt, "source": str(src), "interactions": state["kept"],
                "users": len(users), "items": len(items), "rows_read": report.rows_read,
                "rows_skipped": report.rows_skipped, "skipped": dict(report.skipped)}

@@ -49,7 +49,6 @@ world of a seed with the generated ids, and `reference_scorers` scores a process
 """
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import os
@@ -65,7 +64,7 @@ import torch
 
 from ..config import DataConfig
 from ..constants import PAD
-from ..io import atomic_path, read_json, write_json
+from ..io import read_json, write_json, write_jsonl_gz
 from .amazon import fingerprint
 
 
@@ -427,8 +426,8 @@ def generate_synthetic(cfg: DataConfig, raw_dir: str | os.PathLike, seed: int = 
 
     out = {"reviews": raw_dir / f"{cfg.category}.jsonl.gz", "meta": raw_dir / f"meta_{cfg.category}.jsonl.gz",
            "params": raw_dir / f"{cfg.category}.synthetic.json"}
-    _write_jsonl_gz(out["reviews"], review_lines())
-    _write_jsonl_gz(out["meta"], meta_lines())
+    write_jsonl_gz(out["reviews"], review_lines())
+    write_jsonl_gz(out["meta"], meta_lines())
     write_json(out["params"], {**generator_params(cfg, seed), "rows": int(len(f.rows)), "interactions": int(f.n),
                                "repeats": int(f.rep.size), "duplicates": int(f.dup.size),
                                "files": {k: fingerprint(v) for k, v in out.items() if k != "params"},
@@ -523,20 +522,6 @@ def _draw_files(cfg: DataConfig, seed: int, inter: pd.DataFrame, world: Syntheti
                            all_item=all_item, all_user=all_user, all_ts=all_ts, helpful=helpful, verified=verified,
                            txt_pick=txt_pick, parent=parent, user_ids=user_ids, titles=titles, store=store,
                            genres=genres, price=price, has_price=has_price, pages=pages, cnt=cnt, avg=avg)
-
-
-def _write_jsonl_gz(path: Path, lines, batch: int = 50_000) -> None:
-    """Write lines as gzipped JSON Lines, atomically and reproducibly (mtime 0, no file name in the header)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=6) as gz:
-        buf = []
-        for line in lines:
-            buf.append(line)
-            if len(buf) >= batch:
-                gz.write(("\n".join(buf) + "\n").encode("utf-8"))
-                buf = []
-        if buf:
-            gz.write(("\n".join(buf) + "\n").encode("utf-8"))
 
 
 def ensure_synthetic(cfg: DataConfig, raw_dir: str | os.PathLike, seed: int = 0, progress: bool = False) -> bool:

@@ -30,7 +30,6 @@ import torch
 import torch.nn.functional as F
 
 from ..config import DataConfig, from_profile
-from ..constants import PAD
 from ..data import RecData, SyntheticWorld, generated_ids, is_depth_world, planted_variables, synthetic_world
 from ..io import write_parquet
 from ..stats import spearman_ci
