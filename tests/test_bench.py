@@ -94,3 +94,35 @@ def test_bench_train_measures_both_steps_and_derives_the_rates(capsys):
         assert r["epoch_s"] == pytest.approx(math.ceil(cfg.data.n_users / r["batch_size"]) * r["step_s"])
     assert bt.throughput([3.0, 1.0, 2.0], 4, 10) == {"step_s": 2.0, "steps_per_s": 0.5, "samples_per_s": 2.0,
                                                      "epoch_s": 6.0, "batch_size": 4, "steps_timed": 3}
+
+
+def test_bench_train_ratios_against_another_device(tmp_path, capsys, monkeypatch):
+    """`--against FILE` (another device's saved output, last line JSON) adds epoch-time ratios: the other's epoch
+    seconds over this run's, per model and per CUDA variant; the variants themselves are timed like the teacher."""
+    import json
+
+    from lab.__main__ import main
+    from lab.bench import train as bt
+
+    other = {"device": "cpu", "threads": 2, "teacher": {"epoch_s": 30.0}, "distill": {"epoch_s": 12.0}}
+    mine = {"teacher": {"epoch_s": 1.5}, "distill": {"epoch_s": 0.5},
+            "cuda_variants": [{"variant": "fp32", "epoch_s": 3.0}, {"variant": "bf16", "epoch_s": 1.2}]}
+    assert bt.ratios_against(mine, other) == {
+        "against_device": "cpu", "against_threads": 2, "teacher_epoch_speedup": 20.0, "distill_epoch_speedup": 24.0,
+        "teacher_epoch_speedup_fp32": 10.0, "teacher_epoch_speedup_bf16": 25.0}
+    f = tmp_path / "cpu.log"
+    f.write_text("[bench train] a line of the table\n" + json.dumps(other) + "\n")
+    assert main(["bench", "train", "--profile", "smoke", "--against", str(f)]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["against"]["teacher_epoch_speedup"] == pytest.approx(30.0 / out["teacher"]["epoch_s"])
+    assert out["against"]["distill_epoch_speedup"] == pytest.approx(12.0 / out["distill"]["epoch_s"])
+    # the CUDA variants (run here on the CPU, compile left out): one row each, at its own batch
+    monkeypatch.setattr(bt, "CUDA_VARIANTS", tuple(v for v in bt.CUDA_VARIANTS if not v[3]))
+    cfg = get_config("smoke")
+    from lab.models import build_teacher
+
+    t = build_teacher(cfg.model, cfg.data.n_items, cfg.data.max_len)
+    rows = bt.cuda_variants(cfg, t, lambda m, x, y, r: m(x, labels=y, score="none").loss, 0, 2, 1)
+    assert [r["variant"] for r in rows] == ["fp32", "bf16", "bf16_b256", "bf16_b1024"]
+    assert [r["batch_size"] for r in rows] == [cfg.train.batch_size, cfg.train.batch_size, 256, 1024]
+    assert all(r["steps_timed"] == 2 and r["step_s"] > 0 for r in rows)

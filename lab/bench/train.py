@@ -6,6 +6,11 @@ its uniform L/4 student (logit KD + the layer-wise term, the teacher run live un
 chapter 05's teacher cache). The inputs are random full-length histories of the profile's catalogue (shape matters,
 not content). Per model: the median step seconds after warm-up, steps/s, samples/s and the seconds an epoch of the
 profile's generated users would take (validation not included). The last line the CLI prints is the JSON object.
+
+A step is `lab.train.fit`'s: bf16 autocast on CUDA (a no-op on the CPU), fused AdamW on CUDA, clipping. On CUDA the
+benchmark also times the teacher's step with each of issue 16's changes on its own (`CUDA_VARIANTS`: float32 at the
+CPU's batch, bf16, bigger batches, torch.compile), so each change is measured, and `against` (a JSON this benchmark
+printed on another device, e.g. the 2-core CPU's) adds the epoch-time ratios of this run to that one.
 """
 from __future__ import annotations
 
@@ -19,22 +24,26 @@ from ..config import get_config
 from ..distill import DistillConfig, DistillLoss, freeze_teacher, layer_mapping, layer_weights
 from ..models import build_student, build_teacher
 from ..selection import uniform_layers
-from ..train import train_batch_size
+from ..train import autocast, train_batch_size
 from .compact import random_histories
 from .timing import seconds
 
 
 def step_seconds(model, loss_fn, x: torch.Tensor, y: torch.Tensor, steps: int, warmup: int,
-                 grad_clip: float = 1.0) -> list[float]:
+                 grad_clip: float = 1.0, bf16: bool = True, compile: bool = False) -> list[float]:
     """Wall seconds of each of `steps` optimiser steps (forward, backward, clipping, AdamW) after `warmup` untimed ones;
-    `loss_fn(model, x, y, rows)` as `lab.train.fit` calls it."""
+    `loss_fn(model, x, y, rows)` as `lab.train.fit` calls it, under its autocast (bf16 on CUDA unless `bf16` is
+    False) and, with `compile`, on `torch.compile(model)`."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, **({"fused": True} if x.is_cuda else {}))  # as `fit` on a GPU
     rows = torch.arange(len(x), device=x.device)
     model.train()
+    net = torch.compile(model) if compile else model
+    amp = (lambda: autocast(x.device)) if bf16 else (lambda: torch.autocast(x.device.type, enabled=False))
 
     def step():
-        loss = loss_fn(model, x, y, rows)
+        with amp():
+            loss = loss_fn(net, x, y, rows)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, grad_clip)
@@ -51,21 +60,57 @@ def throughput(times: list[float], batch_size: int, n_users: int) -> dict:
             "epoch_s": math.ceil(n_users / batch_size) * step, "batch_size": batch_size, "steps_timed": len(times)}
 
 
-def run(profile: str = "default", seed: int = 0, steps: int = 10, warmup: int = 2) -> dict:
-    """`python -m lab bench train`: the teacher's CE step and the L/4 student's live KD + layer step; prints a line
-    per model and returns the JSON-able summary."""
+# issue 16, item 1: the teacher's step with one change at a time (CUDA only): (name, batch or None for the CPU's
+# batch, bf16 autocast, torch.compile)
+CUDA_VARIANTS = (("fp32", None, False, False), ("bf16", None, True, False), ("bf16_b256", 256, True, False),
+                 ("bf16_b1024", 1024, True, False), ("bf16_b1024_compile", 1024, True, True))
+
+
+def histories(n_items: int, max_len: int, batch: int, seed: int, dev) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, next items) of `batch` random full-length histories, on `dev`.  # (B, T) each"""
+    x = random_histories(n_items, max_len, batch, seed).to(dev)  # (B, T)
+    return x, torch.cat([x[:, 1:], random_histories(n_items, 1, batch, seed + 1).to(dev)], dim=1)
+
+
+def cuda_variants(cfg, teacher, ce, seed: int, steps: int, warmup: int) -> list[dict]:
+    """The teacher's step under each of `CUDA_VARIANTS` (issue 16's changes, measured one at a time)."""
+    out = []
+    for name, batch, bf16, comp in CUDA_VARIANTS:
+        B = batch or cfg.train.batch_size
+        x, y = histories(cfg.data.n_items, cfg.data.max_len, B, seed, next(teacher.parameters()).device)
+        times = step_seconds(teacher, ce, x, y, steps, warmup + (3 if comp else 0), cfg.train.grad_clip, bf16, comp)
+        out.append({"variant": name, "bf16": bf16, "compile": comp, **throughput(times, B, cfg.data.n_users)})
+    return out
+
+
+def ratios_against(out: dict, other: dict) -> dict:
+    """Epoch-time ratios of another device's `bench train` JSON to this run's (>1: this run is faster): the teacher's
+    and the KD step's at their own batches, and each CUDA variant's against the other's teacher."""
+    r = {"against_device": other.get("device"), "against_threads": other.get("threads"),
+         "teacher_epoch_speedup": other["teacher"]["epoch_s"] / out["teacher"]["epoch_s"],
+         "distill_epoch_speedup": other["distill"]["epoch_s"] / out["distill"]["epoch_s"]}
+    for v in out.get("cuda_variants", []):
+        r[f"teacher_epoch_speedup_{v['variant']}"] = other["teacher"]["epoch_s"] / v["epoch_s"]
+    return r
+
+
+def run(profile: str = "default", seed: int = 0, steps: int = 10, warmup: int = 2, against: dict | None = None) -> dict:
+    """`python -m lab bench train`: the teacher's CE step and the L/4 student's live KD + layer step (and on CUDA the
+    teacher under each of `CUDA_VARIANTS`); prints a line per model and returns the JSON-able summary, with the
+    epoch-time ratios to `against` (another run's JSON) when given."""
     cfg = get_config(profile, seed)
     dev = device()
     torch.manual_seed(seed)
     N, T, B = cfg.data.n_items, cfg.data.max_len, train_batch_size(cfg.train, dev)  # the GPU batch on a GPU
-    x = random_histories(N, T, B, seed).to(dev)  # (B, T)
-    y = torch.cat([x[:, 1:], random_histories(N, 1, B, seed + 1).to(dev)], dim=1)  # (B, T) the next item
+    x, y = histories(N, T, B, seed, dev)  # (B, T) histories and their next items
     teacher = build_teacher(cfg.model, N, T).to(dev)
     ce = lambda m, xb, yb, rows: m(xb, labels=yb, score="none").loss  # noqa: E731
     out = {"bench": "train", "profile": profile, "device": str(dev), "threads": torch.get_num_threads(),
            "teacher": {"n_layers": teacher.num_layers,
                        **throughput(step_seconds(teacher, ce, x, y, steps, warmup, cfg.train.grad_clip), B,
                                     cfg.data.n_users)}}
+    if dev.type == "cuda":  # before the teacher is frozen for the KD step
+        out["cuda_variants"] = cuda_variants(cfg, teacher, ce, seed, steps, warmup)
     L = teacher.num_layers
     k = max(1, L // 4)
     student = build_student(teacher, uniform_layers(L, k)).to(dev)
@@ -76,9 +121,15 @@ def run(profile: str = "default", seed: int = 0, steps: int = 10, warmup: int = 
     out["distill"] = {"n_layers": k, "variant": dcfg.variant, "teacher": "live",
                       **throughput(step_seconds(student, loss, x, y, steps, warmup, cfg.train.grad_clip), B,
                                    cfg.data.n_users)}
-    for name in ("teacher", "distill"):
-        r = out[name]
-        print(f"[bench train] {profile} {name} ({r['n_layers']} layers, batch {B}, {dev}): {r['step_s'] * 1e3:.0f} ms "
-              f"per step, {r['samples_per_s']:.0f} samples/s, {r['epoch_s']:.0f} s per epoch of {cfg.data.n_users} "
-              "users", flush=True)
+    rows = [("teacher", out["teacher"]), ("distill", out["distill"])]
+    rows += [(f"teacher {v['variant']}", {**v, "n_layers": L}) for v in out.get("cuda_variants", [])]
+    for name, r in rows:
+        print(f"[bench train] {profile} {name} ({r['n_layers']} layers, batch {r['batch_size']}, {dev}): "
+              f"{r['step_s'] * 1e3:.1f} ms per step, {r['samples_per_s']:.0f} samples/s, {r['epoch_s']:.1f} s per "
+              f"epoch of {cfg.data.n_users} users", flush=True)
+    if against is not None:
+        out["against"] = ratios_against(out, against)
+        print(f"[bench train] epoch time, {against.get('device')} / this run: teacher "
+              f"{out['against']['teacher_epoch_speedup']:.1f}x, KD step {out['against']['distill_epoch_speedup']:.1f}x",
+              flush=True)
     return out

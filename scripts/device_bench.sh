@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Issue 16's GPU measurements in one run on a lent card (README, "One GPU"). Prepared here, run there:
+#   1. here: `make device-wheels` (transformers 5.24 and peft 0.21 for the card's Python 3.12 in .whl/;
+#      its image has torch and accelerate, but transformers 5.17, too old for lab);
+#   2. the device tool: run(command="bash scripts/device_bench.sh", carry=[".whl"], timeout_s=540).
+# What comes back in $OUT: the GPU's name, `bench train` for default and full (each teacher variant of
+# lab.bench.train.CUDA_VARIANTS, the ratios against this CPU's saved JSON in benchmarks/), and the log and
+# train_info.json of a real 2-epoch teacher training through lab.train.fit (resident tensors, fused AdamW, bf16).
+set -uo pipefail
+OUT=${OUT:-/tmp/device_out}
+mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "no wheels in .whl/: run make device-wheels here first"; exit 1; }
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TQDM_DISABLE=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)" | tee -a "$OUT/gpu.txt"
+for p in default full; do
+    timeout 200 python3 -m lab bench train --profile $p --against benchmarks/cpu-2core/train_$p.json \
+        2>&1 | tee "$OUT/bench_train_$p.log"
+done
+timeout 240 python3 -m lab train --profile default --epochs 2 --out /tmp/teacher --artefacts /tmp/art \
+    2>&1 | tail -5 | tee "$OUT/train_default.log"
+cp /tmp/teacher/train_info.json /tmp/teacher/history.csv "$OUT/" 2>/dev/null || true
