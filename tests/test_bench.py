@@ -126,3 +126,23 @@ def test_bench_train_ratios_against_another_device(tmp_path, capsys, monkeypatch
     assert [r["variant"] for r in rows] == ["fp32", "bf16", "bf16_b256", "bf16_b1024"]
     assert [r["batch_size"] for r in rows] == [cfg.train.batch_size, cfg.train.batch_size, 256, 1024]
     assert all(r["steps_timed"] == 2 and r["step_s"] > 0 for r in rows)
+
+
+def test_device_script_compares_with_saved_cpu_runs():
+    """scripts/device_bench.sh (the GPU check prepared for a lent card) compares with the CPU JSON it names: each file
+    is there, from the CPU, for its profile, and holds what `ratios_against` reads."""
+    import json
+    import re
+    from pathlib import Path
+
+    from lab.bench import train as bt
+
+    root = Path(__file__).resolve().parents[1]
+    script = (root / "scripts" / "device_bench.sh").read_text()
+    profiles = re.search(r"for p in ([a-z ]+); do", script).group(1).split()
+    assert profiles == ["default", "full"] and "--against benchmarks/cpu-2core/train_$p.json" in script
+    for p in profiles:
+        saved = json.loads((root / "benchmarks" / "cpu-2core" / f"train_{p}.json").read_text())
+        assert saved["device"] == "cpu" and saved["profile"] == p
+        r = bt.ratios_against(saved, saved)
+        assert r["teacher_epoch_speedup"] == r["distill_epoch_speedup"] == 1.0
