@@ -26,7 +26,8 @@ import torch
 
 
 def _context(profile: str, seed: int, artefacts):
-    """(accelerator or None, Paths, BookConfig, RecData, device) of a launched run; rank 0 builds the data first."""
+    """(accelerator or None, Paths, BookConfig, RecData, device, data stats) of a launched run; rank 0 builds the
+    data first."""
     from . import book
     from .config import get_config
     from .data import load_rec_data
@@ -37,10 +38,24 @@ def _context(profile: str, seed: int, artefacts):
     cfg = get_config(profile, seed)
     if acc is not None:
         with acc.main_process_first():  # rank 0 generates and caches the data, the others read the cache
-            data, _, _ = load_rec_data(cfg.data, P, seed=seed, progress=False)
+            data, _, stats = load_rec_data(cfg.data, P, seed=seed, progress=False)
     else:
-        data, _, _ = load_rec_data(cfg.data, P, seed=seed, progress=False)
-    return acc, P, cfg, data, (acc.device if acc is not None else book.device())
+        data, _, stats = load_rec_data(cfg.data, P, seed=seed, progress=False)
+    return acc, P, cfg, data, (acc.device if acc is not None else book.device()), stats
+
+
+def weights_fingerprint(folder: str | os.PathLike) -> str:
+    """sha256 of a `save_pretrained` folder's weight files (`*.safetensors`, sorted by name): part of a distilled
+    student's run key, so a retrained teacher in the same folder retrains the student instead of loading a stale one."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
 
 
 def _teacher(teacher: str | os.PathLike | None, P, device):
@@ -70,7 +85,7 @@ def train_run(profile: str, out: str | os.PathLike, seed: int = 0, epochs: int |
     from .models import build_teacher
     from .train import fit, is_main_process, save_finished
 
-    acc, P, cfg, data, dev = _context(profile, seed, artefacts)
+    acc, P, cfg, data, dev, stats = _context(profile, seed, artefacts)
     if epochs is not None:
         cfg.train.epochs = epochs
     if batch_size is not None:
@@ -113,7 +128,7 @@ def fisher_run(profile: str, out: str | os.PathLike, seed: int = 0, artefacts=No
     from .io import atomic_path, write_json, write_parquet
     from .train import is_main_process
 
-    acc, P, cfg, data, dev = _context(profile, seed, artefacts)
+    acc, P, cfg, data, dev, stats = _context(profile, seed, artefacts)
     model = _teacher(teacher, P, dev)
     fc = FisherConfig.for_profile(profile)
     n = fc.n_samples if n_samples is None else n_samples
@@ -153,14 +168,15 @@ def distill_run(profile: str, out: str | os.PathLike, seed: int = 0, artefacts=N
     importance table, needed by the Fisher rules and the "fisher" weighting: `importance` (a parquet of chapter 03's
     importance rows, e.g. `python -m lab fisher`'s `fisher_layers.parquet`) or the run's chapter 03
     `importance.parquet`.
-    Rank 0 saves the merged student (`save_pretrained`) and `distill_info.json` into `DIR`."""
+    Rank 0 saves the merged student (`save_pretrained`) and `distill_info.json` into `DIR`; run again with the same
+    settings, teacher weights and data, it loads that student instead of training (`distill`'s run key)."""
     from . import book
     from .distill import DistillConfig, distill
     from .models import build_student
     from .selection import select_layers
     from .train import is_main_process
 
-    acc, P, cfg, data, dev = _context(profile, seed, artefacts)
+    acc, P, cfg, data, dev, stats = _context(profile, seed, artefacts)
     t = _teacher(teacher, P, dev)
     dc = DistillConfig.for_profile(profile).with_variant(variant)
     dc = dataclasses.replace(dc, adapter=adapter, epochs=dc.epochs if epochs is None else epochs)
@@ -181,10 +197,12 @@ def distill_run(profile: str, out: str | os.PathLike, seed: int = 0, artefacts=N
                                model=t, data=data)
     student = build_student(t, sorted(int(i) for i in layers)).to(dev)
     model, history, info = distill(t, student, data, dc, cfg.train, out, importance=importance, seed=seed,
-                                   progress=progress and is_main_process(), key={"teacher": str(teacher or "run")})
+                                   progress=progress and is_main_process(),
+                                   key={"teacher": weights_fingerprint(teacher or P.teacher),
+                                        "data": stats.get("config_hash")})
     summary = {"profile": profile, "seed": seed, "world_size": acc.num_processes if acc is not None else 1,
                "layers": [int(i) for i in student.config.source_layers], "variant": dc.variant, "adapter": adapter,
                **{k_: info[k_] for k_ in ("epochs", "best_valid_ndcg@10", "train_seconds", "trainable_params",
-                                          "teacher_layers", "finished") if k_ in info}}
+                                          "teacher_layers", "finished", "loaded") if k_ in info}}
     _done(acc)
     return summary

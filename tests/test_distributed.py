@@ -181,6 +181,26 @@ def test_distill_command_two_processes_writes_the_same_student(cli_runs):
     assert m.num_layers == 2 and list(m.config.source_layers) == infos[1]["student_layers"]
 
 
+def test_distill_command_loads_a_finished_student_unless_the_teacher_changed(cli_runs, tmp_path):
+    """Run again with the same settings, teacher weights and data, `lab distill` loads the student it wrote; the
+    same command on a teacher with other weights (trained 1 epoch instead of 2) in the same folder trains again."""
+    import shutil
+
+    from lab.launch import weights_fingerprint
+
+    d = cli_runs
+    teacher = tmp_path / "teacher"
+    shutil.copytree(d / "teacher", teacher)
+    args = ["distill", "--profile", "smoke", "--artefacts", str(d / "art"), "--teacher", str(teacher), "--out",
+            str(tmp_path / "student"), "--epochs", "1", "--importance", str(d / "fisher1" / "fisher_layers.parquet")]
+    first, again = (json.loads(_lab(args).stdout.strip().splitlines()[-1]) for _ in range(2))
+    assert (first["loaded"], again["loaded"]) == (False, True) and first["layers"] == again["layers"]
+    before = weights_fingerprint(teacher)
+    _lab(["train", "--profile", "smoke", "--artefacts", str(d / "art"), "--out", str(teacher), "--epochs", "1"])
+    assert weights_fingerprint(teacher) != before
+    assert json.loads(_lab(args).stdout.strip().splitlines()[-1])["loaded"] is False
+
+
 def test_launched_commands_name_a_missing_teacher(tmp_path):
     r = subprocess.run([sys.executable, "-m", "lab", "distill", "--profile", "smoke", "--artefacts",
                         str(tmp_path / "art"), "--out", str(tmp_path / "s"), "--teacher", str(tmp_path / "nowhere")],
