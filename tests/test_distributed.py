@@ -146,15 +146,20 @@ def cli_runs(tmp_path_factory):
         fisher = ["fisher", *common, *teacher, "--out", str(d / f"fisher{n}")]
         distill = ["distill", *common, *teacher, "--out", str(d / f"student{n}"), "--epochs", "1",
                    "--importance", str(d / "fisher1" / "fisher_layers.parquet")]
-        for args in (fisher, distill):
+        true = ["fisher", *common, *teacher, "--out", str(d / f"fisher_true{n}"), "--estimator", "fisher_true"]
+        for args in (fisher, distill, true):
             _lab(args) if n == 1 else _launch(2, ["-m", "lab", *args])
     return d
 
 
-def test_fisher_command_two_processes_equals_one(cli_runs):
-    one, two = (np.load(cli_runs / f"fisher{n}" / "fisher_per_sample.npz") for n in (1, 2))
-    info = [json.loads((cli_runs / f"fisher{n}" / "fisher_info.json").read_text()) for n in (1, 2)]
+@pytest.mark.parametrize("name", ["fisher", "fisher_true"])
+def test_fisher_command_two_processes_equals_one(cli_runs, name):
+    """Either estimator: the true Fisher's labels are drawn over all users before the users are sharded, so its
+    2-process estimate is the 1-process one too (drawn per shard, the draws would differ)."""
+    one, two = (np.load(cli_runs / f"{name}{n}" / "fisher_per_sample.npz") for n in (1, 2))
+    info = [json.loads((cli_runs / f"{name}{n}" / "fisher_info.json").read_text()) for n in (1, 2)]
     assert [i["world_size"] for i in info] == [1, 2]
+    assert {i["estimator"] for i in info} == {"fisher_empirical" if name == "fisher" else "fisher_true"}
     np.testing.assert_array_equal(one["users"], two["users"])  # the same seeded Fisher users, in the same order
     assert one["per_sample"].shape == (len(one["users"]), len(one["keys"]))
     # float32 (the teacher's dtype); measured ~1e-7 of the largest entry: only summation order differs
@@ -162,7 +167,7 @@ def test_fisher_command_two_processes_equals_one(cli_runs):
                                atol=1e-5 * np.abs(one["per_sample"]).max())
     import pandas as pd
 
-    a, b = (pd.read_parquet(cli_runs / f"fisher{n}" / "fisher_layers.parquet") for n in (1, 2))
+    a, b = (pd.read_parquet(cli_runs / f"{name}{n}" / "fisher_layers.parquet") for n in (1, 2))
     assert list(a.columns) == ["layer_idx", "signal", "norm", "value", "ci_low", "ci_high"]
     np.testing.assert_allclose(b["value"], a["value"], rtol=1e-4)
 
