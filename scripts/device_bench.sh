@@ -14,10 +14,13 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TQDM_DISABLE=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)" | tee -a "$OUT/gpu.txt"
-for p in default full; do
-    timeout 200 python3 -m lab bench train --profile $p --against benchmarks/cpu-2core/train_$p.json \
-        2>&1 | tee "$OUT/bench_train_$p.log"
+# PROFILES / TRAIN_PROFILE: a dry run elsewhere (e.g. PROFILES=smoke TRAIN_PROFILE=smoke on the CPU, python3 on PATH
+# being the project's venv) checks the script without a card
+for p in ${PROFILES:-default full}; do
+    against=benchmarks/cpu-2core/train_$p.json
+    [ -f "$against" ] && against_arg="--against $against" || against_arg=""
+    timeout 200 python3 -m lab bench train --profile "$p" $against_arg 2>&1 | tee "$OUT/bench_train_$p.log"
 done
-timeout 240 python3 -m lab train --profile default --epochs 2 --out /tmp/teacher --artefacts /tmp/art \
-    2>&1 | tail -5 | tee "$OUT/train_default.log"
+timeout 240 python3 -m lab train --profile "${TRAIN_PROFILE:-default}" --epochs 2 --out /tmp/teacher \
+    --artefacts /tmp/art 2>&1 | tail -5 | tee "$OUT/train.log"
 cp /tmp/teacher/train_info.json /tmp/teacher/history.csv "$OUT/" 2>/dev/null || true

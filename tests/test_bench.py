@@ -139,8 +139,8 @@ def test_device_script_compares_with_saved_cpu_runs():
 
     root = Path(__file__).resolve().parents[1]
     script = (root / "scripts" / "device_bench.sh").read_text()
-    profiles = re.search(r"for p in ([a-z ]+); do", script).group(1).split()
-    assert profiles == ["default", "full"] and "--against benchmarks/cpu-2core/train_$p.json" in script
+    profiles = re.search(r"for p in \$\{PROFILES:-([a-z ]+)\}; do", script).group(1).split()
+    assert profiles == ["default", "full"] and "against=benchmarks/cpu-2core/train_$p.json" in script
     for p in profiles:
         saved = json.loads((root / "benchmarks" / "cpu-2core" / f"train_{p}.json").read_text())
         assert saved["device"] == "cpu" and saved["profile"] == p
