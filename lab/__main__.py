@@ -111,6 +111,9 @@ def main(argv=None) -> int:
     tr.add_argument("--batch-size", type=int, default=None, help="global batch, split across processes "
                                                                  "(default: the profile's)")
     tr.add_argument("--dropout", type=float, default=None, help="override the model's dropout (0: comparable runs)")
+    tr.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the profile's)")
+    tr.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of one process (default: the "
+                                                                   "profile's; not applied under N processes)")
     fi = sub.add_parser("fisher", help="chapter 03's Fisher of the teacher over the profile's Fisher users into --out "
                                        "(1 process, or N under `accelerate launch`); last line JSON")
     ds = sub.add_parser("distill", help="distil the teacher into one student into --out (1 process, or N under "
@@ -198,7 +201,8 @@ def main(argv=None) -> int:
         common = dict(profile=a.profile, out=a.out, seed=a.seed, artefacts=a.artefacts)
         try:
             if a.cmd == "train":
-                out = launch.train_run(**common, epochs=a.epochs, dropout=a.dropout, batch_size=a.batch_size)
+                out = launch.train_run(**common, epochs=a.epochs, dropout=a.dropout, batch_size=a.batch_size,
+                                       lr=a.lr, max_minutes=a.max_minutes)
                 out = {k: v for k, v in out.items() if k != "history"}
             elif a.cmd == "fisher":
                 out = launch.fisher_run(**common, teacher=a.teacher, estimator=a.estimator, method=a.method,

@@ -77,7 +77,8 @@ def _done(acc) -> None:
 
 
 def train_run(profile: str, out: str | os.PathLike, seed: int = 0, epochs: int | None = None, artefacts=None,
-              dropout: float | None = None, batch_size: int | None = None, progress: bool = False) -> dict:
+              dropout: float | None = None, batch_size: int | None = None, lr: float | None = None,
+              max_minutes: float | None = None, progress: bool = False) -> dict:
     """`python -m lab train --profile P --out DIR`: train the profile's teacher (chapter 02's recipe) into `DIR`.
     `batch_size` is the global batch, split across the ranks. Rank 0 saves the model (`save_pretrained`),
     `history.csv`, `train_info.json` and `loss_curve.json` (each step's global-batch loss)."""
@@ -92,6 +93,10 @@ def train_run(profile: str, out: str | os.PathLike, seed: int = 0, epochs: int |
         cfg.train.batch_size = batch_size
     if dropout is not None:
         cfg.model.dropout = dropout
+    if lr is not None:
+        cfg.train.lr = lr
+    if max_minutes is not None:
+        cfg.train.max_minutes = max_minutes
     cfg.train.max_minutes = 1e9 if acc is not None else cfg.train.max_minutes  # ranks must not disagree on stopping
     torch.manual_seed(seed)
     model = build_teacher(cfg.model, data.num_items, data.max_len, item_titles=data.item_titles).to(dev)
@@ -100,7 +105,8 @@ def train_run(profile: str, out: str | os.PathLike, seed: int = 0, epochs: int |
     t0 = time.perf_counter()
     history = fit(model, data, cfg.train, seed=seed, progress=progress, step_losses=losses)
     summary = {"profile": profile, "seed": seed, "world_size": acc.num_processes if acc is not None else 1,
-               "global_batch": cfg.train.batch_size, "epochs": int(len(history)), "steps": len(losses),
+               "global_batch": cfg.train.batch_size, "lr": cfg.train.lr, "epochs": int(len(history)),
+               "steps": len(losses), "best_valid_ndcg@10": float(history["valid_ndcg@10"].max()),
                "train_seconds": time.perf_counter() - t0, "step_loss": losses,
                "history": jsonable(history.to_dict(orient="records"))}
     if is_main_process():
