@@ -104,8 +104,10 @@ print(f"Test NDCG@10 (full ranking): teacher {t_ndcg:.4f}, small {s_ndcg:.4f}, p
 print(f"The teacher is {ratio:.1f}x popularity ({t_ndcg - p_ndcg:+.4f} absolute) and "
       f"{'above' if t_ndcg > s_ndcg else 'not above'} the {SMALL_LAYERS}-layer model trained from scratch "
       f"({t_ndcg - s_ndcg:+.4f}).")
-print(f"Training the teacher took {teacher_info['train_seconds']:.0f} s on {lab.device()} "
-      f"({torch.get_num_threads()} threads) for {teacher_info['epochs']} epochs.")
+print(f"Training the teacher took {teacher_info['train_seconds']:.0f} s on "
+      f"{teacher_info.get('device', lab.device())} ({torch.get_num_threads()} threads) for {teacher_info['epochs']} epochs at batch "
+      f"{teacher_info.get('batch_size', cfg.train.batch_size)}, with "
+      f"{'deterministic' if teacher_info.get('deterministic', True) else 'non-deterministic (CUDA, faster)'} kernels.")
 
 # %% [markdown]
 # ## Does depth buy quality here?
