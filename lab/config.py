@@ -102,8 +102,11 @@ class TrainConfig:
     patience: int = 3  # early stopping on validation NDCG@10 (epochs without improvement)
     eval_batch_size: int = 512  # users per evaluation batch
     max_minutes: float = 9.0  # wall-clock budget; training stops (and says so) when exceeded
-    cuda_batch_size: int | None = None  # users per step on a GPU (None: batch_size); the CPU keeps batch_size, where
-    #                                     the models learn best on this data (issue 16: a GPU is idle at batch 64)
+    cuda_batch_size: int | None = None  # users per step on a GPU (None: batch_size). No profile sets one: measured
+    #   on the CPU (2026-11-27, `python -m lab train --profile default --batch-size B --lr LR`, seed 0, 12 epochs),
+    #   the 24-layer default teacher needs steps, not samples: batch 64 reaches validation NDCG@10 0.158, batch 256
+    #   0.090 (lr 2e-3) and 0.085 (lr 4e-3, stopped early), barely above popularity. A GPU's gain must come from
+    #   faster steps at batch 64 (resident tensors, fused AdamW, no sync, compile), not from bigger batches.
     torch_compile: bool = False  # torch.compile the training forward on CUDA (CE training only; off until measured)
     cuda_deterministic: bool = False  # deterministic CUDA kernels (slower); CPU training is deterministic regardless
 
