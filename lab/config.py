@@ -107,7 +107,10 @@ class TrainConfig:
     #   the 24-layer default teacher needs steps, not samples: batch 64 reaches validation NDCG@10 0.158, batch 256
     #   0.090 (lr 2e-3) and 0.085 (lr 4e-3, stopped early), barely above popularity. A GPU's gain must come from
     #   faster steps at batch 64 (resident tensors, fused AdamW, no sync, compile), not from bigger batches.
-    torch_compile: bool = False  # torch.compile the training forward on CUDA (CE training only; off until measured)
+    torch_compile: bool | str = False  # torch.compile the CE training forward on CUDA: True or "default", or a mode:
+    #   "reduce-overhead" (CUDA graphs: one launch for a step's many small kernels, the likely win at batch 64),
+    #   "max-autotune"; off until measured (`bench train`'s CUDA_VARIANTS). On this CPU the compiled smoke step took
+    #   ~2/3 of the eager one after a 42 s compile, with 2 graph breaks.
     cuda_deterministic: bool = False  # deterministic CUDA kernels (slower); CPU training is deterministic regardless
 
 

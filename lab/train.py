@@ -103,6 +103,20 @@ def train_batch_size(cfg: TrainConfig, device: torch.device) -> int:
     return int(cfg.cuda_batch_size) if device.type == "cuda" and cfg.cuda_batch_size else int(cfg.batch_size)
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile's modes (TrainConfig.torch_compile)
+
+
+def compile_mode(setting: bool | str) -> str | None:
+    """torch.compile's `mode` for `TrainConfig.torch_compile` (True: "default"); ValueError naming the modes for an
+    unknown one (None for False: no compilation)."""
+    if setting is False or setting is None:
+        return None
+    mode = "default" if setting is True else setting
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"TrainConfig.torch_compile must be True, False or one of {COMPILE_MODES}, not {setting!r}")
+    return mode
+
+
 def cuda_setup(cfg: TrainConfig) -> bool:
     """Deterministic CUDA kernels when `cfg.cuda_deterministic` (cuBLAS needs its workspace setting; warn-only where
     an op has no deterministic kernel); returns whether they are on. CPU runs are deterministic regardless."""
@@ -172,7 +186,8 @@ def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Pat
         net = acc.prepare_model(model)  # DDP: gradients all-reduced (averaged) in backward
     # a custom loss (distillation) may use parameters outside the module's forward (the student's `score` on its
     # hidden states), which DDP cannot track: its gradients are all-reduced after backward (`_all_reduce_grads`)
-    step_model = torch.compile(model) if cuda and cfg.torch_compile and loss_fn is None else model
+    mode = compile_mode(cfg.torch_compile)  # an unknown mode raises on any device
+    step_model = torch.compile(model, mode=mode) if cuda and mode and loss_fn is None else model
     loss_fn = loss_fn or (lambda m, x, y, rows: m(x, labels=y, score="none").loss)
     epochs_this_call = 0
     t_start = time.perf_counter() - state["elapsed"]

@@ -106,3 +106,14 @@ def test_gpu_settings_leave_the_cpu_path_alone(data):
     h1 = fit(_model(data), data, CFG, progress=False)
     h2 = fit(_model(data), data, gpu, progress=False)
     assert h1["train_loss"].tolist() == h2["train_loss"].tolist()
+
+
+def test_compile_mode_names_the_modes():
+    """TrainConfig.torch_compile: False is no compilation, True is torch.compile's "default", a mode passes through,
+    anything else is refused naming the modes (before any CUDA run compiles)."""
+    from lab.train import COMPILE_MODES, compile_mode
+
+    assert compile_mode(False) is None and compile_mode(True) == "default"
+    assert [compile_mode(m) for m in COMPILE_MODES] == list(COMPILE_MODES)
+    with pytest.raises(ValueError, match="reduce-overhead"):
+        compile_mode("cudagraphs")

@@ -9,8 +9,9 @@ profile's generated users would take (validation not included). The last line th
 
 A step is `lab.train.fit`'s: bf16 autocast on CUDA (a no-op on the CPU), fused AdamW on CUDA, clipping. On CUDA the
 benchmark also times the teacher's step with each of issue 16's changes on its own (`CUDA_VARIANTS`: float32 at the
-CPU's batch, bf16, bigger batches, torch.compile), so each change is measured, and `against` (a JSON this benchmark
-printed on another device, e.g. the 2-core CPU's) adds the epoch-time ratios of this run to that one.
+CPU's batch, bf16, torch.compile and CUDA graphs at that batch, bigger batches), so each change is measured, and
+`against` (a JSON this benchmark printed on another device, e.g. the 2-core CPU's) adds the epoch-time ratios of this
+run to that one.
 """
 from __future__ import annotations
 
@@ -24,21 +25,21 @@ from ..config import get_config
 from ..distill import DistillConfig, DistillLoss, freeze_teacher, layer_mapping, layer_weights
 from ..models import build_student, build_teacher
 from ..selection import uniform_layers
-from ..train import autocast, train_batch_size
+from ..train import autocast, compile_mode, train_batch_size
 from .compact import random_histories
 from .timing import seconds
 
 
 def step_seconds(model, loss_fn, x: torch.Tensor, y: torch.Tensor, steps: int, warmup: int,
-                 grad_clip: float = 1.0, bf16: bool = True, compile: bool = False) -> list[float]:
+                 grad_clip: float = 1.0, bf16: bool = True, compile: bool | str = False) -> list[float]:
     """Wall seconds of each of `steps` optimiser steps (forward, backward, clipping, AdamW) after `warmup` untimed ones;
     `loss_fn(model, x, y, rows)` as `lab.train.fit` calls it, under its autocast (bf16 on CUDA unless `bf16` is
-    False) and, with `compile`, on `torch.compile(model)`."""
+    False) and, with `compile` (True or a mode, as `TrainConfig.torch_compile`), on `torch.compile(model)`."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, **({"fused": True} if x.is_cuda else {}))  # as `fit` on a GPU
     rows = torch.arange(len(x), device=x.device)
     model.train()
-    net = torch.compile(model) if compile else model
+    net = torch.compile(model, mode=compile_mode(compile)) if compile else model
     amp = (lambda: autocast(x.device)) if bf16 else (lambda: torch.autocast(x.device.type, enabled=False))
 
     def step():
@@ -61,9 +62,12 @@ def throughput(times: list[float], batch_size: int, n_users: int) -> dict:
 
 
 # issue 16, item 1: the teacher's step with one change at a time (CUDA only): (name, batch or None for the CPU's
-# batch, bf16 autocast, torch.compile)
-CUDA_VARIANTS = (("fp32", None, False, False), ("bf16", None, True, False), ("bf16_b256", 256, True, False),
-                 ("bf16_b1024", 1024, True, False), ("bf16_b1024_compile", 1024, True, True))
+# batch, bf16 autocast, torch.compile: False or a mode). Batch 64 first: the default teacher does not learn from
+# bigger batches (TrainConfig.cuda_batch_size), so the steps at its own batch must get faster; the bigger batches are
+# for reference.
+CUDA_VARIANTS = (("fp32", None, False, False), ("bf16", None, True, False), ("bf16_compile", None, True, "default"),
+                 ("bf16_cudagraphs", None, True, "reduce-overhead"), ("bf16_b256", 256, True, False),
+                 ("bf16_b1024", 1024, True, False))
 
 
 def histories(n_items: int, max_len: int, batch: int, seed: int, dev) -> tuple[torch.Tensor, torch.Tensor]:
