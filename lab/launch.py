@@ -71,6 +71,24 @@ def _teacher(teacher: str | os.PathLike | None, P, device):
     return SeqRecModel.from_pretrained(teacher).to(device).eval()
 
 
+def read_importance(path: str | os.PathLike):
+    """An importance table from a parquet file (chapter 03's `importance.parquet` or `python -m lab fisher`'s
+    `fisher_layers.parquet`); FileNotFoundError or ValueError naming the file and what is missing."""
+    import pandas as pd
+
+    from .fisher.tables import IMPORTANCE_COLUMNS
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--importance {path}: no such file (`python -m lab fisher --out DIR` writes "
+                                f"DIR/fisher_layers.parquet)")
+    frame = pd.read_parquet(path)
+    missing = [c for c in IMPORTANCE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"--importance {path}: not an importance table, columns {missing} missing (it needs "
+                         f"{list(IMPORTANCE_COLUMNS)})")
+    return frame[IMPORTANCE_COLUMNS].reset_index(drop=True)
+
+
 def _done(acc) -> None:
     if acc is not None:
         acc.wait_for_everyone()
@@ -134,6 +152,8 @@ def fisher_run(profile: str, out: str | os.PathLike, seed: int = 0, artefacts=No
     from .io import atomic_path, write_json, write_parquet
     from .train import is_main_process
 
+    if estimator not in ("fisher_empirical", "fisher_true"):
+        raise ValueError(f"estimator must be 'fisher_empirical' or 'fisher_true', not {estimator!r}")
     acc, P, cfg, data, dev, stats = _context(profile, seed, artefacts)
     model = _teacher(teacher, P, dev)
     fc = FisherConfig.for_profile(profile)
@@ -189,14 +209,8 @@ def distill_run(profile: str, out: str | os.PathLike, seed: int = 0, artefacts=N
     needs_importance = dc.uses_layers and dc.weighting == "fisher" or (layers is None and rule.startswith("fisher"))
     if not needs_importance:
         importance = None
-    elif importance is not None:
-        import pandas as pd
-
-        from .fisher.tables import IMPORTANCE_COLUMNS
-
-        importance = pd.read_parquet(importance)[IMPORTANCE_COLUMNS]
     else:
-        importance = book.load_importance(P)
+        importance = read_importance(importance) if importance is not None else book.load_importance(P)
     if layers is None:
         k = k if k is not None else max(1, t.num_layers // 4)
         layers = select_layers(importance if importance is not None else t.num_layers, k, rule, seed=seed,

@@ -211,3 +211,17 @@ def test_launched_commands_name_a_missing_teacher(tmp_path):
                         str(tmp_path / "art"), "--out", str(tmp_path / "s"), "--teacher", str(tmp_path / "nowhere")],
                        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "nowhere: no config.json there" in r.stderr and "lab train --out" in r.stderr
+
+
+def test_importance_file_errors_name_the_file(tmp_path):
+    import pandas as pd
+
+    from lab.launch import fisher_run, read_importance
+
+    with pytest.raises(FileNotFoundError, match="nowhere.parquet: no such file"):
+        read_importance(tmp_path / "nowhere.parquet")
+    pd.DataFrame({"layer_idx": [0], "value": [1.0]}).to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(ValueError, match=r"bad.parquet: not an importance table, columns \['signal', 'norm'"):
+        read_importance(tmp_path / "bad.parquet")
+    with pytest.raises(ValueError, match="fisher_empirical' or 'fisher_true'"):
+        fisher_run("smoke", tmp_path / "f", estimator="batchgrad_squared")
