@@ -70,6 +70,8 @@ def main(argv=None) -> int:
                             "repeatable (its data and models get their own folder)")
     bench.add_argument("--against", default=None, metavar="JSON",
                        help="train: another device's `bench train` JSON (its last line, saved); adds epoch-time ratios")
+    bench.add_argument("--variants", nargs="+", default=None, metavar="NAME",
+                       help="train: the CUDA variants to time (default: all of lab.bench.train.CUDA_VARIANTS)")
     bench.add_argument("--scales", type=float, nargs="+", default=[1, 10],
                        help="data: multiples of the profile's users and items (default: 1 10)")
     d = sub.add_parser("data", help="data tools: convert other data sets to the Amazon Reviews 2023 format")
@@ -172,7 +174,8 @@ def main(argv=None) -> int:
             out = bench_data.run(a.profile, [int(s) if float(s).is_integer() else s for s in a.scales], a.seed)
         else:
             against = json.loads(Path(a.against).read_text().strip().splitlines()[-1]) if a.against else None
-            out = bench_mod.main(a.what, profile=a.profile, seed=a.seed, artefacts=a.artefacts, against=against)
+            out = bench_mod.main(a.what, profile=a.profile, seed=a.seed, artefacts=a.artefacts, against=against,
+                                 variants=a.variants)
         print(json.dumps(out))
     elif a.cmd == "data":  # issue 16 item 5: lab.data.convert
         from .data import DataError

@@ -16,11 +16,14 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)" | tee -a "$OUT/gpu.txt"
 # PROFILES / TRAIN_PROFILE: a dry run elsewhere (e.g. PROFILES=smoke TRAIN_PROFILE=smoke on the CPU, python3 on PATH
 # being the project's venv) checks the script without a card
+# default: every CUDA variant (two compile, ~1 min each); full: its bf16 step only (32 layers, 16k items)
 for p in ${PROFILES:-default full}; do
     against=benchmarks/cpu-2core/train_$p.json
     [ -f "$against" ] && against_arg="--against $against" || against_arg=""
-    timeout 200 python3 -m lab bench train --profile "$p" $against_arg 2>&1 | tee "$OUT/bench_train_$p.log"
+    [ "$p" = full ] && variants="--variants bf16" || variants=""
+    [ "$p" = full ] && limit=120 || limit=240  # at most 240 + 120 + 120 s: the run fits a 540 s timeout_s
+    timeout $limit python3 -m lab bench train --profile "$p" $against_arg $variants 2>&1 | tee "$OUT/bench_train_$p.log"
 done
-timeout 240 python3 -m lab train --profile "${TRAIN_PROFILE:-default}" --epochs 2 --out /tmp/teacher \
+timeout 120 python3 -m lab train --profile "${TRAIN_PROFILE:-default}" --epochs 2 --out /tmp/teacher \
     --artefacts /tmp/art 2>&1 | tail -5 | tee "$OUT/train.log"
 cp /tmp/teacher/train_info.json /tmp/teacher/history.csv "$OUT/" 2>/dev/null || true

@@ -25,7 +25,8 @@ __all__ = [
 ]
 
 
-def main(what: str, profile: str = "default", seed: int = 0, artefacts=None, against: dict | None = None) -> dict:
+def main(what: str, profile: str = "default", seed: int = 0, artefacts=None, against: dict | None = None,
+         variants: list[str] | None = None) -> dict:
     """`python -m lab bench fisher|compact|train`: run a benchmark, print a table, return a JSON-able dict."""
     if what == "fisher":
         return fisher.benchmark(profile, seed, artefacts)
@@ -34,5 +35,5 @@ def main(what: str, profile: str = "default", seed: int = 0, artefacts=None, aga
     if what == "train":
         from . import train
 
-        return train.run(profile, seed, against=against)
+        return train.run(profile, seed, against=against, variants=variants)
     raise ValueError(f"unknown benchmark {what!r}; choose one of {BENCHMARKS}")

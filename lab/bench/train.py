@@ -76,10 +76,15 @@ def histories(n_items: int, max_len: int, batch: int, seed: int, dev) -> tuple[t
     return x, torch.cat([x[:, 1:], random_histories(n_items, 1, batch, seed + 1).to(dev)], dim=1)
 
 
-def cuda_variants(cfg, teacher, ce, seed: int, steps: int, warmup: int) -> list[dict]:
-    """The teacher's step under each of `CUDA_VARIANTS` (issue 16's changes, measured one at a time)."""
+def cuda_variants(cfg, teacher, ce, seed: int, steps: int, warmup: int, names=None) -> list[dict]:
+    """The teacher's step under each of `CUDA_VARIANTS` (issue 16's changes, measured one at a time), or the ones
+    `names` lists (ValueError naming the variants for an unknown one)."""
+    known = [v[0] for v in CUDA_VARIANTS]
+    unknown = sorted(set(names or ()) - set(known))
+    if unknown:
+        raise ValueError(f"unknown CUDA variant(s) {unknown}; choose from {known}")
     out = []
-    for name, batch, bf16, comp in CUDA_VARIANTS:
+    for name, batch, bf16, comp in (v for v in CUDA_VARIANTS if names is None or v[0] in names):
         B = batch or cfg.train.batch_size
         x, y = histories(cfg.data.n_items, cfg.data.max_len, B, seed, next(teacher.parameters()).device)
         times = step_seconds(teacher, ce, x, y, steps, warmup + (3 if comp else 0), cfg.train.grad_clip, bf16, comp)
@@ -98,10 +103,11 @@ def ratios_against(out: dict, other: dict) -> dict:
     return r
 
 
-def run(profile: str = "default", seed: int = 0, steps: int = 10, warmup: int = 2, against: dict | None = None) -> dict:
+def run(profile: str = "default", seed: int = 0, steps: int = 10, warmup: int = 2, against: dict | None = None,
+        variants: list[str] | None = None) -> dict:
     """`python -m lab bench train`: the teacher's CE step and the L/4 student's live KD + layer step (and on CUDA the
     teacher under each of `CUDA_VARIANTS`); prints a line per model and returns the JSON-able summary, with the
-    epoch-time ratios to `against` (another run's JSON) when given."""
+    epoch-time ratios to `against` (another run's JSON) when given; `variants` picks some of `CUDA_VARIANTS`."""
     cfg = get_config(profile, seed)
     dev = device()
     torch.manual_seed(seed)
@@ -114,7 +120,7 @@ def run(profile: str = "default", seed: int = 0, steps: int = 10, warmup: int = 
                        **throughput(step_seconds(teacher, ce, x, y, steps, warmup, cfg.train.grad_clip), B,
                                     cfg.data.n_users)}}
     if dev.type == "cuda":  # before the teacher is frozen for the KD step
-        out["cuda_variants"] = cuda_variants(cfg, teacher, ce, seed, steps, warmup)
+        out["cuda_variants"] = cuda_variants(cfg, teacher, ce, seed, steps, warmup, variants)
     L = teacher.num_layers
     k = max(1, L // 4)
     student = build_student(teacher, uniform_layers(L, k)).to(dev)
