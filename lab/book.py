@@ -145,16 +145,14 @@ def load_importance(paths_: Paths | None = None):
 
     Raises FileNotFoundError naming the file and the command that writes it when chapter 03 has not run.
     """
-    import pandas as pd
-
-    from .fisher.tables import IMPORTANCE_COLUMNS
+    from .fisher.tables import read_importance
 
     p = _current_paths(paths_, "load_importance")
     f = p.file("importance.parquet")
     if not f.is_file():
         raise FileNotFoundError(f"no importance table at {f}: chapter {IMPORTANCE_CHAPTER} (03_fisher) writes it; "
                                 f"run `{p.command(IMPORTANCE_CHAPTER)}` first")
-    return pd.read_parquet(f).reset_index(drop=True)[IMPORTANCE_COLUMNS]
+    return read_importance(f)
 
 
 def _current_paths(paths_: Paths | None, what: str) -> Paths:

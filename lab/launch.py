@@ -16,9 +16,9 @@ returns the same summary. The teacher is read from `--teacher DIR` or from the r
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
@@ -36,10 +36,8 @@ def _context(profile: str, seed: int, artefacts):
     acc = accelerator()
     P = book.setup(seed, profile, artefacts)
     cfg = get_config(profile, seed)
-    if acc is not None:
-        with acc.main_process_first():  # rank 0 generates and caches the data, the others read the cache
-            data, _, stats = load_rec_data(cfg.data, P, seed=seed, progress=False)
-    else:
+    # under N processes rank 0 generates and caches the data, the others then read the cache
+    with acc.main_process_first() if acc is not None else nullcontext():
         data, _, stats = load_rec_data(cfg.data, P, seed=seed, progress=False)
     return acc, P, cfg, data, (acc.device if acc is not None else book.device()), stats
 
@@ -72,21 +70,14 @@ def _teacher(teacher: str | os.PathLike | None, P, device):
 
 
 def read_importance(path: str | os.PathLike):
-    """An importance table from a parquet file (chapter 03's `importance.parquet` or `python -m lab fisher`'s
-    `fisher_layers.parquet`); FileNotFoundError or ValueError naming the file and what is missing."""
-    import pandas as pd
-
-    from .fisher.tables import IMPORTANCE_COLUMNS
+    """`--importance`: an importance table from a parquet file (`lab.fisher.tables.read_importance`);
+    FileNotFoundError or ValueError naming the file and what is missing."""
+    from .fisher.tables import read_importance as read_table
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"--importance {path}: no such file (`python -m lab fisher --out DIR` writes "
                                 f"DIR/fisher_layers.parquet)")
-    frame = pd.read_parquet(path)
-    missing = [c for c in IMPORTANCE_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"--importance {path}: not an importance table, columns {missing} missing (it needs "
-                         f"{list(IMPORTANCE_COLUMNS)})")
-    return frame[IMPORTANCE_COLUMNS].reset_index(drop=True)
+    return read_table(path)
 
 
 def _done(acc) -> None:
@@ -100,22 +91,15 @@ def train_run(profile: str, out: str | os.PathLike, seed: int = 0, epochs: int |
     """`python -m lab train --profile P --out DIR`: train the profile's teacher (chapter 02's recipe) into `DIR`.
     `batch_size` is the global batch, split across the ranks. Rank 0 saves the model (`save_pretrained`),
     `history.csv`, `train_info.json` and `loss_curve.json` (each step's global-batch loss)."""
+    from .book import override
     from .io import jsonable, write_json
     from .models import build_teacher
     from .train import fit, is_main_process, save_finished
 
     acc, P, cfg, data, dev, stats = _context(profile, seed, artefacts)
-    if epochs is not None:
-        cfg.train.epochs = epochs
-    if batch_size is not None:
-        cfg.train.batch_size = batch_size
-    if dropout is not None:
-        cfg.model.dropout = dropout
-    if lr is not None:
-        cfg.train.lr = lr
-    if max_minutes is not None:
-        cfg.train.max_minutes = max_minutes
-    cfg.train.max_minutes = 1e9 if acc is not None else cfg.train.max_minutes  # ranks must not disagree on stopping
+    cfg.train = override(cfg.train, epochs=epochs, batch_size=batch_size, lr=lr,  # None keeps the profile's value
+                         max_minutes=1e9 if acc is not None else max_minutes)  # ranks must not disagree on stopping
+    cfg.model = override(cfg.model, dropout=dropout)
     torch.manual_seed(seed)
     model = build_teacher(cfg.model, data.num_items, data.max_len, item_titles=data.item_titles).to(dev)
     out = Path(out)
@@ -147,6 +131,7 @@ def fisher_run(profile: str, out: str | os.PathLike, seed: int = 0, artefacts=No
     one-process estimate for either estimator."""
     import numpy as np
 
+    from .book import override
     from .fisher import FisherConfig, draw_labels, estimate_fisher_sharded
     from .fisher.tables import fisher_importance_rows, sample_rows
     from .io import atomic_path, write_json, write_parquet
@@ -156,9 +141,8 @@ def fisher_run(profile: str, out: str | os.PathLike, seed: int = 0, artefacts=No
         raise ValueError(f"estimator must be 'fisher_empirical' or 'fisher_true', not {estimator!r}")
     acc, P, cfg, data, dev, stats = _context(profile, seed, artefacts)
     model = _teacher(teacher, P, dev)
-    fc = FisherConfig.for_profile(profile)
-    n = fc.n_samples if n_samples is None else n_samples
-    idx = sample_rows(data.num_users, n, seed)  # the Fisher's training users, seeded as in chapter 03
+    fc = override(FisherConfig.for_profile(profile), n_samples=n_samples)  # None keeps the profile's
+    idx = sample_rows(data.num_users, fc.n_samples, seed)  # the Fisher's training users, seeded as in chapter 03
     x, y = data.train_inputs[idx].to(dev), data.train_labels[idx].to(dev)
     if estimator == "fisher_true":
         y = draw_labels(model, x, y, fc.n_draws, seed)  # over all users, identical on every rank
@@ -204,8 +188,7 @@ def distill_run(profile: str, out: str | os.PathLike, seed: int = 0, artefacts=N
 
     acc, P, cfg, data, dev, stats = _context(profile, seed, artefacts)
     t = _teacher(teacher, P, dev)
-    dc = DistillConfig.for_profile(profile).with_variant(variant)
-    dc = dataclasses.replace(dc, adapter=adapter, epochs=dc.epochs if epochs is None else epochs)
+    dc = book.override(DistillConfig.for_profile(profile).with_variant(variant), adapter=adapter, epochs=epochs)
     needs_importance = dc.uses_layers and dc.weighting == "fisher" or (layers is None and rule.startswith("fisher"))
     if not needs_importance:
         importance = None

@@ -125,12 +125,12 @@ def test_bench_train_ratios_against_another_device(tmp_path, capsys, monkeypatch
     rows = bt.cuda_variants(cfg, t, lambda m, x, y, r: m(x, labels=y, score="none").loss, 0, 2, 1)
     assert [r["variant"] for r in rows] == ["fp32", "bf16", "bf16_b256", "bf16_b1024"]
     assert [r["compile"] for r in rows] == [False] * 4
+    assert [r["batch_size"] for r in rows] == [cfg.train.batch_size, cfg.train.batch_size, 256, 1024]
+    assert all(r["steps_timed"] == 2 and r["step_s"] > 0 for r in rows)
     picked = bt.cuda_variants(cfg, t, lambda m, x, y, r: m(x, labels=y, score="none").loss, 0, 1, 0, ["bf16_b256"])
     assert [r["variant"] for r in picked] == ["bf16_b256"]
     with pytest.raises(ValueError, match="unknown CUDA variant"):
         bt.cuda_variants(cfg, t, None, 0, 1, 0, ["bf16", "fp8"])
-    assert [r["batch_size"] for r in rows] == [cfg.train.batch_size, cfg.train.batch_size, 256, 1024]
-    assert all(r["steps_timed"] == 2 and r["step_s"] > 0 for r in rows)
 
 
 def test_device_script_compares_with_saved_cpu_runs():

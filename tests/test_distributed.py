@@ -66,12 +66,18 @@ def _launch(n: int, args: list[str], timeout: int = 120) -> subprocess.Completed
     return r
 
 
+def _lab(args: list[str], timeout: int = 120) -> subprocess.CompletedProcess:
+    """`python -m lab ARGS` as one process (no launcher); asserts it succeeded."""
+    r = subprocess.run([sys.executable, "-m", "lab", *args], cwd=ROOT, env=_env(), capture_output=True, text=True,
+                       timeout=timeout)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r
+
+
 def test_two_processes_same_loss_curve_as_one(tmp_path):
     _launcher_or_skip()
     common = ["train", "--profile", "smoke", "--artefacts", str(tmp_path / "art"), "--epochs", "2", "--dropout", "0"]
-    one = subprocess.run([sys.executable, "-m", "lab", *common, "--out", str(tmp_path / "one")], cwd=ROOT, env=_env(),
-                         capture_output=True, text=True, timeout=120)
-    assert one.returncode == 0, one.stderr[-3000:]
+    _lab([*common, "--out", str(tmp_path / "one")])
     _launch(2, ["-m", "lab", *common, "--out", str(tmp_path / "two")])
     a = json.loads((tmp_path / "one" / "loss_curve.json").read_text())
     b = json.loads((tmp_path / "two" / "loss_curve.json").read_text())
@@ -126,13 +132,6 @@ def test_distillation_two_processes_same_loss_curve_as_one(two_processes):
 
 
 # -- the command line: `python -m lab fisher | distill`, 1 process and 2 (lab.launch) -----------------------------
-def _lab(args: list[str], timeout: int = 120) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-m", "lab", *args], cwd=ROOT, env=_env(), capture_output=True, text=True,
-                       timeout=timeout)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return r
-
-
 @pytest.fixture(scope="module")
 def cli_runs(tmp_path_factory):
     """A smoke teacher (`lab train`, 2 epochs), then `lab fisher` and `lab distill` on it, each as 1 process and as

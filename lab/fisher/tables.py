@@ -257,6 +257,17 @@ def save_tables(paths, importance: pd.DataFrame, groups: pd.DataFrame | None = N
         write_parquet(paths.file("fisher_groups.parquet"), groups.reset_index(drop=True))
 
 
+def read_importance(path) -> pd.DataFrame:
+    """An importance table from a parquet file (chapter 03's `importance.parquet`, `python -m lab fisher`'s
+    `fisher_layers.parquet`), exactly IMPORTANCE_COLUMNS; ValueError naming the file and the columns it lacks."""
+    frame = pd.read_parquet(path)
+    missing = [c for c in IMPORTANCE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: not an importance table, columns {missing} missing (it needs "
+                         f"{list(IMPORTANCE_COLUMNS)})")
+    return frame.reset_index(drop=True)[IMPORTANCE_COLUMNS]
+
+
 def load_groups(paths) -> pd.DataFrame:
     """The per-group Fisher table chapter 03 wrote (`fisher_groups.parquet`)."""
     return pd.read_parquet(paths.file("fisher_groups.parquet")).reset_index(drop=True)
