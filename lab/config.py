@@ -105,7 +105,7 @@ class TrainConfig:
     cuda_batch_size: int | None = None  # users per step on a GPU (None: batch_size). No profile sets one: measured
     #   on the CPU (2026-11-27, `python -m lab train --profile default --batch-size B --lr LR`, seed 0, 12 epochs),
     #   the 24-layer default teacher needs steps, not samples: batch 64 reaches validation NDCG@10 0.158, batch 256
-    #   0.090 (lr 2e-3) and 0.085 (lr 4e-3, stopped early), barely above popularity. A GPU's gain must come from
+    #   0.090 (lr 2e-3) and 0.085 (lr 4e-3, stopped early), about popularity's level. A GPU's gain must come from
     #   faster steps at batch 64 (resident tensors, fused AdamW, no sync, compile), not from bigger batches.
     torch_compile: bool | str = False  # torch.compile the CE training forward on CUDA: True or "default", or a mode:
     #   "reduce-overhead" (CUDA graphs: one launch for a step's many small kernels, the likely win at batch 64),
