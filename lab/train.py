@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from .config import ModelConfig, TrainConfig
+from .console import progress_bar
 from .constants import IGNORE
 from .data import RecData
 from .io import atomic_path, jsonable, read_json, write_json
@@ -204,7 +204,7 @@ def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Pat
             torch.manual_seed((seed * 1000 + state["epoch"]) * 1009 + 1 + acc.process_index)
         t0, total_loss = time.perf_counter(), 0.0
         on_device = []  # CUDA: each step's detached loss, read once after the epoch
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {state['epoch'] + 1}", disable=not progress, leave=False)
+        bar = progress_bar(range(steps_per_epoch), enabled=progress, desc=f"epoch {state['epoch'] + 1}", leave=False)
         for s in bar:
             idx = order[s * batch_size:(s + 1) * batch_size]
             if acc is not None:

@@ -21,6 +21,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from ..console import progress_bar
+
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Errors and the load report
@@ -306,9 +308,7 @@ def bad_row(report: LoadReport, strict: bool, reason: str, path, line, field_, v
 
 
 def _progress(progress: bool, desc: str, unit: str = " rows"):
-    from tqdm import tqdm
-
-    return tqdm(desc=desc, unit=unit, unit_scale=True, disable=not progress, file=sys.stderr, mininterval=1.0)
+    return progress_bar(enabled=progress, desc=desc, unit=unit, unit_scale=True, file=sys.stderr, mininterval=1.0)
 
 
 def read_reviews(path: str | os.PathLike, chunk_size: int = 200_000, report: LoadReport | None = None,

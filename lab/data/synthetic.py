@@ -63,6 +63,7 @@ import pandas as pd
 import torch
 
 from ..config import DataConfig
+from ..console import progress_bar
 from ..constants import PAD
 from ..io import read_json, write_json, write_jsonl_gz
 from .amazon import fingerprint
@@ -327,9 +328,7 @@ def simulate_synthetic(cfg: DataConfig, seed: int = 0, progress: bool = False) -
 
     users, items, steps = [], [], []
     block = max(1, min(U, sc.seen_block_cells // max(I, 1)))  # a (block, I) bool "seen" matrix
-    from tqdm import tqdm
-
-    for b0 in tqdm(range(0, U, block), desc="simulating users", disable=not progress, file=sys.stderr):
+    for b0 in progress_bar(range(0, U, block), enabled=progress, desc="simulating users", file=sys.stderr):
         b1 = min(U, b0 + block)
         B = b1 - b0
         L = lengths[b0:b1]
@@ -644,8 +643,6 @@ def _simulate_depth(world: SyntheticWorld, lengths: np.ndarray, taste_cum: np.nd
 
     `tally` = (sums (n_keys, K), counts (n_keys,)): add each step's non-induction cluster law, normalised, to the row
     of the last item's key (`last_item_table`)."""
-    from tqdm import tqdm
-
     sc = SYNTHETIC
     I, U = world.n_items, len(lengths)
     members = _members(world)
@@ -654,7 +651,7 @@ def _simulate_depth(world: SyntheticWorld, lengths: np.ndarray, taste_cum: np.nd
     sigma, rho = world.successor_strength, world.induction_strength
     out = np.full((U, int(lengths.max())), -1, dtype=np.int64)
     block = max(1, min(U, sc.seen_block_cells // max(I, 1)))
-    for b0 in tqdm(range(0, U, block), desc="simulating users", disable=not progress, file=sys.stderr):
+    for b0 in progress_bar(range(0, U, block), enabled=progress, desc="simulating users", file=sys.stderr):
         b1 = min(U, b0 + block)
         L = lengths[b0:b1]
         B = b1 - b0
