@@ -214,16 +214,24 @@ def setup(seed: int = 0, profile: str = "default", artefacts=None, chapter: str 
 
 
 def record(name: str, value, chapter: str | None = None, paths_: Paths | None = None):
-    """Record one key result of the current chapter into `<artefacts>/<run>/results.json`.
+    """Record one key result of the current chapter into `<artefacts>/<run>/results.json`, silently.
 
     Tests and later chapters read these back (`lab.results()`). Returns `value`.
     """
-    record_all({name: value}, chapter, paths_)
+    _write_results({name: value}, chapter, paths_)
     return value
 
 
-def record_all(values: dict, chapter: str | None = None, paths_: Paths | None = None) -> dict:
-    """Record several key results of the current chapter at once ({name: value}, one write); returns `values`."""
+def record_all(values: dict, chapter: str | None = None, paths_: Paths | None = None) -> None:
+    """Record several key results of the current chapter at once ({name: value}, one write) and say so in one line
+    (how many, where, relative to the repository): a chapter's last cell shows that line, not the values, which
+    the chapter has already shown where it measured them. Returns None, so nothing else is displayed."""
+    where = _write_results(values, chapter, paths_)
+    print(f"Recorded {len(values)} results of chapter {where[0]} in {where[1]} (read back with lab.results).")
+
+
+def _write_results(values: dict, chapter: str | None, paths_: Paths | None) -> tuple[str, str]:
+    """Merge `values` into the chapter's entry of results.json; return (chapter, the file as a reader may see it)."""
     p = paths_ or _CONTEXT["paths"]
     ch = chapter or _CONTEXT["chapter"]
     if p is None or ch is None:
@@ -231,7 +239,16 @@ def record_all(values: dict, chapter: str | None = None, paths_: Paths | None = 
     data = read_json(p.results, default={})
     data.setdefault(ch, {}).update({str(k): _plain(v) for k, v in values.items()})
     write_json(p.results, data)
-    return values
+    return ch, shown_path(p.results)
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """`path` as a page may show it: relative to the repository when inside it, else its last three parts (a
+    published page never carries the machine's absolute paths)."""
+    path = Path(path).resolve()
+    if path.is_relative_to(REPO_ROOT):
+        return path.relative_to(REPO_ROOT).as_posix()
+    return "/".join(("…", *path.parts[-3:]))
 
 
 def results(profile: str = "default", artefacts=None, seed: int = 0) -> dict:

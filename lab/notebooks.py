@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import REPO_ROOT, TEACHER_CHAPTER, paths, require_teacher, run_name
 from .config import BOOK_CHAPTERS
+from .console import batch_environment
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 RUNS = REPO_ROOT / "runs"
@@ -92,8 +93,9 @@ def run_chapter(path: str | os.PathLike, profile: str = "smoke", seed: int = 0, 
     params = {"PROFILE": profile, "SEED": seed, "ARTEFACTS": str(artefacts or "")}
     params.update(extra or {})
     try:
-        pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=kernel, cwd=str(path.parent),
-                            progress_bar=False, execution_timeout=timeout)
+        with batch_environment():  # the page is read later: no progress bars in its outputs (lab.console)
+            pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=kernel, cwd=str(path.parent),
+                                progress_bar=False, execution_timeout=timeout)
     except pm.PapermillExecutionError as e:
         raise ChapterFailed(f"chapter {path.stem} failed in cell {e.exec_count} (index {e.cell_index}): "
                             f"{e.ename}: {e.evalue}\n  executed copy: {out}") from None

@@ -39,12 +39,15 @@ def test_override_replaces_only_given_fields():
         lab.override(base, n_sample=3)
 
 
-def test_record_all_and_record_write_one_results_file(tmp_path):
+def test_record_all_and_record_write_one_results_file(tmp_path, capsys):
     P = lab.paths("smoke", tmp_path)
     lab.record("a", 1, chapter="99_x", paths_=P)
     values = {"b": [1.5, 2], "c": {3: "x"}}
-    assert lab.record_all(values, chapter="99_x", paths_=P) is values
+    assert lab.record_all(values, chapter="99_x", paths_=P) is None  # a chapter's last line displays nothing more
     assert lab.results("smoke", tmp_path) == {"99_x": {"a": 1, "b": [1.5, 2], "c": {"3": "x"}}}
+    said = capsys.readouterr().out
+    assert said == f"Recorded 2 results of chapter 99_x in …/{P.root.parent.name}/smoke/results.json " \
+                   "(read back with lab.results).\n"  # one line, no absolute path
 
 
 def test_record_needs_a_chapter(monkeypatch):

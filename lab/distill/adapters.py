@@ -31,8 +31,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..console import bitsandbytes_path, quiet_bitsandbytes
 from ..models import SeqRecModel
 from .config import DistillConfig
+
+quiet_bitsandbytes()  # before bitsandbytes is imported: its kernels-community warning is about a kernel not used here
+_SAID_PATH: set = set()  # the devices whose NF4 path `load_4bit` has named in this process
 
 
 def lora_config(cfg: DistillConfig):
@@ -66,6 +70,9 @@ def load_4bit(folder: str | Path, device: torch.device | str = "cpu") -> SeqRecM
             if mod.in_features % mod.weight.blocksize:
                 requantize(mod, ref[f"{name}.weight"], cpu_blocksize(name, mod.in_features))
     check_4bit(model)
+    if device.type not in _SAID_PATH:  # once per process, in words (lab.console.bitsandbytes_path)
+        _SAID_PATH.add(device.type)
+        print(bitsandbytes_path(device))
     return model
 
 
