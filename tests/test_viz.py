@@ -35,12 +35,19 @@ def test_save_and_static_plots(tmp_path):
     assert m.shape == (4, 4) and list(m.columns) == ["q", "o", "down", "input_norm"]  # stack only, book order
     assert m.loc[3, "q"] == 2.0 * 10 * 4 * 2 * 2 * 2
     fig = viz.heatmap_layer_group(df, log=True)
-    path = viz.save(fig, "heat", P)
-    assert path == tmp_path / "figs" / "heat.png" and path.read_bytes()[:4] == b"\x89PNG"
+    assert viz.save(fig, "heat", P) is None  # a cell ending in save(...) shows the figure, not a path
+    path = tmp_path / "figs" / "heat.png"
+    assert path.read_bytes()[:4] == b"\x89PNG"
     svg = path.with_suffix(".svg").read_text()
     assert "<svg" in svg and "<dc:date>" not in svg  # the SVG beside it, without a timestamp
     assert not list(path.parent.glob(".*tmp"))  # nothing half-written left behind
-    assert viz.save(fig, "heat.png", P) == path  # the suffix may be given or not
+    path.unlink()
+    viz.save(fig, "heat.png", P)  # the suffix may be given or not
+    assert path.is_file() and not (tmp_path / "figs" / "heat.png.png").exists()
+    from PIL import Image
+
+    with Image.open(path) as im:  # the title travels in the PNG: the site's alt text
+        assert im.info["Title"] == "fisher_empirical · per_param · all"
     bars = pd.DataFrame({"layer_idx": [0, 1, 0, 1], "value": [1.0, 2.0, 1.5, 0.5], "ci_low": [0.8, 1.5, 1.0, 0.2],
                          "ci_high": [1.2, 2.5, 2.0, 0.9], "signal": ["a", "a", "b", "b"]})
     fig = viz.layer_bars(bars, hue="signal", title="t")
@@ -108,7 +115,22 @@ def test_chapter_figures_draw_and_save(tmp_path):
     results = pd.DataFrame({"name": ["a", "b"], "variant": ["kd", "ce"], "adapter": ["full", "lora"],
                             "ret_ndcg@10": [0.97, 0.9], "ret_ndcg@10_low": [0.95, 0.85],
                             "ret_ndcg@10_high": [0.99, 0.95], "total_seconds": [10.0, 5.0], "speedup": [3.5, 3.9]})
+    board = pd.DataFrame({"name": ["method", "student b", "student c", "ease", "popularity", "teacher"],
+                          "family": ["method", "distilled", "distilled", "baseline", "baseline", "teacher"],
+                          "status": "ok", "speedup": [3.5, 3.5, 3.5, 14.0, 30.0, 1.0],
+                          "timed_as": ["s", "s", "s", "ease", "popularity", "teacher"],
+                          "test_ndcg@10": [0.15, 0.149, 0.151, 0.146, 0.084, 0.152],
+                          "verdict": ["the method", "on par", "on par", "inconclusive", "method better", "on par"],
+                          "ret_ndcg@10": [0.99, 0.98, 1.0, 0.96, 0.55, 1.0]})
+    for c in ("test_ndcg@10", "ret_ndcg@10"):
+        board[f"{c}_low"], board[f"{c}_high"] = board[c] - 0.01, board[c] + 0.01
+    per_layer = pd.DataFrame({"layer_idx": np.tile(np.arange(24), 3), "value": rng.random(72),
+                              "signal": np.repeat(["fisher_empirical", "fisher_true", "batchgrad_squared"], 24)})
     figs = {
+        "03_fisher_heatmap": viz.heatmap_layer_group(groups_df(), log=True),
+        "03_signals": viz.layer_bars(per_layer, hue="signal", title="three estimators", ylabel="share"),
+        "06_quality_vs_speed": viz.quality_vs_speed(board, batch=256),
+        "06_retention": viz.retention_by_method(board, goal=0.95),
         "01_popularity_tail": viz.popularity_tail(inter), "01_sequence_lengths": viz.seq_length_hist(inter),
         "01_ratings": viz.rating_distribution(inter),
         "01_activity": viz.activity_over_time(inter, 1_603_000_000_000, 1_606_000_000_000),
@@ -127,10 +149,34 @@ def test_chapter_figures_draw_and_save(tmp_path):
     assert "greedy_valid (greedy validation search)" in labels and not any("oracle" in x for x in labels)
     for name, fig in figs.items():
         assert isinstance(fig, plt.Figure)
-        assert viz.save(fig, name, P).read_bytes()[:4] == b"\x89PNG"
+        assert viz.layout_problems(fig) == [], name  # a page's width, aspect <= 2.5, no text clipped or overlapping
+        viz.save(fig, name, P)
         plt.close(fig)
+    from PIL import Image
+
+    for png in P.figures.glob("*.png"):  # as saved (bbox "tight"): what a page shows
+        with Image.open(png) as im:
+            w, h = im.size
+        assert w <= viz.MAX_WIDTH_PX and w / h <= viz.MAX_ASPECT, f"{png.name}: {w}x{h}"
     assert {p.name for p in P.figures.glob("*.png")} == {f"{n}.png" for n in figs}
     assert {p.name for p in P.figures.glob("*.svg")} == {f"{n}.svg" for n in figs}
+
+
+def test_layout_problems_name_what_a_page_cannot_show():
+    """The check every chapter figure passes: too wide, too flat, and two texts on top of each other are found."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(12, 3))
+    ax.text(0.5, 0.5, "one label")
+    ax.text(0.5, 0.5, "another label")
+    found = viz.layout_problems(fig)
+    assert any("1440 px wide" in f for f in found) and any("aspect 4.00:1" in f for f in found)
+    assert any("overlapping: 'one label' and 'another label'" in f for f in found)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    viz.place_labels(ax, [1.0, 1.0, 1.0], [0.5, 0.5, 0.5], ["a long label", "another", "a third one"])
+    assert viz.layout_problems(fig) == []  # three labels on one point, nudged apart
+    plt.close(fig)
 
 
 def test_signals_by_layer_one_line_per_signal():

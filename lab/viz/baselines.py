@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from .core import place_labels
+
 VERDICT_COLOURS = {"the method": "black", "method better": "tab:green", "method worse": "tab:red",
                    "on par": "tab:blue", "inconclusive": "tab:grey"}
 
@@ -36,18 +38,13 @@ def quality_vs_speed(board: pd.DataFrame, metric: str = "ndcg@10", batch: int | 
     """
     col = f"test_{metric}"
     df = board[(board["status"] == "ok") & board["speedup"].notna()].reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+    fig, ax = plt.subplots(figsize=(8.0, 5.2))
     palette = dict(zip(sorted(df["family"].unique()), sns.color_palette("tab10")))
     for _, r in df.iterrows():
         star = r["family"] == "method"
         ax.errorbar(r["speedup"], r[col], yerr=[[r[col] - r[f"{col}_low"]], [r[f"{col}_high"] - r[col]]],
                     fmt="*" if star else "o", color=palette[r["family"]], capsize=3, ms=11 if star else 5,
                     zorder=5 if star else 3)
-    groups = df.groupby(df["timed_as"] if "timed_as" in df else df["name"], sort=False)
-    for i, (_, g) in enumerate(sorted(groups, key=lambda kv: kv[1]["speedup"].iloc[0])):
-        top = g.loc[g[col].idxmax()]
-        ax.annotate("\n".join(g.sort_values(col, ascending=False)["name"]), (top["speedup"], g[col].max()),
-                    xytext=(5, 4 + 9 * (i % 3)), textcoords="offset points", fontsize=7, va="bottom")
     front = pareto_front(df["speedup"], df[col])
     ax.step(df.loc[front, "speedup"], df.loc[front, col], where="post", color="k", lw=0.8, ls=":")
     ax.axvline(1.0, color="grey", lw=0.8)
@@ -55,10 +52,14 @@ def quality_vs_speed(board: pd.DataFrame, metric: str = "ndcg@10", batch: int | 
     handles = [plt.Line2D([], [], marker="*" if f == "method" else "o", ls="", color=c, label=f)
                for f, c in palette.items()]
     ax.legend(handles=handles + [plt.Line2D([], [], color="k", ls=":", label="Pareto front")], fontsize=8,
-              loc="lower left")
+              loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set(xlabel=f"speed-up over the teacher (measured{f', batch {batch}' if batch else ''}; log scale)",
            ylabel=f"test {metric.upper()} (95% CI)", title="Quality against measured speed, every row")
-    fig.tight_layout()
+    groups = df.groupby(df["timed_as"] if "timed_as" in df else df["name"], sort=False)
+    tops = [g.loc[g[col].idxmax()] for _, g in groups]  # rows timed alike: one label at the best of them
+    names = [", ".join(g.sort_values(col, ascending=False)["name"]) if len(g) <= 2 else
+             f"{g.loc[g[col].idxmax(), 'name']} (+{len(g) - 1} timed alike)" for _, g in groups]
+    place_labels(ax, [t["speedup"] for t in tops], [t[col] for t in tops], names, fontsize=7)
     return fig
 
 
@@ -67,7 +68,7 @@ def retention_by_method(board: pd.DataFrame, metric: str = "ndcg@10", goal: floa
     verdict of the paired test against the method."""
     col = f"ret_{metric}"
     df = board[board["status"] == "ok"].sort_values(col).reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(7.5, 0.3 * len(df) + 1.5))
+    fig, ax = plt.subplots(figsize=(7.5, max(3.0, 0.3 * len(df) + 1.5)))
     for i, r in df.iterrows():
         ax.errorbar(r[col], i, xerr=[[r[col] - r[f"{col}_low"]], [r[f"{col}_high"] - r[col]]], fmt="o", capsize=3,
                     color=VERDICT_COLOURS.get(r["verdict"], "tab:grey"))
@@ -77,8 +78,7 @@ def retention_by_method(board: pd.DataFrame, metric: str = "ndcg@10", goal: floa
         ax.axvline(goal, color="k", ls="--", lw=1)
     seen = [v for v in VERDICT_COLOURS if v in set(df["verdict"])]
     ax.legend(handles=[plt.Line2D([], [], marker="o", ls="", color=VERDICT_COLOURS[v], label=v) for v in seen],
-              fontsize=8, loc="lower right")
+              fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set(xlabel=f"retention of {metric.upper()} (row / teacher, test, paired 95% CI)", ylabel="",
            title="How much of the teacher each method keeps")
-    fig.tight_layout()
     return fig

@@ -4,6 +4,7 @@ the sequential-structure check. Each function takes the interactions table of `l
 """
 from __future__ import annotations
 
+import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -50,6 +51,9 @@ def activity_over_time(inter: pd.DataFrame, valid_from_ms: int | None = None, te
         if ms is not None:
             ax.axvline(pd.to_datetime(ms, unit="ms"), color=c, ls="--", lw=1, label=name)
     ax.set(xlabel="month", ylabel="interactions", title=title)
+    locator = mdates.AutoDateLocator(maxticks=8)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     if valid_from_ms is not None or test_from_ms is not None:
         ax.legend()
     return fig

@@ -11,7 +11,7 @@ import seaborn as sns
 from matplotlib.ticker import PercentFormatter
 
 from ..hypotheses import C1_RETENTION
-from .core import fig_ax
+from .core import fig_ax, place_labels
 
 
 def retention_bars(results: pd.DataFrame, metric: str = "ndcg@10", goal: float = 0.95):
@@ -22,7 +22,7 @@ def retention_bars(results: pd.DataFrame, metric: str = "ndcg@10", goal: float =
     """
     col = f"ret_{metric}"
     df = results.sort_values(col).reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(df) + 1.4))
+    fig, ax = plt.subplots(figsize=(7.5, max(3.2, 0.3 * len(df) + 1.4)))
     palette = dict(zip(sorted(df["variant"].unique()), sns.color_palette("tab10")))
     for i, r in df.iterrows():
         c = palette[r["variant"]]
@@ -33,10 +33,9 @@ def retention_bars(results: pd.DataFrame, metric: str = "ndcg@10", goal: float =
     ax.axvline(1.0, color="grey", ls=":", lw=1)
     handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in palette.items()]
     ax.legend(handles=handles + [plt.Line2D([], [], color="k", ls="--", label=f"goal {goal:.0%}")], fontsize=8,
-              loc="lower right")
+              loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set(xlabel=f"retention of {metric.upper()} (student / teacher, test, paired 95% CI)", ylabel="",
            title="How much of the teacher each student keeps")
-    fig.tight_layout()
     return fig
 
 
@@ -51,27 +50,15 @@ def cost_and_speed(results: pd.DataFrame, metric: str = "ndcg@10", goal: float =
         batch: the batch size `speedup` was timed at (for the axis label).
     """
     col = f"ret_{metric}"
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [1, 1.4]})
-    sns.scatterplot(data=results, x="total_seconds", y=col, hue="variant", style="adapter", s=70, ax=axes[0])
+    fig, axes = plt.subplots(2, 1, figsize=(8.0, 8.6), height_ratios=[1, 1.5])
+    sns.scatterplot(data=results, x="total_seconds", y=col, hue="variant", style="adapter", s=60, ax=axes[0])
     axes[0].axhline(goal, color="k", ls="--", lw=1)
     axes[0].yaxis.set_major_formatter(PercentFormatter(1.0))
-    axes[0].set(xlabel="training wall time incl. teacher cache (s)", ylabel=f"retention of {metric.upper()} (%)",
-                title=f"quality kept vs training cost (dashed: goal {goal:.0%})")
+    axes[0].set(xlabel="training wall time incl. teacher cache (s)", ylabel=f"{metric.upper()} kept",
+                title=f"Quality kept vs training cost (dashed: goal {goal:.0%})")
+    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     retention_vs_speedup(results, metric, goal=goal, speed_goal=speed_goal, batch=batch, ax=axes[1])
-    fig.tight_layout()
     return fig
-
-
-def _spread(y: np.ndarray, gap: float) -> np.ndarray:
-    """Label heights for points at heights `y`: sorted order kept, at least `gap` apart, centred on the points."""
-    order = np.argsort(y)
-    out = np.asarray(y, dtype=float)[order].copy()
-    for i in range(1, len(out)):
-        out[i] = max(out[i], out[i - 1] + gap)
-    out -= (out.mean() - np.asarray(y, dtype=float).mean())
-    placed = np.empty_like(out)
-    placed[order] = out
-    return placed
 
 
 def retention_vs_speedup(results: pd.DataFrame, metric: str = "ndcg@10", claim: float = C1_RETENTION,
@@ -90,35 +77,29 @@ def retention_vs_speedup(results: pd.DataFrame, metric: str = "ndcg@10", claim: 
     """
     col = f"ret_{metric}"
     df = results.sort_values(["speedup", col]).reset_index(drop=True)
-    fig, ax = fig_ax(ax, (7.5, 5.0))
-    x_lo = min(float(df["speedup"].min()), speed_goal or np.inf) * 0.9
-    x_hi = max(float(df["speedup"].max()) * 1.3, (speed_goal or 0) * 1.2)
+    fig, ax = fig_ax(ax, (8.0, 5.0))
+    x_lo = min(float(df["speedup"].min()), speed_goal or np.inf) * 0.93
+    x_hi = max(float(df["speedup"].max()) * 1.12, (speed_goal or 0) * 1.1)
     y_lo = min(float(df[f"{col}_low"].min()), claim, goal or 1.0) - 0.03
     y_hi = max(float(df[f"{col}_high"].max()), 1.0) + 0.03
     same = df.groupby(df["speedup"].round(2), sort=False)  # students timed alike: spread apart side by side
-    step = 0.012 * (x_hi - x_lo)
+    step = 0.008 * (x_hi - x_lo)
     df["x"] = df["speedup"] + (same.cumcount() - (same[col].transform("size") - 1) / 2) * step
     if goal is not None and speed_goal is not None:
         ax.axvspan(speed_goal, x_hi, ymin=(goal - y_lo) / (y_hi - y_lo), ymax=1, color="tab:green", alpha=0.10,
                    label=f"goal: ≥ {goal:.0%} at ≥ {speed_goal:g}x")
-    variants = list(dict.fromkeys(results["variant"]))  # the order (and colours) of `cost_and_speed`'s left panel
+    variants = list(dict.fromkeys(results["variant"]))  # the order (and colours) of `cost_and_speed`'s top panel
     palette = dict(zip(variants, sns.color_palette(n_colors=len(variants))))
     for v, d in df.groupby("variant", sort=False):
         err = np.clip([d[col] - d[f"{col}_low"], d[f"{col}_high"] - d[col]], 0, None)
         ax.errorbar(d["x"], d[col], yerr=err, fmt="o", ms=4, capsize=2, elinewidth=1, color=palette[v], label=v)
     ax.axhline(1.0, color="grey", ls=":", lw=1, label="100%: the teacher")
-    ax.axhline(claim, color="k", ls="--", lw=1, label=f"{claim:.0%}: claim C1's retention bound")
-    gap = (y_hi - y_lo) / 30
-    for _, d in df.groupby(df["speedup"].round(2), sort=False):  # one label column right of each group
-        x_text = float(d["x"].max()) + 0.04 * (x_hi - x_lo)
-        for (_, r), yl in zip(d.iterrows(), _spread(d[col].to_numpy(), gap)):
-            ax.annotate(r["name"], (r["x"], r[col]), xytext=(x_text, yl), fontsize=6.5, va="center",
-                        arrowprops=dict(arrowstyle="-", color="0.6", lw=0.5))
+    ax.axhline(claim, color="k", ls="--", lw=1, label=f"{claim:.0%}: claim C1's bound")
     timed_at = f", batch {batch}" if batch else ""
-    ax.set(xlim=(x_lo, x_hi), ylim=(y_lo, y_hi), title="quality kept vs speed gained",
-           xlabel=f"measured inference speed-up vs teacher (x, merged model{timed_at}; equal speed-ups side by side)",
-           ylabel=f"retention of test {metric.upper()} (student / teacher, %, paired 95% CI)")
+    ax.set(xlim=(x_lo, x_hi), ylim=(y_lo, y_hi), title="Quality kept vs speed gained (bars: paired 95% CI)",
+           xlabel=f"measured inference speed-up vs teacher (x, merged model{timed_at})",
+           ylabel=f"test {metric.upper()} kept (student / teacher, %, 95% CI)")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.legend(loc="lower left", fontsize=7)
-    fig.tight_layout()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
+    place_labels(ax, df["x"].to_numpy(), df[col].to_numpy(), df["name"].tolist(), fontsize=6.5)
     return fig

@@ -35,20 +35,24 @@ def heatmap_layer_group(groups_df: pd.DataFrame, estimator: str = "fisher_empiri
                         subset: str = "all", seed=None, log: bool = False, ax=None, title: str | None = None):
     """Seaborn heatmap of layer (rows) x parameter group (columns); `log` uses a log10 colour scale."""
     m = group_matrix(groups_df, estimator, norm, subset, seed)
-    fig, ax = fig_ax(ax, (1.0 + 0.7 * m.shape[1], 1.2 + 0.28 * m.shape[0]))
+    fig, ax = fig_ax(ax, (min(8.0, max(4.5, 1.6 + 0.7 * m.shape[1])), 1.6 + 0.28 * m.shape[0]))
     data = np.log10(m.clip(lower=1e-30)) if log else m
     sns.heatmap(data, ax=ax, cmap="viridis", cbar_kws={"label": f"log10 {norm}" if log else norm})
     ax.set_xlabel("parameter group")
     ax.set_ylabel("layer")
+    ax.tick_params(axis="y", rotation=0)  # layer numbers read upright
+    ax.tick_params(axis="x", rotation=45)
+    for t in ax.get_xticklabels():
+        t.set_ha("right")
     ax.set_title(title or f"{estimator} · {norm} · {subset}")
-    fig.tight_layout()
     return fig
 
 
 def layer_bars(df: pd.DataFrame, hue: str | None = None, ax=None, title: str = "", ylabel: str = "value",
                log: bool = False):
     """Per-layer bars (layer_idx, value) with CI error bars (ci_low, ci_high) when present; `hue` side by side."""
-    fig, ax = fig_ax(ax, (max(6.0, 0.35 * df["layer_idx"].nunique() * (df[hue].nunique() if hue else 1)), 3.6))
+    bars = df["layer_idx"].nunique() * (df[hue].nunique() if hue else 1)
+    fig, ax = fig_ax(ax, (min(8.0, max(6.0, 0.35 * bars)), 3.6 if bars <= 24 else 4.0))  # a page's width at most
     hues = list(dict.fromkeys(df[hue])) if hue else [None]
     width = 0.8 / len(hues)
     colors = sns.color_palette(n_colors=len(hues))
@@ -66,9 +70,8 @@ def layer_bars(df: pd.DataFrame, hue: str | None = None, ax=None, title: str = "
     if log:
         ax.set_yscale("log")
     ax.set_title(title)
-    if hue:
-        ax.legend(fontsize="small", ncol=min(4, len(hues)))
-    fig.tight_layout()
+    if hue:  # beside the bars, never over them
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
@@ -87,7 +90,6 @@ def estimator_scatter(x, y, xlabel: str, ylabel: str, labels=None, log: bool = F
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(f"Spearman ρ = {rho:.2f}, Kendall τ = {tau:.2f}")
-    fig.tight_layout()
     return fig
 
 
@@ -96,7 +98,7 @@ def probe_accuracy(accuracy: pd.DataFrame, majority: pd.Series, ax=None, title: 
     the same colour (chapter 03's planted layer roles; `lab.fisher.probes.layer_probes`). layer_idx -1 is the
     input embeddings, l the output of decoder layer l."""
     acc = accuracy.sort_index()
-    fig, ax = fig_ax(ax, (max(6.0, 0.3 * len(acc)), 3.8))
+    fig, ax = fig_ax(ax, (min(8.0, max(6.0, 0.3 * len(acc))), 3.8))
     colors = sns.color_palette(n_colors=len(acc.columns))
     for color, var in zip(colors, acc.columns):
         ax.plot(acc.index, acc[var], marker="o", ms=3, color=color, label=var)
@@ -108,7 +110,6 @@ def probe_accuracy(accuracy: pd.DataFrame, majority: pd.Series, ax=None, title: 
     ax.set_ylim(0, 1.02)
     ax.set_title(title or "linear probes of the planted variables (dashed: majority baseline)")
     ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
     return fig
 
 
@@ -131,7 +132,7 @@ def signals_by_layer(fisher_total, ablation_drop, probe_gain=None, ax=None, titl
         g = pd.Series(probe_gain, dtype=float).sort_index()
         lines.append(("probe gain, accuracy summed over variables", g.index.to_numpy(), g.to_numpy(), "{:+.3f}",
                       "^", ":"))
-    fig, ax = fig_ax(ax, (max(6.5, 0.32 * len(share)), 3.8))
+    fig, ax = fig_ax(ax, (min(8.0, max(6.5, 0.32 * len(share))), 4.4))
     for (label, x, v, fmt, marker, ls), color in zip(lines, sns.color_palette(n_colors=len(lines))):
         top = float(np.nanmax(np.abs(v))) if np.isfinite(v).any() else 0.0
         ax.plot(x, v / (top or 1.0), marker=marker, ms=4, ls=ls, color=color,
@@ -140,9 +141,8 @@ def signals_by_layer(fisher_total, ablation_drop, probe_gain=None, ax=None, titl
     ax.set_xticks(np.arange(len(share)))
     ax.tick_params(axis="x", labelsize=7 if len(share) > 16 else None)
     ax.set_xlabel("layer_idx (decoder layer)")
-    ax.set_ylabel("value / its largest |value| (unitless)")
+    ax.set_ylabel("value ÷ its largest |value|")
     shown = "Fisher share, ablation drop" + (" and probe gain" if probe_gain is not None else "")
-    ax.set_title(title or f"{shown} per layer, each divided by its largest |value|")
-    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=1, frameon=False)
-    fig.tight_layout()
+    ax.set_title(title or f"{shown} per layer")
+    ax.legend(fontsize="small", loc="upper right", framealpha=0.9)
     return fig

@@ -11,33 +11,34 @@ import seaborn as sns
 
 
 def plot_rules_by_budget(sel: pd.DataFrame, metric: str = "test_ndcg@10", teacher: float | None = None):
-    """One panel per budget k: the random draws as box + strip, every other rule as a labelled marker."""
+    """A dot plot: one row per rule (named on the axis, no legend to decode), one marker per budget k; the random
+    draws as a box per budget on the first row, the teacher as a dashed line."""
     ks = sorted(sel.loc[sel["rule"] != "teacher", "k"].unique())
-    fig, axes = plt.subplots(1, len(ks), figsize=(4.2 * len(ks), 4.4), sharey=True, squeeze=False)
-    rules = [r for r in sel["rule"].unique() if r not in ("random", "teacher")]
-    pal = dict(zip(rules, sns.color_palette("tab20", len(rules))))
-    for ax, k in zip(axes[0], ks):
+    rules = [r for r in dict.fromkeys(sel["rule"]) if r not in ("random", "teacher")]
+    rows = (["random"] if (sel["rule"] == "random").any() else []) + rules
+    fig, ax = plt.subplots(figsize=(7.5, max(3.0, 0.3 * len(rows) + 1.5)))
+    colours = dict(zip(ks, sns.color_palette("viridis", len(ks))))
+    markers = dict(zip(ks, "osD^vP*X"))
+    nudge = {k: (i - (len(ks) - 1) / 2) * 0.22 for i, k in enumerate(ks)}
+    for k in ks:
         d = sel[sel["k"] == k]
-        rnd = d[d["rule"] == "random"]
+        rnd = d.loc[d["rule"] == "random", metric].to_numpy(dtype=float)
         if len(rnd):
-            sns.boxplot(y=rnd[metric], ax=ax, color="0.85", width=0.35, fliersize=0)
-            sns.stripplot(y=rnd[metric], ax=ax, color="0.35", size=4, jitter=0.08)
-        for i, r in enumerate(rules):
-            v = d.loc[d["rule"] == r, metric]
-            if len(v):
-                ax.scatter([0.35 + 0.02 * (i % 5)], [v.iloc[0]], color=pal[r], s=45, zorder=3,
-                           label=r, edgecolor="k", linewidth=0.4)
-        if teacher is not None:
-            ax.axhline(teacher, ls="--", color="k", lw=1, label="teacher (all layers)")
-        ax.set_xlim(-0.5, 0.6)
-        ax.set_xticks([0])
-        ax.set_xticklabels([f"random ({len(rnd)} draws)"])
-        ax.set_title(f"k = {k}")
-        ax.set_ylabel(metric)
-    handles, labels = axes[0][-1].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
-    fig.suptitle(f"Zero-shot quality of truncated students ({metric})")
-    fig.tight_layout()
+            ax.boxplot([rnd], positions=[rows.index("random") + nudge[k]], orientation="horizontal", widths=0.18, showfliers=False,
+                       patch_artist=True, boxprops=dict(facecolor=colours[k], alpha=0.35),
+                       medianprops=dict(color=colours[k]), manage_ticks=False)
+        y = [rows.index(r) + nudge[k] for r in d["rule"] if r in rules]
+        x = d.loc[d["rule"].isin(rules), metric].to_numpy(dtype=float)
+        ax.scatter(x, y, color=colours[k], marker=markers[k], s=36, edgecolor="k", linewidth=0.4, zorder=3,
+                   label=f"k = {k}")
+    if teacher is not None:
+        ax.axvline(teacher, ls="--", color="k", lw=1, label="teacher (all layers)")
+    ax.set_yticks(range(len(rows)), [f"random ({(sel['rule'] == 'random').sum() // max(1, len(ks))} draws, box)"
+                                     if r == "random" else r for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{metric} (zero-shot, layers kept from the teacher)")
+    ax.set_title("Zero-shot quality of truncated students, by rule and budget k")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
@@ -66,7 +67,6 @@ def plot_quality_vs_k(sel: pd.DataFrame, metric: str = "test_ndcg@10", teacher: 
     ax.set_ylabel(metric)
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     ax.set_title("Zero-shot quality vs budget")
-    fig.tight_layout()
     return fig
 
 
@@ -75,8 +75,9 @@ def plot_selection_grid(sel: pd.DataFrame, num_layers: int):
     d = sel[sel["rule"] != "teacher"]
     ks = sorted(d["k"].unique())
     rules = list(dict.fromkeys(d["rule"]))
-    fig, axes = plt.subplots(1, len(ks), figsize=(max(4.0, 0.28 * num_layers + 2.2) * len(ks),
-                                                  0.32 * len(rules) + 1.6), squeeze=False)
+    fig, axes = plt.subplots(len(ks), 1, figsize=(min(8.0, max(5.0, 0.28 * num_layers + 3.2)),
+                                                  (0.3 * len(rules) + 1.0) * len(ks) + 0.4), squeeze=False)
+    axes = axes[:, 0][None, :]  # one panel per budget, stacked: the layer axis keeps the page's width
     for ax, k in zip(axes[0], ks):
         grid = np.zeros((len(rules), num_layers))
         for i, r in enumerate(rules):
@@ -85,13 +86,13 @@ def plot_selection_grid(sel: pd.DataFrame, num_layers: int):
                 for l in _layers(s):
                     grid[i, l] += 1.0 / len(g)
         sns.heatmap(pd.DataFrame(grid, index=rules, columns=range(num_layers)), ax=ax, cmap="Blues", vmin=0, vmax=1,
-                    cbar=ax is axes[0][-1], linewidths=0.3, linecolor="0.9")
+                    cbar_kws={"label": "share kept", "fraction": 0.04},
+                    linewidths=0.3, linecolor="0.9")
         ax.set_title(f"k = {k}")
-        ax.set_xlabel("teacher layer")
-        if ax is not axes[0][0]:
-            ax.set_yticklabels([])
+        ax.set_xlabel("teacher layer" if ax is axes[0][-1] else "")
+        ax.tick_params(axis="x", rotation=0, labelsize=7 if num_layers > 16 else None)
+        ax.tick_params(axis="y", rotation=0)
     fig.suptitle("Layers kept by each rule")
-    fig.tight_layout()
     return fig
 
 
@@ -113,7 +114,6 @@ def plot_speedup(speed: pd.DataFrame, reference: str = "teacher"):
     dev = f"{speed['device'].iloc[0]}, {speed['threads'].iloc[0]} threads" if "device" in speed else ""
     ax.set_title(f"Measured speed-up of compact students ({dev})")
     ax.legend(fontsize=8)
-    fig.tight_layout()
     return fig
 
 

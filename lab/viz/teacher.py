@@ -9,14 +9,13 @@ import seaborn as sns
 
 def learning_curves(histories: dict[str, pd.DataFrame]):
     """Training loss and validation NDCG@10 per epoch, one line per model (chapter 02)."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.5))
     for name, h in histories.items():
         axes[0].plot(h["epoch"], h["train_loss"], marker="o", label=name)
         axes[1].plot(h["epoch"], h["valid_ndcg@10"], marker="o", label=name)
     axes[0].set(xlabel="epoch", ylabel="train CE loss", title="training loss")
     axes[1].set(xlabel="epoch", ylabel="NDCG@10 (validation, full ranking)", title="validation quality")
     axes[1].legend()
-    fig.tight_layout()
     return fig
 
 
@@ -26,7 +25,6 @@ def metric_bars(table: pd.DataFrame, metrics=("ndcg@10", "hr@10", "mrr")):
     fig, ax = plt.subplots(figsize=(7, 3.6))
     sns.barplot(data=long, x="metric", y="value", hue="model", ax=ax)
     ax.set(title="test split, full ranking", ylabel="")
-    fig.tight_layout()
     return fig
 
 
@@ -43,5 +41,4 @@ def quality_by_depth(table: pd.DataFrame, refs: dict):
     ax.set_xticks(list(table.index), [str(L) for L in table.index])
     ax.set(xlabel="decoder layers", ylabel="NDCG@10 (test, full ranking)", title="does depth buy quality?")
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
-    fig.tight_layout()
     return fig
