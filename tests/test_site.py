@@ -16,7 +16,8 @@ import nbformat
 import pytest
 
 from lab.notebooks import REPO_ROOT, chapters, run_dir
-from lab.site import build_site, copy_file_images, readme_sections, results_table, static_widgets
+from lab.site import (build_site, copy_file_images, describe_images, merge_parameters, page_noise, readme_sections,
+                      static_widgets)
 
 STEMS = [c.stem for c in chapters()]
 IMG = re.compile(r'<img\b[^>]*?\bsrc=(["\'])(.*?)\1', re.I)
@@ -49,7 +50,45 @@ def test_every_chapter_has_a_page_linked_from_the_index(site):
         assert (site / f"{stem}.html").is_file(), stem
         assert f"{stem}.html" in links, stem
     assert "Which transformer layers matter for recommendation" in index  # README's question
-    assert "<table>" in index and "What the default profile measured" in index  # README's results table
+    assert "These pages are the executed chapters of run <code>smoke</code>" in index  # which run, said once
+
+
+def test_the_index_states_what_the_run_found(site, smoke_run):
+    """The verdict table of the run it renders (chapter 07's records), not the README's numbers of another profile."""
+    index = (site / "index.html").read_text()
+    found = index[index.index("<h2>What this run found</h2>"):index.index("<h2>The chapters</h2>")]
+    assert "<table>" in found and "<th>verdict</th>" in found
+    for row in ("H1a", "H1b", "H2a", "C1"):
+        assert f"<td>{row}</td>" in found, row
+    assert "What the default profile measured" not in index
+    assert re.search(r"teacher reaches test NDCG@10 0\.\d{3} against popularity's 0\.\d{3}", found)
+    assert "docs/measurements.html" in index and (site / "docs" / "measurements.html").is_file()
+
+
+def test_pages_carry_no_noise(smoke_run):
+    """No PosixPath, progress bar, 16-digit float, config repr or absolute path of this machine in any output."""
+    machine = (str(REPO_ROOT), str(Path.home()), str(smoke_run.parent))
+    for stem in STEMS:
+        nb = nbformat.read(smoke_run / f"{stem}.ipynb", as_version=4)
+        assert page_noise(nb, machine) == [], stem
+
+
+def test_pages_work_offline(site):
+    """Nothing is loaded from the network: MathJax is served from the site's assets, require.js is gone."""
+    for page in [*site.glob("*.html"), *site.glob("docs/*.html")]:
+        text = page.read_text()
+        assert not re.findall(r'<script[^>]+src="(?:https?:)?//', text), page.name
+        assert not re.findall(r'<link[^>]+href="(?:https?:)?//', text), page.name
+    assert 'src="assets/mathjax/MathJax.js?config=' in (site / "05_distillation.html").read_text()
+    assert (site / "assets" / "mathjax" / "MathJax.js").is_file()
+    assert (site / "assets" / "mathjax" / "jax" / "output" / "HTML-CSS" / "jax.js").is_file()
+
+
+def test_one_parameters_cell_and_described_figures(site):
+    page = (site / "02_teacher.html").read_text()
+    assert page.count("# Parameters") == 0 and page.count('PROFILE</span>') <= 2  # papermill's cell merged away
+    alts = re.findall(r'<img\b[^>]*\balt="([^"]*)"', page)
+    assert alts and all(a and "No description" not in a for a in alts)
 
 
 def test_every_image_is_embedded_or_copied(site):
@@ -114,7 +153,9 @@ def test_build_site_copies_images_referenced_as_files(tmp_path):
     page = (out / "01_tiny.html").read_text()
     srcs = [s for _, s in IMG.findall(page)]
     assert "assets/fig.png" in srcs and (out / "assets" / "fig.png").read_bytes() == b"\x89PNG\r\n\x1a\n"
-    assert '<a href="01_tiny.html">01 · Tiny</a>' in (out / "index.html").read_text()
+    index = (out / "index.html").read_text()
+    assert '<a href="01_tiny.html">01 · Tiny</a>' in index
+    assert "Chapter 07 (the verdicts) has not run." in index  # a run without chapter 07 says so
     with pytest.raises(FileNotFoundError, match="missing.png"):
         copy_file_images('<img src="missing.png">', [run], out / "assets")
 
@@ -124,11 +165,62 @@ def test_a_run_without_chapters_names_the_command(tmp_path):
         build_site(tmp_path / "nothing", tmp_path / "site")
 
 
-def test_readme_question_and_results_table():
+def test_readme_question():
     title, question, sections = readme_sections((REPO_ROOT / "README.md").read_text())
-    assert title and question and "What the default profile measured" in sections
-    table = results_table(sections["What the default profile measured"])
-    assert table.splitlines()[-1].startswith("|") and "| chapter |" in table
+    assert title == "Layerwise Adapter" and "Which transformer layers matter" in question
+
+
+def test_readme_is_a_door():
+    """At most 150 lines: the question, the commands, what the book found, the package, the profiles and where to
+    read more; the dated measurements live under docs/ (rendered by `make site`). No Markdown line over 120 chars."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    _, _, sections = readme_sections(readme)
+    assert len(readme.splitlines()) <= 150
+    assert list(sections) == ["Read it", "What the book found", "The chapters", "The package", "Profiles", "Read more"]
+    assert "make site" in sections["Read it"] and "site/index.html" in sections["Read it"]
+    assert "| claim |" in sections["What the book found"] and "commit" in sections["What the book found"]
+    for doc in re.findall(r"\]\((docs/[\w-]+\.md)\)", readme):
+        assert (REPO_ROOT / doc).is_file(), doc
+    assert not re.search(r"\bissue \d+", readme)  # say what a reference means, not its number
+    for md in [REPO_ROOT / "README.md", *(REPO_ROOT / "docs").glob("*.md")]:
+        long = [i + 1 for i, line in enumerate(md.read_text().splitlines()) if len(line) > 120]
+        assert not long, f"{md.name}: lines {long} are over 120 characters"
+
+
+def test_page_noise_finds_what_a_reader_should_not_see():
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [
+        nbformat.v4.new_output("execute_result", data={"text/plain": "PosixPath('/home/me/figures/01.png')"}),
+        nbformat.v4.new_output("stream", name="stderr", text="epoch 1:  67%|██████▋   | 2/3 [00:01<00:00,  1.50it/s]"),
+        nbformat.v4.new_output("execute_result", data={"text/plain": "{'ndcg': 0.15234567890123456}"}),
+        nbformat.v4.new_output("stream", name="stdout", text="saved: /work/repo/figures/a.png"),
+        nbformat.v4.new_output("execute_result", data={"text/plain": "ModelConfig(n_layers=8, hidden=32)"}),
+    ]
+    nb.cells = [cell]
+    found = page_noise(nb, ("/work/repo",))
+    kinds = [f.split(": ")[1] for f in found]
+    assert kinds == ["PosixPath", "progress bar", "16-digit float", "absolute path", "config repr"]
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="NDCG@10 0.1523 (CI 0.14 to 0.16), 3.7x")]
+    assert page_noise(nb, ("/work/repo",)) == []
+
+
+def test_parameters_merged_and_images_described(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('PROFILE = "default"  # smoke | default\nSEED = 0  # seed', metadata={
+        "tags": ["parameters"]})
+    injected = nbformat.v4.new_code_cell('# Parameters\nPROFILE = "smoke"\nSEED = 0\n', metadata={
+        "tags": ["injected-parameters"]})
+    fig = nbformat.v4.new_code_cell('viz.save(fig, "01_tail", P)')
+    fig.outputs = [nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "F"})]
+    nb.cells = [params, injected, nbformat.v4.new_markdown_cell("## The tail"), fig]
+    assert merge_parameters(nb) and len(nb.cells) == 3
+    assert nb.cells[0].source.splitlines() == ['PROFILE = "smoke"  # set by the run (default "default")',
+                                               "SEED = 0  # seed"]
+    assert describe_images(nb, tmp_path) == 1  # no saved PNG there: the heading above
+    html = nb.cells[2].outputs[0].data["text/html"]
+    assert 'alt="Figure: The tail"' in html and 'src="data:image/png;base64,iVBORw0KGgo="' in html
+    assert "image/png" not in nb.cells[2].outputs[0].data
 
 
 def test_make_site_renders_the_profiles_run():
