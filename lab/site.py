@@ -58,6 +58,8 @@ VERDICT_CHAPTER = "07_hypotheses"  # the chapter whose records hold the verdicts
 MATHJAX_PARTS = ("MathJax.js", "config", "extensions", "jax/input/TeX", "jax/element", "jax/output/HTML-CSS",
                  "fonts/HTML-CSS/STIX-Web/woff", "LICENSE")  # what the TeX input and HTML-CSS output load
 MATHJAX_URL = "assets/mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"  # relative to a page
+MATHJAX_FONTS = ('<script type="text/x-mathjax-config">MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], '
+                 'preferredFont: null, webFont: "STIX-Web", imageFont: null}});</script>\n')  # the fonts shipped
 STYLE = """<style>
 body.site{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;line-height:1.45}
 body.site table{border-collapse:collapse;font-size:.9em}
@@ -320,7 +322,8 @@ def _with_nav(page: str, nav: str, depth: int = 0) -> str:
     """`page` with the site's style and `nav` bar, MathJax from the site's assets and no require.js (module doc)."""
     page = page.replace("</head>", f"{STYLE}\n</head>", 1)
     page = re.sub(r'<script src="[^"]*require[^"]*\.js"></script>\s*', "", page)
-    page = page.replace(f'<script src="{MATHJAX_URL}">', f'<script src="{"../" * depth}{MATHJAX_URL}">')
+    local = f'<script src="{"../" * depth}{MATHJAX_URL}">'
+    page = page.replace(f'<script src="{MATHJAX_URL}">', MATHJAX_FONTS + local)
     return re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + nav, page, count=1)
 
 

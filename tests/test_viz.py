@@ -214,3 +214,23 @@ def test_retention_vs_speedup_points_cis_and_reference_lines():
     bars = [c for c in ax.collections if hasattr(c, "get_segments") and c.get_label()[0] == "_"]
     assert sum(len(c.get_segments()) for c in bars) == 4  # one CI bar per student
     assert "batch 256" in ax.get_xlabel() and "%" in ax.get_ylabel() and "CI" in ax.get_ylabel()
+
+
+def test_tables_a_reader_can_read():
+    """A config as field and value; chapter 06's leaderboard in eight columns with each CI in its cell."""
+    from lab.distill import DistillConfig
+
+    t = viz.config_table(DistillConfig(temperature=2.0))
+    assert t.index.name == "DistillConfig" and t.loc["temperature", "value"] == "2" and t.shape[1] == 1
+    board = pd.DataFrame({"name": ["method", "ease"], "family": ["method", "recommender"],
+                          "test_ndcg@10": [0.152, 0.146], "test_ndcg@10_low": [0.14, 0.13],
+                          "test_ndcg@10_high": [0.16, float("nan")], "ret_ndcg@10": [0.999, 0.965],
+                          "ret_ndcg@10_low": [0.97, 0.94], "ret_ndcg@10_high": [1.02, 0.99], "speedup": [3.9, 14.0],
+                          "diff": [float("nan"), 0.006], "holm_p": [float("nan"), 0.2],
+                          "verdict": [None, "inconclusive"], "params": [1, 2], "peak_mb": [3.0, 4.0]})
+    view = viz.leaderboard_view(board)
+    assert list(view.columns) == list(viz.tables.LEADERBOARD_COLUMNS[1:])
+    assert view.loc["method", "test NDCG@10 (95% CI)"] == "0.152 (0.140–0.160)"
+    assert view.loc["ease", "test NDCG@10 (95% CI)"] == "0.146"  # an end missing: no interval
+    assert view.loc["method", "kept (95% CI)"] == "99.9% (97.0%–102.0%)"
+    assert view.loc["ease", "method − row"] == "+0.0060" and view.loc["method", "verdict"] == "—"

@@ -15,6 +15,7 @@ pyplot.
 - `selection` (chapter 04): rules by budget, quality vs k, selected layers, measured speed-up.
 - `distill` (chapter 05): retention with CIs, retention vs training cost and vs speed-up with CIs
   (`retention_vs_speedup`, the right panel of `cost_and_speed`).
+- `tables`: a configuration as field and value, a value with its CI in one cell, chapter 06's leaderboard view.
 - `baselines` (chapter 06): quality vs measured speed-up of every leaderboard row, retention by method.
 """
 # first: the backend policy runs before pyplot is imported
@@ -25,6 +26,7 @@ from .distill import cost_and_speed, retention_bars, retention_vs_speedup
 from .explorer import LayerExplorer, layer_explorer
 from .fisher import (estimator_scatter, group_matrix, heatmap_layer_group, layer_bars, probe_accuracy,
                      signals_by_layer)
+from .tables import config_table, leaderboard_view, with_interval
 from .selection import plot_quality_vs_k, plot_rules_by_budget, plot_selection_grid, plot_speedup
 from .teacher import learning_curves, metric_bars, quality_by_depth
 
@@ -37,4 +39,5 @@ __all__ = [
     "plot_rules_by_budget", "plot_quality_vs_k", "plot_selection_grid", "plot_speedup",
     "retention_bars", "cost_and_speed", "retention_vs_speedup",
     "quality_vs_speed", "retention_by_method",
+    "config_table", "leaderboard_view", "with_interval",
 ]

@@ -57,7 +57,7 @@ def save(fig, name: str, paths, dpi: int = 120, formats: tuple[str, ...] = ("png
             fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=meta)  # no timestamp in the SVG
 
 
-MAX_WIDTH_PX = 1000  # a page shows a figure at most this wide (the site's column): wider ones are shrunk, text with them
+MAX_WIDTH_PX = 1000  # a page shows a figure at most this wide (the site's column): a wider one shrinks, text too
 MAX_ASPECT = 2.5  # width / height: a wider strip is unreadable once a page shrinks it to its column
 
 

@@ -24,8 +24,8 @@ def plot_rules_by_budget(sel: pd.DataFrame, metric: str = "test_ndcg@10", teache
         d = sel[sel["k"] == k]
         rnd = d.loc[d["rule"] == "random", metric].to_numpy(dtype=float)
         if len(rnd):
-            ax.boxplot([rnd], positions=[rows.index("random") + nudge[k]], orientation="horizontal", widths=0.18, showfliers=False,
-                       patch_artist=True, boxprops=dict(facecolor=colours[k], alpha=0.35),
+            ax.boxplot([rnd], positions=[rows.index("random") + nudge[k]], orientation="horizontal", widths=0.18,
+                       showfliers=False, patch_artist=True, boxprops=dict(facecolor=colours[k], alpha=0.35),
                        medianprops=dict(color=colours[k]), manage_ticks=False)
         y = [rows.index(r) + nudge[k] for r in d["rule"] if r in rules]
         x = d.loc[d["rule"].isin(rules), metric].to_numpy(dtype=float)
