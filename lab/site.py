@@ -407,7 +407,7 @@ def findings(results: dict) -> str:
     t, pop, small = (r02.get(k) for k in ("teacher_ndcg10_test", "popularity_ndcg10_test", "small_ndcg10_test"))
     if _is_number(t) and _is_number(pop):
         said.append(f"The {r02.get('n_layers', '')}-layer teacher reaches test NDCG@10 {t:.3f} against "
-                    f"popularity's {pop:.3f}" + (f" and {small:.3f} for the 2-layer model trained from scratch"
+                    f"popularity's {pop:.3f}" + (f" and {small:.3f} for the small model trained from scratch"
                                                  if _is_number(small) else "") + ".")
     low = r03.get("lower_half_share")
     if _is_number(low):
