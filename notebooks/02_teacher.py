@@ -38,14 +38,14 @@ from lab.bench import depth as DB
 from lab.data import load_rec_data
 from lab.models import build_model, build_teacher, count_parameters, scratch_config
 from lab.train import evaluate_scorers, train_or_load
-from lab.viz import learning_curves, metric_bars, quality_by_depth, save
+from lab.viz import config_table, learning_curves, metric_bars, quality_by_depth, save
 
 P = lab.setup(SEED, PROFILE, ARTEFACTS or None, chapter="02_teacher")
 cfg = lab.get_config(PROFILE, SEED)
 cfg.model.arch = lab.resolve(ARCH, cfg.model.arch)
 data, report, stats = load_rec_data(cfg.data, P, seed=SEED, progress=False)
 print(f"{data.num_users} users, {data.num_items} items, history length T={data.max_len}; device: {lab.device()}")
-cfg.model
+config_table(cfg.model)
 
 # %% [markdown]
 # ## Train (or load) the teacher
@@ -63,7 +63,7 @@ print(f"teacher: {teacher.num_layers} x {type(teacher.layers[0]).__name__}, {n_p
       f"({n_layer_params / n_params:.0%} in the decoder layers)"
       + (f", pretrained {cfg.model.backbone}, {teacher_info['trainable_params']:,} trained ({cfg.model.tuning})"
          if cfg.model.backbone and "trainable_params" in teacher_info else "") + "; "
-      f"{'loaded from ' + str(P.teacher) if teacher_info['loaded'] else 'trained'} — "
+      f"{'loaded from ' + lab.book.shown_path(P.teacher) if teacher_info['loaded'] else 'trained'} — "
       f"training took {teacher_info['train_seconds']:.0f} s over {teacher_info['epochs']} epochs")
 
 # %% [markdown]

@@ -234,9 +234,7 @@ board = B.leaderboard(B.board_rows(specs, speed, params), per_user, method, alph
 write_parquet(P.file("leaderboard.parquet"), board)
 
 # %%
-cols = ["name", "family", "detail", "test_ndcg@10", "test_ndcg@10_low", "test_ndcg@10_high", "ret_ndcg@10",
-        "ret_ndcg@10_low", "ret_ndcg@10_high", "speedup_b1", "speedup", "params", "peak_mb", "diff", "holm_p", "verdict"]
-board[cols].round(3)
+V.leaderboard_view(board)  # the columns the verdicts need; detail, parameters, memory, batch 1: leaderboard.parquet
 
 # %%
 fig = V.quality_vs_speed(board, "ndcg@10", batch=bmax)
