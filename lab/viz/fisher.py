@@ -41,9 +41,8 @@ def heatmap_layer_group(groups_df: pd.DataFrame, estimator: str = "fisher_empiri
     ax.set_xlabel("parameter group")
     ax.set_ylabel("layer")
     ax.tick_params(axis="y", rotation=0)  # layer numbers read upright
-    ax.tick_params(axis="x", rotation=45)
-    for t in ax.get_xticklabels():
-        t.set_ha("right")
+    for t in ax.get_xticklabels():  # group names slanted, each ending under its column
+        t.set(rotation=30, ha="right", rotation_mode="anchor")
     ax.set_title(title or f"{estimator} · {norm} · {subset}")
     return fig
 
@@ -132,7 +131,8 @@ def signals_by_layer(fisher_total, ablation_drop, probe_gain=None, ax=None, titl
         g = pd.Series(probe_gain, dtype=float).sort_index()
         lines.append(("probe gain, accuracy summed over variables", g.index.to_numpy(), g.to_numpy(), "{:+.3f}",
                       "^", ":"))
-    fig, ax = fig_ax(ax, (min(8.0, max(6.5, 0.32 * len(share))), 4.4))
+    own = ax is None  # a figure of its own: the legend goes below the axes, off the lines
+    fig, ax = fig_ax(ax, (min(8.0, max(6.5, 0.32 * len(share))), 4.6))
     for (label, x, v, fmt, marker, ls), color in zip(lines, sns.color_palette(n_colors=len(lines))):
         top = float(np.nanmax(np.abs(v))) if np.isfinite(v).any() else 0.0
         ax.plot(x, v / (top or 1.0), marker=marker, ms=4, ls=ls, color=color,
@@ -144,5 +144,8 @@ def signals_by_layer(fisher_total, ablation_drop, probe_gain=None, ax=None, titl
     ax.set_ylabel("value ÷ its largest |value|")
     shown = "Fisher share, ablation drop" + (" and probe gain" if probe_gain is not None else "")
     ax.set_title(title or f"{shown} per layer")
-    ax.legend(fontsize="small", loc="upper right", framealpha=0.9)
+    if own:
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize="small", frameon=False)
+    else:
+        ax.legend(fontsize="small", loc="best", framealpha=0.9)
     return fig
