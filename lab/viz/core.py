@@ -98,7 +98,10 @@ def _tick_labels(fig, drawn: bool) -> list:
 
 
 def _text_box(t, renderer):
-    """The box of a text's glyphs alone (an annotation's own extent also spans its leader line)."""
+    """The box of a text's glyphs alone, in pixels (an annotation's own extent also spans its leader line; a new
+    annotation is positioned first, as drawing would)."""
+    if isinstance(t, matplotlib.text.Annotation):
+        t.update_positions(renderer)
     return matplotlib.text.Text.get_window_extent(t, renderer)
 
 

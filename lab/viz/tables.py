@@ -12,14 +12,17 @@ import pandas as pd
 
 def config_table(cfg, name: str = "value") -> pd.DataFrame:
     """A dataclass configuration as a two-column table (field, value), in place of its one-line repr (chapters
-    02-05). Values are shown as text, so a list or a None reads as written."""
+    02-05). Values are shown as text (`_text`): a sequence as its items, a None as written."""
     rows = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     return pd.DataFrame({name: [_text(v) for v in rows.values()]}, index=pd.Index(list(rows), name=type(cfg).__name__))
 
 
 def _text(v) -> str:
+    """A config value as a reader reads it: 4 significant digits, a sequence as its items, anything else as str."""
     if isinstance(v, float):
         return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(map(_text, v)) if v else "(none)"
     return str(v)
 
 
