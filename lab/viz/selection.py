@@ -38,7 +38,8 @@ def plot_rules_by_budget(sel: pd.DataFrame, metric: str = "test_ndcg@10", teache
     ax.invert_yaxis()
     ax.set_xlabel(f"{metric} (zero-shot, layers kept from the teacher)")
     ax.set_title("Zero-shot quality of truncated students, by rule and budget k")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="outside lower center", ncol=len(ks) + 1,
+               frameon=False)  # below the axes: the rules' names take the left, the data the rest
     return fig
 
 
