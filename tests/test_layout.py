@@ -20,7 +20,8 @@ LAYERS = [
     ("data",),
     ("backbones",),  # pretrained decoder stacks by name or path (issue 13); `models` builds the LLM teacher on them
     ("metrics", "models"),
-    ("train", "baselines"),
+    ("evaluation",),  # scoring a recommender on a split, and the statistics of every comparison
+    ("train", "baselines", "recommenders", "compression"),
     ("fisher",),
     ("importance",),
     ("selection",),
@@ -28,6 +29,7 @@ LAYERS = [
     ("book",),  # house rules of a chapter (paths, setup, record, loading earlier chapters' artefacts); = `lab` root
     ("hypotheses",),  # the criteria that decide the authors' claims (issue 15) and their computation from results
     ("bench", "viz", "crosscheck"),  # serve the chapters, or check them by hand: may import every module above
+    ("chapters",),  # each chapter's glue, one module per chapter
     ("notebooks",),  # the papermill harness that runs the chapters
     ("rerun", "site", "launch"),  # batch reruns over seeds (issue 15); `site`: a run's chapters as a website (issue
     #                               17); `launch`: train / fisher / distill on 1 process or N (issue 16)
