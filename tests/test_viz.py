@@ -126,7 +126,13 @@ def test_chapter_figures_draw_and_save(tmp_path):
         board[f"{c}_low"], board[f"{c}_high"] = board[c] - 0.01, board[c] + 0.01
     per_layer = pd.DataFrame({"layer_idx": np.tile(np.arange(24), 3), "value": rng.random(72),
                               "signal": np.repeat(["fisher_empirical", "fisher_true", "batchgrad_squared"], 24)})
+    scatter, axes = plt.subplots(2, 2, figsize=(8.0, 7.0))  # chapter 03's three estimator panels
+    for ax, label in zip(axes.ravel(), ("true Fisher per parameter", "squared batch gradient per parameter (wrong)",
+                                        "validation NDCG@10 drop if removed")):
+        viz.estimator_scatter(rng.random(8), rng.random(8), "empirical Fisher per parameter", label, ax=ax)
+    axes[1, 1].set_visible(False)
     figs = {
+        "03_estimator_scatter": scatter,
         "03_fisher_heatmap": viz.heatmap_layer_group(groups_df(), log=True),
         "03_signals": viz.layer_bars(per_layer, hue="signal", title="three estimators", ylabel="share"),
         "06_quality_vs_speed": viz.quality_vs_speed(board, batch=256),

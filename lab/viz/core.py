@@ -73,6 +73,7 @@ def layout_problems(fig, dpi: int = 120) -> list[str]:
     fig.draw(renderer)
     canvas = fig.bbox
     undrawn = {id(t) for t in _tick_labels(fig, drawn=False)} - {id(t) for t in _tick_labels(fig, drawn=True)}
+    undrawn |= {id(t) for ax in fig.axes if not ax.get_visible() for t in ax.findobj(matplotlib.text.Text)}
     texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()
              and id(t) not in undrawn and _text_box(t, renderer).width > 0]
     boxes = [(t, _text_box(t, renderer)) for t in texts]

@@ -4,6 +4,8 @@ draws and returns a matplotlib Figure; `lab.viz.save` writes it.
 """
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -86,9 +88,9 @@ def estimator_scatter(x, y, xlabel: str, ylabel: str, labels=None, log: bool = F
     if log:
         ax.set_xscale("log")
         ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(f"Spearman ρ = {rho:.2f}, Kendall τ = {tau:.2f}")
+    ax.set_xlabel(textwrap.fill(xlabel, 34))  # panels side by side: long labels wrap instead of running into
+    ax.set_ylabel(textwrap.fill(ylabel, 30))  # the next panel
+    ax.set_title(f"Spearman ρ = {rho:.2f}\nKendall τ = {tau:.2f}", fontsize="medium")
     return fig
 
 
