@@ -120,7 +120,7 @@ display(demo_report.examples_table())
 # %%
 file_errors = file_level_errors(rev_path, bad_reviews, demo, dcfg.chunk_size)  # truncated gzip, empty, missing, strict
 with pd.option_context("display.max_colwidth", 200):
-    display(pd.DataFrame({"error": file_errors}))
+    display(pd.DataFrame({"error": {f: e.replace(str(P.root), P.root.name) for f, e in file_errors.items()}}))
 
 # %% [markdown]
 # ## 4 · Statistics
@@ -157,7 +157,7 @@ figs = {
 for name, fig in figs.items():
     V.save(fig, name, P)
 plt.show()
-print("saved:", ", ".join(str(P.figures / n) for n in figs))
+print("saved:", ", ".join(figs), "in", lab.book.shown_path(P.figures))
 
 # %% [markdown]
 # The popularity curve is a straight-ish line on log–log axes (a power law, as in real catalogues); most users have

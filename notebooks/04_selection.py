@@ -57,7 +57,7 @@ from lab.io import write_parquet
 from lab.selection import (GreedyValidSearch, SelectionConfig, ablation_reference, chapter_budgets, draws_needed,
                            evaluate_selections, mean_by_k, rule_report, selection_plan, selection_record, share_beaten,
                            signal_spearman)
-from lab.viz import plot_quality_vs_k, plot_rules_by_budget, plot_selection_grid, plot_speedup, save
+from lab.viz import config_table, plot_quality_vs_k, plot_rules_by_budget, plot_selection_grid, plot_speedup, save
 
 P = lab.setup(SEED, PROFILE, ARTEFACTS or None, chapter="04_selection")
 cfg = lab.get_config(PROFILE, SEED)
@@ -74,7 +74,7 @@ L = teacher.num_layers
 ks, k_q = chapter_budgets(L, scfg)  # the budgets, and the headline one: (about) a quarter of the layers
 print(f"teacher: {L} layers, {data.num_items} items, {len(data.valid_target)} validation users; budgets k = {ks}")
 print(f"importance table: {sorted(importance['signal'].unique())}")
-scfg
+config_table(scfg)
 
 # %% [markdown]
 # ## Which layers each rule keeps
@@ -107,7 +107,7 @@ save(fig, "04_selection_grid", P)
 t0 = time.perf_counter()
 sel = evaluate_selections(teacher, data, plan, batch_size=cfg.train.eval_batch_size)
 write_parquet(P.file("selections.parquet"), sel)
-print(f"evaluated in {time.perf_counter() - t0:.1f} s; saved {P.file('selections.parquet')}")
+print(f"evaluated in {time.perf_counter() - t0:.1f} s; saved {lab.book.shown_path(P.file('selections.parquet'))}")
 teacher_ndcg = float(sel.loc[sel.rule == "teacher", "test_ndcg@10"].iloc[0])
 summary = (sel[sel.rule != "teacher"].groupby(["rule", "k"])["test_ndcg@10"]
            .agg(["mean", "std", "count"]).unstack("k").round(4))

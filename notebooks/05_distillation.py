@@ -87,7 +87,8 @@ L = teacher.num_layers
 k = max(1, L // BUDGET_DIVISOR)
 print(f"teacher: {L} layers, {count_parameters(teacher):,} parameters; budget k = {k}; "
       f"{data.num_users} users, {data.num_items} items; device {lab.device()}, {torch.get_num_threads()} threads")
-print(f"loss terms and budget: {dcfg}\ngrid: {grid}; variants {grid.variant_names()}")
+print(f"variants trained: {', '.join(grid.variant_names())}; the loss terms and budget, and the grid:")
+display(V.config_table(dcfg), V.config_table(grid))
 
 # %% [markdown]
 # ## The teacher's test metrics, and the layer sets to distil

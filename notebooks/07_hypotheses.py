@@ -31,16 +31,22 @@ from IPython.display import display
 
 import lab
 from lab import hypotheses as H
+from lab import viz as V
 
 P = lab.setup(SEED, PROFILE, ARTEFACTS or None, chapter="07_hypotheses")
 seeds = [int(s) for s in lab.resolve(SEEDS, H.default_seeds(PROFILE))]
 alpha = lab.resolve(ALPHA, H.ALPHA)
 inputs, missing = H.load_seeds(PROFILE, seeds, ARTEFACTS or None)
-for m in missing:
-    print("missing:", m)
 if not inputs:
-    raise FileNotFoundError(f"no seed of {seeds} has chapters 01-05's artefacts; see the commands above")
-print(f"pooling seeds {[s['seed'] for s in inputs]} of profile {PROFILE}")
+    raise FileNotFoundError(f"no seed of {seeds} has chapters 01-05's artefacts: " + "; ".join(missing))
+found = [s["seed"] for s in inputs]
+print(f"Pooling seed(s) {found} of profile {PROFILE}, the seeds whose chapters 01-05 have run.")
+if len(found) < len(seeds):
+    print(f"Seed(s) {sorted(set(seeds) - set(found))} of the {len(seeds)} this profile pools have not run:\n  "
+          + "\n  ".join(m.replace(str(P.root.parent), "artefacts") for m in missing))
+if len(found) == 1:
+    print("With one seed there is no spread across seeds: no interval and no p-value, so a measured claim is "
+          "'inconclusive' here by construction. The verdicts need every seed's run.")
 
 # %% [markdown]
 # ## The criteria, as committed
@@ -48,8 +54,8 @@ print(f"pooling seeds {[s['seed'] for s in inputs]} of profile {PROFILE}")
 # %%
 criteria = pd.DataFrame([vars(c) for c in H.CRITERIA])[["id", "claim", "statistic", "test", "threshold", "direction",
                                                          "family", "rule"]]
-with pd.option_context("display.max_colwidth", 120):
-    display(criteria)
+with pd.option_context("display.max_colwidth", None):  # every criterion in full: they are the point of the chapter
+    display(criteria.set_index("id"))
 
 # %% [markdown]
 # ## One effect per seed
@@ -67,12 +73,12 @@ display(rows.drop(columns=[c for c in ("profile",) if c in rows]).round(4))
 
 # %%
 table = H.verdict_table(rows, alpha=alpha)
-cols = ["id", "claim", "statistic", "n_seeds", "estimate", "ci_low", "ci_high", "p", "p_adj", "verdict"]
-with pd.option_context("display.max_colwidth", 70, "display.width", 250):
-    display(table[cols].round(4))
+cols = ["id", "claim", "n_seeds", "estimate", "ci_low", "ci_high", "p", "p_adj", "verdict"]
+with pd.option_context("display.max_colwidth", None):
+    display(table[cols].set_index("id").round(4))
 for r in table.itertuples():
     print(f"{r.id}: {r.verdict}" + (f" — {r.reason}" if isinstance(r.reason, str) else
-                                     f" (estimate {r.estimate:.4g}, CI {r.ci_low:.4g} to {r.ci_high:.4g})"))
+                                     f" (estimate {V.with_interval(r.estimate, r.ci_low, r.ci_high, '{:.4g}')})"))
 
 # %% [markdown]
 # ## The claims
@@ -82,7 +88,7 @@ for r in table.itertuples():
 
 # %%
 claims = H.claim_verdicts(table)
-with pd.option_context("display.max_colwidth", 120):
+with pd.option_context("display.max_colwidth", None):
     display(claims)
 
 # %% [markdown]
