@@ -75,7 +75,7 @@ x, y = data.train_inputs[idx], data.train_labels[idx]  # (S, T) histories and ne
 print(f"teacher: {L} decoder layers; Fisher over {len(idx)} of {data.num_users} users "
       f"({int((y != -100).sum())} labelled positions), {fc.n_draws} label draws for the true Fisher, "
       f"{fc.n_boot} bootstrap resamples")
-fc
+viz.config_table(fc)
 
 # %% [markdown]
 # ## Do the fast estimators give the loop's numbers?
@@ -183,9 +183,9 @@ others = li.importance_signals(teacher, data, n_users=fc.ablation_users, n_boot=
 others_seconds = time.perf_counter() - t0
 importance = pd.concat([layers, others], ignore_index=True)
 lf.save_tables(P, importance, groups)
-print(f"other signals in {others_seconds:.1f} s; wrote {P.file('importance.parquet')} "
+print(f"other signals in {others_seconds:.1f} s; wrote {lab.book.shown_path(P.file('importance.parquet'))} "
       f"({len(importance)} rows, signals: {', '.join(importance.signal.unique())}) and "
-      f"{P.file('fisher_groups.parquet')} ({len(groups)} rows)")
+      f"{lab.book.shown_path(P.file('fisher_groups.parquet'))} ({len(groups)} rows)")
 show = importance[importance.norm.isin(["raw", "per_param"])].copy()
 show["value"] = show["value"] / show.groupby("signal")["value"].transform(lambda v: np.abs(v).max() or 1)
 fig = viz.layer_bars(show[["layer_idx", "value", "signal"]], hue="signal",
@@ -199,7 +199,9 @@ viz.save(fig, "03_signals", P)
 vec = {s: lf.importance_vector(importance, s, "per_param") for s in lf.SIGNALS}  # {signal: (L,)}
 agree = lf.signal_agreement(vec, n_boot=min(fc.n_boot, 500), seed=SEED)  # each signal vs the ablation drop
 display(agree.round(3))
-fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+fig, axes = plt.subplots(2, 2, figsize=(8.0, 7.0))  # three panels at a page's width; the fourth cell stays empty
+axes = axes.ravel()
+axes[3].set_visible(False)
 viz.estimator_scatter(vec["fisher_empirical"], vec["fisher_true"], "empirical Fisher per parameter",
                       "true Fisher per parameter", log=True, ax=axes[0])
 viz.estimator_scatter(vec["fisher_empirical"], vec["batchgrad_squared"], "empirical Fisher per parameter",

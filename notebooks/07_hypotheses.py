@@ -45,8 +45,8 @@ if len(found) < len(seeds):
     print(f"Seed(s) {sorted(set(seeds) - set(found))} of the {len(seeds)} this profile pools have not run:\n  "
           + "\n  ".join(m.replace(str(P.root.parent), "artefacts") for m in missing))
 if len(found) == 1:
-    print("With one seed there is no spread across seeds: no interval and no p-value, so a measured claim is "
-          "'inconclusive' here by construction. The verdicts need every seed's run.")
+    print("With one seed there is no spread across seeds: no interval and no p-value, so a row decided by its "
+          "interval is 'inconclusive' here by construction. The verdicts need every seed's run.")
 
 # %% [markdown]
 # ## The criteria, as committed
@@ -55,7 +55,7 @@ if len(found) == 1:
 criteria = pd.DataFrame([vars(c) for c in H.CRITERIA])[["id", "claim", "statistic", "test", "threshold", "direction",
                                                          "family", "rule"]]
 with pd.option_context("display.max_colwidth", None):  # every criterion in full: they are the point of the chapter
-    display(criteria.set_index("id"))
+    display(V.text_left(criteria.set_index("id")))
 
 # %% [markdown]
 # ## One effect per seed
@@ -75,7 +75,7 @@ display(rows.drop(columns=[c for c in ("profile",) if c in rows]).round(4))
 table = H.verdict_table(rows, alpha=alpha)
 cols = ["id", "claim", "n_seeds", "estimate", "ci_low", "ci_high", "p", "p_adj", "verdict"]
 with pd.option_context("display.max_colwidth", None):
-    display(table[cols].set_index("id").round(4))
+    display(V.text_left(table[cols].set_index("id")))
 for r in table.itertuples():
     print(f"{r.id}: {r.verdict}" + (f" — {r.reason}" if isinstance(r.reason, str) else
                                      f" (estimate {V.with_interval(r.estimate, r.ci_low, r.ci_high, '{:.4g}')})"))
@@ -89,7 +89,7 @@ for r in table.itertuples():
 # %%
 claims = H.claim_verdicts(table)
 with pd.option_context("display.max_colwidth", None):
-    display(claims)
+    display(V.text_left(claims))
 
 # %% [markdown]
 # ## Every teacher the book has, side by side

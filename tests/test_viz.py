@@ -240,3 +240,5 @@ def test_tables_a_reader_can_read():
     assert view.loc["ease", "test NDCG@10 (95% CI)"] == "0.146"  # an end missing: no interval
     assert view.loc["method", "kept (95% CI)"] == "99.9% (97.0%–102.0%)"
     assert view.loc["ease", "method − row"] == "+0.0060" and view.loc["method", "verdict"] == "—"
+    styled = viz.text_left(pd.DataFrame({"claim": ["upper layers matter more"], "estimate": [0.123456]})).to_html()
+    assert "text-align: left" in styled and "0.1235" in styled  # sentences left, numbers as numbers

@@ -26,7 +26,7 @@ from .distill import cost_and_speed, retention_bars, retention_vs_speedup
 from .explorer import LayerExplorer, layer_explorer
 from .fisher import (estimator_scatter, group_matrix, heatmap_layer_group, layer_bars, probe_accuracy,
                      signals_by_layer)
-from .tables import config_table, leaderboard_view, with_interval
+from .tables import config_table, leaderboard_view, text_left, with_interval
 from .selection import plot_quality_vs_k, plot_rules_by_budget, plot_selection_grid, plot_speedup
 from .teacher import learning_curves, metric_bars, quality_by_depth
 
@@ -39,5 +39,5 @@ __all__ = [
     "plot_rules_by_budget", "plot_quality_vs_k", "plot_selection_grid", "plot_speedup",
     "retention_bars", "cost_and_speed", "retention_vs_speedup",
     "quality_vs_speed", "retention_by_method",
-    "config_table", "leaderboard_view", "with_interval",
+    "config_table", "leaderboard_view", "text_left", "with_interval",
 ]

@@ -1,7 +1,7 @@
 """Tables as a reader wants them on a page: a configuration as field and value, a number with its interval in one
 cell, and chapter 06's leaderboard with the columns its verdicts need (the full frame stays in its parquet).
 
-Each function returns a pandas DataFrame for the chapter to display; none prints.
+Each function returns a pandas DataFrame (or, `text_left`, its Styler) for the chapter to display; none prints.
 """
 from __future__ import annotations
 
@@ -24,6 +24,13 @@ def _text(v) -> str:
     if isinstance(v, (list, tuple)):
         return ", ".join(map(_text, v)) if v else "(none)"
     return str(v)
+
+
+def text_left(df: pd.DataFrame):
+    """`df` styled for a page: text columns left-aligned (a long sentence wraps readably), numbers right-aligned
+    as usual (chapter 07's criteria and verdicts)."""
+    text = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    return df.style.set_properties(subset=text, **{"text-align": "left"}).format(precision=4)
 
 
 def with_interval(value, low, high, fmt: str = "{:.3f}") -> str:
