@@ -81,7 +81,8 @@ def test_pages_work_offline(site):
         assert not re.findall(r'<link[^>]+href="(?:https?:)?//', text), page.name
     assert 'src="assets/mathjax/MathJax.js?config=' in (site / "05_distillation.html").read_text()
     assert (site / "assets" / "mathjax" / "MathJax.js").is_file()
-    assert (site / "assets" / "mathjax" / "jax" / "output" / "HTML-CSS" / "jax.js").is_file()
+    assert (site / "assets" / "mathjax" / "config" / "TeX-AMS-MML_HTMLorMML-full.js").is_file()  # the config named
+    assert any((site / "assets" / "mathjax" / "fonts" / "HTML-CSS" / "STIX-Web" / "woff").iterdir())  # its fonts
 
 
 def test_one_parameters_cell_and_described_figures(site):
