@@ -69,14 +69,15 @@ def backbone_config(cfg: ModelConfig, max_len: int = 512) -> PreTrainedConfig:
     return AutoConfig.for_model(cfg.arch, **common)
 
 
-def mask_pad(logits: torch.Tensor) -> torch.Tensor:
+def mask_pad(logits: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """Scores with the padding item made impossible: column PAD = -inf.  # (..., N+1) -> (..., N+1)
 
     The one place that keeps PAD out of every softmax over the catalogue: its probability is exactly 0 (CE and the true
-    Fisher's label draws never use it, its table row gets no gradient from scoring) and it ranks last.
+    Fisher's label draws never use it, its table row gets no gradient from scoring) and it ranks last. `inplace`
+    masks `logits` itself, without a copy (for scores outside autograd, e.g. the Fisher hooks' logits buffer).
     """
     is_pad = torch.arange(logits.shape[-1], device=logits.device) == PAD  # (N+1,)
-    return logits.masked_fill(is_pad, -torch.inf)
+    return logits.masked_fill_(is_pad, -torch.inf) if inplace else logits.masked_fill(is_pad, -torch.inf)
 
 
 @dataclass

@@ -58,6 +58,20 @@ def test_fast_methods_equal_loop(arch, item_dim, text):
     assert int(ref.numel.sum()) == sum(p.numel() for _, p in lf.fisher_params(m))
 
 
+def test_hooks_label_sets_share_one_forward_exactly():
+    """Several label sets (and draws) from one forward per chunk give bit for bit what each set gives alone: the
+    reused buffers (logits, probabilities, per-sample gradients) and the cached RMSNorm inputs carry nothing over,
+    across chunks of different trimmed widths too."""
+    m, x, y = tiny()
+    ys = lf.draw_labels(m, x, y, 2, seed=1)
+    both = lf.fisher_hooks(m, x, {"e": y, "t": ys}, chunk_size=2)
+    for name, labels in (("e", y), ("t", ys)):
+        alone = lf.fisher_hooks(m, x, {name: labels}, chunk_size=2)[name]
+        assert np.array_equal(both[name].per_sample, alone.per_sample)
+        assert all(torch.equal(both[name].diag[n], alone.diag[n]) for n in alone.diag)
+    assert lf.compare(both["t"], lf.fisher_loop(m, x, ys))["max"] < TOL64
+
+
 def test_padding_is_trimmed_exactly():
     """Dropping all-padding columns (and sorting users by length) changes nothing: the trimmed per-user loop equals
     the model's own full-width per-user gradients."""

@@ -353,23 +353,41 @@ def _rms_hat(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
 
 
+@dataclass
+class _Target:
+    """A module whose parameters' per-sample gradients come from its input and its output's gradient."""
+
+    module: nn.Module
+    rmsnorm: bool  # RMSNorm (weight only) or nn.Linear (weight, optional bias)
+    weight: str | None  # covered parameter names (None: not in the Fisher)
+    bias: str | None
+
+
+def _targets(model: nn.Module, names: set) -> list[_Target]:
+    """Every nn.Linear and RMSNorm with a parameter among `names`, in module order."""
+    out = []
+    for mname, m in model.named_modules():
+        if not (isinstance(m, nn.Linear) or _is_rmsnorm(m)):
+            continue
+        full = {pn: f"{mname}.{pn}" if mname else pn for pn, _ in m.named_parameters(recurse=False)}
+        w, b = full.get("weight"), full.get("bias")
+        w, b = (w if w in names else None), (b if b in names else None)
+        if w is not None or b is not None:
+            out.append(_Target(m, _is_rmsnorm(m), w, b))
+    return out
+
+
 class _Capture:
-    """Forward hooks that keep each covered module's input and (graph-connected) output."""
+    """Forward hooks that keep each target's input (detached) and graph-connected output, in call order."""
 
-    def __init__(self, model: nn.Module, names: set):
-        self.records, self.handles = [], []
-        for mname, m in model.named_modules():
-            own = [f"{mname}.{pn}" if mname else pn for pn, _ in m.named_parameters(recurse=False)]
-            own = [n for n in own if n in names]
-            if not own:
-                continue
-            if isinstance(m, nn.Linear) or _is_rmsnorm(m):
-                self.handles.append(m.register_forward_hook(self._hook(mname, m)))
+    def __init__(self, targets: list[_Target]):
+        self.records: list[tuple[_Target, torch.Tensor, torch.Tensor]] = []  # (target, input, output)
+        self.handles = [t.module.register_forward_hook(self._hook(t)) for t in targets]
 
-    def _hook(self, mname, m):
+    def _hook(self, target: _Target):
         def f(mod, inp, out):
             if torch.is_grad_enabled():
-                self.records.append((mname, m, inp[0].detach(), out))
+                self.records.append((target, inp[0].detach(), out))
         return f
 
     def close(self):
@@ -377,23 +395,52 @@ class _Capture:
             h.remove()
 
 
-def _seqrec_forward(model, ids):
-    """SeqRecModel's forward with the item table detached; returns (logits, x0, z).  # (B, T) -> (B, T, N+1)
+class _Buffers:
+    """Named scratch tensors reused from chunk to chunk: the (C, T, N+1) logits, probabilities and their gradient,
+    the (c, N+1, D) per-sample table gradients and the (C, out, in) per-sample weight gradients are allocated once
+    instead of once per chunk and module (fresh allocations of this size page-fault on every use)."""
 
-    x0 = the looked-up item embeddings (its grad is the input-side table gradient), z = out_proj(h),
-    logits = z W^T with PAD masked as `SeqRecModel.score` does (`mask_pad`).
+    def __init__(self):
+        self._bufs: dict = {}
+
+    def get(self, name, shape, like: torch.Tensor) -> torch.Tensor:
+        n = math.prod(shape)
+        buf = self._bufs.get(name)
+        if buf is None or buf.numel() < n or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self._bufs[name] = torch.empty(n, dtype=like.dtype, device=like.device)
+        return buf[:n].view(shape)
+
+
+def _seqrec_forward(model, ids):
+    """SeqRecModel's forward up to z = out_proj(h), the item table detached.  # (B, T) -> (B, T, D)
+
+    Returns (z, x0, W): x0 = the looked-up item embeddings (its grad is the input-side table gradient), W = the item
+    table (N+1, D). The logits z W^T (PAD masked, as `SeqRecModel.score`) stay out of the graph: their gradient is
+    known in closed form, and `fisher_hooks` back-propagates dz = dlogits W from z, which is what autograd's matmul
+    backward would compute, without a (B, T, N+1) node and its masked copy.
     """
-    W = model.item_table().detach()  # (N+1, D)
+    with torch.no_grad():  # the table's gradient is assembled per sample by `_per_sample_table`
+        W = model.item_table().detach()  # (N+1, D)
     x0 = F.embedding(ids, W, padding_idx=PAD).requires_grad_()  # (B, T, D)
     mask = (ids != PAD).long()  # (B, T)
     h = model.run_backbone(model.emb_dropout(model.in_proj(x0)), mask, use_cache=False).last_hidden_state  # (B, T, H)
-    z = model.out_proj(h)  # (B, T, D)
-    return mask_pad(z @ W.T), x0, z  # (B, T, N+1)
+    return model.out_proj(h), x0, W  # (B, T, D)
+
+
+def _dlogits(prob: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Gradient of the per-sample NLL (`sample_nll`) with respect to the logits: softmax - one-hot on labelled
+    positions, 0 elsewhere.  (C, T, N) & (C, T) -> (C, T, N), written into `out`."""
+    keep = (y != IGNORE).unsqueeze(-1).to(prob.dtype)  # (C, T, 1)
+    return torch.mul(prob, keep, out=out).scatter_add_(-1, y.clamp(min=0).unsqueeze(-1), -keep)
 
 
 def fisher_hooks(model: nn.Module, inputs: torch.Tensor, label_sets: dict, chunk_size: int = 128,
                  ghost: bool = False, diag: bool = True) -> dict:
     """Per-sample gradients for several label sets from ONE batched forward per chunk (the fast exact method).
+
+    Forward hooks keep each Linear's and RMSNorm's input; one backward per label draw gives the gradient of each of
+    their outputs, from which every user's weight gradient is a (out, T) x (T, in) product (`_per_sample_module`);
+    the tied item table's comes from the logits' gradient (`_per_sample_table`).
 
     Args:
         label_sets: {name: (S, T) or (D, S, T) labels}; e.g. {"fisher_empirical": labels,
@@ -409,7 +456,7 @@ def fisher_hooks(model: nn.Module, inputs: torch.Tensor, label_sets: dict, chunk
     params, keys, col, numel = _keys(model)
     L = _num_layers(model)
     names = {n for n, _ in params}
-    pname = {id(p): n for n, p in params}
+    column = {n: col[param_key(n, L)] for n in names}  # parameter name -> column of per_sample
     sets = {k: _label_sets(v) for k, v in label_sets.items()}
     S = inputs.shape[0]
     diag = diag and not ghost
@@ -417,39 +464,46 @@ def fisher_hooks(model: nn.Module, inputs: torch.Tensor, label_sets: dict, chunk
     out_ps = {k: torch.zeros(S, len(keys), dtype=torch.float64, device=dev) for k in sets}
     out_dg = {k: {n: torch.zeros_like(p, dtype=torch.float64) for n, p in params} for k in sets} if diag else None
     seq = _is_seqrec(model)
-    cap = _Capture(model, names)
-    covered = {f"{mn}.{pn}" if mn else pn for mn, m in model.named_modules() if isinstance(m, nn.Linear)
-               or _is_rmsnorm(m) for pn, _ in m.named_parameters(recurse=False)}
+    targets = _targets(model, names)
+    covered = {n for t in targets for n in (t.weight, t.bias) if n is not None}
     if seq:
         covered |= {"item_emb.weight", "text_proj.weight"}
     missing = names - covered
     if missing:
-        cap.close()
         raise NotImplementedError(f"hooks method does not cover {sorted(missing)}; use method='vmap' or 'loop'")
+    cap, bufs = _Capture(targets), _Buffers()
     try:
         with eval_mode(model):
             for rows in _by_length(inputs, chunk_size, seq):
                 x, *ysets = _trim(inputs[rows], *(v[:, rows] for v in sets.values()), seqrec=seq)  # (C, t)
+                C = x.shape[0]
                 cap.records.clear()
                 if seq:
-                    logits, x0, z = _seqrec_forward(model, x)
+                    z, x0, W = _seqrec_forward(model, x)  # (C, t, D)
+                    with torch.no_grad():
+                        logits = torch.matmul(z.detach(), W.T, out=bufs.get("logits", (C, x.shape[1], len(W)), z))
+                        logits = mask_pad(logits, inplace=True)  # (C, t, N+1)
+                    top, ins = z, [r[2] for r in cap.records] + [x0]  # back-propagated from z (dz = dlogits W)
                 else:
-                    logits, x0, z = model_logits(model, x), None, None
-                recs = list(cap.records)
-                outs = [r[3] for r in recs] + ([x0] if seq else [])
-                prob = torch.softmax(logits.detach(), -1)  # (C, T, N)
+                    logits = model_logits(model, x)
+                    top, ins = logits, [r[2] for r in cap.records]
+                prob = torch.softmax(logits.detach(), -1, out=bufs.get("prob", logits.shape, logits))  # (C, T, N)
+                hats: dict = {}  # record index -> an RMSNorm's normalised input, shared by the label draws
+                n_draws = sum(ys.shape[0] for ys in ysets)
                 for name, ys in zip(sets, ysets):
                     D = ys.shape[0]
+                    acc = _Acc(torch.zeros(C, len(keys), dtype=torch.float64, device=dev), column, D, S,
+                               out_dg[name] if diag else None, bufs)
                     for d in range(D):
-                        y = ys[d]  # (C, t)
-                        keep = (y != IGNORE).unsqueeze(-1).to(prob.dtype)  # (C, T, 1)
-                        dlog = (prob * keep).scatter_add_(-1, y.clamp(min=0).unsqueeze(-1), -keep)  # (C, T, N)
-                        grads = torch.autograd.grad(logits, outs, dlog, retain_graph=True, allow_unused=True)
-                        acc = _Acc(out_ps[name], rows.to(dev), D, col, L, out_dg[name] if diag else None, S)
-                        for (mname, m, a, _), g in zip(recs, grads):
-                            _per_sample_module(m, a, g, acc, pname, ghost)
+                        n_draws -= 1
+                        dlog = _dlogits(prob, ys[d], bufs.get("dlog", prob.shape, prob))  # (C, t, N)
+                        g_top = torch.matmul(dlog, W) if seq else dlog  # (C, t, D): the mm backward of z W^T
+                        grads = torch.autograd.grad(top, ins, g_top, retain_graph=n_draws > 0, allow_unused=True)
+                        for i, ((target, a, _), g) in enumerate(zip(cap.records, grads)):
+                            _per_sample_module(target, a, g, acc, ghost, hats, i)
                         if seq:
                             _per_sample_table(model, x, dlog, grads[-1], z.detach(), acc)
+                    out_ps[name][rows.to(dev)] = acc.ps
     finally:
         cap.close()
     res = {}
@@ -461,36 +515,43 @@ def fisher_hooks(model: nn.Module, inputs: torch.Tensor, label_sets: dict, chunk
 
 
 class _Acc:
-    """Adds one label draw's per-sample squared gradients into the outputs (torch, on the model's device)."""
+    """Adds a chunk's per-sample squared gradients, draw by draw, into its (C, K) norms and the diagonal."""
 
-    def __init__(self, ps, rows, D, col, L, diag, S):
-        self.ps, self.rows, self.D, self.col, self.L, self.diag, self.S = ps, rows, D, col, L, diag, S
+    def __init__(self, ps: torch.Tensor, column: dict, D: int, S: int, diag: dict | None, bufs: _Buffers):
+        self.ps, self.column, self.D, self.S, self.diag, self.bufs = ps, column, D, S, diag, bufs
 
-    def add(self, name: str, g: torch.Tensor | None = None, sq_norm: torch.Tensor | None = None):
-        """g: (C, *shape) per-sample gradients (overwritten by their squares); or sq_norm: (C,) squared norms only."""
+    def add(self, name: str, g: torch.Tensor | None = None, sq_norm: torch.Tensor | None = None, rows=slice(None)):
+        """g: (c, *shape) per-sample gradients (overwritten by their squares) of the chunk's `rows`; or sq_norm: (c,)
+        squared norms only."""
         if g is not None:
             sq = g.square_()  # in place: the per-sample gradient is not needed again
-            sq_norm = sq.flatten(1).sum(1)  # (C,)
+            sq_norm = sq.flatten(1).sum(1)  # (c,)
             if self.diag is not None:
                 self.diag[name] += sq.sum(0).double() / (self.S * self.D)
-        self.ps[self.rows, self.col[param_key(name, self.L)]] += sq_norm.double() / self.D
+        self.ps[rows, self.column[name]] += sq_norm.double() / self.D
 
 
-def _per_sample_module(m, a, g, acc: _Acc, pname: dict, ghost: bool):
+def _per_sample_module(t: _Target, a, g, acc: _Acc, ghost: bool, hats: dict, key):
+    """One target's per-sample gradients from its input a (C, ..., in) and its output's gradient g (C, ..., out);
+    `hats[key]` caches an RMSNorm's normalised input for the next label draw."""
+    if g is None:  # not on the path to the loss
+        return
     C = a.shape[0]
-    if g is None:
-        return
     a3, g3 = a.reshape(C, -1, a.shape[-1]), g.reshape(C, -1, g.shape[-1])  # (C, T, in), (C, T, out)
-    if _is_rmsnorm(m):
-        acc.add(pname[id(m.weight)], (g3 * _rms_hat(m, a3)).sum(1))  # (C, H)
+    if t.rmsnorm:
+        if key not in hats:
+            hats[key] = _rms_hat(t.module, a3)  # (C, T, H)
+        acc.add(t.weight, (g3 * hats[key]).sum(1))  # (C, H)
         return
-    if ghost:
-        sq = (torch.bmm(g3, g3.transpose(1, 2)) * torch.bmm(a3, a3.transpose(1, 2))).sum((1, 2))  # (C,)
-        acc.add(pname[id(m.weight)], sq_norm=sq)
-    else:
-        acc.add(pname[id(m.weight)], torch.bmm(g3.transpose(1, 2), a3))  # (C, out, in)
-    if m.bias is not None and id(m.bias) in pname:
-        acc.add(pname[id(m.bias)], g3.sum(1))  # (C, out)
+    if t.weight is not None:
+        if ghost:
+            sq = (torch.bmm(g3, g3.transpose(1, 2)) * torch.bmm(a3, a3.transpose(1, 2))).sum((1, 2))  # (C,)
+            acc.add(t.weight, sq_norm=sq)
+        else:
+            shape = (C, g3.shape[-1], a3.shape[-1])  # (C, out, in)
+            acc.add(t.weight, torch.bmm(g3.transpose(1, 2), a3, out=acc.bufs.get("weight", shape, g3)))
+    if t.bias is not None:
+        acc.add(t.bias, g3.sum(1))  # (C, out)
 
 
 def _per_sample_table(model, ids, dlog, g_x0, z, acc: _Acc, sub: int = 32):
@@ -499,15 +560,16 @@ def _per_sample_table(model, ids, dlog, g_x0, z, acc: _Acc, sub: int = 32):
         g_x0 = g_x0 * (ids != PAD).unsqueeze(-1)  # F.embedding(padding_idx=PAD) sends no gradient to row 0
     tf = getattr(model, "text_features", None) if model.config.text_dim else None
     for j in range(0, ids.shape[0], sub):
-        gw = torch.bmm(dlog[j:j + sub].transpose(1, 2), z[j:j + sub])  # (c, N+1, D)
+        rows = slice(j, j + sub)
+        shape = (len(ids[rows]), dlog.shape[2], z.shape[2])  # (c, N+1, D)
+        gw = torch.bmm(dlog[rows].transpose(1, 2), z[rows], out=acc.bufs.get("table", shape, z))
         if g_x0 is not None:
-            idx = ids[j:j + sub].unsqueeze(-1).expand(-1, -1, gw.shape[-1])  # (c, T, D)
-            gw.scatter_add_(1, idx, g_x0[j:j + sub])
-        sub_acc = _Acc(acc.ps, acc.rows[j:j + sub], acc.D, acc.col, acc.L, acc.diag, acc.S)
+            idx = ids[rows].unsqueeze(-1).expand(-1, -1, gw.shape[-1])  # (c, T, D)
+            gw.scatter_add_(1, idx, g_x0[rows])  # (c, N+1, D)
         gt = torch.einsum("cnd,nk->cdk", gw, tf) if tf is not None else None  # (c, D, text_dim)
-        sub_acc.add("item_emb.weight", gw)
+        acc.add("item_emb.weight", gw, rows=rows)
         if gt is not None:
-            sub_acc.add("text_proj.weight", gt)
+            acc.add("text_proj.weight", gt, rows=rows)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
