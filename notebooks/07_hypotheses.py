@@ -64,7 +64,7 @@ with pd.option_context("display.max_colwidth", None):  # every criterion in full
 
 # %%
 rows = H.per_seed(inputs)
-display(rows.drop(columns=[c for c in ("profile",) if c in rows]).round(4))
+display(V.text_left(rows.drop(columns=[c for c in ("profile",) if c in rows])))
 
 # %% [markdown]
 # ## The verdicts

@@ -28,9 +28,9 @@ def _text(v) -> str:
 
 def text_left(df: pd.DataFrame):
     """`df` styled for a page: text columns left-aligned (a long sentence wraps readably), numbers right-aligned
-    as usual (chapter 07's criteria and verdicts)."""
+    as usual, a missing value as "—" (chapter 07's criteria and verdicts)."""
     text = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
-    return df.style.set_properties(subset=text, **{"text-align": "left"}).format(precision=4)
+    return df.style.set_properties(subset=text, **{"text-align": "left"}).format(precision=4, na_rep="—")
 
 
 def with_interval(value, low, high, fmt: str = "{:.3f}") -> str:
