@@ -37,7 +37,6 @@ run, or to the run folder) are copied under `out_dir/assets/` and the page point
 from __future__ import annotations
 
 import argparse
-import base64
 import html
 import json
 import re
@@ -46,7 +45,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import REPO_ROOT, paths
+from . import REPO_ROOT, paths, run_name
 from .io import read_json
 from .notebooks import NOTEBOOKS, RUNS
 
@@ -350,7 +349,8 @@ def run_facts(notebooks: list[Path]) -> dict:
         except (OSError, subprocess.SubprocessError):
             commit = ""
     times = sorted(t for m in metas for t in (m.get("start_time"), m.get("end_time")) if t)
-    return {"profile": profile, "seed": seed, "paths": run_paths, "commit": commit, "commit_source": source,
+    return {"profile": profile, "seed": seed, "run": run_name(profile, seed) if profile != "?" else "?",
+            "paths": run_paths, "commit": commit, "commit_source": source,
             "started": times[0][:16].replace("T", " ") if times else "", "ended": times[-1][:16].replace("T", " ")
             if times else ""}
 
@@ -437,7 +437,7 @@ def index_html(title: str, question: str, facts: dict, results: dict, entries: l
     doc_items = "\n".join(f'<li><a href="docs/{stem}.html">{html.escape(t)}</a></li>' for stem, t in docs)
     rows = verdict_rows(results)
     seeds = results.get(VERDICT_CHAPTER, {}).get("seeds", [])
-    run = (f'<p class="run-line">These pages are the executed chapters of run <code>{html.escape(facts["profile"])}'
+    run = (f'<p class="run-line">These pages are the executed chapters of run <code>{html.escape(facts["run"])}'
            f'</code> (profile <code>{html.escape(facts["profile"])}</code>, seed {facts["seed"]}), run '
            f'{html.escape(facts["started"])} to {html.escape(facts["ended"])} UTC'
            + (f', commit <code>{html.escape(facts["commit"])}</code> ({facts["commit_source"]})' if facts["commit"]
