@@ -439,8 +439,9 @@ def fisher_hooks(model: nn.Module, inputs: torch.Tensor, label_sets: dict, chunk
     """Per-sample gradients for several label sets from ONE batched forward per chunk (the fast exact method).
 
     Forward hooks keep each Linear's and RMSNorm's input; one backward per label draw gives the gradient of each of
-    their outputs, from which every user's weight gradient is a (out, T) x (T, in) product (`_per_sample_module`);
-    the tied item table's comes from the logits' gradient (`_per_sample_table`).
+    their outputs, from which, in a hook on that output (`_backward`), every user's weight gradient is a
+    (out, T) x (T, in) product (`_per_sample_module`); the tied item table's comes from the logits' gradient
+    (`_per_sample_table`).
 
     Args:
         label_sets: {name: (S, T) or (D, S, T) labels}; e.g. {"fisher_empirical": labels,
@@ -483,10 +484,10 @@ def fisher_hooks(model: nn.Module, inputs: torch.Tensor, label_sets: dict, chunk
                     with torch.no_grad():
                         logits = torch.matmul(z.detach(), W.T, out=bufs.get("logits", (C, x.shape[1], len(W)), z))
                         logits = mask_pad(logits, inplace=True)  # (C, t, N+1)
-                    top, ins = z, [r[2] for r in cap.records] + [x0]  # back-propagated from z (dz = dlogits W)
+                    top = z  # back-propagated from z (dz = dlogits W)
                 else:
                     logits = model_logits(model, x)
-                    top, ins = logits, [r[2] for r in cap.records]
+                    top, ins = logits, [r[2] for r in cap.records]  # any other module: from its logits
                 prob = torch.softmax(logits.detach(), -1, out=bufs.get("prob", logits.shape, logits))  # (C, T, N)
                 hats: dict = {}  # record index -> an RMSNorm's normalised input, shared by the label draws
                 n_draws = sum(ys.shape[0] for ys in ysets)
@@ -498,11 +499,10 @@ def fisher_hooks(model: nn.Module, inputs: torch.Tensor, label_sets: dict, chunk
                         n_draws -= 1
                         dlog = _dlogits(prob, ys[d], bufs.get("dlog", prob.shape, prob))  # (C, t, N)
                         g_top = torch.matmul(dlog, W) if seq else dlog  # (C, t, D): the mm backward of z W^T
-                        grads = torch.autograd.grad(top, ins, g_top, retain_graph=n_draws > 0, allow_unused=True)
-                        for i, ((target, a, _), g) in enumerate(zip(cap.records, grads)):
-                            _per_sample_module(target, a, g, acc, ghost, hats, i)
+                        grads = _backward(top, g_top, [x0] if seq else ins, cap.records, acc, ghost, hats,
+                                          retain=n_draws > 0)
                         if seq:
-                            _per_sample_table(model, x, dlog, grads[-1], z.detach(), acc)
+                            _per_sample_table(model, x, dlog, grads[0], z.detach(), acc)
                     out_ps[name][rows.to(dev)] = acc.ps
     finally:
         cap.close()
@@ -531,11 +531,25 @@ class _Acc:
         self.ps[rows, self.column[name]] += sq_norm.double() / self.D
 
 
+def _backward(top, g_top, wanted: list, records: list, acc: _Acc, ghost: bool, hats: dict, retain: bool):
+    """One backward from `top` (seeded with `g_top`), returning the gradients of `wanted`; each target's per-sample
+    products are taken in a hook on its output, the moment autograd has that output's gradient (still in cache, and
+    freed after its use rather than held until the backward ends)."""
+    def hook(i, target, a):
+        return lambda g: _per_sample_module(target, a, g, acc, ghost, hats, i)
+
+    handles = [out.register_hook(hook(i, target, a)) for i, (target, a, out) in enumerate(records)]
+    try:
+        return torch.autograd.grad(top, wanted, g_top, retain_graph=retain, allow_unused=True)
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def _per_sample_module(t: _Target, a, g, acc: _Acc, ghost: bool, hats: dict, key):
-    """One target's per-sample gradients from its input a (C, ..., in) and its output's gradient g (C, ..., out);
-    `hats[key]` caches an RMSNorm's normalised input for the next label draw."""
-    if g is None:  # not on the path to the loss
-        return
+    """One target's per-sample gradients from its input a (C, ..., in) and its output's gradient g (C, ..., out)
+    (called from `_backward`'s hooks: a module off the path to the loss is never called); `hats[key]` caches an
+    RMSNorm's normalised input for the next label draw."""
     C = a.shape[0]
     a3, g3 = a.reshape(C, -1, a.shape[-1]), g.reshape(C, -1, g.shape[-1])  # (C, T, in), (C, T, out)
     if t.rmsnorm:
