@@ -77,7 +77,7 @@ def plot_selection_grid(sel: pd.DataFrame, num_layers: int):
     ks = sorted(d["k"].unique())
     rules = list(dict.fromkeys(d["rule"]))
     fig, axes = plt.subplots(len(ks), 1, figsize=(min(8.0, max(5.0, 0.28 * num_layers + 3.2)),
-                                                  (0.3 * len(rules) + 1.0) * len(ks) + 0.4), squeeze=False)
+                                                  (0.2 * len(rules) + 0.9) * len(ks) + 0.4), squeeze=False)
     axes = axes[:, 0][None, :]  # one panel per budget, stacked: the layer axis keeps the page's width
     for ax, k in zip(axes[0], ks):
         grid = np.zeros((len(rules), num_layers))
@@ -92,7 +92,7 @@ def plot_selection_grid(sel: pd.DataFrame, num_layers: int):
         ax.set_title(f"k = {k}")
         ax.set_xlabel("teacher layer" if ax is axes[0][-1] else "")
         ax.tick_params(axis="x", rotation=0, labelsize=7 if num_layers > 16 else None)
-        ax.tick_params(axis="y", rotation=0)
+        ax.tick_params(axis="y", rotation=0, labelsize=8)
     fig.suptitle("Layers kept by each rule")
     return fig
 
