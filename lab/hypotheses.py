@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .constants import DEPTH_BAND
+from .profiles import get_profile
 
 ALPHA = 0.05  # family-wise error rate of every family (Holm within the family)
 CONFIDENCE = 0.95  # level of every pooled interval
@@ -124,6 +125,8 @@ import math  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .evaluation import across_seeds, holm  # noqa: E402
+
 VERDICTS = ("supported", "contradicted", "inconclusive", "not measured")
 SEED_CHAPTERS = ("01", "02", "03", "04", "05")  # the chapters whose artefacts chapter 07 reads
 SEED_FILES = ("importance.parquet", "distill_per_user.parquet", "results.json")
@@ -135,37 +138,6 @@ METRIC = "ndcg@10"
 def number(x):
     """A float for the records, None for NaN (JSON has no NaN)."""
     return None if x is None or x != x else float(x)
-
-
-def holm_adjust(pvalues) -> np.ndarray:
-    """Holm-adjusted p-values (statsmodels' multipletests when installed, else `lab.stats.holm`); NaN stays NaN."""
-    p = np.asarray(pvalues, float)
-    out = np.full(p.shape, np.nan)
-    ok = ~np.isnan(p)
-    if ok.any():
-        try:
-            from statsmodels.stats.multitest import multipletests
-
-            out[ok] = multipletests(p[ok], method="holm")[1]
-        except ImportError:
-            from .stats import holm
-
-            out[ok] = holm(p[ok])
-    return out
-
-
-def pooled(effects, null: float = 0.0, level: float = CONFIDENCE) -> dict:
-    """One-sample t interval and two-sided t-test (against `null`) of per-seed effects: seeds are the units."""
-    from scipy import stats as st
-
-    x = np.asarray(effects, float)
-    n, m = len(x), float(np.mean(x)) if len(x) else math.nan
-    if n < 2:
-        return {"n_seeds": n, "estimate": m, "ci_low": math.nan, "ci_high": math.nan, "p": math.nan}
-    se = float(np.std(x, ddof=1)) / math.sqrt(n)
-    h = float(st.t.ppf(0.5 + level / 2, n - 1)) * se
-    p = 2 * float(st.t.sf(abs(m - null) / se, n - 1)) if se > 0 else float(m == null)
-    return {"n_seeds": n, "estimate": m, "ci_low": m - h, "ci_high": m + h, "p": p}
 
 
 # -- per-seed statistics: f(seed_inputs) -> float, or raise LookupError(reason) when the inputs are not there
@@ -290,11 +262,9 @@ STATISTICS = {f.__name__: f for f in (h1_ablation_gap, h1_fisher_gap, h2_spearma
 
 
 def default_seeds(profile: str) -> list[int]:
-    """The seeds chapter 07 pools by default: two in smoke (CI), three otherwise; ValueError for an unknown profile."""
-    from .config import sizes_of
-
-    sizes_of(profile)  # raises ValueError for an unknown profile
-    return [0, 1] if profile == "smoke" else [0, 1, 2]
+    """The seeds chapter 07 pools by default (the profile's block's `seeds`, `lab.profiles`: two in smoke, three
+    otherwise); ValueError for an unknown profile."""
+    return list(get_profile(profile).seeds)
 
 
 def load_seeds(profile: str, seeds, artefacts=None) -> tuple[list[dict], list[str]]:
@@ -352,7 +322,7 @@ def _summary(c: Criterion, rows: pd.DataFrame) -> dict:
         return {"n_seeds": len(rows), **c2_multimodal([np.asarray(p, float) for p in rows["profile"]])}
     # p tests against the threshold where the rule compares an interval with it (C1; H2a on Fisher's z), else 0
     null = {"C1": c.threshold, "H2a": float(np.arctanh(c.threshold))}.get(c.id, 0.0)
-    out = pooled(rows["effect"], null=null)
+    out = across_seeds(rows["effect"], null=null, level=CONFIDENCE)
     if c.id == "H2a":  # pooled on Fisher's z, reported as rho
         out.update({k: float(np.tanh(out[k])) for k in ("estimate", "ci_low", "ci_high")})
     if c.id == "C1":
@@ -388,7 +358,7 @@ def verdict_table(seed_rows: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame
         t[col] = t[col] if col in t else (None if col == "reason" else math.nan)
     t["p_adj"] = math.nan
     for _, idx in t.groupby("family").groups.items():
-        t.loc[idx, "p_adj"] = holm_adjust(t.loc[idx, "p"].astype(float))
+        t.loc[idx, "p_adj"] = holm(t.loc[idx, "p"].astype(float))
     t["verdict"] = [decide(BY_ID[r.id], r._asdict(), r.p_adj, alpha) for r in t.itertuples(index=False)]
     return t
 
@@ -414,14 +384,10 @@ def claim_verdicts(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-COMPANIONS = {"smoke": (), "default": ("llm",), "full": ("llm",), "llm": ("default",)}  # runs shown side by side
-# with a profile's verdicts (chapter 07): the other teachers the book has (item 4: the pretrained LLM beside the
-# from-scratch teacher); a profile not listed has none
-
-
 def companions(profile: str) -> tuple:
-    """The profiles whose verdicts chapter 07 shows beside `profile`'s (`COMPANIONS`)."""
-    return COMPANIONS.get(profile, ())
+    """The profiles whose verdicts chapter 07 shows beside `profile`'s (the block's `companions`, `lab.profiles`):
+    the other teachers the book has (the pretrained LLM beside the from-scratch teacher)."""
+    return tuple(get_profile(profile).companions)
 
 
 def profile_verdicts(profile: str, artefacts=None, seeds=None, alpha: float = ALPHA) -> tuple[pd.DataFrame, list]:

@@ -21,10 +21,10 @@ import torch
 
 from .constants import IGNORE, PAD
 from .data import RecData
-from .fisher.tables import bootstrap_mean_ci, importance_rows, sample_rows
+from .evaluation import bootstrap_ci, score_split
+from .fisher.subsets import sample_rows
+from .fisher.tables import importance_rows
 from .models import build_student
-from .stats import paired_diff_ci
-from .train import evaluate_model
 
 
 @dataclass
@@ -89,7 +89,7 @@ def block_influence(model, history=None, batch_size: int = 256, n_boot: int = 10
     vals = np.concatenate([lp.bi_sum, lp.n_tok[:, None]], 1)  # ratio of means: sum(bi) / sum(tokens)
     ratio = lambda m: m[:-1] / max(m[-1], 1e-12)  # noqa: E731
     if n_boot:
-        return bootstrap_mean_ci(vals, n_boot, seed=seed, transform=ratio)
+        return bootstrap_ci(vals, n_boot, seed=seed, transform=ratio)
     v = ratio(vals.mean(0)) if S else np.full(lp.bi_sum.shape[1], np.nan)
     return v, np.full_like(v, np.nan), np.full_like(v, np.nan)
 
@@ -156,7 +156,7 @@ def weight_magnitude(model) -> np.ndarray:
 def subsample_valid(data: RecData, n_users: int | None = 0, seed: int = 0) -> RecData:
     """The same data with a seeded random subset of `n_users` validation rows (0, None or >= all keeps everything):
     the one validation subsampler of chapters 03 and 04 (ablation, other signals, stream norms, the greedy
-    validation search), so the same `n_users` and seed always mean the same users (`lab.fisher.tables.sample_rows`)."""
+    validation search), so the same `n_users` and seed always mean the same users (`lab.fisher.subsets.sample_rows`)."""
     n = len(data.valid_target)
     if not n_users or n_users >= n:
         return data
@@ -175,15 +175,15 @@ def ablation_drop(teacher, data: RecData, n_users: int = 0, seed: int = 0, n_boo
     Returns a frame: layer_idx, value (the drop), ci_low, ci_high, teacher, without (the two means), n_users.
     """
     sub = subsample_valid(data, n_users, seed)
-    mean, base = evaluate_model(teacher, sub, "valid", batch_size=batch_size)
+    mean, base = score_split(teacher, sub, "valid", batch_size=batch_size)
     base = base[metric].to_numpy()
     L = teacher.num_layers
     rows = []
     for i in range(L):
         student = build_student(teacher, [j for j in range(L) if j != i])
-        mean_i, per = evaluate_model(student, sub, "valid", batch_size=batch_size)
+        mean_i, per = score_split(student, sub, "valid", batch_size=batch_size)
         per = per[metric].to_numpy()
-        d, lo, hi = (paired_diff_ci(base, per, n_boot=n_boot, seed=seed) if n_boot else
+        d, lo, hi = (bootstrap_ci(base - per, n_boot, seed=seed) if n_boot else
                      (mean[metric] - mean_i[metric], np.nan, np.nan))
         rows.append({"layer_idx": i, "value": d, "ci_low": lo, "ci_high": hi, "teacher": mean[metric],
                      "without": mean_i[metric], "n_users": len(base)})
@@ -203,7 +203,7 @@ def importance_signals(model, data: RecData, n_users: int = 0, n_boot: int = 100
     lp = layer_pass(model, sub.valid_history, batch_size)
     frames = [importance_rows("block_influence", *_raw(block_influence(model, lp=lp, n_boot=n_boot, seed=seed)))]
     ang = angular_per_sample(lp.last, 1)  # (S, L)
-    frames.append(importance_rows("angular", *_raw(bootstrap_mean_ci(ang, n_boot, seed=seed))) if n_boot
+    frames.append(importance_rows("angular", *_raw(bootstrap_ci(ang, n_boot, seed=seed))) if n_boot
                   else importance_rows("angular", ang.mean(0)))
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(data.train_inputs), generator=g)[:grad_samples]

@@ -29,7 +29,7 @@ def _context(profile: str, seed: int, artefacts):
     """(accelerator or None, Paths, BookConfig, RecData, device, data stats) of a launched run; rank 0 builds the
     data first."""
     from . import book
-    from .config import get_config
+    from .profiles import get_config
     from .data import load_rec_data
     from .train import accelerator
 
@@ -40,44 +40,6 @@ def _context(profile: str, seed: int, artefacts):
     with acc.main_process_first() if acc is not None else nullcontext():
         data, _, stats = load_rec_data(cfg.data, P, seed=seed, progress=False)
     return acc, P, cfg, data, (acc.device if acc is not None else book.device()), stats
-
-
-def weights_fingerprint(folder: str | os.PathLike) -> str:
-    """sha256 of a `save_pretrained` folder's weight files (`*.safetensors`, sorted by name): part of a distilled
-    student's run key, so a retrained teacher in the same folder retrains the student instead of loading a stale one."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for f in sorted(Path(folder).glob("*.safetensors")):
-        h.update(f.name.encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
-def _teacher(teacher: str | os.PathLike | None, P, device):
-    """The teacher in eval mode from `teacher` (a `save_pretrained` folder) or the run's chapter 02 folder."""
-    from . import book
-    from .models import SeqRecModel
-
-    if teacher is None:
-        return book.load_teacher(P, device)
-    if not (Path(teacher) / "config.json").is_file():
-        raise FileNotFoundError(f"--teacher {teacher}: no config.json there (a folder written by save_pretrained, "
-                                f"e.g. by `python -m lab train --out DIR`)")
-    return SeqRecModel.from_pretrained(teacher).to(device).eval()
-
-
-def read_importance(path: str | os.PathLike):
-    """`--importance`: an importance table from a parquet file (`lab.fisher.tables.read_importance`);
-    FileNotFoundError or ValueError naming the file and what is missing."""
-    from .fisher.tables import read_importance as read_table
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"--importance {path}: no such file (`python -m lab fisher --out DIR` writes "
-                                f"DIR/fisher_layers.parquet)")
-    return read_table(path)
 
 
 def _done(acc) -> None:
@@ -101,7 +63,8 @@ def train_run(profile: str, out: str | os.PathLike, seed: int = 0, epochs: int |
                          max_minutes=1e9 if acc is not None else max_minutes)  # ranks must not disagree on stopping
     cfg.model = override(cfg.model, dropout=dropout)
     torch.manual_seed(seed)
-    model = build_teacher(cfg.model, data.num_items, data.max_len, item_titles=data.item_titles).to(dev)
+    model = build_teacher(cfg.model, data.num_items, data.max_len, item_titles=data.item_titles,
+                          title_cache=P.file("title_cache")).to(dev)
     out = Path(out)
     losses: list[float] = []
     t0 = time.perf_counter()
@@ -131,16 +94,17 @@ def fisher_run(profile: str, out: str | os.PathLike, seed: int = 0, artefacts=No
     one-process estimate for either estimator."""
     import numpy as np
 
-    from .book import override
+    from .book import load_teacher, override
     from .fisher import FisherConfig, draw_labels, estimate_fisher_sharded
-    from .fisher.tables import fisher_importance_rows, sample_rows
+    from .fisher.subsets import sample_rows
+    from .fisher.tables import fisher_importance_rows
     from .io import atomic_path, write_json, write_parquet
     from .train import is_main_process
 
     if estimator not in ("fisher_empirical", "fisher_true"):
         raise ValueError(f"estimator must be 'fisher_empirical' or 'fisher_true', not {estimator!r}")
     acc, P, cfg, data, dev, stats = _context(profile, seed, artefacts)
-    model = _teacher(teacher, P, dev)
+    model = load_teacher(P, dev, folder=teacher)
     fc = override(FisherConfig.for_profile(profile), n_samples=n_samples)  # None keeps the profile's
     idx = sample_rows(data.num_users, fc.n_samples, seed)  # the Fisher's training users, seeded as in chapter 03
     x, y = data.train_inputs[idx].to(dev), data.train_labels[idx].to(dev)
@@ -181,19 +145,19 @@ def distill_run(profile: str, out: str | os.PathLike, seed: int = 0, artefacts=N
     Rank 0 saves the merged student (`save_pretrained`) and `distill_info.json` into `DIR`; run again with the same
     settings, teacher weights and data, it loads that student instead of training (`distill`'s run key)."""
     from . import book
-    from .distill import DistillConfig, distill
+    from .distill import DistillConfig, distill, teacher_key
     from .models import build_student
     from .selection import select_layers
     from .train import is_main_process
 
     acc, P, cfg, data, dev, stats = _context(profile, seed, artefacts)
-    t = _teacher(teacher, P, dev)
+    t = book.load_teacher(P, dev, folder=teacher)
     dc = book.override(DistillConfig.for_profile(profile).with_variant(variant), adapter=adapter, epochs=epochs)
     needs_importance = dc.uses_layers and dc.weighting == "fisher" or (layers is None and rule.startswith("fisher"))
     if not needs_importance:
         importance = None
     else:
-        importance = read_importance(importance) if importance is not None else book.load_importance(P)
+        importance = book.load_importance(P, file=importance)
     if layers is None:
         k = k if k is not None else max(1, t.num_layers // 4)
         layers = select_layers(importance if importance is not None else t.num_layers, k, rule, seed=seed,
@@ -201,8 +165,7 @@ def distill_run(profile: str, out: str | os.PathLike, seed: int = 0, artefacts=N
     student = build_student(t, sorted(int(i) for i in layers)).to(dev)
     model, history, info = distill(t, student, data, dc, cfg.train, out, importance=importance, seed=seed,
                                    progress=progress and is_main_process(),
-                                   key={"teacher": weights_fingerprint(teacher or P.teacher),
-                                        "data": stats.get("config_hash")})
+                                   key=teacher_key(teacher or P.teacher, stats))
     summary = {"profile": profile, "seed": seed, "world_size": acc.num_processes if acc is not None else 1,
                "layers": [int(i) for i in student.config.source_layers], "variant": dc.variant, "adapter": adapter,
                **{k_: info[k_] for k_ in ("epochs", "best_valid_ndcg@10", "train_seconds", "trainable_params",

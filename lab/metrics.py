@@ -29,7 +29,7 @@ def target_ranks(scores: torch.Tensor, target: torch.Tensor, seen: torch.Tensor 
         batch, row0, users: where these rows come from (batch number, row of the first one, (B,) user ids), for the
             error message only.
         dtype: the precision scores are compared in; float64 for count scores with small tie-breakers
-            (`lab.baselines`), which float32 would round into ties.
+            (`lab.recommenders`), which float32 would round into ties.
 
     Ties count against the target (pessimistic), so a constant scorer cannot look good.
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import sys
 from dataclasses import dataclass
 
@@ -275,7 +276,7 @@ def init_for_depth(model: SeqRecModel, cfg: ModelConfig) -> SeqRecModel:
 
 
 def build_teacher(cfg: ModelConfig, num_items: int, max_len: int, item_titles: list[str] | None = None,
-                  attn_implementation: str = "sdpa") -> SeqRecModel:
+                  attn_implementation: str = "sdpa", title_cache: str | os.PathLike | None = None) -> SeqRecModel:
     """The teacher a profile asks for (chapter 02): the pretrained LLM `cfg.backbone` with its tuning and LoRA rank
     (`build_llm_teacher`, item embeddings from the titles when `cfg.title_init` and titles are given), else a model of
     `cfg`'s shape built from scratch (`build_model`)."""
@@ -283,7 +284,8 @@ def build_teacher(cfg: ModelConfig, num_items: int, max_len: int, item_titles: l
         return build_model(cfg, num_items, max_len, attn_implementation, item_titles)
     return build_llm_teacher(num_items, max_len, cfg.backbone, item_titles if cfg.title_init else None,
                              tuning=cfg.tuning, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, dropout=cfg.dropout,
-                             attn_implementation=attn_implementation)
+                             attn_implementation=attn_implementation, title_encoding=cfg.title_encoding,
+                             title_cache=title_cache)
 
 
 def scratch_config(cfg: ModelConfig, num_layers: int) -> ModelConfig:
@@ -299,7 +301,8 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 def build_llm_teacher(num_items: int, max_len: int, backbone: str | PreTrainedModel | None = None,
                       item_titles: list[str] | None = None, tokenizer=None, tuning: str = "lora", lora_r: int = 8,
                       lora_alpha: float = 16.0, lora_dropout: float = 0.0, lora_targets: tuple = LORA_TARGETS,
-                      dropout: float = 0.1, attn_implementation: str = "sdpa") -> SeqRecModel:
+                      dropout: float = 0.1, attn_implementation: str = "sdpa", title_encoding: str = "tokens",
+                      title_cache: str | os.PathLike | None = None) -> SeqRecModel:
     """A recommender on a pretrained LLM's decoder layers (issue 13): E4SRec-style item-ID embeddings in the LLM's
     width, the pretrained layers and final norm, scores for the whole catalogue tied to the item table.
 
@@ -313,15 +316,20 @@ def build_llm_teacher(num_items: int, max_len: int, backbone: str | PreTrainedMo
     Args:
         backbone: a name or checkpoint folder (`lab.backbones.load_backbone`; None: `$LAB_BACKBONE`, else
             smollm2-135m), or a backbone already loaded (copied, not changed).
-        item_titles: one title per item index (num_items + 1 entries, index 0 = padding), or None.
+        item_titles: one title (or text) per item index (num_items + 1 entries, index 0 = padding), or None.
+        title_encoding: how a titled item's embedding starts (`lab.backbones.TITLE_ENCODINGS`): "tokens", the mean of
+            the LLM's token embeddings of its title; "hidden", the mean last hidden state of the LLM over it
+            (`title_hidden_states`, cached in `title_cache`), rescaled to the token table's spread (issue 25).
         tokenizer: the backbone's tokenizer for the titles; None: loaded with the backbone by name.
         tuning: "lora": the base frozen, LoRA adapters (r, alpha, dropout) on `lora_targets` and the item table
             trained; "full": every weight trained.
     """
-    from .backbones import load_backbone, load_tokenizer, title_embeddings
+    from .backbones import TITLE_ENCODINGS, load_backbone, load_tokenizer, title_embeddings, title_hidden_states
 
     if tuning not in TUNINGS:
         raise ValueError(f"unknown tuning {tuning!r}; choose one of {TUNINGS}")
+    if title_encoding not in TITLE_ENCODINGS:
+        raise ValueError(f"unknown title_encoding {title_encoding!r}; choose one of {TITLE_ENCODINGS}")
     if item_titles is not None and len(item_titles) != num_items + 1:
         raise ValueError("item_titles needs one title per item index (num_items + 1 entries)")
     if isinstance(backbone, PreTrainedModel):
@@ -333,6 +341,9 @@ def build_llm_teacher(num_items: int, max_len: int, backbone: str | PreTrainedMo
     if item_titles is not None and tokenizer is None:
         raise ValueError("item_titles with a loaded backbone need its tokenizer (tokenizer=...)")
     table = base.get_input_embeddings().weight.detach()  # (V, H)
+    hidden = None
+    if item_titles is not None and title_encoding == "hidden":  # read by the whole LLM, before its table is dropped
+        hidden = title_hidden_states(item_titles, base, tokenizer, cache=title_cache)  # (N+1, H), (N+1,)
     bc = base.config
     H = bc.hidden_size
     bc.vocab_size, bc.pad_token_id, bc.bos_token_id, bc.eos_token_id = 2, None, None, None
@@ -346,7 +357,11 @@ def build_llm_teacher(num_items: int, max_len: int, backbone: str | PreTrainedMo
     with torch.no_grad():
         w = model.item_emb.weight  # (N+1, H)
         w.normal_(0.0, float(table.float().std()))
-        if item_titles is not None:
+        if hidden is not None:
+            means, has = hidden
+            spread = float(table.float().std()) / float(means[has].std().clamp_min(1e-12))
+            w[has] = ((means[has] - means[has].mean(0)) * spread).to(w.dtype)  # centred, the token table's spread
+        elif item_titles is not None:
             means, has = title_embeddings(item_titles, tokenizer, table)  # (N+1, H), (N+1,)
             w[has] = means[has].to(w.dtype)
         w[PAD].zero_()

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from . import REPO_ROOT, TEACHER_CHAPTER, paths, require_teacher, run_name
-from .config import BOOK_CHAPTERS
+from .profiles import get_profile
 from .console import batch_environment
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -64,6 +64,23 @@ def parameters_cells(nb) -> list[int]:
     return [i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
 
 
+def parameter_names(chapter: str | os.PathLike) -> set[str]:
+    """The UPPERCASE names assigned in a chapter's parameters cell (the chapter read by jupytext, the cell parsed by
+    `ast`); empty when it has no such cell. `lab.rerun` fingerprints a chapter with the `-p` values it names."""
+    import ast
+
+    import jupytext
+
+    nb = jupytext.read(chapter)
+    cells = parameters_cells(nb)
+    if not cells:
+        return set()
+    body = ast.parse(nb.cells[cells[0]].source).body
+    targets = [t for node in body if isinstance(node, (ast.Assign, ast.AnnAssign))
+               for t in (node.targets if isinstance(node, ast.Assign) else [node.target])]
+    return {t.id for t in targets if isinstance(t, ast.Name) and t.id.isupper()}
+
+
 def run_chapter(path: str | os.PathLike, profile: str = "smoke", seed: int = 0, artefacts: str | None = None,
                 out_dir: str | os.PathLike | None = None, extra: dict | None = None, kernel: str = "python3",
                 timeout: int | None = None) -> Path:
@@ -107,12 +124,12 @@ def run_chapter(path: str | os.PathLike, profile: str = "smoke", seed: int = 0, 
 def run_book(profile: str = "smoke", seed: int = 0, artefacts: str | None = None, only: list[str] | None = None,
              out_dir: str | os.PathLike | None = None, extra: dict | None = None) -> dict[str, float]:
     """Run every chapter in order (or those whose name starts with one of `only`; without `only`, the profile's
-    `lab.config.BOOK_CHAPTERS` where it names some); return seconds per chapter.
+    its block's `chapters` in `lab.profiles` where it names some); return seconds per chapter.
 
     Before running anything: ValueError for a prefix that matches no chapter, FileNotFoundError (naming the command
     that trains it) when a chapter needs the teacher, there is none and chapter 02 is not part of this run.
     """
-    selected = select_chapters(only or BOOK_CHAPTERS.get(profile))
+    selected = select_chapters(only or get_profile(profile).chapters)
     if (not any(ch.stem.startswith(TEACHER_CHAPTER) for ch in selected)
             and any("load_teacher(" in ch.read_text() for ch in selected)):
         require_teacher(paths(profile, artefacts, seed, create=False))

@@ -17,14 +17,13 @@ import hashlib
 import json
 import os
 import platform
-import re
 import subprocess
 import time
 from pathlib import Path
 
 from . import REPO_ROOT, get_config, paths
 from .io import read_json, write_json
-from .notebooks import NOTEBOOKS, chapters, run_chapter, select_chapters
+from .notebooks import NOTEBOOKS, chapters, parameter_names, run_chapter, select_chapters
 
 LAB_DIR = Path(__file__).resolve().parent
 PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "numpy", "pandas", "scipy", "papermill", "jupytext")
@@ -43,12 +42,6 @@ def lab_sources_hash(root: Path = LAB_DIR) -> str:
     for p in sorted(root.rglob("*.py")):
         h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()
-
-
-def parameter_names(chapter: Path) -> set[str]:
-    """The UPPERCASE names assigned in a py:percent chapter's parameters cell."""
-    m = re.search(r'^# %% tags=\["parameters"\]\n(.*?)(?=^# %%|\Z)', Path(chapter).read_text(), re.S | re.M)
-    return set(re.findall(r"^([A-Z][A-Z0-9_]*)\s*=", m.group(1), re.M)) if m else set()
 
 
 def fingerprints(profile: str, seed: int, artefacts: str | None, extra: dict | None = None,

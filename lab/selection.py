@@ -17,13 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .config import from_profile
+from .profiles import profile_config
 from .data import RecData
+from .evaluation import score_split
 from .fisher.tables import default_norm, importance_vector
 from .importance import ablation_drop, angular_block_distance, subsample_valid
 from .metrics import evaluate
 from .models import SeqRecModel, build_student
-from .train import evaluate_model
 
 RULES = ("fisher_topk", "fisher_topk_ends", "uniform", "top", "bottom", "random", "block_influence", "angular_block",
          "magnitude", "greedy_valid")
@@ -48,15 +48,8 @@ class SelectionConfig:
 
     @classmethod
     def for_profile(cls, profile: str) -> "SelectionConfig":
-        """smoke: small greedy-search subsample; default: 1,024 users; full: 2,048 users and 20 random draws; llm: the
-        budgets L/4 and 8 only (the 32 -> 8 of the method's authors; a zero-shot evaluation of a 15-layer student of
-        the LLM is 20 s), 32 greedy users (its greedy path down to 7 of 30 layers scores about 9,000 layer-passes:
-        19 min with 64 users at one thread) and every core for the evaluations."""
-        return from_profile(cls, profile, {"smoke": dict(greedy_users=256, n_boot=200),
-                                           "default": dict(greedy_users=1024),
-                                           "full": dict(random_draws=20, greedy_users=2048),
-                                           "llm": dict(greedy_users=32, k_divisors=(4,), extra_budgets=(8,),
-                                                       eval_threads=0)})
+        """The profile's `selection` section (`lab.profiles`)."""
+        return profile_config(cls, profile, "selection")
 
 
 def budgets(num_layers: int, divisors=(8, 4, 2), extra=()) -> list[int]:
@@ -324,7 +317,7 @@ def evaluate_selections(teacher: SeqRecModel, data: RecData, plan: pd.DataFrame,
         m.eval()
         row = {}
         for split in ("valid", "test"):
-            means, _ = evaluate_model(m, data, split, batch_size=batch_size)
+            means, _ = score_split(m, data, split, batch_size=batch_size)
             row.update({f"{split}_{k}": float(means[k]) for k in metrics})
         cache[s] = row
     return pd.concat([plan.reset_index(drop=True), pd.DataFrame([cache[s] for s in plan["layers"]])], axis=1)
@@ -365,7 +358,7 @@ def signal_spearman(importance: pd.DataFrame, ablation, n_boot: int = 1000, seed
     """Spearman of every signal/norm of chapter 03's table against the ablation drop, with a bootstrap CI over layers
     (NaN for a signal that is constant over layers): signal, norm, spearman, ci_low, ci_high, best first
     (chapter 04)."""
-    from .stats import spearman_ci
+    from .evaluation import spearman_ci
 
     rows = []
     for (signal, norm), g in importance[importance.signal != "ablation_drop"].groupby(["signal", "norm"]):
@@ -381,7 +374,7 @@ class RuleReport:
 
     k: int  # the budget
     table: pd.DataFrame  # one row per rule: layers, valid_/test_<metric>, draws, draws_at_least_as_good, p, p_holm
-    tests: pd.DataFrame  # the main rules against the random draws (`lab.stats.against_null`): null_ge, p, p_holm
+    tests: pd.DataFrame  # the main rules against the random draws (`lab.evaluation.against_null`): null_ge, p, p_holm
     random_valid: pd.Series  # validation metric of each random draw
     random_test: pd.Series  # test metric of each random draw (the null sample)
     main: list  # the rules tested together: all but "random" and the fisher_topk[signal/norm] variants
@@ -396,9 +389,9 @@ class RuleReport:
 def rule_report(sel: pd.DataFrame, k: int, metric: str = "ndcg@10") -> RuleReport:
     """Chapter 04's evaluation of the rules at budget k from `evaluate_selections`' frame: the rule table
     (`rule_table`), the main rules' one-sided empirical p-values against the random draws with Holm's adjustment
-    (`lab.stats.against_null`), the best rule chosen on validation (not "random", not "greedy_valid") with its test
+    (`lab.evaluation.against_null`), the best rule chosen on validation (not "random", not "greedy_valid") with its test
     value, and the greedy validation search beside it."""
-    from .stats import against_null
+    from .evaluation import against_null
 
     v, t = f"valid_{metric}", f"test_{metric}"
     q = sel[(sel.k == k) & (sel.rule == "random")]

@@ -22,43 +22,9 @@ from .config import ModelConfig, TrainConfig
 from .console import progress_bar
 from .constants import IGNORE
 from .data import RecData
+from .evaluation import score_split
 from .io import atomic_path, jsonable, read_json, write_json
-from .metrics import evaluate
 from .models import SeqRecModel, count_parameters
-
-
-def evaluate_model(model: SeqRecModel, data: RecData, split: str = "valid", mask_history: bool = True,
-                   batch_size: int = 512) -> tuple[dict, pd.DataFrame]:
-    """Full-ranking metrics of a model on the 'valid' or 'test' split: (means, per-user frame)."""
-    history, target, seen = data.split(split)
-    users = data.valid_users if split == "valid" else data.test_users
-    return evaluate(model.recommend_scores, history, target, seen, mask_history=mask_history,
-                    batch_size=batch_size, users=users)
-
-
-def evaluate_scorers(scorers: dict, data: RecData, splits=("valid", "test"), per_user_split: str = "test",
-                     batch_size: int = 512) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Full-ranking metrics of several scorers on each split (chapter 02: popularity, the small model, the teacher).
-
-    Args:
-        scorers: name -> callable from a (B, T) history batch to (B, N+1) scores (a model's `recommend_scores`, a
-            baseline's scores).
-        per_user_split: the split whose per-user metrics are returned (the paired tests of later chapters use test).
-
-    Returns:
-        (one row per split and scorer: model, split, metrics...; per-user metrics of `per_user_split` with a model
-        column, scorers in the given order).
-    """
-    rows, per_user = [], []
-    for split in splits:
-        history, target, seen = data.split(split)
-        users = data.valid_users if split == "valid" else data.test_users
-        for name, fn in scorers.items():
-            summary, pu = evaluate(fn, history, target, seen, batch_size=batch_size, users=users)
-            rows.append({"model": name, "split": split, **summary})
-            if split == per_user_split:
-                per_user.append(pu.assign(model=name))
-    return pd.DataFrame(rows), pd.concat(per_user, ignore_index=True)
 
 
 def lr_lambda(total_steps: int, warmup_steps: int):
@@ -239,11 +205,11 @@ def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Pat
                 sizes = [min(batch_size, n - i * batch_size) for i in range(len(sums))]
                 step_losses.extend(float(v) / b for v, b in zip(sums, sizes))
         if acc is None:
-            metrics, _ = evaluate_model(model, data, "valid", batch_size=cfg.eval_batch_size)
+            metrics, _ = score_split(model, data, "valid", batch_size=cfg.eval_batch_size)
         else:  # rank 0 evaluates; every rank gets its metrics, so early stopping agrees
             from accelerate.utils import broadcast_object_list
 
-            box = [evaluate_model(model, data, "valid", batch_size=cfg.eval_batch_size)[0]
+            box = [score_split(model, data, "valid", batch_size=cfg.eval_batch_size)[0]
                    if acc.is_main_process else None]
             metrics = broadcast_object_list(box, from_process=0)[0]
             model.train()

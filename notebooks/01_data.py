@@ -17,9 +17,17 @@
 # exact duplicates, de-duplicate repeated user–item pairs keeping the earliest → iterative k-core → contiguous ids
 # (items 1..N, 0 = padding) → chronological sequences → titles from the metadata → cache → split (leave-last-out or
 # the absolute timestamp split of the benchmark).
+#
+# **Real data without a download**: the `ml100k` profiles read MovieLens-100K (943 users, 1,682 movies, 100,000
+# ratings with their titles, years and genres; Harper & Konstan, 2015) from the RecBole wheel that `make env` fetches
+# (`lab.data.movielens`; GroupLens' terms allow research use and forbid redistribution, so the data is never
+# committed). It goes through the same reader, report, pre-processing and splits as Amazon's files. What is real
+# there: the ratings, their order in time, the titles. What is not: the order of ratings that share a timestamp (users
+# rated in bulk; section 5 measures how much the split depends on the rule), and there is no Bayes ceiling: only the
+# Markov and popularity floors are known.
 
 # %% tags=["parameters"]
-PROFILE = "smoke"  # smoke | default | full | depth
+PROFILE = "smoke"  # a profile of lab.profiles: smoke | default | full | shallow | llm | ml100k
 SEED = 0  # global seed
 ARTEFACTS = ""  # artefact root; empty means <repo>/artefacts
 WORLD = None  # synthetic world: "shallow" | "depth"; None: the profile's (shallow for the shallow profile, else depth)
@@ -35,10 +43,11 @@ import pandas as pd
 from IPython.display import display
 
 import lab
-from lab import baselines as B
+from lab import recommenders as R
 from lab import data as D
 from lab import viz as V
 from lab.bench import depth as DB
+from lab.bench import ties as TS
 from lab.data.bad_input import corrupt_copy, file_level_errors
 from lab.io import write_parquet
 
@@ -51,12 +60,14 @@ pd.DataFrame({"value": {k: str(v) for k, v in vars(dcfg).items()}})
 # ## 1 · Raw files
 # With `source = "synthetic"` the generator writes the raw files when they are missing (or were written with other
 # parameters or another seed; a small JSON next to them records what made them). The same seed gives byte-identical
-# files. Below: the files, and one raw review and one raw metadata record as they appear on disk.
+# files. With `source = "movielens"` the two RecBole files are read from the wheel and written in the same format
+# (titles "Toy Story (1995)", genres as categories). Below: the files, and one raw review and one raw metadata record
+# as they appear on disk.
 
 # %%
 raw = D.raw_dir_of(dcfg, P)
 t0 = time.perf_counter()
-generated = D.ensure_synthetic(dcfg, raw, SEED, progress=True) if dcfg.source == "synthetic" else False
+generated = D.ensure_raw(dcfg, raw, SEED, progress=True)  # synthetic: generated; movielens: from the wheel
 gen_seconds = time.perf_counter() - t0
 rev_path, meta_path = D.raw_files(dcfg.category, raw)  # DataError naming the folder and the files expected there
 print(f"generated now: {generated} ({gen_seconds:.1f}s)")
@@ -164,7 +175,29 @@ print("saved:", ", ".join(figs), "in", lab.book.shown_path(P.figures))
 # short histories and a few have long ones; ratings lean to 4–5 stars as Amazon's do; activity spans 2019–2023 so
 # both timestamp cut-offs fall inside the data.
 #
-# ## 5 · Is there sequential structure to learn?
+# ## 5 · Ties in time
+# A user's ratings that share a timestamp have no real order between them, yet leave-last-out needs one: the last
+# item is the test target. `DataConfig.tie_break` states the rule (`lab.data.preprocess.order_ties`: the file's
+# order, the item id, or a seeded random order). Where ties are common, the data is rebuilt under other orders and the
+# count baselines' test NDCG@10 compared per user: an order whose difference's CI excludes 0 changes what is
+# measured.
+
+# %%
+tied_share = report.preprocessing["tied_interactions"] / report.preprocessing["interactions"]
+seeded = f" (seed {dcfg.tie_seed})" if dcfg.tie_break == "shuffle" else ""
+print(f"{tied_share:.1%} of the interactions share their timestamp with another of the same user; "
+      f"ties ordered by the rule {dcfg.tie_break!r}{seeded}")
+ties = TS.tie_sensitivity(dcfg, P, SEED) if tied_share > 0.01 else None
+if ties is not None:
+    display(ties.round(4))
+    for r in ties.itertuples():
+        moved = r.diff_low > 0 or r.diff_high < 0
+        print(f"{r.predictor} under the {r.order} order: {r.ndcg10_order:.4f} vs {r.ndcg10_profile:.4f} "
+              f"({r.diff:+.4f}, CI {r.diff_low:+.4f} to {r.diff_high:+.4f}): "
+              + ("the order changes this measurement" if moved else "within noise"))
+
+# %% [markdown]
+# ## 6 · Is there sequential structure to learn?
 # Three count baselines, built from the **training split only** and scored on the validation targets with full
 # ranking (every item ranked, the user's past items masked, ties counted against the target):
 # * **popularity** — the most-interacted items;
@@ -176,8 +209,8 @@ print("saved:", ", ".join(figs), "in", lab.book.shown_path(P.figures))
 # matters — which is what a sequence model exploits.
 
 # %%
-struct = B.sequential_structure(rd, k=10, split="valid")
-struct_ts = B.sequential_structure(rd_ts, k=10, split="valid")
+struct = R.sequential_structure(rd, k=10, split="valid")
+struct_ts = R.sequential_structure(rd_ts, k=10, split="valid")
 def baseline_table(st: dict) -> dict:
     return {**{k: st[k] for k in st if k.startswith(("hr@", "ndcg@"))}, "chance HR@10": st["chance_hr"],
             "rows": st["rows"]}
@@ -192,7 +225,7 @@ print(f"Markov HR@10 = {struct['hr@10_markov']:.3f} vs popularity {struct['hr@10
       f"({lift:.1f}x), reversed {struct['hr@10_markov_reversed']:.3f}, chance {struct['chance_hr']:.4f}")
 
 # %% [markdown]
-# ## 6 · The ceiling and the floors
+# ## 7 · The ceiling and the floors
 # Does the next item need more than the last one? In the **depth world** (every profile but `shallow`;
 # `lab.data.synthetic` describes its mechanisms: in-context cluster induction, a multi-hop pointer back through the
 # history, a long-range mode switch) the generator's law is known exactly, so two reference predictors can be
@@ -241,7 +274,7 @@ if world is not None:
 # between models and layer selections on the same data are what the book uses. `successor_strength` and
 # `markov_strength` in `DataConfig` turn the signal down.
 #
-# In the depth world the last item is not enough by construction, and section 6 says by how much: the gap between the
+# In the depth world the last item is not enough by construction, and section 7 says by how much: the gap between the
 # Bayes ceiling and last-item Bayes is the part of the next item only a model that reads the history can predict, and
 # Bayes − Markov the gap every trained model is read against (`python -m lab bench depth`).
 #
@@ -255,4 +288,5 @@ if world is not None:
 
 # %%
 lab.record_all(D.data_record(dcfg, proc, again, rd, rd_ts, structure=struct, lift=lift, demo=demo_report,
-                             demo_errors=file_errors, references=refs, world=world))
+                             demo_errors=file_errors, references=refs, world=world, tied_share=tied_share,
+                             ties=ties))

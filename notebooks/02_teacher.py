@@ -26,18 +26,21 @@ ARCH = None  # backbone family: "llama", "qwen2", "mistral" or "gpt_neox"; None:
 SMALL_LAYERS = 2  # depth of the small SASRec-style reference model trained from scratch
 DEPTHS = None  # depths of the depth curve's models trained from scratch; None: the profile's (lab.bench.depth.DEPTHS)
 H4_ARCHS = None  # architectures trained side by side for H4, llama among them; None: lab.bench.arch.ARCHS; () skips
+EASE_LAMBDAS = [1.0, 10.0, 100.0, 1000.0]  # EASE ridge strengths for the comparison; the best on validation is used
 H4_DEPTH = None  # their depth; None: the profile's (lab.bench.arch.ARCH_DEPTH: smoke 2, default 8; llm none)
 
 # %%
 import torch
 
 import lab
-from lab.baselines import popularity_scores
+from lab.recommenders import choose_on_valid, ease_scorer, popularity_scorer
 from lab.bench import arch as AB
 from lab.bench import depth as DB
+from lab.bench import teachers as TB
 from lab.data import load_rec_data
+from lab.evaluation import per_user_table, score_table
 from lab.models import build_model, build_teacher, count_parameters, scratch_config
-from lab.train import evaluate_scorers, train_or_load
+from lab.train import train_or_load
 from lab.viz import config_table, learning_curves, metric_bars, quality_by_depth, save
 
 P = lab.setup(SEED, PROFILE, ARTEFACTS or None, chapter="02_teacher")
@@ -54,7 +57,8 @@ config_table(cfg.model)
 
 # %%
 torch.manual_seed(SEED)
-teacher = build_teacher(cfg.model, data.num_items, data.max_len, item_titles=data.item_titles).to(lab.device())
+teacher = build_teacher(cfg.model, data.num_items, data.max_len, item_titles=data.item_titles,
+                        title_cache=P.file("title_cache")).to(lab.device())  # an LLM's reading of the titles, cached
 teacher, teacher_hist, teacher_info = train_or_load(teacher, data, cfg.train, P.teacher, seed=SEED,
                                                     key={"model": cfg.model.__dict__, "data": stats.get("config_hash")})
 n_params = count_parameters(teacher)
@@ -78,10 +82,10 @@ small = build_model(small_cfg, data.num_items, data.max_len, item_titles=data.it
 small, small_hist, small_info = train_or_load(small, data, cfg.train, P.root / "small_scratch", seed=SEED,
                                               key={"model": small_cfg.__dict__, "data": stats.get("config_hash")})
 
-scorers = {"popularity": lambda h: popularity_scores(data.item_counts, len(h)),  # (B, T) -> (B, N+1) scores
+scorers = {"popularity": popularity_scorer(data),  # each (B, T) -> (B, N+1) scores
            f"small ({SMALL_LAYERS} layers)": small.recommend_scores,
            f"teacher ({teacher.num_layers} layers)": teacher.recommend_scores}
-table, per_user = evaluate_scorers(scorers, data)  # one row per model and split; per-user test metrics
+table, per_user = score_table(scorers, data)  # one row per model and split; per-user test metrics
 lab.io.write_parquet(P.file("teacher_eval.parquet"), per_user)
 table.round(4)
 
@@ -108,6 +112,27 @@ print(f"Training the teacher took {teacher_info['train_seconds']:.0f} s on "
       f"{teacher_info.get('device', lab.device())} ({torch.get_num_threads()} threads) for {teacher_info['epochs']} epochs at batch "
       f"{teacher_info.get('batch_size', cfg.train.batch_size)}, with "
       f"{'deterministic' if teacher_info.get('deterministic', True) else 'non-deterministic (CUDA, faster)'} kernels.")
+
+# %% [markdown]
+# ## The teachers side by side, and on rare items
+# The teacher against the other models of the same test users, each difference paired per user (bootstrap CI and
+# Wilcoxon): the small model, EASE (Steck 2019; its λ chosen on validation) and, where this data has another teacher
+# (the `ml100k` and `ml100k-llm` profiles: trained from scratch, and a pretrained LLM whose items start from their
+# titles) whose chapter 02 has run, that one. The same on *rare* targets (items with fewer than 10 training
+# interactions), where what a title says should matter most, and on the rest.
+
+# %%
+rare = TB.rare_targets(data)
+ease_lam, _ = choose_on_valid(lambda lam: ease_scorer(data, lam), EASE_LAMBDAS, data)
+models = {f"teacher ({PROFILE})": per_user.loc[per_user.model.str.startswith("teacher"), ["user", "ndcg@10"]],
+          **TB.companion_teachers(PROFILE, SEED, ARTEFACTS or None),
+          f"small ({SMALL_LAYERS} layers)": per_user.loc[per_user.model.str.startswith("small"), ["user", "ndcg@10"]],
+          f"EASE (λ={ease_lam:g})": per_user_table({"EASE": ease_scorer(data, ease_lam)}, data)}
+teachers = TB.compare_all(models, rare)
+lab.io.write_parquet(P.file("02_teachers.parquet"), teachers)
+print(f"{int(rare.rare.sum())} of {len(rare)} test targets are rare (< {TB.RARE_BELOW} training interactions)")
+print("\n".join(TB.sentences(teachers)))
+teachers.round(4)
 
 # %% [markdown]
 # ## Does depth buy quality here?
@@ -157,17 +182,16 @@ arch.table.round(4) if arch else None
 
 # %%
 lab.record_all({
-    "n_layers": teacher.num_layers,
-    "n_params": n_params,
+    "n_layers": teacher.num_layers, "n_params": n_params,
     "arch": cfg.model.arch, "backbone": cfg.model.backbone,  # backbone: the pretrained LLM, None from scratch
     "trainable_params": teacher_info.get("trainable_params"),
-    "train_seconds": teacher_info["train_seconds"],
-    "epochs": teacher_info["epochs"],
+    "train_seconds": teacher_info["train_seconds"], "epochs": teacher_info["epochs"],
     "teacher_ndcg10_test": t_ndcg,
     "teacher_hr10_test": test.loc[f"teacher ({teacher.num_layers} layers)", "hr@10"],
     "teacher_mrr_test": test.loc[f"teacher ({teacher.num_layers} layers)", "mrr"],
     "popularity_ndcg10_test": p_ndcg,
     "small_ndcg10_test": s_ndcg,
     "teacher_over_popularity": ratio,
+    **TB.comparison_record(teachers, rare, ease_lam),  # vs the small model, EASE and this data's other teacher
     **curve.record(), **(arch.record() if arch else {}),
 })

@@ -59,7 +59,7 @@ from lab import fisher as lf
 from lab import importance as li
 from lab import viz
 from lab.data import load_rec_data
-from lab.stats import kendall_tau
+from lab.evaluation import kendall_tau
 from scipy.stats import spearmanr
 
 t_start = time.perf_counter()
@@ -80,7 +80,7 @@ viz.config_table(fc)
 # %% [markdown]
 # ## Do the fast estimators give the loop's numbers?
 # On the same users, every fast implementation must give the per-user loop's numbers. The comparison is run in
-# float64 (a copy of the teacher, `lab.fisher.tables.exactness_table`) so that summation-order noise of float32 does
+# float64 (a copy of the teacher, `lab.fisher.checks.exactness_table`) so that summation-order noise of float32 does
 # not hide a real discrepancy; it covers every parameter's diagonal, every per-group total and every per-user squared
 # gradient norm (largest relative difference, scaled by the largest entry of each tensor or group). The chapter stops
 # if the largest difference is not below `EXACT_TOL`. The float32 timings are on the same users.

@@ -166,9 +166,9 @@ save(fig, "04_speedup", P)
 #
 # **Rules against chance.** Under the null hypothesis that a rule picks layers no better than chance (its layer set
 # behaves like one more random draw), the rule's test NDCG@10 is exchangeable with the draws', so the one-sided p-value
-# p = (1 + #{draws at least as good}) / (draws + 1) is exact (`lab.stats.empirical_p`). It tests the layer set, the
+# p = (1 + #{draws at least as good}) / (draws + 1) is exact (`lab.evaluation.empirical_p`). It tests the layer set, the
 # unit a rule chooses, rather than users; its resolution is 1/(draws + 1). The main rules (not the
-# `fisher_topk[signal/norm]` variants) are tested together, so their p-values are Holm-adjusted (`lab.stats.holm`).
+# `fisher_topk[signal/norm]` variants) are tested together, so their p-values are Holm-adjusted (`lab.evaluation.holm`).
 
 # %%
 rep = rule_report(sel, k_q)  # the rule table, p-values vs the random draws (Holm), the best rule on validation

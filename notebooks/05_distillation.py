@@ -93,7 +93,7 @@ display(V.config_table(dcfg), V.config_table(grid))
 # %% [markdown]
 # ## The teacher's test metrics, and the layer sets to distil
 # Retention is always student ÷ teacher on the **same users** of the test split (full-catalogue ranking, seen items
-# masked), so its confidence interval comes from a paired bootstrap over users (`lab.stats.paired_ratio_ci`). The
+# masked), so its confidence interval comes from a paired bootstrap over users (`lab.evaluation.paired_ratio_ci`). The
 # teacher's per-user test metrics are the ones chapter 02 saved. The layer lists are chapter 04's, at budget k; the
 # last column shows the teacher layers the layer-wise term matches them to.
 
@@ -144,7 +144,7 @@ print(f"training step ({probe_cfg.variant}): {ct['live_step_s']:.3f} s with the 
 
 # %%
 runs, pu_all = run_grid(teacher, data, layer_sets, grid, dcfg, cfg.train, P.root, importance=importance,
-                        cache=cache, seed=SEED, key=teacher_key(P, stats))  # (students, per-user test metrics)
+                        cache=cache, seed=SEED, key=teacher_key(P.teacher, stats))  # (students, per-user test metrics)
 best_variant = choose_variant(runs, grid)  # the variant the other rules got: best on validation over the main rules
 best_name = best_student(runs)  # the best full fine-tuned student on validation: the adapters' setting
 

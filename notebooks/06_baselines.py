@@ -13,7 +13,7 @@
 # EASE (Steck 2019: a ridge regression of every item on all others, closed form, λ chosen on validation); GRU4Rec
 # (a GRU over the history trained with full-catalogue CE, as the teacher is); SASRec-CE with 2 layers trained from
 # scratch (chapter 02's small model: the same Llama layers, the same recipe, not trained again); and the teacher.
-# ItemKNN and EASE are hand-rolled (`lab.baselines`): each is a few lines of closed form, and a user would take
+# ItemKNN and EASE are hand-rolled (`lab.recommenders`): each is a few lines of closed form, and a user would take
 # RecBole's `ItemKNN` / `EASE` / `GRU4Rec` (or implicit's `CosineRecommender`, microsoft/recommenders' SAR) instead;
 # none is a dependency because each brings its own data pipeline and evaluator, where this table needs one
 # evaluator for every row, and RecBole 1.2.1 pins numpy<2 and pandas<3, which the book's environment cannot share.
@@ -53,11 +53,14 @@ from IPython.display import display
 from transformers.utils import logging as hf_logging
 
 import lab
-from lab import baselines as B
+from lab import compression as C
+from lab import recommenders as R
+from lab.chapters import c06_baselines as B
 from lab import viz as V
 from lab.bench import BenchConfig, compare_speed
 from lab.data import load_rec_data
 from lab.distill import DistillConfig, distill, freeze_teacher, load_4bit, teacher_key
+from lab.evaluation import per_user_table
 from lab.io import write_parquet
 from lab.models import SeqRecModel, build_model, count_parameters, scratch_config
 from lab.train import train_or_load
@@ -84,11 +87,11 @@ print(f"teacher: {L} layers, {count_parameters(teacher):,} parameters; k = {k}; 
 # λ — is chosen on the **validation** split; the test split only reports.
 
 # %%
-G = B.cooccurrence(data)  # (N+1, N+1) users who had both items
-knn_k, knn_valid = B.choose_on_valid(lambda n: B.itemknn_scorer(data, n, G), KNN_NEIGHBOURS, data)
-ease_l, ease_valid = B.choose_on_valid(lambda lam: B.ease_scorer(data, lam, G), EASE_LAMBDAS, data)
-recs = {"popularity": B.popularity_scorer(data), "markov": B.markov_scorer(data),
-        "itemknn": B.itemknn_scorer(data, knn_k, G), "ease": B.ease_scorer(data, ease_l, G)}
+G = R.cooccurrence(data)  # (N+1, N+1) users who had both items
+knn_k, knn_valid = R.choose_on_valid(lambda n: R.itemknn_scorer(data, n, G), KNN_NEIGHBOURS, data)
+ease_l, ease_valid = R.choose_on_valid(lambda lam: R.ease_scorer(data, lam, G), EASE_LAMBDAS, data)
+recs = {"popularity": R.popularity_scorer(data), "markov": R.markov_scorer(data),
+        "itemknn": R.itemknn_scorer(data, knn_k, G), "ease": R.ease_scorer(data, ease_l, G)}
 print(f"chosen on validation: ItemKNN with {knn_k} neighbours, EASE with λ = {ease_l:g}")
 display(knn_valid.rename(columns={"value": "neighbours"}).round(4).T)
 display(ease_valid.rename(columns={"value": "λ"}).round(4).T)
@@ -102,14 +105,14 @@ display(ease_valid.rename(columns={"value": "λ"}).round(4).T)
 # the CE loss Klenitskiy & Vasilev 2023 recommend — so it is loaded, not trained again.
 
 # %%
-gcfg = B.GRU4RecConfig(num_items=data.num_items, hidden_size=lab.resolve(GRU_HIDDEN, cfg.model.hidden_size),
+gcfg = R.GRU4RecConfig(num_items=data.num_items, hidden_size=lab.resolve(GRU_HIDDEN, cfg.model.hidden_size),
                        num_layers=GRU_LAYERS, dropout=cfg.model.dropout, max_len=data.max_len,
                        embedding_std=cfg.model.embedding_std)
 
 
 def train_gru(lr):  # one GRU4Rec per learning rate, each from the same seed
     torch.manual_seed(SEED)
-    return train_or_load(B.GRU4Rec(gcfg).to(lab.device()), data, dataclasses.replace(cfg.train, lr=lr),
+    return train_or_load(R.GRU4Rec(gcfg).to(lab.device()), data, dataclasses.replace(cfg.train, lr=lr),
                          P.root / "gru4rec" / f"lr{lr:g}", seed=SEED, progress=False,
                          key={"model": gcfg.to_dict(), "data": stats.get("config_hash")})
 
@@ -135,7 +138,7 @@ print(f"GRU4Rec: {count_parameters(gru):,} parameters, {gru_info['epochs']} epoc
 
 # %%
 student = SeqRecModel.from_pretrained(P.root / "students" / method).to(lab.device()).eval()  # the method, as saved
-variant, key = res05.set_index("name").loc[method, "variant"], teacher_key(P, stats)
+variant, key = res05.set_index("name").loc[method, "variant"], teacher_key(P.teacher, stats)
 print(f"the method as saved: {student.num_layers} layers, {count_parameters(student):,} parameters; variant {variant}")
 
 # %%
@@ -149,14 +152,14 @@ print(f"k-layer model from scratch: {scratch_info['epochs']} epochs, validation 
 
 # %%
 pruned, pruned_kd = copy.deepcopy(teacher), copy.deepcopy(teacher)
-prune_info = B.prune_to(pruned, count_parameters(student))
-B.prune_to(pruned_kd, count_parameters(student))
+prune_info = C.prune_to(pruned, count_parameters(student))
+C.prune_to(pruned_kd, count_parameters(student))
 pruned_kd, _, pruned_info = distill(teacher, pruned_kd, data, dcfg.with_variant(variant), cfg.train,
                                     P.root / "pruned", importance=lab.load_importance(P), seed=SEED, progress=False,
                                     key={**key, "pruned_to": prune_info["target"]})
 print(f"pruning removed {prune_info['removed']:,} of {prune_info['pool']:,} decoder linear weights "
-      f"({prune_info['sparsity']:.1%}); the pruned teacher keeps {B.nonzero_parameters(pruned):,} nonzero "
-      f"parameters, the student has {B.nonzero_parameters(student):,}")
+      f"({prune_info['sparsity']:.1%}); the pruned teacher keeps {C.nonzero_parameters(pruned):,} nonzero "
+      f"parameters, the student has {C.nonzero_parameters(student):,}")
 
 # %% [markdown]
 # **Quantisation** keeps every weight at lower precision and trains nothing. INT8: `torch.ao.quantization.
@@ -166,7 +169,7 @@ print(f"pruning removed {prune_info['removed']:,} of {prune_info['pool']:,} deco
 # in float32 on the CPU. Where a backend cannot run here, its row says why instead of a number.
 
 # %%
-int8, int8_status = B.quantize_int8(teacher, lab.device())
+int8, int8_status = C.quantize_int8(teacher, lab.device())
 try:
     nf4, nf4_status = load_4bit(P.teacher, lab.device()).eval(), "ok"
 except Exception as e:  # a bitsandbytes build or CPU that cannot run NF4 here: the row records why
@@ -182,7 +185,7 @@ print(f"INT8 dynamic: {int8_status}; NF4: {nf4_status}")
 # %%
 models = {**recs, "gru4rec": gru, "sasrec_ce": sasrec, "scratch": scratch, "prune": pruned, "prune+kd": pruned_kd,
           "int8": int8, "nf4": nf4}
-scored = B.per_user_frame({n: m for n, m in models.items() if m is not None}, data)
+scored = per_user_table({n: m for n, m in models.items() if m is not None}, data)
 per_user = pd.concat([pu05[pu05["name"].isin([*read05, "teacher"])], scored], ignore_index=True)
 write_parquet(P.file("baselines_per_user.parquet"), per_user)
 per_user.groupby("name", sort=False)[["ndcg@10", "hr@10", "mrr"]].mean().round(4).T
@@ -228,7 +231,7 @@ specs = [dict(name="popularity", family="recommender", source="06", detail="trai
          dict(name="nf4", family="compression", source="06", detail="NF4 weights (bitsandbytes)", status=nf4_status)]
 
 # %%
-params = {**{n: B.stored_parameters(m) for n, m in timed.items()}, **r5["params"].to_dict(),
+params = {**{n: C.stored_parameters(m) for n, m in timed.items()}, **r5["params"].to_dict(),
           "scratch": count_parameters(scratch), "prune": prune_info["target"], "prune+kd": prune_info["target"]}
 board = B.leaderboard(B.board_rows(specs, speed, params), per_user, method, alpha=ALPHA, margin=MARGIN, seed=SEED)
 write_parquet(P.file("leaderboard.parquet"), board)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lab.config import get_config
+from lab.profiles import get_config
 from lab.constants import IGNORE, PAD
 from lab.data import rec_data_from_sequences, toy_markov_sequences
 from lab.models import build_model, build_student

@@ -169,3 +169,31 @@ def test_the_profile_builds_the_teacher_it_names(tmp_path, monkeypatch):
     small = build_teacher(scratch_config(cfg, 2), N, T)
     assert small.num_layers == 2 and small.config.pretrained is None
     assert small.config.backbone_config.hidden_size == cfg.hidden_size
+
+
+def test_title_hidden_states_mask_padding_and_cache(smol, tmp_path):
+    """The batched mean last hidden state equals each text run alone (padding masked out); the cache is read back;
+    the teacher's titled items start at those means, centred and at the token table's spread (issue 25)."""
+    from lab.backbones import title_hidden_states
+
+    b, tok = smol
+    texts = ["", "Toy Story (1995) — Animation, Children's, Comedy", "Heat (1995) — Action", "GoldenEye (1995)"]
+    means, has = title_hidden_states(texts, b, tok, batch_size=3, cache=tmp_path)
+    assert has.tolist() == [False, True, True, True] and torch.equal(means[0], torch.zeros(576))
+    with torch.no_grad():
+        for i in (1, 2, 3):
+            ids = torch.tensor([tok(texts[i], add_special_tokens=False)["input_ids"]])  # (1, L), no padding
+            alone = b(inputs_embeds=b.get_input_embeddings()(ids)).last_hidden_state.mean(1)[0]
+            assert torch.allclose(means[i], alone, atol=1e-4, rtol=1e-4)
+    (cached,) = tmp_path.glob("title_hidden-*.pt")
+    torch.save({"means": means + 1, "has": has}, cached)  # a planted cache is what the next call returns
+    again, _ = title_hidden_states(texts, b, tok, cache=tmp_path)
+    assert torch.equal(again, means + 1)
+    titles = [""] + texts[1:] + [""] * (N - 3)
+    m = build_llm_teacher(N, T, backbone=b, item_titles=titles, tokenizer=tok, title_encoding="hidden")
+    rows = m.item_emb.weight[1:4].detach()  # (3, H)
+    table_std = float(b.get_input_embeddings().weight.detach().std())
+    centred = means[1:4] - means[1:4].mean(0)
+    assert torch.allclose(rows, centred * (table_std / float(means[1:4].std())), atol=1e-5)
+    with pytest.raises(ValueError, match="title_encoding"):
+        build_llm_teacher(N, T, backbone=b, title_encoding="words")

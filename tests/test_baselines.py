@@ -1,4 +1,5 @@
-"""Count baselines (`lab.baselines`): scored by `lab.metrics`' ranking, checked against plain loops."""
+"""The baselines of chapters 01 and 06 (`lab.recommenders`, `lab.compression`, `lab.chapters.c06_baselines`): scored
+by `lab.metrics`' ranking, checked against plain loops and by hand."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,21 +7,23 @@ import pandas as pd
 import pytest
 import torch
 
-from lab import baselines as B
+from lab import compression as C
+from lab import recommenders as R
+from lab.chapters import c06_baselines as B
 from lab import data as D
 from lab.metrics import target_ranks
 
 
-def test_popularity_scores_rank_by_count():
-    counts = torch.tensor([0, 5, 50, 1])
-    s = B.popularity_scores(counts, 2)
+def test_popularity_scorer_ranks_by_count():
+    rd = D.rec_data_from_sequences([[2, 2, 1, 3], [2, 1, 3, 3]], 3, 4)
+    s = R.popularity_scorer(rd).recommend_scores(torch.tensor([[0, 1], [0, 1]]))  # (2, N+1)
     assert target_ranks(s, torch.tensor([2, 3]), mask_history=False).tolist() == [0, 2]
 
 
 def test_sequential_structure_on_toy_markov():
     seqs = D.toy_markov_sequences(n_users=80, n_items=30, length=12)
     rd = D.rec_data_from_sequences(seqs, 30, 8)
-    s = B.sequential_structure(rd, k=10)
+    s = R.sequential_structure(rd, k=10)
     assert s["hr@10_markov"] == 1.0 and s["hr@10_markov_reversed"] < 0.6
 
 
@@ -56,7 +59,7 @@ def test_sequential_structure_matches_plain_loops(split):
     rng = np.random.default_rng(0)
     seqs = [rng.permutation(s).tolist() if i % 3 == 0 else s for i, s in enumerate(seqs)]  # some noise
     rd = D.rec_data_from_sequences(seqs, 25, 4)
-    got = B.sequential_structure(rd, k=5, split=split, batch=7)
+    got = R.sequential_structure(rd, k=5, split=split, batch=7)
     want = reference(rd, 5, split)
     assert {k: got[k] for k in want} == pytest.approx(want, abs=1e-12)
     assert got["rows"] == len(rd.valid_target) and got["chance_hr"] == 5 / 25
@@ -66,7 +69,7 @@ def test_sequential_structure_matches_plain_loops(split):
 def test_float64_ranking_keeps_small_tie_breakers():
     # items 1 and 2 share a count of 1000 and differ in the tie-breaker by 1e-9: float32 rounds them into a tie
     counts = torch.tensor([0, 1_000_000, 999_999, 0], dtype=torch.long)
-    tie = counts.double() / (counts.max() + 1.0) * B.TIE_BREAK + 1000.0  # (N+1,) as a count + tie-breaker
+    tie = counts.double() / (counts.max() + 1.0) * R.TIE_BREAK + 1000.0  # (N+1,) as a count + tie-breaker
     s = tie[None, :]
     assert target_ranks(s, torch.tensor([2]), mask_history=False).tolist() == [1]  # float32: a tie, ranked 1 too
     assert target_ranks(s, torch.tensor([1]), mask_history=False, dtype=torch.float64).tolist() == [0]
@@ -75,7 +78,7 @@ def test_float64_ranking_keeps_small_tie_breakers():
 
 def test_empty_split_gives_zeros():
     rd = D.build_rec_data([[1, 2, 3, 4]], 4, 3, "timestamp", [[1, 2, 3, 4]], 10, 20)
-    s = B.sequential_structure(rd, k=10)
+    s = R.sequential_structure(rd, k=10)
     assert s["rows"] == 0 and s["hr@10_markov"] == 0.0 and s["ndcg@10_popularity"] == 0.0
 
 
@@ -85,7 +88,7 @@ import math  # noqa: E402
 from toys import N_ITEMS, T, tiny_model, toy_data  # noqa: E402
 
 from lab.config import ModelConfig, TrainConfig  # noqa: E402
-from lab.stats import holm  # noqa: E402
+from lab.evaluation import holm, per_user_table  # noqa: E402
 from lab.models import build_model, build_student, count_parameters  # noqa: E402
 from lab.train import fit  # noqa: E402
 
@@ -95,16 +98,18 @@ HAND = [[1, 2, 3, 5, 6], [1, 2, 4, 5, 6], [2, 3, 1, 5, 6]]
 
 def test_markov_scorer_by_hand():
     rd = D.rec_data_from_sequences(HAND, 6, 4)
-    m = B.markov_scorer(rd)
+    m = R.markov_scorer(rd)
     # training transitions: 1->2 (twice), 2->3 (twice), 2->4, 3->1; popularity (training counts) 1:3, 2:3, 3:2, 4:1
-    tie = np.array([0, 3, 3, 2, 1, 0, 0]) / 4.0 * B.TIE_BREAK
+    tie = np.array([0, 3, 3, 2, 1, 0, 0]) / 4.0 * R.TIE_BREAK
     s = m.recommend_scores(torch.tensor([[5, 2]]))[0].numpy()  # last item 2: followed by 3 twice and 4 once
     np.testing.assert_allclose(s[1:], tie[1:] + np.array([0, 0, 2, 1, 0, 0]), rtol=0, atol=1e-15)
     assert s[0] == -np.inf
     s = m.recommend_scores(torch.tensor([[3, 1]]))[0].numpy()  # last item 1: followed by 2 twice
     assert s.argmax() == 2 and s[2] == pytest.approx(2 + tie[2], abs=1e-15)
-    h = rd.test_history  # the module scores what chapter 01's count scorer does
-    assert torch.equal(m.recommend_scores(h)[:, 1:], B.count_scorers(rd)["markov"](h)[:, 1:])
+    h = rd.test_history  # chapter 01's count scorers are these modules; the reversed chain reads the counts backwards
+    assert torch.equal(m.recommend_scores(h), R.count_scorers(rd)["markov"].recommend_scores(h))
+    rev = R.count_scorers(rd)["markov_reversed"].recommend_scores(torch.tensor([[5, 2]]))[0].numpy()
+    np.testing.assert_allclose(rev[1:], tie[1:] + np.array([2, 0, 0, 0, 0, 0]), rtol=0, atol=1e-15)  # 1 -> 2 twice
 
 
 def test_cooccurrence_counts_training_windows():
@@ -115,7 +120,7 @@ def test_cooccurrence_counts_training_windows():
         for i in s:
             for j in s:
                 want[i, j] += 1
-    np.testing.assert_array_equal(B.cooccurrence(rd), want)
+    np.testing.assert_array_equal(R.cooccurrence(rd), want)
 
 
 def hand_g() -> np.ndarray:
@@ -130,22 +135,22 @@ def test_itemknn_table_by_hand():
     # cos(1,2) = 2/sqrt(2*2) = 1, cos(1,3) = cos(2,3) = 1/2, cos(3,4) = 1/sqrt(2), cos(1,4) = cos(2,4) = 0
     c = 2 ** -0.5
     full = np.array([[0, 0, 0, 0, 0], [0, 0, 1, .5, 0], [0, 1, 0, .5, 0], [0, .5, .5, 0, c], [0, 0, 0, c, 0]])
-    np.testing.assert_allclose(B.itemknn_table(hand_g(), 10), full, atol=1e-15)
+    np.testing.assert_allclose(R.itemknn_table(hand_g(), 10), full, atol=1e-15)
     # 2 neighbours: item 3 keeps 4 (0.71) and, of the tie 1/2 vs 2 at 0.5, the lower index 1
-    k2 = B.itemknn_table(hand_g(), 2)
+    k2 = R.itemknn_table(hand_g(), 2)
     np.testing.assert_allclose(k2[3], [0, .5, 0, 0, c], atol=1e-15)
     np.testing.assert_allclose(k2[1], [0, 0, 1, .5, 0], atol=1e-15)
     # 1 neighbour; a history {1, 3} scores item 2 by row 1 (1.0) and item 4 by row 3 (0.71)
-    k1 = B.itemknn_table(hand_g(), 1)
+    k1 = R.itemknn_table(hand_g(), 1)
     np.testing.assert_allclose(np.array([0, 1, 0, 1, 0]) @ k1, [0, 0, 1, 0, c], atol=1e-15)
 
 
 def test_itemknn_scorer_adds_a_popularity_tie_breaker():
     rd = toy_data(32)
-    g = B.cooccurrence(rd)
-    m = B.itemknn_scorer(rd, 5, g)
+    g = R.cooccurrence(rd)
+    m = R.itemknn_scorer(rd, 5, g)
     h = rd.test_history[:4]
-    want = B.multi_hot(h, rd.num_items).numpy() @ B.itemknn_table(g, 5) + B._tie(rd, B.KNN_TIE_BREAK)
+    want = R.multi_hot(h, rd.num_items).numpy() @ R.itemknn_table(g, 5) + R._tie(rd, R.KNN_TIE_BREAK)
     np.testing.assert_allclose(m.recommend_scores(h)[:, 1:].numpy(), want[:, 1:], rtol=0, atol=1e-12)
 
 
@@ -153,7 +158,7 @@ def test_ease_by_hand():
     # two items, G = [[2, 1], [1, 1]], λ = 1: P = (G + I)^-1 = [[2, -1], [-1, 3]] / 5, B_12 = 0.2/0.6, B_21 = 0.2/0.4
     g = np.zeros((3, 3))
     g[1:, 1:] = [[2, 1], [1, 1]]
-    b = B.ease_table(g, 1.0)
+    b = R.ease_table(g, 1.0)
     np.testing.assert_allclose(b[1:, 1:], [[0, 1 / 3], [1 / 2, 0]], atol=1e-12)
 
 
@@ -162,7 +167,7 @@ def test_ease_is_the_constrained_ridge_regression():
     rng = np.random.default_rng(0)
     x = (rng.random((40, 6)) < 0.4).astype(float)
     lam = 3.0
-    b = B.ease_table(x.T @ x, lam)
+    b = R.ease_table(x.T @ x, lam)
     for j in range(6):
         o = [i for i in range(6) if i != j]
         w = np.linalg.solve(x[:, o].T @ x[:, o] + lam * np.eye(5), x[:, o].T @ x[:, j])
@@ -172,26 +177,26 @@ def test_ease_is_the_constrained_ridge_regression():
 
 def test_ease_scorer_and_the_choice_on_validation():
     rd = toy_data(48)
-    g = B.cooccurrence(rd)
-    m = B.ease_scorer(rd, 10.0, g)
+    g = R.cooccurrence(rd)
+    m = R.ease_scorer(rd, 10.0, g)
     h = rd.test_history[:3]
-    want = (B.multi_hot(h, rd.num_items).numpy() @ B.ease_table(g, 10.0))[:, 1:]
+    want = (R.multi_hot(h, rd.num_items).numpy() @ R.ease_table(g, 10.0))[:, 1:]
     np.testing.assert_allclose(m.recommend_scores(h)[:, 1:].numpy(), want, rtol=1e-5, atol=1e-5)  # float32 table
-    best, table = B.choose_on_valid(lambda lam: B.ease_scorer(rd, lam, g), [1.0, 100.0], rd)
+    best, table = R.choose_on_valid(lambda lam: R.ease_scorer(rd, lam, g), [1.0, 100.0], rd)
     assert list(table["value"]) == [1.0, 100.0] and best == table.loc[table["valid_ndcg@10"].idxmax(), "value"]
-    pu = B.per_user_frame({"ease": B.ease_scorer(rd, best, g)}, rd, "valid")
+    pu = per_user_table({"ease": R.ease_scorer(rd, best, g)}, rd, "valid")
     assert pu["ndcg@10"].mean() == pytest.approx(table["valid_ndcg@10"].max(), abs=1e-12)
 
 
 def test_popularity_scorer_ranks_by_count():
     rd = toy_data(32)
-    s = B.popularity_scorer(rd).recommend_scores(rd.test_history[:2])
-    assert torch.equal(s[0, 1:], rd.item_counts[1:].double()) and B.popularity_scorer(rd).num_layers == 0
+    s = R.popularity_scorer(rd).recommend_scores(rd.test_history[:2])
+    assert torch.equal(s[0, 1:], rd.item_counts[1:].double()) and R.popularity_scorer(rd).num_layers == 0
 
 
 def test_gru4rec_left_padding_and_round_trip(tmp_path):
     torch.manual_seed(0)
-    gru = B.GRU4Rec(B.GRU4RecConfig(num_items=N_ITEMS, hidden_size=16, max_len=T))
+    gru = R.GRU4Rec(R.GRU4RecConfig(num_items=N_ITEMS, hidden_size=16, max_len=T))
     padded, bare = torch.tensor([[0, 0, 0, 3, 4, 5]]), torch.tensor([[3, 4, 5]])
     torch.testing.assert_close(gru.recommend_scores(padded)[:, 1:], gru.recommend_scores(bare)[:, 1:],
                                atol=1e-6, rtol=0)  # no biases: the zero padding leaves the state at 0
@@ -199,7 +204,7 @@ def test_gru4rec_left_padding_and_round_trip(tmp_path):
     hist = fit(gru, rd, TrainConfig(epochs=3, batch_size=16, lr=0.05, patience=3), progress=False)
     assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
     gru.save_pretrained(tmp_path)
-    back = B.GRU4Rec.from_pretrained(tmp_path).eval()
+    back = R.GRU4Rec.from_pretrained(tmp_path).eval()
     assert torch.equal(back.recommend_scores(rd.test_history)[:, 1:], gru.recommend_scores(rd.test_history)[:, 1:])
 
 
@@ -207,12 +212,12 @@ def test_gru4rec_left_padding_and_round_trip(tmp_path):
 def test_magnitude_pruning_hits_the_students_parameter_count():
     teacher = tiny_model(4, layer_std=0.1)
     student = build_student(teacher, [0, 1])
-    before = {n: p.detach().clone() for n, p in B.decoder_linear_weights(teacher)}
-    info = B.prune_to(teacher, count_parameters(student))
+    before = {n: p.detach().clone() for n, p in C.decoder_linear_weights(teacher)}
+    info = C.prune_to(teacher, count_parameters(student))
     assert info["removed"] == count_parameters(tiny_model(4)) - count_parameters(student)
-    assert B.nonzero_parameters(teacher) == B.nonzero_parameters(student)  # both have the zero PAD embedding row
+    assert C.nonzero_parameters(teacher) == C.nonzero_parameters(student)  # both have the zero PAD embedding row
     w0 = torch.cat([v.reshape(-1) for v in before.values()])
-    w1 = torch.cat([w.detach().reshape(-1) for _, w in B.decoder_linear_weights(teacher)])
+    w1 = torch.cat([w.detach().reshape(-1) for _, w in C.decoder_linear_weights(teacher)])
     assert int((w1 == 0).sum()) == info["removed"]
     assert w0[w1 == 0].abs().max() <= w0[w1 != 0].abs().min()  # the smallest magnitudes went, over all layers
     assert torch.equal(w1[w1 != 0], w0[w1 != 0])
@@ -220,10 +225,10 @@ def test_magnitude_pruning_hits_the_students_parameter_count():
 
 def test_pruned_weights_stay_zero_while_training():
     model = tiny_model(2, layer_std=0.1)
-    B.magnitude_prune(model, 500)
-    zero = [(w == 0).clone() for _, w in B.decoder_linear_weights(model)]
+    C.magnitude_prune(model, 500)
+    zero = [(w == 0).clone() for _, w in C.decoder_linear_weights(model)]
     fit(model, toy_data(32), TrainConfig(epochs=2, batch_size=16, lr=1e-2, patience=2), progress=False)
-    for z, (_, w) in zip(zero, B.decoder_linear_weights(model)):
+    for z, (_, w) in zip(zero, C.decoder_linear_weights(model)):
         assert bool((w[z] == 0).all()) and bool((w[~z] != 0).all())
 
 
@@ -247,7 +252,7 @@ def test_quantised_models_score_within_tolerance(trained32, tmp_path, kind):
 
     model, x = trained32
     if kind == "int8":
-        q, status = B.quantize_int8(model)
+        q, status = C.quantize_int8(model)
         assert status == "ok"
     else:
         model.save_pretrained(tmp_path)
@@ -255,12 +260,12 @@ def test_quantised_models_score_within_tolerance(trained32, tmp_path, kind):
     ref, got = model.recommend_scores(x)[:, 1:], q.recommend_scores(x)[:, 1:]  # (B, N)
     assert float((got - ref).abs().max() / ref.abs().max()) <= QUANT_TOLERANCE[kind]
     assert float((got.argmax(1) == ref.argmax(1)).float().mean()) >= 0.9  # the top item mostly unchanged
-    assert B.stored_parameters(q) == count_parameters(model)  # every weight still stored, at lower precision
-    assert B.stored_bytes(q) < 0.5 * B.stored_bytes(model)
+    assert C.stored_parameters(q) == count_parameters(model)  # every weight still stored, at lower precision
+    assert C.stored_bytes(q) < 0.5 * C.stored_bytes(model)
 
 
 def test_int8_refuses_cuda_runs():
-    q, status = B.quantize_int8(tiny_model(1), "cuda")
+    q, status = C.quantize_int8(tiny_model(1), "cuda")
     assert q is None and "CPU only" in status
 
 

@@ -8,7 +8,7 @@ import torch
 
 from lab import bench
 from lab import fisher as lf
-from lab.config import get_config
+from lab.profiles import get_config
 from lab.models import build_model, build_student
 
 
@@ -72,7 +72,7 @@ def test_fisher_benchmark_reports_rates_and_agreement(tmp_path, monkeypatch):
         assert k in out
     assert out["method"] in ("hooks", "vmap") and out["max_rel_diff"] < 1e-8
     assert out["ratio"] == pytest.approx(out["vmap_samples_per_s"] / out["loop_samples_per_s"])
-    assert "fresh teacher" in out["model"] and "toy" in out["data"]
+    assert "freshly built" in out["model"] and "toy" in out["data"]
 
 
 def test_bench_train_measures_both_steps_and_derives_the_rates(capsys):

@@ -10,7 +10,8 @@ import pytest
 import lab
 from lab import book
 from lab.bench import BenchConfig
-from lab.config import BookConfig, get_config
+from lab.config import BookConfig
+from lab.profiles import get_config
 from lab.distill import DistillConfig, DistillGrid
 from lab.fisher import IMPORTANCE_COLUMNS, FisherConfig, save_tables
 from lab.selection import SelectionConfig
@@ -19,7 +20,7 @@ from lab.selection import SelectionConfig
 def test_lab_reexports_the_book():
     for name in ("setup", "record", "record_all", "results", "paths", "run_name", "device", "Paths", "REPO_ROOT",
                  "load_teacher", "load_importance", "require_teacher", "resolve", "override", "TEACHER_CHAPTER",
-                 "IMPORTANCE_CHAPTER", "_CONTEXT"):
+                 "IMPORTANCE_CHAPTER"):
         assert getattr(lab, name) is getattr(book, name), name
     assert lab.REPO_ROOT == book.REPO_ROOT and (lab.REPO_ROOT / "notebooks").is_dir()
 
@@ -51,8 +52,7 @@ def test_record_all_and_record_write_one_results_file(tmp_path, capsys):
 
 
 def test_record_needs_a_chapter(monkeypatch):
-    monkeypatch.setitem(lab._CONTEXT, "paths", None)
-    monkeypatch.setitem(lab._CONTEXT, "chapter", None)
+    monkeypatch.setattr(book, "_CONTEXT", {"chapter": None, "paths": None})  # no chapter set up yet
     with pytest.raises(RuntimeError, match="lab.setup"):
         lab.record_all({"a": 1})
     with pytest.raises(RuntimeError, match="lab.setup"):
@@ -74,9 +74,8 @@ def test_load_importance_names_the_command_that_writes_it(tmp_path):
 
 @pytest.mark.parametrize("make", [
     FisherConfig.for_profile, SelectionConfig.for_profile, DistillConfig.for_profile, DistillGrid.for_profile,
-    BenchConfig.for_profile, get_config, lambda p: BookConfig(profile=p)],
-    ids=["FisherConfig", "SelectionConfig", "DistillConfig", "DistillGrid", "BenchConfig", "get_config",
-         "BookConfig"])
+    BenchConfig.for_profile, get_config],
+    ids=["FisherConfig", "SelectionConfig", "DistillConfig", "DistillGrid", "BenchConfig", "get_config"])
 def test_configs_refuse_an_unknown_profile(make):
     for profile in ("smoke", "default", "full"):
         assert make(profile) is not None
@@ -89,20 +88,24 @@ def test_dead_fields_are_gone():
     assert not hasattr(BookConfig, "to_dict")
 
 
-def test_every_for_profile_uses_the_sizes_of_its_profile():
-    """`shallow` is the default profile in another world: every config gets default's budgets, none silently full's."""
+def test_every_for_profile_reads_its_profile_block():
+    """`shallow` is the default profile in another world: every config gets default's budgets, none silently full's;
+    each class is built from its section of the block (`lab.profiles`)."""
     from lab.bench.compact import BenchConfig
-    from lab.config import sizes_of
     from lab.distill import DistillConfig, DistillGrid
     from lab.fisher import FisherConfig
     from lab.fisher.probes import ProbeConfig
+    from lab.profiles import get_profile
     from lab.selection import SelectionConfig
 
-    assert sizes_of("shallow") == "default" and sizes_of("smoke") == "smoke" and sizes_of("llm") == "llm"
-    for cls in (BenchConfig, DistillConfig, DistillGrid, FisherConfig, SelectionConfig, ProbeConfig):
+    sections = {BenchConfig: "bench", DistillConfig: "distill", DistillGrid: "distill_grid", FisherConfig: "fisher",
+                SelectionConfig: "selection", ProbeConfig: "probes"}
+    for cls, section in sections.items():
         assert cls.for_profile("shallow") == cls.for_profile("default"), cls.__name__
         assert cls.for_profile("llm") != cls.for_profile("default"), cls.__name__  # sized for the 30-layer LLM
         if cls is not ProbeConfig:
             assert cls.for_profile("full") != cls.for_profile("default"), cls.__name__
+        for name, value in getattr(get_profile("smoke"), section).items():
+            assert getattr(cls.for_profile("smoke"), name) == value, (cls.__name__, name)
         with pytest.raises(ValueError, match="unknown profile"):
             cls.for_profile("nonsense")

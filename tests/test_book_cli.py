@@ -11,7 +11,8 @@ import pytest
 
 import lab
 from lab.__main__ import main
-from lab.config import check_category, get_config
+from lab.config import check_category
+from lab.profiles import get_config
 from lab.data import DataError, prepare_data, raw_files
 from lab.notebooks import ChapterFailed, chapters, run_dir
 
@@ -178,7 +179,8 @@ def test_load_teacher_loads_a_saved_teacher_in_eval_mode(synthetic_env, tmp_path
     cfg = lab.ModelConfig(num_layers=2, hidden_size=16, num_heads=2, intermediate_size=32, item_dim=16)
     model = build_model(cfg, num_items=20, max_len=8)
     model.save_pretrained(P.teacher)
-    synthetic_env.setitem(lab._CONTEXT, "paths", P)  # what lab.setup remembers for the current chapter
+    synthetic_env.setattr(lab.book, "_CONTEXT", {})  # this test's own chapter context, dropped afterwards
+    lab.setup(0, "smoke", tmp_path / "artefacts", chapter="99_x")  # remembers the chapter's Paths
     teacher = lab.load_teacher()
     assert not teacher.training and teacher.num_layers == 2
     x = torch.tensor([[0, 0, 3, 5, 7, 2, 9, 4]])

@@ -115,9 +115,9 @@ def test_depth_curve_recomputed_from_the_saved_models(chapter, smoke_book):
     # the comparison: the deepest (the teacher) minus the 2-layer model, per user, from the saved per-user table
     pu = pd.read_parquet(P.file("02_depth_curve.parquet"))
     d = pu[f"L{r['n_layers']}"] - pu["L2"]
-    assert (cmp["a"], cmp["b"], cmp["n"]) == (2, r["n_layers"], len(pu))
-    assert cmp["mean_diff"] == pytest.approx(d.mean(), abs=1e-12)
-    assert cmp["ci"][0] <= cmp["mean_diff"] <= cmp["ci"][1]
+    assert (cmp["a"], cmp["b"], cmp["n_users"]) == (2, r["n_layers"], len(pu))
+    assert cmp["diff"] == pytest.approx(d.mean(), abs=1e-12)
+    assert cmp["ci_low"] <= cmp["diff"] <= cmp["ci_high"]
     # a teacher trained from scratch: no pretrained backbone, every parameter trained, no pretrained comparison
     assert r["backbone"] is None and r["trainable_params"] == r["n_params"] and r["depth_compare_pretrained"] is None
     assert r["depth_models"] == {"1": "from scratch", "2": "trained above", str(r["n_layers"]): "trained above"}
@@ -142,9 +142,42 @@ def test_architectures_recomputed_from_the_saved_models(chapter):
     # the same width and data for every architecture; GPT-NeoX's MLP has no gate: fewer parameters
     assert r["arch_params"]["gpt_neox"] < r["arch_params"]["llama"]
     for rival, c in r["arch_compare"].items():
-        assert c["mean_diff"] == pytest.approx((pu["llama"] - pu[rival]).mean(), abs=1e-12)
-        assert c["ci"][0] <= c["mean_diff"] <= c["ci"][1]
+        assert c["diff"] == pytest.approx((pu["llama"] - pu[rival]).mean(), abs=1e-12)
+        assert c["ci_low"] <= c["diff"] <= c["ci_high"]
     rivals = sorted(r["arch_compare"], key=lambda a: r["arch_compare"][a]["wilcoxon_p"])
     p = np.array([r["arch_compare"][a]["wilcoxon_p"] for a in rivals])
     holm = np.minimum(1, np.maximum.accumulate(p * (len(p) - np.arange(len(p)))))  # Holm by hand, over the rivals
     assert [r["arch_compare"][a]["p_holm"] for a in rivals] == pytest.approx(list(holm))
+
+
+def test_teacher_comparisons_recomputed_from_the_saved_models(chapter):
+    """The teacher − small model row: the means and the mean paired difference from the two saved models, scored
+    here; the rare targets counted from the processed training interactions (issue 25)."""
+    r, P, _, data = chapter
+    teacher, small = lab.load_teacher(P), SeqRecModel.from_pretrained(P.root / "small_scratch").eval()
+    hist, target, seen = data.split("test")
+
+    def per_user(model):
+        with torch.no_grad():
+            scores = torch.cat([model.recommend_scores(hist[i:i + 256]) for i in range(0, len(hist), 256)])
+        ranks = _ranks(scores.numpy(), target.numpy(), seen.numpy())
+        return np.where(ranks < 10, 1 / np.log2(ranks + 2.0), 0)
+
+    d = per_user(teacher) - per_user(small)
+    rows = {(c["vs"], c["subset"]): c for c in r["teacher_comparisons"]}
+    row = rows[("small (2 layers)", "all")]
+    assert row["diff"] == pytest.approx(d.mean(), abs=1e-6) and row["n_users"] == len(d)
+    assert row["ci_low"] <= row["diff"] <= row["ci_high"]
+    seqs = _sequences(P, lab.get_config("smoke").data.category)
+    train_counts = np.bincount(np.concatenate([s[:-2] for s in seqs]), minlength=data.num_items + 1)
+    rare = train_counts[target.numpy()] < 10
+    assert r["rare_targets"] == int(rare.sum())
+    if 2 <= rare.sum():
+        assert rows[("small (2 layers)", "rare")]["diff"] == pytest.approx(d[rare].mean(), abs=1e-6)
+    assert any(vs.startswith("EASE") for vs, _ in rows)
+
+
+def _sequences(P, category):
+    """Each user's processed items in order, read from chapter 01's cached interactions (independent of RecData)."""
+    inter = pd.read_parquet(P.processed / category / "interactions.parquet")
+    return [g["item"].to_numpy() for _, g in inter.groupby("user", sort=True)]

@@ -12,7 +12,7 @@ from lab import fisher as lf
 from lab.data import load_rec_data
 from lab.models import SeqRecModel, build_student, count_parameters
 from lab.selection import parse_layers
-from lab.train import evaluate_model
+from lab.evaluation import score_split
 
 CORE_RULES = {"fisher_topk", "fisher_topk_ends", "uniform", "top", "bottom", "random", "block_influence",
               "angular_block", "magnitude", "greedy_valid"}
@@ -87,9 +87,9 @@ def test_chapter_04_rebuilt_from_the_teacher(ch04):
     teacher = SeqRecModel.from_pretrained(P.teacher).eval()
     student = build_student(teacher, layers).eval()
     for split in ("valid", "test"):
-        got = evaluate_model(student, data, split)[0]["ndcg@10"]
+        got = score_split(student, data, split)[0]["ndcg@10"]
         assert got == pytest.approx(q.loc[q.rule == "fisher_topk", f"{split}_ndcg@10"].iloc[0], abs=1e-6), split
-    assert evaluate_model(teacher, data, "test")[0]["ndcg@10"] == pytest.approx(r["teacher_ndcg"], abs=1e-6)
+    assert score_split(teacher, data, "test")[0]["ndcg@10"] == pytest.approx(r["teacher_ndcg"], abs=1e-6)
     assert r["params_ratio_quarter"] == pytest.approx(count_parameters(student) / count_parameters(teacher), rel=1e-6)
     assert r["ideal_quarter"] == 4.0 and r["params_ratio_quarter"] < 0.5
     ablation = lf.importance_vector(imp, "ablation_drop")

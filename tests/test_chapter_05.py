@@ -12,7 +12,7 @@ import lab
 from by_hand import holm_by_hand
 from lab.data import load_rec_data
 from lab.models import SeqRecModel
-from lab.train import evaluate_model
+from lab.evaluation import score_split
 
 
 def test_holm_by_hand():
@@ -64,7 +64,7 @@ def test_chapter_05(smoke_book):
     cfg = lab.get_config("smoke", 0)
     data, _, _ = load_rec_data(cfg.data, P, seed=0, progress=False)
     best_model = SeqRecModel.from_pretrained(P.root / "students" / best).eval()
-    assert evaluate_model(best_model, data, "valid")[0]["ndcg@10"] == pytest.approx(r["valid_ndcg"][best], abs=1e-5)
+    assert score_split(best_model, data, "valid")[0]["ndcg@10"] == pytest.approx(r["valid_ndcg"][best], abs=1e-5)
 
     # the family of paired variant tests: diffs and p-values from the per-user artefact, Holm by hand
     comps = r["variant_comparisons"]
@@ -132,5 +132,5 @@ def test_chapter_05(smoke_book):
     student = SeqRecModel.from_pretrained(P.root / "students" / qlora).eval()
     assert student.num_layers == k and not any("lora" in n for n, _ in student.named_parameters())
     assert all(p.dtype == torch.float32 for p in student.parameters())
-    metrics, _ = evaluate_model(student, data, "test")
+    metrics, _ = score_split(student, data, "test")
     assert metrics["ndcg@10"] == pytest.approx(res.loc[qlora, "test_ndcg@10"], abs=1e-6)

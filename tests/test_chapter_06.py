@@ -127,13 +127,14 @@ def test_ease_rescored_from_the_processed_data(ch06):
 
 def test_saved_models_score_what_was_recorded(ch06):
     r, P, _, _ = ch06
-    from lab.baselines import GRU4Rec, decoder_linear_weights, nonzero_parameters
-    from lab.train import evaluate_model
+    from lab.compression import decoder_linear_weights, nonzero_parameters
+    from lab.recommenders import GRU4Rec
+    from lab.evaluation import score_split
 
     data, _, _ = load_rec_data(lab.get_config("smoke", 0).data, P, seed=0, progress=False)
     gru = GRU4Rec.from_pretrained(P.root / "gru4rec" / f"lr{r['gru4rec_lr']:g}").eval()
     assert max(r["gru4rec_valid"], key=r["gru4rec_valid"].get) == str(r["gru4rec_lr"])
-    assert evaluate_model(gru, data, "test")[0]["ndcg@10"] == pytest.approx(r["test_ndcg10"]["gru4rec"], abs=1e-6)
+    assert score_split(gru, data, "test")[0]["ndcg@10"] == pytest.approx(r["test_ndcg10"]["gru4rec"], abs=1e-6)
     # the distilled pruned teacher: its pruned weights still 0, the student's size
     pruned = SeqRecModel.from_pretrained(P.root / "pruned").eval()
     student = SeqRecModel.from_pretrained(P.root / "students" / r["method"])
@@ -141,7 +142,7 @@ def test_saved_models_score_what_was_recorded(ch06):
     assert zeros == r["prune"]["removed"]
     assert count_parameters(pruned) - zeros == count_parameters(student) == r["params"]["prune+kd"]
     assert nonzero_parameters(pruned) == nonzero_parameters(student)
-    assert evaluate_model(pruned, data, "test")[0]["ndcg@10"] == pytest.approx(r["test_ndcg10"]["prune+kd"], abs=1e-6)
+    assert score_split(pruned, data, "test")[0]["ndcg@10"] == pytest.approx(r["test_ndcg10"]["prune+kd"], abs=1e-6)
 
 
 def test_speed_comes_from_the_one_timing_run(ch06):

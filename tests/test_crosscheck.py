@@ -163,9 +163,9 @@ def test_optimistic_metrics_bound_ties():
 
 
 def test_cli_profiles_are_the_books():
-    from lab.config import PROFILES
+    from lab.profiles import PROFILES
 
-    assert cc.parse_args(["--profile", PROFILES[-1], "--epochs", "2"]).epochs == 2
+    assert cc.parse_args(["--profile", list(PROFILES)[-1], "--epochs", "2"]).epochs == 2
     assert cc.parse_args([]).profile == "default"
     with pytest.raises(SystemExit):
         cc.parse_args(["--profile", "nope"])

@@ -14,9 +14,10 @@ import pytest
 import torch
 
 import lab
-from lab import baselines as B
+from lab import recommenders as R
 from lab import data as D
-from lab.config import DataConfig, get_config
+from lab.config import DataConfig
+from lab.profiles import get_config
 from lab.constants import IGNORE
 
 TINY = dict(n_users=120, n_items=60, n_clusters=4, mean_seq_len=10.0, max_len=8, chunk_size=97)
@@ -403,7 +404,7 @@ def test_generator_has_sequential_structure(synthetic, tmp_path):
     cfg, files = synthetic
     rd, _, _ = D.load_rec_data(dataclasses.replace(cfg, raw_dir=str(files["reviews"].parent)), paths_in(tmp_path),
                                0, progress=False)
-    s = B.sequential_structure(rd)
+    s = R.sequential_structure(rd)
     assert s["hr@10_markov"] > s["hr@10_popularity"] > s["chance_hr"]
     assert s["hr@10_markov"] > s["hr@10_markov_reversed"]
 
@@ -503,7 +504,7 @@ def test_data_record_names_every_piece_chapter_01_keeps():
         "demo_rows_skipped": 3, "demo_skipped_by_reason": {"malformed_json": 2, "bad_type": 1},
         "demo_file_errors": ["a.jsonl", "b.jsonl"],
         "world": "shallow", "bayes_ndcg10": None, "last_item_bayes_ndcg10": None, "markov_ndcg10": 0.4,
-        "popularity_ndcg10": 0.1,
+        "popularity_ndcg10": 0.1, "source": "synthetic", "tie_break": "line", "tied_share": None, "tie_orders": [],
     }
     assert all(type(rec[k]) is int for k in ("valid_rows", "test_rows", "timestamp_valid_rows", "rows_skipped"))
     depth = D.data_record(tiny_cfg(), proc, again, rd, rd_ts, structure=structure, lift=2.5, demo=demo,
@@ -512,3 +513,7 @@ def test_data_record_names_every_piece_chapter_01_keeps():
     real = D.data_record(tiny_cfg(source="amazon", split="timestamp"), proc, again, rd, rd_ts, structure=structure,
                          lift=2.5, demo=demo, demo_errors=[], references=refs)
     assert (real["world"], real["split"]) == (None, "timestamp")
+    ties = pd.DataFrame({"order": ["item"], "predictor": ["markov"], "diff": [0.01]})
+    tied = D.data_record(tiny_cfg(), proc, again, rd, rd_ts, structure=structure, lift=2.5, demo=demo,
+                         demo_errors=[], references=refs, tied_share=0.75, ties=ties)
+    assert tied["tied_share"] == 0.75 and tied["tie_orders"] == [{"order": "item", "predictor": "markov", "diff": 0.01}]

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from lab import data as D
-from lab.config import DEPTH_WORLD, DataConfig, depth_world, get_config
+from lab.config import DEPTH_WORLD, DataConfig, depth_world
+from lab.profiles import get_config
 from lab.data import synthetic as S
 
 DEPTH_KNOBS = dict(markov_strength=1.0, successor_strength=0.3, induction_strength=0.4, pointer_strength=0.3,
@@ -297,23 +298,12 @@ def test_depth_bench_runs_and_reads_models_against_the_references(tmp_path, caps
         assert d["gap_closed_ci"] == [None, None]  # one seed: no interval
     cmp = out["compare"]
     assert (cmp["a"], cmp["b"]) == (1, 2)  # 2 vs 8 not run: the shallowest vs the deepest
-    assert cmp["pooled"]["n"] == cmp["per_seed"][0]["n"] > 0
+    assert cmp["pooled"]["n_users"] == cmp["per_seed"][0]["n_users"] > 0
     again = DB.run("smoke", seeds=(0,), depths=(1,), artefacts=tmp_path)  # finished models are loaded back
     assert again["per_depth"]["1"]["ndcg10"] == out["per_depth"]["1"]["ndcg10"]
     assert "loaded" in capsys.readouterr().out
     info = json.loads(next(tmp_path.rglob("L1/train_info.json")).read_text())
     assert info["key"]["train"]["max_minutes"] == DB.EPOCHS_ONLY  # epochs are the budget, not the machine's load
-
-
-def test_t_interval_over_seeds():
-    from scipy import stats as sps
-
-    from lab.bench.depth import t_interval
-
-    v = [0.2, 0.35, 0.3]
-    m, lo, hi = t_interval(v)
-    half = sps.t.ppf(0.975, 2) * np.std(v, ddof=1) / np.sqrt(3)
-    assert (m, lo, hi) == pytest.approx((np.mean(v), np.mean(v) - half, np.mean(v) + half))
 
 
 def test_depth_bench_knobs_change_the_world_in_their_own_folder(tmp_path):
@@ -337,13 +327,14 @@ def test_depth_curve_reads_without_a_ceiling_on_real_data():
     assert np.isnan(gap_closed(0.2, refs)) and gap_closed(0.2, {**refs, "bayes": 0.3}) == pytest.approx(0.5)
     table = pd.DataFrame({"ndcg@10": [0.12, 0.15], "gap_closed": [np.nan, np.nan], "model": ["a", "b"]},
                          index=pd.Index([2, 8], name="num_layers"))
-    cmp = {"a": 2, "b": 8, "mean_diff": 0.03, "n": 50, "t_p": 0.01, "wilcoxon_p": 0.02, "ci": [0.01, 0.05]}
+    cmp = {"a": 2, "b": 8, "diff": 0.03, "n_users": 50, "t_p": 0.01, "wilcoxon_p": 0.02, "ci_low": 0.01,
+           "ci_high": 0.05, "clear": True}
     curve = DepthCurve(refs=refs, table=table, per_user=pd.DataFrame(), compare=cmp)
     text = curve.conclusion()
     assert "ceiling" not in text and "L=8 minus L=2: +0.0300" in text and "depth buys quality" in text
     rec = curve.record()
     assert rec["depth_gap_closed"] == {2: None, 8: None} and rec["depth_ndcg10"] == {2: 0.12, 8: 0.15}
-    curve.compare = {**cmp, "mean_diff": -0.001, "ci": [-0.004, 0.002]}
+    curve.compare = {**cmp, "diff": -0.001, "ci_low": -0.004, "ci_high": 0.002, "clear": False}
     assert "no difference beyond noise" in curve.conclusion()
 
 
@@ -353,7 +344,7 @@ def test_a_pretrained_teacher_is_named_and_compared_with_the_deepest_model_from_
     from types import SimpleNamespace
 
     from lab.bench.depth import DepthCurve, model_label, paired_columns
-    from lab.stats import paired_diff_ci, paired_test
+    from lab.evaluation import paired_comparison
 
     assert model_label(SimpleNamespace(config=SimpleNamespace(pretrained="smollm2-135m"))) == "pretrained smollm2-135m"
     assert model_label(SimpleNamespace(config=SimpleNamespace(pretrained="/ckpt/Llama-3-8B"))) == \
@@ -364,9 +355,9 @@ def test_a_pretrained_teacher_is_named_and_compared_with_the_deepest_model_from_
     frame["L30"] = frame["L8"] + 0.1 + 0.01 * rng.standard_normal(60)
     names = {30: "L=30 (pretrained smollm2-135m)"}
     c = paired_columns(frame, 8, 30, names)
-    _, lo, hi = paired_diff_ci(frame["L30"].to_numpy(), frame["L8"].to_numpy())
-    assert c["ci"] == [lo, hi] and c["mean_diff"] == pytest.approx(paired_test(frame["L30"], frame["L8"])["mean_diff"])
-    assert c["mean_diff"] == pytest.approx(0.1, abs=0.01)
+    assert c == {"a": 8, "b": 30, **paired_comparison(frame["L30"], frame["L8"]), "a_name": "L=8",
+                 "b_name": "L=30 (pretrained smollm2-135m)"}
+    assert c["diff"] == pytest.approx(0.1, abs=0.01)
     table = pd.DataFrame({"ndcg@10": [0.1, 0.2, 0.3], "gap_closed": [0.1, 0.2, 0.3],
                           "model": ["from scratch", "from scratch", "pretrained smollm2-135m"]},
                          index=pd.Index([2, 8, 30], name="num_layers"))

@@ -12,7 +12,7 @@ from lab.distill import (DistillConfig, DistillGrid, DistillLoss, apply_adapter,
                          plan_layers, retention, tpme)
 from lab.fisher.tables import importance_vector
 from lab.models import build_model, build_student
-from lab.train import evaluate_model
+from lab.evaluation import score_split
 
 from toys import N_ITEMS, T, tiny_model
 
@@ -151,7 +151,7 @@ def test_qlora_trains_validates_and_merges_on_every_cpu(width, avx512_bf16, data
     opt.step()
     model.eval()
     with torch.no_grad():
-        evaluate_model(model, data, "valid")  # validation forwards, as fit runs them after every epoch
+        score_split(model, data, "valid")  # validation forwards, as fit runs them after every epoch
         four_bit = model.recommend_scores(h)[:, 1:]
     merged = merge_student(model, cfg, tmp_path / "base")
     s = merged.recommend_scores(h)[:, 1:]
@@ -204,8 +204,8 @@ def test_resume_matches_uninterrupted_run(teacher, data, tmp_path):
     resumed, h_res, info_r = run(tmp_path / "b")
     assert info["finished"] and info_r["finished"] and len(h_res) == len(h_full) == 3
     np.testing.assert_allclose(h_res["valid_ndcg@10"], h_full["valid_ndcg@10"], atol=1e-6)
-    m_full, _ = evaluate_model(full, data, "test")
-    m_res, _ = evaluate_model(resumed, data, "test")
+    m_full, _ = score_split(full, data, "test")
+    m_res, _ = score_split(resumed, data, "test")
     assert m_full == pytest.approx(m_res, abs=1e-6)
     again, _, info_l = run(tmp_path / "a")  # a finished run loads
     assert info_l["loaded"] and torch.allclose(again.recommend_scores(data.test_history[:4]),

@@ -13,7 +13,7 @@ import torch
 from lab.distill import DistillConfig, DistillGrid, DistillLoss, freeze_teacher, layer_mapping, plan_layers
 from lab.distill.trainer import (best_student, layerwise_choices, mapped_teacher_layers, valid_means,
                                  variant_comparisons)
-from lab.stats import holm_family
+from lab.evaluation import holm_family
 from lab.models import build_student
 
 from toys import tiny_model

@@ -190,7 +190,7 @@ def test_distill_command_loads_a_finished_student_unless_the_teacher_changed(cli
     same command on a teacher with other weights (trained 1 epoch instead of 2) in the same folder trains again."""
     import shutil
 
-    from lab.launch import weights_fingerprint
+    from lab.distill import weights_fingerprint
 
     d = cli_runs
     teacher = tmp_path / "teacher"
@@ -215,12 +215,13 @@ def test_launched_commands_name_a_missing_teacher(tmp_path):
 def test_importance_file_errors_name_the_file(tmp_path):
     import pandas as pd
 
-    from lab.launch import fisher_run, read_importance
+    from lab import load_importance
+    from lab.launch import fisher_run
 
     with pytest.raises(FileNotFoundError, match="nowhere.parquet: no such file"):
-        read_importance(tmp_path / "nowhere.parquet")
+        load_importance(file=tmp_path / "nowhere.parquet")
     pd.DataFrame({"layer_idx": [0], "value": [1.0]}).to_parquet(tmp_path / "bad.parquet")
     with pytest.raises(ValueError, match=r"bad.parquet: not an importance table, columns \['signal', 'norm'"):
-        read_importance(tmp_path / "bad.parquet")
+        load_importance(file=tmp_path / "bad.parquet")
     with pytest.raises(ValueError, match="fisher_empirical' or 'fisher_true'"):
         fisher_run("smoke", tmp_path / "f", estimator="batchgrad_squared")

@@ -12,9 +12,10 @@ from torch import nn
 
 import lab
 from lab import fisher as lf
-from lab.config import get_config
+from lab.profiles import get_config
 from lab.constants import IGNORE, PAD
 from lab.data import rec_data_from_sequences, toy_markov_sequences
+from lab.evaluation import bootstrap_ci
 from lab.models import build_model
 
 TOL64 = 1e-10
@@ -209,7 +210,7 @@ def test_subsets_and_stability():
     per_layer = np.arange(1, 7)[None, :] + 0.01 * rng.random((40, 6))
     tau, taus = lf.kendall_halves(per_layer, 5)
     assert tau == pytest.approx(1.0) and len(taus) == 5
-    v, lo, hi = lf.bootstrap_mean_ci(per_layer, 200)
+    v, lo, hi = bootstrap_ci(per_layer, 200)
     assert np.all(lo <= v) and np.all(v <= hi)
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lab import importance as li
-from lab.config import get_config
+from lab.profiles import get_config
 from lab.data import rec_data_from_sequences, toy_markov_sequences
 from lab.models import build_model
 

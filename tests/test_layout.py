@@ -1,10 +1,11 @@
 """The package's layering: data flows one way, and no module imports one above it.
 
 Every `lab` module's imports (top-level and inside functions; `if TYPE_CHECKING:` blocks excepted, they never run) are
-parsed with `ast` and checked against `LAYERS`, bottom first. A module may import modules of earlier layers and its own
-package (`lab.fisher.tables` -> `lab.fisher.estimators`), not a module of its own layer or of a later one. The first
-layer holds the leaves, which import nothing of ours. The package root `lab/__init__.py` re-exports `lab.book`, so it
-counts as `book`: `import lab` / `from lab import paths` is an import of `book`.
+parsed with `ast` and checked against `lab.LAYERS` (lab/__init__.py, the one statement of the order), bottom first. A
+module may import modules of earlier layers and its own package (`lab.fisher.tables` -> `lab.fisher.estimators`), not
+a module of its own layer or of a later one. The first layer holds the leaves, which import nothing of ours. The
+package root `lab/__init__.py` re-exports `lab.book`, so it counts as `book`: `import lab` / `from lab import paths`
+is an import of `book`.
 """
 from __future__ import annotations
 
@@ -13,28 +14,11 @@ from pathlib import Path
 
 import pytest
 
+import lab
+
 LAB = Path(__file__).resolve().parent.parent / "lab"
 
-LAYERS = [
-    ("config", "io", "constants", "stats", "console"),  # leaves: import nothing of ours
-    ("data",),
-    ("backbones",),  # pretrained decoder stacks by name or path (issue 13); `models` builds the LLM teacher on them
-    ("metrics", "models"),
-    ("evaluation",),  # scoring a recommender on a split, and the statistics of every comparison
-    ("train", "baselines", "recommenders", "compression"),
-    ("fisher",),
-    ("importance",),
-    ("selection",),
-    ("distill",),
-    ("book",),  # house rules of a chapter (paths, setup, record, loading earlier chapters' artefacts); = `lab` root
-    ("hypotheses",),  # the criteria that decide the authors' claims (issue 15) and their computation from results
-    ("bench", "viz", "crosscheck"),  # serve the chapters, or check them by hand: may import every module above
-    ("chapters",),  # each chapter's glue, one module per chapter
-    ("notebooks",),  # the papermill harness that runs the chapters
-    ("rerun", "site", "launch"),  # batch reruns over seeds (issue 15); `site`: a run's chapters as a website (issue
-    #                               17); `launch`: train / fisher / distill on 1 process or N (issue 16)
-    ("__main__",),  # the command line: `python -m lab book|bench|train|fisher|distill|sync ...`
-]
+LAYERS = lab.LAYERS  # the one statement of the order (lab/__init__.py)
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 ROOT = "book"  # what `lab/__init__.py` counts as
 # Known imports against the order, each with its way out; an entry no longer needed fails the test (remove it).
@@ -99,7 +83,7 @@ def modules() -> list[Path]:
 
 def test_every_module_has_a_layer():
     unplaced = sorted({top_name(p) for p in modules()} - set(RANK))
-    assert not unplaced, f"place these lab modules in tests/test_layout.py LAYERS (and CONTRIBUTING.md): {unplaced}"
+    assert not unplaced, f"place these lab modules in lab.LAYERS (lab/__init__.py): {unplaced}"
 
 
 def test_no_module_imports_upward():
@@ -118,7 +102,7 @@ def test_no_module_imports_upward():
                     continue
                 bad.append(f"{path.relative_to(LAB.parent)} ({me}, layer {RANK[me]}) imports {other} "
                            f"(layer {RANK[other]})")
-    assert not bad, "imports against the layer order (tests/test_layout.py LAYERS):\n" + "\n".join(bad)
+    assert not bad, "imports against the layer order (lab.LAYERS):\n" + "\n".join(bad)
     assert known == set(KNOWN_UPWARD), f"fixed, remove from KNOWN_UPWARD: {set(KNOWN_UPWARD) - known}"
 
 

@@ -1,10 +1,10 @@
 """The calls chapters 01-05 make instead of carrying loops: lab.fisher.report, the chapter-04 report of
-lab.selection, lab.train.evaluate_scorers, the chapter-05 helpers of lab.distill and lab.data.bad_input; and the one
+lab.selection, lab.evaluation.score_table, the chapter-05 helpers of lab.distill and lab.data.bad_input; and the one
 row sampler and the one single-layer ablation they share."""
 from __future__ import annotations
 
+import hashlib
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -18,7 +18,7 @@ from lab.data.bad_input import corrupt_copy, file_level_errors
 from lab.distill import DistillGrid, comparison_records, describe_adapter, scratch_retention, teacher_key
 from lab.selection import (GreedyValidSearch, ablation_reference, draws_needed, mean_by_k, rule_report, share_beaten,
                            signal_spearman)
-from lab.train import evaluate_model, evaluate_scorers
+from lab.evaluation import score_split, score_table
 
 from toys import N_ITEMS, tiny_model
 
@@ -147,12 +147,12 @@ def test_stream_norms(model, data):
 
 
 # -- chapter 02 -------------------------------------------------------------------------------------------------------
-def test_evaluate_scorers_matches_evaluate_model(model, data):
-    table, per_user = evaluate_scorers({"m": model.recommend_scores, "again": model.recommend_scores}, data)
+def test_score_table_matches_score_split(model, data):
+    table, per_user = score_table({"m": model.recommend_scores, "again": model.recommend_scores}, data)
     assert table[["model", "split"]].values.tolist() == [["m", "valid"], ["again", "valid"], ["m", "test"],
                                                           ["again", "test"]]
     for split in ("valid", "test"):
-        want = evaluate_model(model, data, split)[0]
+        want = score_split(model, data, split)[0]
         got = table[(table.model == "m") & (table.split == split)].iloc[0]
         assert got["ndcg@10"] == pytest.approx(want["ndcg@10"], abs=1e-12)
     assert list(per_user["model"].unique()) == ["m", "again"] and len(per_user) == 2 * len(data.test_target)
@@ -189,9 +189,9 @@ def test_scratch_retention_and_records(tmp_path):
     assert "the same within 10%" in text
     assert "NOT the same" in describe_adapter(row, full, pd.Series({1: 1.5}), tolerance=0.10)
     (tmp_path / "teacher").mkdir()
-    (tmp_path / "teacher" / "train_info.json").write_text(json.dumps({"key": {"seed": 0}}))
-    assert teacher_key(SimpleNamespace(teacher=tmp_path / "teacher"), {"config_hash": "abc"}) == {
-        "teacher": {"seed": 0}, "data": "abc"}
+    (tmp_path / "teacher" / "model.safetensors").write_bytes(b"weights")
+    want = hashlib.sha256(b"model.safetensors" + b"weights").hexdigest()  # the weights, not how they were trained
+    assert teacher_key(tmp_path / "teacher", {"config_hash": "abc"}) == {"teacher": want, "data": "abc"}
 
 
 # -- chapter 01 -------------------------------------------------------------------------------------------------------

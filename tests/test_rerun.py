@@ -8,8 +8,8 @@ import json
 import pytest
 
 import lab
-from lab.notebooks import ChapterFailed
-from lab.rerun import PROVENANCE, STATE, fingerprints, parameter_names, rerun
+from lab.notebooks import ChapterFailed, parameter_names
+from lab.rerun import PROVENANCE, STATE, fingerprints, rerun
 
 CHAPTER = '''# %% [markdown]
 # # {nn} · fake (no torch import: a kernel starts in seconds)

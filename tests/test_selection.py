@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from lab.config import get_config
+from lab.profiles import get_config
 from lab.data import rec_data_from_sequences, toy_markov_sequences
 from lab.models import SeqRecModel, build_model, build_student, count_parameters
 from lab.importance import angular_block_distance

@@ -176,3 +176,24 @@ def test_bad_arguments_raise():
         D.build_rec_data([[1, 2, 3]], 3, 2, "timestamp", [[1, 2, 3]], 5, 4)
     with pytest.raises(ValueError, match="timestamp arrays"):
         D.build_rec_data([[1, 2, 3]], 3, 2, "timestamp", [], 1, 2)
+
+
+def test_training_windows_cover_every_transition_once():
+    """`train_windows=0`: every transition of a long training part is one label, in windows newest first, the users'
+    own rows first (issue 25)."""
+    from lab.constants import IGNORE
+    from lab.data.splits import training_windows
+
+    last, earlier = training_windows([list(range(1, 12)), [1, 2], [1, 2, 3, 4]], 3, 0)
+    assert last == [[8, 9, 10, 11], [1, 2], [1, 2, 3, 4]]
+    assert earlier == [(0, [5, 6, 7, 8]), (0, [2, 3, 4, 5]), (0, [1, 2])]
+    assert training_windows([list(range(1, 12))], 3, 2)[1] == [(0, [5, 6, 7, 8])]
+    seqs = [list(range(1, 14)), [3, 4, 5, 6]]  # training parts 1..11 and 3, 4
+    rd = D.build_rec_data(seqs, num_items=13, max_len=3, train_windows=0)
+    assert rd.num_users == 2 and rd.window_users.tolist() == [0, 0, 0]
+    pairs = sorted((int(x), int(y)) for x, y in zip(rd.train_inputs.flatten(), rd.train_labels.flatten())
+                   if y != IGNORE)
+    assert pairs == sorted([(i, i + 1) for i in range(1, 11)] + [(3, 4)])
+    one = D.build_rec_data(seqs, num_items=13, max_len=3)
+    assert one.window_users is None and one.train_inputs.shape[0] == 2 and one.num_users == 2
+    assert torch.equal(rd.train_inputs[:2], one.train_inputs)  # the users' own rows are unchanged

@@ -2,12 +2,14 @@
 import pytest
 import torch
 
-from lab.baselines import popularity_scores
-from lab.config import TrainConfig, get_config
+from lab.recommenders import popularity_scorer
+from lab.config import TrainConfig
+from lab.profiles import get_config
 from lab.data import rec_data_from_sequences, toy_markov_sequences
 from lab.metrics import evaluate
 from lab.models import build_model
-from lab.train import evaluate_model, fit, lr_lambda, train_or_load
+from lab.evaluation import score_split
+from lab.train import fit, lr_lambda, train_or_load
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +28,9 @@ CFG = TrainConfig(epochs=3, batch_size=32, lr=5e-3, patience=5, max_minutes=5)
 def test_learns_beyond_popularity(data):
     m = _model(data)
     fit(m, data, CFG, progress=False)
-    ours = evaluate_model(m, data, "test")[0]["ndcg@10"]
+    ours = score_split(m, data, "test")[0]["ndcg@10"]
     h, t, s = data.split("test")
-    pop = evaluate(lambda x: popularity_scores(data.item_counts, len(x)), h, t, s)[0]["ndcg@10"]
+    pop = evaluate(popularity_scorer(data).recommend_scores, h, t, s)[0]["ndcg@10"]
     assert ours > pop + 0.2
 
 

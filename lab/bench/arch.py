@@ -17,21 +17,20 @@ import dataclasses
 import pandas as pd
 import torch
 
-from ..config import sizes_of
+from ..profiles import get_profile
 from ..data import RecData
 from ..models import build_model, count_parameters, scratch_config
-from ..stats import holm, paired_diff_ci, paired_test
-from ..train import evaluate_model, train_or_load
+from ..evaluation import holm, paired_comparison, score_split
+from ..train import train_or_load
 from .depth import EPOCHS_ONLY
 
 ARCHS = ("llama", "qwen2", "mistral", "gpt_neox")  # the architectures H4 compares; llama first (the claim's)
-ARCH_DEPTH = {"smoke": 2, "default": 8, "full": 8, "llm": None}  # by `sizes_of(profile)`; None: no comparison (the
-# llm profile's teacher is pretrained, its rivals would be too)
 
 
 def arch_depth(profile: str) -> int | None:
-    """The depth a profile's architecture comparison trains at (`ARCH_DEPTH`, by the profile whose sizes it uses)."""
-    return ARCH_DEPTH[sizes_of(profile)]
+    """The depth a profile's architecture comparison trains at (its block's `arch_depth`, `lab.profiles`; None: no
+    comparison)."""
+    return get_profile(profile).arch_depth
 
 
 def arch_folder(arch: str, depth: int, teacher_arch: str) -> str:
@@ -53,8 +52,9 @@ class ArchComparison:
         """The values chapter 02 records for H4."""
         return {"arch_depth": self.depth, "arch_ndcg10": self.table["ndcg@10"].astype(float).to_dict(),
                 "arch_params": self.table["params"].astype(int).to_dict(),
-                "arch_compare": {r.rival: {"mean_diff": float(r.mean_diff), "ci": [float(r.ci_low), float(r.ci_high)],
-                                           "wilcoxon_p": float(r.wilcoxon_p), "p_holm": float(r.p_holm)}
+                "arch_compare": {r.rival: {"diff": float(r.diff), "ci_low": float(r.ci_low),
+                                           "ci_high": float(r.ci_high), "wilcoxon_p": float(r.wilcoxon_p),
+                                           "p_holm": float(r.p_holm)}
                                  for r in self.compare.itertuples()}}
 
     def conclusion(self, alpha: float = 0.05) -> str:
@@ -67,9 +67,9 @@ class ArchComparison:
                              f"as many key/value heads as heads) its block is Llama's, weight for weight.")
                 continue
             sig = r.p_holm < alpha and (r.ci_low > 0 or r.ci_high < 0)
-            lines.append(f"llama minus {r.rival}: {r.mean_diff:+.4f} per user (95% bootstrap CI {r.ci_low:+.4f} to "
+            lines.append(f"llama minus {r.rival}: {r.diff:+.4f} per user (95% bootstrap CI {r.ci_low:+.4f} to "
                          f"{r.ci_high:+.4f}, Holm-adjusted Wilcoxon p {r.p_holm:.2g}): "
-                         + (("llama is better" if r.mean_diff > 0 else f"{r.rival} is better") if sig
+                         + (("llama is better" if r.diff > 0 else f"{r.rival} is better") if sig
                             else "no difference beyond noise") + " on this seed.")
         return "\n".join(lines)
 
@@ -90,7 +90,7 @@ def compare_architectures(cfg, rd: RecData, stats: dict, root, depth: int, archs
         model, _, info = train_or_load(model, rd, train_cfg, root / arch_folder(arch, depth, cfg.model.arch),
                                        seed=seed, progress=progress,
                                        key={"model": dataclasses.asdict(mcfg), "data": stats.get("config_hash")})
-        means, pu = evaluate_model(model, rd, "test")
+        means, pu = score_split(model, rd, "test")
         frame = pd.DataFrame({"user": pu["user"].to_numpy()}) if frame is None else frame
         frame[arch] = pu["ndcg@10"].to_numpy()
         rows.append({"arch": arch, **{k: float(means[k]) for k in ("ndcg@10", "hr@10", "mrr")},
@@ -98,12 +98,8 @@ def compare_architectures(cfg, rd: RecData, stats: dict, root, depth: int, archs
                      "epochs": int(info["epochs"]), "loaded": bool(info.get("loaded", False))})
         print(f"[H4] {arch} L={depth}: test NDCG@10 {rows[-1]['ndcg@10']:.4f} ({info['train_seconds']:.0f}s, "
               f"{info['epochs']} epochs{', loaded' if info.get('loaded') else ''})", flush=True)
-    comp = []
-    for rival in (a for a in archs if a != "llama"):
-        _, lo, hi = paired_diff_ci(frame["llama"].to_numpy(), frame[rival].to_numpy())
-        comp.append({"rival": rival, **paired_test(frame["llama"].to_numpy(), frame[rival].to_numpy()),
-                     "ci_low": lo, "ci_high": hi})
-    compare = pd.DataFrame(comp)
+    compare = pd.DataFrame([{"rival": rival, **paired_comparison(frame["llama"].to_numpy(), frame[rival].to_numpy())}
+                            for rival in archs if rival != "llama"])
     compare["p_holm"] = holm(compare["wilcoxon_p"].to_numpy()) if len(compare) else []
     return ArchComparison(depth=int(depth), table=pd.DataFrame(rows).set_index("arch"), per_user=frame,
                           compare=compare)

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import paths
-from ..config import from_profile, get_config
-from ..models import SeqRecModel, build_model, build_student, count_parameters
+from ..book import paths, trained_or_fresh_teacher
+from ..profiles import get_config, profile_config
+from ..models import SeqRecModel, build_student, count_parameters
 from ..selection import budgets, uniform_layers
 from .timing import seconds
 
@@ -42,9 +42,8 @@ class BenchConfig:
 
     @classmethod
     def for_profile(cls, profile: str) -> "BenchConfig":
-        """smoke: 6 repeats; default: 30; full: 50; llm: 8 (a batch-256 pass of the 30-layer LLM is 6 s)."""
-        return from_profile(cls, profile, {"smoke": dict(repeats=6, warmup=1), "full": dict(repeats=50, warmup=5),
-                                           "llm": dict(repeats=8, warmup=1)})
+        """The profile's `bench` section (`lab.profiles`)."""
+        return profile_config(cls, profile, "bench")
 
 
 def _call(model: SeqRecModel, x: torch.Tensor) -> float:
@@ -144,8 +143,8 @@ def activation_peak_mb(model: SeqRecModel, history: torch.Tensor, warm: bool = T
 
 def weights_mb(model: torch.nn.Module) -> float:
     """Bytes of parameters and buffers, in MiB, with the packed weights of quantised layers that they do not show
-    (INT8 dynamic linears, NF4 block scales: `lab.baselines.stored_bytes`, chapter 06)."""
-    from ..baselines import stored_bytes
+    (INT8 dynamic linears, NF4 block scales: `lab.compression.stored_bytes`, chapter 06)."""
+    from ..compression import stored_bytes
 
     return stored_bytes(model) / 2**20
 
@@ -228,14 +227,8 @@ def run(profile: str = "default", seed: int = 0, artefacts=None) -> dict:
     torch.set_num_threads(bcfg.num_threads())
     torch.manual_seed(seed)
     P = paths(profile, artefacts, seed)
-    if (P.teacher / "config.json").exists():
-        teacher = SeqRecModel.from_pretrained(P.teacher)
-        source = f"trained teacher loaded from {P.teacher}"
-    else:
-        teacher = build_model(cfg.model, cfg.data.n_items, cfg.data.max_len)
-        source = (f"freshly built {profile} teacher (random weights; no trained teacher at {P.teacher}; "
-                  "speed does not depend on the weights)")
-    teacher = teacher.to(torch.device("cuda" if torch.cuda.is_available() else "cpu")).eval()
+    teacher, source = trained_or_fresh_teacher(P, cfg.model, cfg.data.n_items, cfg.data.max_len)
+    teacher = teacher.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     models = compact_students(teacher)
     L = teacher.num_layers
     pool = random_histories(teacher.config.num_items, teacher.config.max_len, max(bcfg.batch_sizes), seed)

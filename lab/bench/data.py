@@ -9,7 +9,7 @@ and world) goes through the book's own pipeline, one stage at a time:
 3. `preprocess`: `lab.data.prepare_data` reads, de-duplicates, k-cores, attaches titles and writes the processed
    cache (what a chapter's first `load_rec_data` does), then `to_rec_data` splits it;
 4. `evaluate`: loads the cache, splits, and ranks the whole catalogue for every test user with the popularity
-   baseline (`lab.baselines.popularity_scorer`) through the book's evaluator `lab.metrics.evaluate`, which scores
+   baseline (`lab.recommenders.popularity_scorer`) through the book's evaluator `lab.metrics.evaluate`, which scores
    `batch_size` users at a time (a (batch, N+1) score matrix, never users x items).
 
 Each stage runs in a fresh Python process (`isolate=True`, the CLI's way) so that its peak resident memory is its own:
@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from ..config import depth_world, get_config
+from ..config import depth_world
+from ..profiles import get_config
 from ..data import (LoadReport, generate_synthetic, is_depth_world, prepare_data, raw_files, read_meta, read_reviews,
                     to_rec_data)
 
@@ -82,18 +83,14 @@ def run_stage(stage: str, profile: str, scale: float, folder: str | os.PathLike,
         out = {"interactions": int(proc.stats["interactions"]), "users": proc.num_users, "items": proc.num_items,
                "test_rows": int(len(rd.test_target)), "cache": proc.stats["cache"]}
     elif stage == "evaluate":
-        import torch
-
-        from ..baselines import popularity_scorer
-        from ..metrics import evaluate
+        from ..recommenders import popularity_scorer
+        from ..evaluation import score_split
 
         proc = prepare_data(amazon, paths, seed, progress=False)
         t_load = time.perf_counter() - t0
         rd = to_rec_data(proc, amazon)
-        hist, target, seen = rd.split("test")
         t1 = time.perf_counter()
-        summary, per_user = evaluate(popularity_scorer(rd).recommend_scores, hist, target, seen,
-                                     batch_size=EVAL_BATCH, users=rd.test_users, dtype=torch.float64)
+        summary, per_user = score_split(popularity_scorer(rd), rd, "test", batch_size=EVAL_BATCH)
         out = {"users_ranked": len(per_user), "items_ranked": rd.num_items, "batch_size": EVAL_BATCH,
                "score_batch_mb": round(min(EVAL_BATCH, len(per_user)) * (rd.num_items + 1) * 8 / 2 ** 20, 1),
                "load_s": round(t_load, 3), "rank_s": round(time.perf_counter() - t1, 3),

@@ -7,7 +7,7 @@ ceiling and the floor of the same data (`reference_metrics`): gap_closed = (NDCG
 
 Reported per depth: mean NDCG@10 and gap_closed with a 95% t-interval over seeds (users are nested in seeds, so the
 seed is the unit of the interval, reference.md). L = a vs L = b (default 2 vs 8): the per-user NDCG@10 difference,
-per seed and pooled over seeds (paired t and Wilcoxon, `lab.stats.paired_test`), and the seed-level mean difference
+per seed and pooled over seeds (`lab.evaluation.paired_comparison`), and the seed-level mean difference
 with its 95% t-interval. Everything lives under `artefacts/<run>/depth_bench/` (its own raw files, cache and models;
 finished models are loaded back, `lab.train.train_or_load`). The last line printed by the CLI is the JSON object.
 """
@@ -22,25 +22,21 @@ import pandas as pd
 import torch
 
 from .. import data as D
-from ..baselines import count_scorers
+from ..recommenders import markov_scorer, popularity_scorer
 from ..book import Paths, paths
-from ..config import get_config, sizes_of
+from ..profiles import get_config, get_profile
 from ..data import RecData, SyntheticWorld
-from ..hypotheses import pooled
-from ..metrics import evaluate
+from ..evaluation import across_seeds, paired_comparison, score_split
 from ..models import build_model, scratch_config
-from ..stats import paired_diff_ci, paired_test
-from ..train import evaluate_model, train_or_load
+from ..train import train_or_load
 
-DEPTHS = {"smoke": (1, 2), "default": (1, 2, 4, 8, 24), "full": (1, 2, 4, 8, 32),  # by `sizes_of(profile)`
-          "llm": (1, 2, 4, 8)}  # llm: the from-scratch models beside the pretrained 30-layer teacher
 EPOCHS_ONLY = 10_000.0  # max_minutes of the sweep's models: no wall-clock cap, the epochs are the budget
 REFERENCES = ("bayes", "last_item_bayes", "markov", "popularity")  # the ceiling, its last-item version, the floors
 
 
 def profile_depths(profile: str) -> tuple:
-    """The depths a profile's sweep trains (`DEPTHS`, by the profile whose sizes it uses)."""
-    return DEPTHS[sizes_of(profile)]
+    """The depths a profile's sweep trains (its block's `depths`, `lab.profiles`)."""
+    return tuple(get_profile(profile).depths)
 
 
 def reference_metrics(rd: RecData, world: SyntheticWorld | None, split: str = "test", k: int = 10,
@@ -48,18 +44,14 @@ def reference_metrics(rd: RecData, world: SyntheticWorld | None, split: str = "t
     """NDCG@k of the reference predictors on a split (chapter 01): `bayes` and `last_item_bayes`
     (`lab.data.synthetic.reference_scorers`: the depth world's exact law given each user's complete processed history,
     and the best law given the last item only; left out when `world` is None) and the count baselines `markov` and
-    `popularity` (`lab.baselines`, training split), all ranked by `lab.metrics.evaluate` (full catalogue, seen items
-    masked, ties against the target) in float64. Returns ({name: mean NDCG@k}, per-user frame: user, then one column
-    per predictor)."""
-    _, target, seen = rd.split(split)
-    users = rd.valid_users if split == "valid" else rd.test_users
-    counts = count_scorers(rd)
+    `popularity` (`lab.recommenders`, training split), all ranked by `lab.evaluation.score_split` (full catalogue,
+    seen items masked, ties against the target) in float64. Returns ({name: mean NDCG@k}, per-user frame: user, then
+    one column per predictor)."""
     scorers = {**(D.reference_scorers(world, rd.item_ids) if world is not None else {}),
-               "markov": counts["markov"], "popularity": counts["popularity"]}
-    means, frame = {}, pd.DataFrame({"user": users.numpy()})
+               "markov": markov_scorer(rd), "popularity": popularity_scorer(rd)}
+    means, frame = {}, pd.DataFrame({"user": rd.users(split).numpy()})
     for name in (r for r in REFERENCES if r in scorers):  # the complete history (`seen`) is the history
-        m, pu = evaluate(scorers[name], seen, target, seen, ks=(k,), batch_size=batch_size, users=users,
-                         dtype=torch.float64)
+        m, pu = score_split(scorers[name], rd, split, ks=(k,), batch_size=batch_size, history="complete")
         means[name] = float(m[f"ndcg@{k}"])
         frame[name] = pu[f"ndcg@{k}"].to_numpy()
     return means, frame
@@ -95,15 +87,6 @@ def bench_paths(profile: str, artefacts=None, seed: int = 0, knobs: dict | None 
     return Paths(root=root, figures=P.figures, profile=P.profile, seed=P.seed, artefacts=P.artefacts)
 
 
-def t_interval(values, alpha: float = 0.05) -> tuple[float, float | None, float | None]:
-    """(mean, low, high): the t-interval of a mean over a few values (seeds, `lab.hypotheses.pooled`); no interval
-    from one value."""
-    r = pooled(values, level=1 - alpha)
-    if r["n_seeds"] < 2:
-        return r["estimate"], None, None
-    return r["estimate"], r["ci_low"], r["ci_high"]
-
-
 def gap_closed(ndcg: float, refs: dict) -> float:
     """(NDCG@10 - Markov) / (Bayes - Markov): the share of the gap between the last-item floor and the ceiling a model
     closes; NaN without a Bayes reference (real data, the shallow world)."""
@@ -132,7 +115,7 @@ def run_seed(profile: str, seed: int, depths, artefacts=None, progress: bool = F
 def score_depth(model, L: int, rd: RecData, refs: dict, frame: pd.DataFrame) -> dict:
     """Score `model` (L layers) on test: its per-user NDCG@10 becomes column `L<L>` of `frame`; returns
     {"L", "ndcg@10", "gap_closed"}."""
-    means, pu = evaluate_model(model, rd, "test")
+    means, pu = score_split(model, rd, "test")
     frame[f"L{L}"] = pu["ndcg@10"].to_numpy()
     return {"L": L, "ndcg@10": float(means["ndcg@10"]), "gap_closed": gap_closed(means["ndcg@10"], refs)}
 
@@ -200,19 +183,16 @@ class DepthCurve:
 
 def _difference_sentence(c: dict, better: str, worse: str) -> str:
     """'<b> minus <a>: mean (CI, p, n): verdict' for a paired comparison of two columns of the depth curve."""
-    sig = c["ci"][0] > 0 or c["ci"][1] < 0
     name = {c["a"]: c.get("a_name", f"L={c['a']}"), c["b"]: c.get("b_name", f"L={c['b']}")}
-    return (f"{name[c['b']]} minus {name[c['a']]}: {c['mean_diff']:+.4f} NDCG@10 per user (95% bootstrap CI "
-            f"{c['ci'][0]:+.4f} to {c['ci'][1]:+.4f}, Wilcoxon p {c['wilcoxon_p']:.2g}, {c['n']} users): "
-            + (better if sig and c["mean_diff"] > 0 else worse if sig else "no difference beyond noise."))
+    return (f"{name[c['b']]} minus {name[c['a']]}: {c['diff']:+.4f} NDCG@10 per user (95% bootstrap CI "
+            f"{c['ci_low']:+.4f} to {c['ci_high']:+.4f}, Wilcoxon p {c['wilcoxon_p']:.2g}, {c['n_users']} users): "
+            + (better if c["clear"] and c["diff"] > 0 else worse if c["clear"] else "no difference beyond noise."))
 
 
 def paired_columns(frame: pd.DataFrame, a: int, b: int, names: dict | None = None) -> dict:
-    """Column L<b> minus column L<a> of a depth curve's per-user frame: paired test and bootstrap CI (`names` labels
-    the two models in sentences)."""
-    fa, fb = frame[f"L{a}"].to_numpy(), frame[f"L{b}"].to_numpy()
-    _, lo, hi = paired_diff_ci(fb, fa)
-    out = {"a": a, "b": b, **paired_test(fb, fa), "ci": [lo, hi]}
+    """Column L<b> minus column L<a> of a depth curve's per-user frame: `lab.evaluation.paired_comparison` with the
+    two depths (`names` labels the two models in sentences)."""
+    out = {"a": a, "b": b, **paired_comparison(frame[f"L{b}"].to_numpy(), frame[f"L{a}"].to_numpy())}
     if names:
         out.update(a_name=names.get(a, f"L={a}"), b_name=names.get(b, f"L={b}"))
     return out
@@ -248,22 +228,29 @@ def depth_curve(cfg, P: Paths, rd: RecData, stats: dict, depths, models: dict | 
     return DepthCurve(refs=refs, table=table, per_user=frame, compare=compare, pretrained_compare=pretrained_compare)
 
 
+def _interval(values) -> tuple[float, float | None, float | None]:
+    """(mean, low, high) of `lab.evaluation.across_seeds`; no interval (None) from one seed."""
+    r = across_seeds(values)
+    return (r["estimate"], None, None) if r["n_seeds"] < 2 else (r["estimate"], r["ci_low"], r["ci_high"])
+
+
 def compare_depths(per_seed: list[dict], a: int, b: int) -> dict:
-    """L=b minus L=a in per-user NDCG@10: per seed and pooled paired tests, and the seed-level mean with a t-CI."""
+    """L=b minus L=a in per-user NDCG@10: per seed and pooled paired comparisons, and the seed-level mean with a
+    t-CI."""
     diffs, pooled_a, pooled_b = [], [], []
     for s in per_seed:
         fa, fb = s["per_user"][f"L{a}"].to_numpy(), s["per_user"][f"L{b}"].to_numpy()
-        diffs.append(paired_test(fb, fa))
+        diffs.append(paired_comparison(fb, fa))
         pooled_a.append(fa), pooled_b.append(fb)
-    mean, low, high = t_interval([d["mean_diff"] for d in diffs])
+    mean, low, high = _interval([d["diff"] for d in diffs])
     return {"a": a, "b": b, "diff": "L=b minus L=a, per-user test NDCG@10", "per_seed": diffs,
-            "pooled": paired_test(np.concatenate(pooled_b), np.concatenate(pooled_a)),
+            "pooled": paired_comparison(np.concatenate(pooled_b), np.concatenate(pooled_a)),
             "seed_mean_diff": mean, "seed_ci": [low, high]}
 
 
 def run(profile: str = "smoke", seeds=(0,), depths=None, artefacts=None, compare=(2, 8),
         progress: bool = False, knobs: dict | None = None) -> dict:
-    """`python -m lab bench depth`: the sweep over `depths` (default `DEPTHS[profile]`) and `seeds`; prints a table
+    """`python -m lab bench depth`: the sweep over `depths` (default: the profile's `depths`) and `seeds`; prints a table
     and returns the JSON-able summary. The comparison pair falls back to the shallowest and deepest depth run when
     `compare` is not among them. `knobs` ({DataConfig field: value}, `--set name=value`) changes the world for a
     tuning run; its data and models live in their own folder (`knob_tag`)."""
@@ -279,13 +266,13 @@ def run(profile: str = "smoke", seeds=(0,), depths=None, artefacts=None, compare
         print("[bench depth] models:\n" + models.to_string(index=False))
     per_depth = {}
     for L, g in models.groupby("L"):
-        m, lo, hi = t_interval(g["gap_closed"])
-        n, nlo, nhi = t_interval(g["ndcg@10"])
+        m, lo, hi = _interval(g["gap_closed"])
+        n, nlo, nhi = _interval(g["ndcg@10"])
         per_depth[str(L)] = {"gap_closed": m, "gap_closed_ci": [lo, hi], "ndcg10": n, "ndcg10_ci": [nlo, nhi],
                              "train_seconds": float(g["train_seconds"].mean())}
     out = {"bench": "depth", "profile": profile, "seeds": [int(s) for s in seeds], "depths": list(depths),
            "knobs": {k: getattr(data_cfg, k) for k in (knobs or {})},  # as the world used them (typed)
-           "references": {k: t_interval(refs[k])[0] for k in REFERENCES},
+           "references": {k: _interval(refs[k])[0] for k in REFERENCES},
            "references_per_seed": refs.reset_index(names="seed").to_dict(orient="records"),
            "per_depth": per_depth, "gap_closed": {k: v["gap_closed"] for k, v in per_depth.items()},
            "compare": compare_depths(per_seed, a, b) if a != b else None,

@@ -8,11 +8,10 @@ import copy
 
 import torch
 
-from .. import paths as _paths
-from ..config import get_config
+from ..book import paths as _paths, trained_or_fresh_teacher
+from ..profiles import get_config
 from ..data import load_rec_data, rec_data_from_sequences, toy_markov_sequences
 from ..fisher import FisherConfig, compare, fisher_hooks, fisher_loop, fisher_vmap
-from ..models import SeqRecModel, build_model
 from .timing import seconds
 
 
@@ -29,12 +28,8 @@ def bench_inputs(profile: str, seed: int = 0, artefacts=None):
         except Exception as e:  # noqa: BLE001 - fall back to toy sequences, and say why
             data_src = f"(processed data unusable: {type(e).__name__}) "
     torch.manual_seed(seed)
-    if (P.teacher / "config.json").exists():
-        model, model_src = SeqRecModel.from_pretrained(P.teacher), f"trained teacher ({P.teacher})"
-    else:
-        model = build_model(cfg.model, data.num_items if data is not None else cfg.data.n_items, cfg.data.max_len)
-        model_src = "fresh teacher of the profile's shape with random weights (no trained teacher found)"
-    model.eval()
+    model, model_src = trained_or_fresh_teacher(P, cfg.model, data.num_items if data is not None else cfg.data.n_items,
+                                                cfg.data.max_len)
     n_items, T = model.config.num_items, model.config.max_len
     if data is not None and (data.num_items != n_items or data.max_len != T):
         data, data_src = None, "(processed data does not match the teacher) "

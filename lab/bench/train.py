@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..book import device
-from ..config import get_config
+from ..profiles import get_config
 from ..distill import DistillConfig, DistillLoss, freeze_teacher, layer_mapping, layer_weights
 from ..models import build_student, build_teacher
 from ..selection import uniform_layers

@@ -77,12 +77,13 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from .. import REPO_ROOT, ModelConfig, get_config, setup
-from ..baselines import popularity_scores
-from ..config import PROFILES
+from ..recommenders import popularity_scorer
+from ..profiles import PROFILES
 from ..constants import PAD
 from ..data import RecData, load_rec_data, prepare_data, sequences_from_interactions
+from ..evaluation import score_split
 from ..io import write_json
-from ..metrics import evaluate, metrics_from_ranks
+from ..metrics import metrics_from_ranks
 from ..models import build_model
 from ..train import train_or_load
 
@@ -214,12 +215,10 @@ def rank_metrics(ranks, k: int = K) -> dict:
 
 def book_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], data: RecData, split: str = "test",
                  mask_history: bool = True, k: int = K) -> dict:
-    """`rank_metrics` of a scorer on a split of `data` by the book's evaluator (`lab.metrics.evaluate`: full ranking,
-    ties against the target), with the user's earlier items masked (the book's way) or not (RecBole's way for
+    """`rank_metrics` of a scorer on a split of `data` by the book's evaluator (`lab.evaluation.score_split`: full
+    ranking, ties against the target), with the user's earlier items masked (the book's way) or not (RecBole's way for
     sequential models)."""
-    history, target, seen = data.split(split)
-    users = data.valid_users if split == "valid" else data.test_users
-    _, per_user = evaluate(score_fn, history, target, seen, ks=(k,), mask_history=mask_history, users=users)
+    _, per_user = score_split(score_fn, data, split, ks=(k,), mask_history=mask_history)
     return rank_metrics(per_user["rank"], k)
 
 
@@ -386,7 +385,7 @@ def main(profile: str = "default", seed: int = 0, artefacts=None, epochs: int | 
           f"({info['epochs']} epochs, {info['train_seconds']:.0f} s of training)")
     t0 = time.perf_counter()
     scorers = {"sasrec": small.recommend_scores,
-               "popularity": lambda h: popularity_scores(data.item_counts, len(h))}  # (B, T) -> (B, N+1)
+               "popularity": popularity_scorer(data).recommend_scores}  # (B, T) -> (B, N+1)
     numbers = {"book": {n: book_metrics(f, data) for n, f in scorers.items()},
                "book_unmasked": {n: book_metrics(f, data, mask_history=False) for n, f in scorers.items()}}
     numbers["book_ties_in_favour"] = {"popularity": optimistic_metrics(scorers["popularity"], data)}

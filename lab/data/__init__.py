@@ -16,18 +16,22 @@ The modules, in the order data flows through them:
                  leave-last-out or the absolute timestamp split), `rec_data_from_sequences`, `split_stats`.
 * `cache`      - `prepare_data` (generate or read, pre-process, cache as `Processed`), `to_rec_data`,
                  `load_rec_data` (the entry point).
+* `movielens`  - MovieLens-100K (titles, genres, ratings, timestamps) read from the RecBole wheel `make env` fetches,
+                 written in the Amazon format by `convert` (`ensure_movielens`; issue 25).
 * `convert`    - `python -m lab data convert`: RecBole `.inter`, "user item ..." sequence and CSV files written as the
                  Amazon Reviews 2023 files `amazon` reads (issue 16).
 
 Item index 0 is padding (`lab.constants.PAD`); real items are 1..num_items. Count baselines over `RecData` live in
-`lab.baselines`, above `lab.metrics`.
+`lab.recommenders`, above `lab.metrics`.
 """
 from __future__ import annotations
 
 from .amazon import (META_FIELDS, REASONS, REVIEW_FIELDS, SEQ_FIELDS, DataError, LoadReport, find_raw_file,
                      iter_records, raw_categories, raw_files, raw_format, read_meta, read_reviews)
-from .cache import Processed, cache_key, load_rec_data, prepare_data, raw_dir_of, to_rec_data
-from .preprocess import dataset_stats, k_core, preprocess_reviews, sequences_from_interactions
+from .cache import SOURCES, Processed, cache_key, ensure_raw, load_rec_data, prepare_data, raw_dir_of, to_rec_data
+from .movielens import ensure_movielens, extract_movielens
+from .movielens import wheel_path as movielens_wheel
+from .preprocess import TIE_BREAKS, dataset_stats, k_core, order_ties, preprocess_reviews, sequences_from_interactions
 from .report import data_record
 from .splits import SPLITS, RecData, build_rec_data, left_pad, rec_data_from_sequences, split_stats
 from .synthetic import (DEPTH_FIELDS, SYNTHETIC, SyntheticConstants, SyntheticWorld, bayes_scores, ensure_synthetic,
@@ -38,7 +42,8 @@ from .synthetic import (DEPTH_FIELDS, SYNTHETIC, SyntheticConstants, SyntheticWo
 __all__ = [
     "META_FIELDS", "REASONS", "REVIEW_FIELDS", "SEQ_FIELDS", "DataError", "LoadReport", "find_raw_file",
     "iter_records", "raw_categories", "raw_files", "raw_format", "read_meta", "read_reviews",
-    "Processed", "cache_key", "load_rec_data", "prepare_data", "raw_dir_of", "to_rec_data",
+    "SOURCES", "Processed", "cache_key", "ensure_raw", "load_rec_data", "prepare_data", "raw_dir_of", "to_rec_data",
+    "ensure_movielens", "extract_movielens", "movielens_wheel", "order_ties", "TIE_BREAKS",
     "dataset_stats", "k_core", "preprocess_reviews", "sequences_from_interactions", "data_record",
     "SPLITS", "RecData", "build_rec_data", "left_pad", "rec_data_from_sequences", "split_stats",
     "DEPTH_FIELDS", "SYNTHETIC", "SyntheticConstants", "SyntheticWorld", "bayes_scores", "ensure_synthetic",

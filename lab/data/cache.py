@@ -3,7 +3,8 @@
 `load_rec_data(cfg.data, paths, seed)` is what every chapter calls. It
 
 1. generates synthetic raw files in the Amazon Reviews 2023 format when `cfg.source == "synthetic"` and they are
-   missing (`ensure_synthetic`),
+   missing (`ensure_synthetic`), or writes MovieLens-100K from the RecBole wheel in that format when
+   `cfg.source == "movielens"` (`ensure_movielens`),
 2. streams the review file in chunks (`read_reviews`), skipping-and-counting bad rows in a `LoadReport`,
 3. pre-processes as the Amazon 2023 benchmark does (`preprocess_reviews`),
 4. attaches item titles from the metadata file (`read_meta`),
@@ -27,13 +28,15 @@ from ..io import read_json, write_json, write_parquet
 from .amazon import SUFFIXES, LoadReport, fingerprint, raw_files, read_meta, read_reviews
 from .preprocess import dataset_stats, preprocess_reviews, sequences_from_interactions
 from .splits import RecData, build_rec_data, split_stats
+from .movielens import ensure_movielens
 from .synthetic import ensure_synthetic
 
 if TYPE_CHECKING:  # pragma: no cover
     from .. import Paths
 
 PIPELINE_VERSION = 1  # bump when pre-processing changes, so caches are rebuilt
-SPLIT_ONLY_FIELDS = ("split", "valid_from_ms", "test_from_ms", "max_len", "chunk_size")  # do not touch the cache
+SPLIT_ONLY_FIELDS = ("split", "valid_from_ms", "test_from_ms", "max_len", "train_windows", "item_text",
+                     "chunk_size")  # do not touch the cache
 
 
 @dataclass
@@ -60,6 +63,22 @@ def raw_dir_of(cfg: DataConfig, paths: "Paths") -> Path:
     return Path(cfg.raw_dir) if cfg.raw_dir else Path(paths.raw)
 
 
+SOURCES = ("synthetic", "movielens", "amazon")  # where `DataConfig.source` says the raw files come from
+
+
+def ensure_raw(cfg: DataConfig, raw: Path, seed: int = 0, progress: bool = False) -> bool:
+    """Make the raw files of `cfg` in `raw` when the source writes them: generated synthetic data
+    (`ensure_synthetic`), MovieLens-100K from the RecBole wheel (`ensure_movielens`); Amazon files are the user's
+    own. Returns True when files were written now (chapter 01)."""
+    if cfg.source == "synthetic":
+        return ensure_synthetic(cfg, raw, seed, progress)
+    if cfg.source == "movielens":
+        return ensure_movielens(cfg, raw)
+    if cfg.source != "amazon":
+        raise ValueError(f"DataConfig.source must be one of {SOURCES}, not {cfg.source!r}")
+    return False
+
+
 def cache_key(cfg: DataConfig, seed: int, files: Sequence[Path | None]) -> dict:
     """What the processed cache depends on: the pre-processing parameters (every DataConfig field except those in
     `SPLIT_ONLY_FIELDS`), the seed (synthetic data only), and the raw files' names, sizes and modification times."""
@@ -74,14 +93,11 @@ def prepare_data(cfg: DataConfig, paths: "Paths", seed: int = 0, progress: bool 
     nothing it depends on changed (chapter 01). See `load_rec_data` for the split."""
     t0 = time.perf_counter()
     raw = raw_dir_of(cfg, paths)
-    generated = False
-    if cfg.source == "synthetic":
-        generated = ensure_synthetic(cfg, raw, seed, progress)
-    elif cfg.source != "amazon":
-        raise ValueError(f"DataConfig.source must be 'synthetic' or 'amazon', not {cfg.source!r}")
+    generated = ensure_raw(cfg, raw, seed, progress)
     rev_path, meta_path = raw_files(cfg.category, raw)
     key = cache_key(cfg, seed, [rev_path, meta_path])
-    cdir = Path(paths.processed) / cfg.category
+    cdir = Path(paths.processed) / (cfg.category + (f"-shuffle{cfg.tie_seed}" if cfg.tie_break == "shuffle" else ""))
+    #      a shuffled tie order (chapter 01's check of the tie rule) keeps its own cache beside the run's
     manifest = read_json(cdir / "manifest.json")
     names = {"interactions": cdir / "interactions.parquet", "items": cdir / "items.parquet",
              "users": cdir / "users.parquet"}
@@ -95,7 +111,8 @@ def prepare_data(cfg: DataConfig, paths: "Paths", seed: int = 0, progress: bool 
 
     report = LoadReport()
     reviews = read_reviews(rev_path, cfg.chunk_size, report, cfg.strict, progress)
-    inter, user_ids, item_ids = preprocess_reviews(reviews, cfg.k_core, report, file=rev_path.name)
+    inter, user_ids, item_ids = preprocess_reviews(reviews, cfg.k_core, report, file=rev_path.name,
+                                                   tie_break=cfg.tie_break, tie_seed=cfg.tie_seed)
     known = set(reviews["parent_asin"].cat.categories)
     del reviews
     keep = set(item_ids[1:])
@@ -143,11 +160,31 @@ def _items_table(item_ids: np.ndarray, meta: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+ITEM_TEXTS = ("title", "title_categories")  # `DataConfig.item_text`
+
+
+def item_texts(items: pd.DataFrame, rule: str = "title") -> list[str]:
+    """The text of each item index (0 = padding, ""): its title, or with "title_categories" its title and its
+    categories ("Toy Story (1995) — Animation, Children's, Comedy"; the title alone when it has none). Chapter 02's
+    LLM teacher reads it (issue 25)."""
+    if rule not in ITEM_TEXTS:
+        raise ValueError(f"unknown item_text {rule!r}; choose one of {ITEM_TEXTS}")
+    titles = items["title"].fillna("").astype(str).tolist()
+    if rule == "title":
+        return titles
+    cats = items["categories"].fillna("").astype(str).tolist() if "categories" in items else [""] * len(titles)
+    out = [f"{t} — {c.replace(' > ', ', ')}" if t and c else t for t, c in zip(titles, cats)]
+    out[0] = ""
+    return out
+
+
 def to_rec_data(proc: Processed, cfg: DataConfig) -> RecData:
     """Split a `Processed` data set into `RecData` (`cfg.split`: 'leave_last_out' or 'timestamp')."""
     seqs, times = sequences_from_interactions(proc.interactions, proc.num_users)
     return build_rec_data(seqs, proc.num_items, cfg.max_len, cfg.split, times, cfg.valid_from_ms, cfg.test_from_ms,
-                          proc.items["title"].tolist(), proc.items["parent_asin"].tolist(), list(proc.user_ids))
+                          item_texts(proc.items, cfg.item_text), proc.items["parent_asin"].tolist(),
+                          list(proc.user_ids),
+                          train_windows=cfg.train_windows)
 
 
 def load_rec_data(cfg: DataConfig, paths: "Paths", seed: int = 0,

@@ -10,7 +10,9 @@ LAB_CATEGORY=<Category>`. Input formats:
 
 * `recbole`: a RecBole atomic `.inter` file, tab-separated, header `name:type` per column (`user_id:token
   item_id:token rating:float timestamp:float`); `user_id`, `item_id` and `timestamp` (seconds) are required, `rating`
-  is optional (5.0 when absent).
+  is optional (5.0 when absent). A RecBole `.item` file of the same stem beside it (`ml-100k.item` next to
+  `ml-100k.inter`) gives the items' titles and categories (`read_recbole_items`: `movie_title` + `release_year` as
+  "Toy Story (1995)", `class` / `genre` as categories); without one, titles are empty.
 * `seq`: one user per line, `user item item ...` separated by white space, items in order (the S3-Rec / ICLRec
   `*.txt` files). There is no time: the k-th item of a line gets timestamp `SEQ_T0_MS + k * SEQ_STEP_MS` (1 s apart,
   from 2001-09-09), rating `SEQ_RATING` (5.0). Only the order is real, so use the leave-last-out split, not the
@@ -155,6 +157,63 @@ def _table_rows(path: Path, fmt: str, columns: dict | None, delimiter: str | Non
             yield line, rec, bad
 
 
+ITEM_COLUMNS = {
+    "item": ("item_id", "item", "movieid", "parent_asin"),
+    "title": ("movie_title", "title", "item_name", "name"),
+    "year": ("release_year", "year"),
+    "genres": ("class", "genre", "genres", "categories"),
+}  # RecBole `.item` header names per role (lower case, ':type' stripped), first match wins
+
+
+def item_file_beside(src: Path) -> Path | None:
+    """The RecBole `.item` file of the same stem as the `.inter` file `src`, or None."""
+    cand = src.with_name(src.name.split(".")[0] + ".item")
+    return cand if cand.is_file() else None
+
+
+def item_title(title: str, year: str) -> str:
+    """The book's title of an item: "Toy Story (1995)" from RecBole's `movie_title` and `release_year` (issue 25)."""
+    title, year = title.strip(), year.strip()
+    return f"{title} ({year})" if year else title
+
+
+def read_recbole_items(path: Path, report: LoadReport, strict: bool = False) -> dict[str, dict]:
+    """{item token: {"title", "categories"}} from a RecBole `.item` file (tab-separated, `name:type` header).
+
+    Titles join `movie_title` and `release_year` (`item_title`); categories are the white-space separated tokens of
+    `class` (MovieLens' genres, "Children's" kept whole). A row without an item id, or a repeated one, is skipped and
+    counted in `report` (`missing_field`, `duplicate_item`; `strict` raises); a file without an item column raises
+    DataError naming file, line 1 and the field."""
+    check_file(path)
+    out: dict[str, dict] = {}
+    with _open(path) as fh:
+        rd = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(rd, None) or []
+        names = [h.strip().split(":")[0].strip().lower() for h in header]
+        col = {k: next((names.index(a) for a in al if a in names), None) for k, al in ITEM_COLUMNS.items()}
+        if col["item"] is None:
+            raise DataError(f"{path}, line 1, field 'item_id': missing column (header has {header})")
+
+        def cell(row, key):
+            j = col[key]
+            return row[j] if j is not None and j < len(row) else ""
+        for row in rd:
+            line = rd.line_num
+            if not row or all(not c.strip() for c in row):
+                continue
+            report.count_read(path, 1)
+            item = cell(row, "item").strip()
+            if not item:
+                bad_row(report, strict, "missing_field", path, line, "item_id", "\t".join(row))
+                continue
+            if item in out:
+                bad_row(report, strict, "duplicate_item", path, line, "item_id", item)
+                continue
+            out[item] = {"title": item_title(cell(row, "title"), cell(row, "year")),
+                         "categories": cell(row, "genres").split()}
+    return out
+
+
 def _seq_rows(path: Path) -> Iterator[tuple[int, tuple | None, tuple | None]]:
     """The same per interaction of a `user item item ...` file (timestamps SEQ_T0_MS + k * SEQ_STEP_MS)."""
     with _open(path) as fh:
@@ -228,15 +287,23 @@ def convert(fmt: str, src: str | os.PathLike, out_dir: str | os.PathLike, catego
             q = dumps(item)
             yield REVIEW_LINE % (repr(rating), q, q, dumps(user), ts)
 
+    item_path = item_file_beside(src) if fmt == "recbole" else None
+    known = read_recbole_items(item_path, report, strict) if item_path is not None else {}
+
     def meta_lines():
         for item in items:
-            yield dumps({"parent_asin": item, "title": "", "main_category": category})
+            info = known.get(item, {})
+            yield dumps({"parent_asin": item, "title": info.get("title", ""), "main_category": category,
+                         "categories": info.get("categories", [])})
 
     out = {"reviews": out_dir / f"{category}.jsonl.gz", "meta": out_dir / f"meta_{category}.jsonl.gz",
            "report": out_dir / f"{category}.convert.json"}
     write_jsonl_gz(out["reviews"], review_lines())
     write_jsonl_gz(out["meta"], meta_lines())
-    summary = {"category": category, "format": fmt, "source": str(src), "interactions": state["kept"],
+    summary = {"category": category, "format": fmt, "source": str(src),
+               "item_file": str(item_path) if item_path is not None else None,
+               "items_with_title": sum(1 for i in items if known.get(i, {}).get("title")),
+               "interactions": state["kept"],
                "users": len(users), "items": len(items), "rows_read": report.rows_read,
                "rows_skipped": report.rows_skipped, "skipped": dict(report.skipped)}
     write_json(out["report"], {**summary, "load_report": report.to_dict(),

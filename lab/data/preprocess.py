@@ -31,15 +31,36 @@ def k_core(users: np.ndarray, items: np.ndarray, k: int) -> tuple[np.ndarray, in
         keep &= ~bad
 
 
+TIE_BREAKS = ("line", "item", "shuffle")  # rules ordering a user's interactions that share a timestamp
+
+
+def order_ties(rule: str, lines: np.ndarray, item_tokens: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The secondary sort key of interactions with equal (user, timestamp), one value per interaction (issue 25):
+    "line", the order in the file; "item", the item token (as integers when every token is one, so "9" < "10");
+    "shuffle", a random order drawn with `seed` (to measure how much a split depends on the rule)."""
+    if rule == "line":
+        return np.asarray(lines)
+    if rule == "item":
+        tokens = np.asarray(item_tokens, dtype=object)
+        if len(tokens) and all(isinstance(t, str) and t.isdigit() for t in tokens):
+            return tokens.astype(np.int64)
+        _, key = np.unique(tokens.astype(str), return_inverse=True)
+        return key
+    if rule == "shuffle":
+        return np.random.default_rng(seed).permutation(len(lines))
+    raise ValueError(f"unknown tie_break {rule!r}; choose one of {TIE_BREAKS}")
+
+
 def preprocess_reviews(reviews: pd.DataFrame, k: int = 5, report: LoadReport | None = None,
-                       file: str = "reviews") -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+                       file: str = "reviews", tie_break: str = "line",
+                       tie_seed: int = 0) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Amazon-2023-benchmark pre-processing of `read_reviews` output.
 
     1. exact duplicate rows (same user, item, timestamp, rating) are skipped and counted as `duplicate_row`;
     2. repeated user-item pairs are de-duplicated keeping the earliest (ties: the earlier line);
     3. iterative k-core on users and items;
     4. contiguous ids: users 0..U-1 and items 1..N (0 = padding), both in sorted-string order;
-    5. chronological order per user, ties broken by the order in the file (stable).
+    5. chronological order per user, ties broken by `tie_break` (`order_ties`: the order in the file by default).
 
     Returns `(interactions, user_ids, item_ids)`: interactions with int32 `user`, int32 `item`, int64 `timestamp`,
     float32 `rating`, sorted by user then time; `user_ids[u]` is the user_id of user u; `item_ids[i]` the parent_asin
@@ -95,11 +116,20 @@ def preprocess_reviews(reviews: pd.DataFrame, k: int = 5, report: LoadReport | N
     item_ids[0] = ""
     item_ids[i_rank + 1] = icats[iu]
     pre.update(users=int(len(uu)), items=int(len(iu)), interactions=int(len(u_new)))
-    # 5: chronological per user, ties by line
-    order = np.lexsort((ln, ts, u_new))
+    # 5: chronological per user, ties by the stated rule (and then by line, so the order is total)
+    pre["tied_interactions"] = _tied(u_new, ts)
+    order = np.lexsort((ln, order_ties(tie_break, ln, icats[i], tie_seed), ts, u_new))
     inter = pd.DataFrame({"user": u_new[order].astype(np.int32), "item": i_new[order].astype(np.int32),
                           "timestamp": ts[order].astype(np.int64), "rating": r[order].astype(np.float32)})
     return inter, user_ids, item_ids
+
+
+def _tied(users: np.ndarray, ts: np.ndarray) -> int:
+    """How many interactions share their (user, timestamp) with another of the same user."""
+    if len(users) == 0:
+        return 0
+    _, inv, counts = np.unique(np.stack([users, ts]), axis=1, return_inverse=True, return_counts=True)
+    return int((counts[inv.ravel()] > 1).sum())
 
 
 def _rank(values: np.ndarray) -> np.ndarray:

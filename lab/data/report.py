@@ -14,19 +14,21 @@ from .splits import RecData
 
 def data_record(cfg: DataConfig, proc: Processed, again: Processed, rd: RecData, rd_ts: RecData, *,
                 structure: dict, lift: float, demo: LoadReport, demo_errors: list, references: dict,
-                world=None) -> dict:
+                world=None, tied_share: float | None = None, ties=None) -> dict:
     """The key results chapter 01 records (chapter 01).
 
     Args:
         cfg: the run's data configuration (its `split` and `source`).
         proc, again: `prepare_data`'s first call (statistics and load report) and the second one (cache hit or not).
         rd, rd_ts: the leave-last-out and the timestamp split of the processed data.
-        structure: `lab.baselines.sequential_structure` on `rd`'s validation split (HR@10 of the count baselines and
+        structure: `lab.recommenders.sequential_structure` on `rd`'s validation split (HR@10 of the count baselines and
             of chance); `lift`: Markov's HR@10 over popularity's, as the chapter printed it.
         demo, demo_errors: the bad-input demo's load report and its file-level error messages.
         references: test NDCG@10 per reference predictor ("markov", "popularity", and "bayes" / "last_item_bayes"
             in the depth world).
         world: the synthetic world behind the data when the depth world's Bayes law is known, else None.
+        tied_share, ties: the share of interactions tied in time with another of the same user, and
+            `lab.bench.ties.tie_sensitivity`'s frame (None when ties are rare and it was not run).
 
     Returns:
         {name: value}: sizes (n_users, n_items, n_interactions, density, mean_seq_len), the load report (rows_read,
@@ -35,7 +37,8 @@ def data_record(cfg: DataConfig, proc: Processed, again: Processed, rd: RecData,
         hr10_markov_reversed, hr10_chance, markov_lift_over_popularity), the demo (demo_rows_skipped,
         demo_skipped_by_reason, demo_file_errors, sorted), and the references (world: "depth" / "shallow" for
         synthetic data, None for real data; bayes_ndcg10 and last_item_bayes_ndcg10, None where not computed;
-        markov_ndcg10, popularity_ndcg10).
+        markov_ndcg10, popularity_ndcg10), and the ties (source, tie_break, tied_share, tie_orders: one dict per
+        row of `ties`, [] when not run).
     """
     s, report = proc.stats, proc.report
     synthetic_world = ("depth" if world is not None else "shallow") if cfg.source == "synthetic" else None
@@ -54,4 +57,6 @@ def data_record(cfg: DataConfig, proc: Processed, again: Processed, rd: RecData,
         "world": synthetic_world, "bayes_ndcg10": references.get("bayes"),
         "last_item_bayes_ndcg10": references.get("last_item_bayes"), "markov_ndcg10": references["markov"],
         "popularity_ndcg10": references["popularity"],
+        "source": cfg.source, "tie_break": cfg.tie_break, "tied_share": tied_share,
+        "tie_orders": [] if ties is None else ties.to_dict("records"),
     }

@@ -26,8 +26,9 @@ class RecData:
 
     num_items: int  # real items are 1..num_items; 0 is padding
     max_len: int  # T, the history length fed to models
-    train_inputs: torch.Tensor  # (U, T) training histories (items before the validation item, last T-step window)
-    train_labels: torch.Tensor  # (U, T) the next item at every position, IGNORE where there is none
+    train_inputs: torch.Tensor  # (R, T) training histories: row u < U is user u's last T-step window of the items
+    #                             before the validation item; rows from U on are earlier windows (`train_windows`)
+    train_labels: torch.Tensor  # (R, T) the next item at every position, IGNORE where there is none
     valid_history: torch.Tensor  # (Uv, T) the history before each validation target
     valid_target: torch.Tensor  # (Uv,) the validation item
     valid_users: torch.Tensor  # (Uv,) user index of each validation row
@@ -40,10 +41,13 @@ class RecData:
     item_titles: list = field(default_factory=list)  # title of item i at position i ("" for padding)
     item_ids: list = field(default_factory=list)  # parent_asin of item i at position i
     user_ids: list = field(default_factory=list)  # user_id of user u at position u
+    window_users: torch.Tensor | None = None  # (R - U,) the user of each earlier window (rows U..R-1); None: none
 
     @property
     def num_users(self) -> int:
-        return int(self.train_inputs.shape[0])
+        """U: the users (the first U training rows are theirs, one each)."""
+        extra = 0 if self.window_users is None else len(self.window_users)
+        return int(self.train_inputs.shape[0]) - extra
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(history, target, seen) of the 'valid' or 'test' split."""
@@ -52,6 +56,11 @@ class RecData:
         if name == "test":
             return self.test_history, self.test_target, self.test_seen
         raise ValueError(f"split must be 'valid' or 'test', not {name!r}")
+
+    def users(self, name: str) -> torch.Tensor:
+        """The user index of each row of the 'valid' or 'test' split (`split`'s rows).  # (Uv,) or (Ut,)"""
+        self.split(name)  # ValueError for an unknown split
+        return self.valid_users if name == "valid" else self.test_users
 
 
 def left_pad(seqs: list[list[int]], length: int, value: int = PAD) -> torch.Tensor:
@@ -70,10 +79,27 @@ def left_pad(seqs: list[list[int]], length: int, value: int = PAD) -> torch.Tens
 
 
 
+def training_windows(train: list[list[int]], max_len: int, windows: int = 1) -> tuple[list, list]:
+    """Each user's training part cut into windows of `max_len + 1` items, newest first, consecutive windows sharing
+    one item so that every transition is a label exactly once (issue 25: long real histories).
+
+    Returns (last window per user, [(user, earlier window), ...]); `windows` is how many windows a user keeps at most
+    (1: the last only, as the book always trained; 0: all); windows of fewer than 2 items carry no label and are left
+    out."""
+    last = [s[-(max_len + 1):] for s in train]
+    earlier = []
+    for u, s in enumerate(train):
+        end, kept = len(s) - max_len, 1  # the last window covers s[end - 1:]; the next one ends at s[end - 1]
+        while end > 1 and (windows == 0 or kept < windows):
+            earlier.append((u, s[max(0, end - 1 - max_len):end]))
+            end, kept = end - max_len, kept + 1
+    return last, earlier
+
+
 def build_rec_data(sequences: Sequence[Sequence[int]], num_items: int, max_len: int, split: str = "leave_last_out",
                    timestamps: Sequence | None = None, valid_from_ms: int | None = None,
                    test_from_ms: int | None = None, item_titles: list | None = None, item_ids: list | None = None,
-                   user_ids: list | None = None) -> RecData:
+                   user_ids: list | None = None, train_windows: int = 1) -> RecData:
     """Split chronological per-user item sequences (items 1..num_items) into `RecData`; `split` picks the rule.
 
     Both rules cut each user's sequence `s` at two points `a <= b`: `s[:a]` is the training part (every position
@@ -93,7 +119,8 @@ def build_rec_data(sequences: Sequence[Sequence[int]], num_items: int, max_len: 
     the longest: under leave-last-out one width for both splits (the longest test history), under the timestamp split
     each split its own (at least 1). `item_counts` counts every training part. `item_titles` and `item_ids` default to
     "" and the item index; `user_ids`, one per input sequence, default to the sequence's index; those of dropped users
-    are dropped with them.
+    are dropped with them. `train_windows` > 1 (or 0: all) adds each user's earlier training windows as rows after
+    the users' own (`training_windows`, `RecData.window_users`).
     """
     if split == "leave_last_out":
         rows = [u for u, s in enumerate(sequences) if len(s) >= 3]
@@ -119,7 +146,8 @@ def build_rec_data(sequences: Sequence[Sequence[int]], num_items: int, max_len: 
             vh.append(s[:a]), vt.append(s[a]), vu.append(row)
         if 0 < b < len(s):
             th.append(s[:b]), tt.append(s[b]), tu.append(row)
-    window = [s[-(max_len + 1):] for s in train]  # inputs + one more for the labels
+    window, earlier = training_windows(train, max_len, train_windows)  # inputs + one more for the labels
+    window += [w for _, w in earlier]
     counts = torch.zeros(num_items + 1, dtype=torch.long)  # (N+1,)
     flat = [x for s in train for x in s]
     if flat:
@@ -141,6 +169,7 @@ def build_rec_data(sequences: Sequence[Sequence[int]], num_items: int, max_len: 
         item_titles=list(item_titles if item_titles is not None else [""] * (num_items + 1)),
         item_ids=list(item_ids if item_ids is not None else [str(i) for i in range(num_items + 1)]),
         user_ids=[user_ids[u] for u in rows] if user_ids is not None else [str(u) for u in rows],
+        window_users=long_([u for u, _ in earlier]) if earlier else None,
     )
 
 

@@ -12,19 +12,19 @@ from .losses import (DistillLoss, LayerTap, TeacherCache, base_model, build_teac
 from .report import distillation_record, meets_goal
 from .trainer import (METRICS, StudentRuns, best_student, choose_variant, comparison_records, describe_adapter,
                       describe_comparison, distill, estimate_training_memory, freeze_teacher, layerwise_choices,
-                      mapped_teacher_layers, per_user_metrics, plan_layers, results_table, retention, run_grid,
+                      mapped_teacher_layers, plan_layers, results_table, retention, run_grid,
                       scratch_retention, teacher_key, throughput_ratios, time_teacher_cache, tpme, valid_means,
-                      rule_comparisons, variant_comparisons)
+                      rule_comparisons, variant_comparisons, weights_fingerprint)
 
 __all__ = [
     "DistillConfig", "DistillGrid", "ADAPTERS", "DISTANCES", "MAPPINGS", "POSITIONS", "WEIGHTINGS",
     "DistillLoss", "LayerTap", "TeacherCache", "base_model", "build_teacher_cache", "hidden_distance",
     "kd_loss", "layer_mapping", "layer_weights", "position_mask",
     "TrainableView", "apply_adapter", "dequantize_merge", "load_4bit", "lora_config", "merge_student",
-    "METRICS", "distill", "estimate_training_memory", "freeze_teacher", "per_user_metrics", "plan_layers",
+    "METRICS", "distill", "estimate_training_memory", "freeze_teacher", "plan_layers",
     "retention", "time_teacher_cache", "tpme",
     "StudentRuns", "run_grid", "choose_variant", "best_student", "valid_means", "layerwise_choices",
     "variant_comparisons", "rule_comparisons", "describe_adapter", "describe_comparison", "comparison_records", "results_table",
-    "throughput_ratios", "mapped_teacher_layers", "scratch_retention", "teacher_key",
+    "throughput_ratios", "mapped_teacher_layers", "scratch_retention", "teacher_key", "weights_fingerprint",
     "meets_goal", "distillation_record",
 ]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..config import TrainConfig, from_profile
+from ..config import TrainConfig
+from ..profiles import profile_config
 
 DISTANCES = ("mse", "cosine", "slmrec")
 MAPPINGS = ("source", "last_of_block", "uniform")
@@ -79,9 +80,8 @@ class DistillConfig:
 
     @classmethod
     def for_profile(cls, profile: str) -> "DistillConfig":
-        """Budgets per profile: `smoke` is a couple of epochs (CI), `default` fits the 2-core CPU plan of chapter 05."""
-        return from_profile(cls, profile, {"smoke": dict(epochs=2, patience=1), "default": dict(epochs=3, patience=1),
-                                           "full": dict(epochs=20, patience=3), "llm": dict(epochs=2, patience=1)})
+        """The profile's `distill` section: the students' training budget (`lab.profiles`)."""
+        return profile_config(cls, profile, "distill")
 
     @property
     def uses_teacher(self) -> bool:
@@ -144,21 +144,9 @@ class DistillGrid:
 
     @classmethod
     def for_profile(cls, profile: str) -> "DistillGrid":
-        """smoke: 2 rules × 3 variants with the Fisher weighting only (CI). default: every variant (three
-        weightings) for fisher_topk and uniform, the best variant for every other rule of chapter 04 (top = last-k,
-        bottom = first-k, fisher_topk_ends, block_influence, angular_block, magnitude, greedy_valid) and 5 random
-        draws: up to 22 students + LoRA + QLoRA (rules that pick the same layers share one run), ~25 s each on the
-        2-core CPU (default, 2026-11-26: 21-23 s of training + 6.5 s of teacher cache). full: the same with 10 random
-        draws. llm: every variant (Fisher weighting) for fisher_topk, the best one for uniform, top, bottom and 2
-        random draws: 8 students of the LLM + LoRA + QLoRA. Every profile adds TinyBERT's run of the uniform layers."""
-        rules = ("fisher_topk", "uniform", "top", "bottom", "fisher_topk_ends", "block_influence", "angular_block",
-                 "magnitude", "greedy_valid", "random")
-        return from_profile(cls, profile, {"smoke": dict(weightings=("fisher",)),
-                                           "default": dict(rules=rules, n_random=5),
-                                           "full": dict(rules=rules, n_random=10),
-                                           "llm": dict(rules=("fisher_topk", "uniform", "top", "bottom", "random"),
-                                                       main_rules=("fisher_topk",), weightings=("fisher",),
-                                                       n_random=2)})
+        """The profile's `distill_grid` section: which students chapter 05 trains (`lab.profiles`). Every profile
+        adds TinyBERT's run of the uniform layers."""
+        return profile_config(cls, profile, "distill_grid")
 
     def with_overrides(self, rules=None, main_rules=None, variants=None, weightings=None, n_random: int | None = None,
                        adapters=None) -> "DistillGrid":

@@ -20,12 +20,12 @@ from torch import nn
 from ..config import TrainConfig
 from ..constants import METRICS
 from ..data import RecData
+from ..evaluation import compare_runs, holm_family, paired_ratio_ci, per_user_table
 from ..fisher.tables import importance_vector
-from ..io import jsonable, read_json
+from ..io import jsonable
 from ..models import SeqRecModel, build_student, count_parameters
 from ..selection import layers_str, parse_layers
-from ..stats import paired_ratio_ci
-from ..train import (accelerator, autocast, checkpoint_state, config_defaults, evaluate_model, fit, load_finished,
+from ..train import (accelerator, autocast, checkpoint_state, config_defaults, fit, load_finished,
                      save_finished)
 from .adapters import apply_adapter, merge_student
 from .config import BASELINE_VARIANTS, DistillConfig, DistillGrid
@@ -247,15 +247,6 @@ def tpme(frame: pd.DataFrame, time_col: str = "total_seconds", params_col: str =
     return 0.45 * mm(time_col) + 0.1 * mm(params_col) + 0.45 * mm(mem_col)
 
 
-def per_user_metrics(model: SeqRecModel, data: RecData, name: str, split: str = "test",
-                     batch_size: int = 512) -> pd.DataFrame:
-    """Tidy per-user metrics (name, user, ndcg@10, hr@10, mrr) of a model on a split."""
-    _, pu = evaluate_model(model, data, split, batch_size=batch_size)
-    out = pu[["user", *METRICS]].copy()
-    out.insert(0, "name", name)
-    return out
-
-
 def retention(student_pu: pd.DataFrame, teacher_pu: pd.DataFrame, metrics=METRICS, n_boot: int = 1000,
               seed: int = 0) -> pd.DataFrame:
     """Retention = mean(student) / mean(teacher) per metric, with a paired bootstrap CI over users.
@@ -326,7 +317,7 @@ class StudentRuns:
         model, hist, info = distill(self.teacher, student, self.data, c, self.train_cfg, self.root / "students" / name,
                                     importance=self.importance, cache=self.cache, seed=self.seed, progress=False,
                                     key=self.key)
-        pu = per_user_metrics(model, self.data, name, "test", batch_size=self.train_cfg.eval_batch_size)
+        pu = per_user_table({name: model}, self.data, "test", batch_size=self.train_cfg.eval_batch_size)
         row = {"name": name, "rule": rule, "draw": draw, "k": len(layers), "layers": layers_str(layers),
                "variant": variant, "adapter": adapter, "weighting": c.weighting if c.uses_layers else "none",
                "mapping": c.mapping if c.uses_layers else "none",
@@ -354,11 +345,25 @@ class StudentRuns:
         return pd.concat(self.per_user, ignore_index=True)
 
 
-def teacher_key(paths, stats: dict) -> dict:
-    """What every student's run key includes about its teacher and data (chapter 05): the teacher's own training key
-    (`train_info.json`) and the processed data's hash, so a retrained teacher or changed data retrains the students
-    instead of loading stale ones."""
-    return {"teacher": read_json(paths.teacher / "train_info.json", {}).get("key"), "data": stats.get("config_hash")}
+def weights_fingerprint(folder: str | Path) -> str:
+    """sha256 of a `save_pretrained` folder's weight files (`*.safetensors`, sorted by name) (chapter 05)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def teacher_key(teacher_folder: str | Path, stats: dict) -> dict:
+    """What every student's run key holds about its teacher and data (chapters 05 and 06, `python -m lab distill`):
+    the fingerprint of the teacher's weights (`weights_fingerprint`) and the processed data's hash, so a retrained
+    teacher or changed data retrains the students instead of loading stale ones, and a student distilled by the
+    chapter or by the command from the same teacher and data is the same run."""
+    return {"teacher": weights_fingerprint(teacher_folder), "data": stats.get("config_hash")}
 
 
 def run_grid(teacher: SeqRecModel, data: RecData, layer_sets, grid: DistillGrid, cfg: DistillConfig,
@@ -449,22 +454,20 @@ def variant_comparisons(per_user: pd.DataFrame, names: dict, means: pd.Series, a
     """Chapter 05's family of paired tests of loss variants, each on the same layer sets trained two ways.
 
     KD vs CE; the layer-wise term (its best weighting on validation) vs KD; Fisher weighting vs the best other
-    weighting on validation — those the grid ran. Each is `lab.stats.compare_paired` (per-user test `metric`
+    weighting on validation — those the grid ran. Each is `lab.evaluation.compare_runs` (per-user test `metric`
     averaged over the layer sets); Holm adjusts the Wilcoxon p-values over the family, and a difference is `clear`
-    only when its CI excludes 0 and its Holm-adjusted p is below `alpha` (`lab.stats.holm_family`).
+    only when its CI excludes 0 and its Holm-adjusted p is below `alpha` (`lab.evaluation.holm_family`).
 
     Args:
         names: variant -> the student names of the main rules' layer sets trained with it.
         means: validation means per variant (`valid_means`): the test split picks nothing.
     """
-    from ..stats import compare_paired, holm_family
-
     ch = layerwise_choices(means)
     pairs = [("kd", "ce", "logit KD over CE alone"),
              (ch["top_w"], "kd", "the layer-wise term (best weighting on validation) over plain KD"),
              ("kd+fisher", ch["rival"], "Fisher weighting against the best other weighting on validation")]
     rows = [{"a": a, "b": b, "question": q, "a_runs": list(names[a]), "b_runs": list(names[b]),
-             **compare_paired(per_user, names[a], names[b], metric, seed=seed)}
+             **compare_runs(per_user, names[a], names[b], metric, seed=seed)}
             for a, b, q in pairs if names.get(a) and names.get(b)]
     return pd.DataFrame(holm_family(rows, alpha=alpha))
 
@@ -472,18 +475,16 @@ def variant_comparisons(per_user: pd.DataFrame, names: dict, means: pd.Series, a
 def rule_comparisons(results: pd.DataFrame, per_user: pd.DataFrame, variant: str, reference: str = "fisher_topk",
                      alpha: float = 0.05, metric: str = "ndcg@10", seed: int = 0) -> pd.DataFrame:
     """Chapter 05's family of paired tests of selection rules (issue 13): the `reference` rule's student against each
-    other rule's, all full fine-tuned with the same `variant`, on per-user test `metric` (`lab.stats.compare_paired`;
+    other rule's, all full fine-tuned with the same `variant`, on per-user test `metric` (`lab.evaluation.compare_runs`;
     a rule with several students, the random draws, is averaged per user), Holm over the family
-    (`lab.stats.holm_family`). Rows as `variant_comparisons`'; empty when the grid has no such pair."""
-    from ..stats import compare_paired, holm_family
-
+    (`lab.evaluation.holm_family`). Rows as `variant_comparisons`'; empty when the grid has no such pair."""
     sel = results[(results["variant"] == variant) & (results["adapter"] == "full")]
     names = {rule: list(g["name"]) for rule, g in sel.groupby("rule", sort=False)}
     if reference not in names:
         return pd.DataFrame()
     rows = [{"a": reference, "b": rule, "question": f"{reference} students against {rule} students ({variant})",
              "a_runs": names[reference], "b_runs": runs,
-             **compare_paired(per_user, names[reference], runs, metric, seed=seed)}
+             **compare_runs(per_user, names[reference], runs, metric, seed=seed)}
             for rule, runs in names.items() if rule != reference]
     return pd.DataFrame(holm_family(rows, alpha=alpha))
 

@@ -20,6 +20,10 @@ Groups: per decoder layer q/k/v/o, gate/up/down, input_norm/post_norm; outside t
 item table, in/text projections) and `final_norm`/`out_proj` (layer_idx L). The backbone's unused token table is
 left out.
 
+The modules, one idea each: `estimators` (the Fisher), `subsets` (whose Fisher: users, buckets, labels), `checks`
+(exactness against the loop, rank stability), `tables` (the tidy tables and their contract with chapters 04 and 05),
+`bands` (where the important layers sit by depth), `report` (chapter 03's summaries and record).
+
 `probes` (chapter 03's planted layer roles): linear probes of the depth world's planted variables in every layer's
 residual stream, held-out accuracy per layer beside the majority baseline, and their per-layer gain against the Fisher.
 """
@@ -32,17 +36,17 @@ from .probes import (PROBE_COLUMNS, PROBE_FILE, VARIABLES, ProbeConfig, ProbeRes
 from .report import (ITEM_BUCKETS, USER_BUCKETS, backward_passes, best_signal, bucket_table, fisher_groups,
                      fisher_record, label_sets, signal_agreement, stability_label, subset_shares, top_layers, top_share,
                      users_per_second, wrong_scale)
-from .tables import (GROUP_COLUMNS, IMPORTANCE_COLUMNS, bootstrap_mean_ci, bootstrap_means, exactness_table,
-                     fisher_importance_rows, group_frame, importance_rows, importance_vector, item_buckets,
-                     kendall_halves, load_groups, mask_labels, order_groups, sample_rows, save_tables, share_ci,
-                     BANDS, band_sentence, band_table, depth_bands,
-                     user_activity, user_buckets)
+from .bands import BANDS, band_sentence, band_table, depth_bands, share_ci
+from .checks import exactness_table, kendall_halves
+from .subsets import item_buckets, mask_labels, sample_rows, user_activity, user_buckets
+from .tables import (GROUP_COLUMNS, IMPORTANCE_COLUMNS, fisher_importance_rows, group_frame, importance_rows,
+                     importance_vector, load_groups, order_groups, save_tables)
 
 __all__ = [
     "ESTIMATORS", "GROUP_ORDER", "NORMS", "SIGNALS", "GROUP_COLUMNS", "IMPORTANCE_COLUMNS",
     "FisherConfig", "FisherEstimate", "estimate_fisher", "fisher_loop", "fisher_vmap", "fisher_hooks",
     "batchgrad_squared", "draw_labels", "compare", "eval_mode", "fisher_params", "model_logits", "normalise",
-    "param_key", "sample_nll", "merge_shards", "estimate_fisher_sharded", "bootstrap_mean_ci", "bootstrap_means",
+    "param_key", "sample_nll", "merge_shards", "estimate_fisher_sharded",
     "fisher_importance_rows", "group_frame", "importance_rows", "importance_vector", "item_buckets",
     "kendall_halves", "load_groups", "mask_labels", "order_groups", "save_tables",
     "user_activity", "user_buckets", "exactness_table", "sample_rows", "share_ci", "BANDS", "band_sentence",

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import from_profile
+from ..profiles import profile_config
 from ..constants import IGNORE, PAD
 from ..models import mask_pad
 
@@ -48,14 +48,8 @@ class FisherConfig:
 
     @classmethod
     def for_profile(cls, profile: str) -> "FisherConfig":
-        """smoke: 96 users, 200 bootstrap resamples (CI); default: the field defaults; full: 4,096 users, 4 draws;
-        llm: 256 users, one draw, 256 ablation users (a scoring pass of the 30-layer LLM over 256 users is 6 s)."""
-        return from_profile(cls, profile, {
-            "smoke": dict(n_samples=96, n_draws=2, chunk_size=48, wrong_batch_size=16, n_boot=200, n_check=4,
-                          ablation_users=0, bench_fast=96, bench_loop=8, bench_rounds=1),
-            "full": dict(n_samples=4096, n_draws=4, chunk_size=128, ablation_users=0),
-            "llm": dict(n_samples=256, n_draws=1, chunk_size=16, wrong_batch_size=16, n_check=2, ablation_users=256,
-                        bench_fast=32, bench_loop=4, bench_rounds=1)})
+        """The profile's `fisher` section (`lab.profiles`)."""
+        return profile_config(cls, profile, "fisher")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -29,11 +29,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..config import DataConfig, from_profile
+from ..config import DataConfig
+from ..profiles import profile_config
 from ..data import RecData, SyntheticWorld, generated_ids, is_depth_world, planted_variables, synthetic_world
+from ..evaluation import spearman_ci
 from ..io import write_parquet
-from ..stats import spearman_ci
-from .tables import sample_rows
+from .subsets import sample_rows
 
 VARIABLES = ("last_cluster", "induction_cluster", "pointer_cluster", "mode")  # probed by default
 UNDEFINED = -1  # the planted value of a variable that does not exist for a history (no earlier occurrence, ...)
@@ -52,9 +53,8 @@ class ProbeConfig:
 
     @classmethod
     def for_profile(cls, profile: str) -> "ProbeConfig":
-        """smoke: every validation user (about 400); default and full: 2,000 users (under a minute on 2 cores); llm:
-        600 users (the LLM's 576-wide states)."""
-        return from_profile(cls, profile, {"smoke": dict(n_users=0), "llm": dict(n_users=600)})
+        """The profile's `probes` section (`lab.profiles`)."""
+        return profile_config(cls, profile, "probes")
 
 
 @dataclass
@@ -84,11 +84,6 @@ class ProbeResult:
         return cls(acc.rename_axis(columns=None), base, n)
 
 
-def _split_users(data: RecData, split: str) -> torch.Tensor:
-    data.split(split)  # ValueError for an unknown split
-    return data.valid_users if split == "valid" else data.test_users
-
-
 def planted_targets(world: SyntheticWorld, data: RecData, split: str = "valid", n_users: int | None = 0,
                     seed: int = 0) -> pd.DataFrame:
     """The planted variables of each history the model reads, one row per user of the split (chapter 03).
@@ -107,7 +102,7 @@ def planted_targets(world: SyntheticWorld, data: RecData, split: str = "valid", 
     rows = sample_rows(len(history), n_users, seed)
     gen = generated_ids(world, data.item_ids)[history[rows].numpy()]  # (n, T) generated ids, -1 = PAD
     out = planted_variables(world, gen)
-    out.insert(0, "user", _split_users(data, split)[rows].numpy())
+    out.insert(0, "user", data.users(split)[rows].numpy())
     out.insert(0, "row", rows)
     return out
 
@@ -293,7 +288,7 @@ def probe_record(result: ProbeResult | None, fisher, within: float = 0.02, n_boo
         result: `run_probes`' result, or None.
         fisher: (L,) the per-layer Fisher importance (`importance_vector(..., "fisher_empirical", "per_param")`).
         within: the `probe_summary` threshold of "decodable".
-        n_boot, seed: the bootstrap over layers of the Spearman CI (`lab.stats.spearman_ci`).
+        n_boot, seed: the bootstrap over layers of the Spearman CI (`lab.evaluation.spearman_ci`).
 
     Returns:
         probe_accuracy {variable: {layer_idx: accuracy}}, probe_majority {variable: accuracy}, probe_counts

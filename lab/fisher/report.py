@@ -10,9 +10,10 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from ..stats import kendall_tau, spearman_ci
+from ..evaluation import kendall_tau, spearman_ci
 from .estimators import SIGNALS, FisherConfig, FisherEstimate, draw_labels, estimate_fisher, fisher_hooks
-from .tables import group_frame, mask_labels, sample_rows
+from .subsets import mask_labels, sample_rows
+from .tables import group_frame
 
 ITEM_BUCKETS = ("head", "torso", "tail")  # target-popularity buckets (`item_buckets`)
 USER_BUCKETS = ("low", "mid", "high")  # training-activity terciles (`user_buckets`)

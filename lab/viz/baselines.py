@@ -1,6 +1,6 @@
 """Figures of chapter 06 (baselines): every row of the leaderboard placed by quality and measured speed-up, and the
 retention of the teacher's quality by method, each with its confidence interval. Each function takes the chapter's
-leaderboard frame (`lab.baselines.leaderboard`) and returns the figure; `lab.viz.save` writes it.
+leaderboard frame (`lab.chapters.c06_baselines.leaderboard`) and returns the figure; `lab.viz.save` writes it.
 """
 from __future__ import annotations
 
