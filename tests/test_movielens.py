@@ -149,3 +149,13 @@ def test_the_ml100k_profile_reads_movielens_and_names_its_runs_without_the_categ
     assert run_name("ml100k", 1, cfg.data) == "ml100k-seed1"
     amazon = dataclasses.replace(cfg.data, source="amazon", category="Video_Games")
     assert run_name("ml100k", 0, amazon) == "ml100k-Video_Games"
+
+
+def test_other_tie_orders_keep_their_own_cache_folders(tmp_path, monkeypatch):
+    """Chapter 01's check of other tie orders never overwrites the run's own processed cache."""
+    from lab.data.cache import cache_folder
+
+    base = DataConfig(source="movielens", category="ml_100k", tie_break="shuffle", tie_seed=0)
+    names = {cache_folder(dataclasses.replace(base, tie_break=b, tie_seed=s))
+             for b, s in (("line", 0), ("item", 0), ("shuffle", 0), ("shuffle", 1))}
+    assert names == {"ml_100k", "ml_100k-item", "ml_100k-shuffle0", "ml_100k-shuffle1"}

@@ -79,6 +79,15 @@ def ensure_raw(cfg: DataConfig, raw: Path, seed: int = 0, progress: bool = False
     return False
 
 
+def cache_folder(cfg: DataConfig) -> str:
+    """The processed cache's folder under `Paths.processed`: the category, and the tie rule when it is not the file's
+    order (`ml_100k-shuffle0`, `Synthetic_Books-item`), so chapter 01's check of other tie orders never overwrites the
+    run's own cache."""
+    if cfg.tie_break == "line":
+        return cfg.category
+    return f"{cfg.category}-{cfg.tie_break}" + (str(cfg.tie_seed) if cfg.tie_break == "shuffle" else "")
+
+
 def cache_key(cfg: DataConfig, seed: int, files: Sequence[Path | None]) -> dict:
     """What the processed cache depends on: the pre-processing parameters (every DataConfig field except those in
     `SPLIT_ONLY_FIELDS`), the seed (synthetic data only), and the raw files' names, sizes and modification times."""
@@ -96,8 +105,7 @@ def prepare_data(cfg: DataConfig, paths: "Paths", seed: int = 0, progress: bool 
     generated = ensure_raw(cfg, raw, seed, progress)
     rev_path, meta_path = raw_files(cfg.category, raw)
     key = cache_key(cfg, seed, [rev_path, meta_path])
-    cdir = Path(paths.processed) / (cfg.category + (f"-shuffle{cfg.tie_seed}" if cfg.tie_break == "shuffle" else ""))
-    #      a shuffled tie order (chapter 01's check of the tie rule) keeps its own cache beside the run's
+    cdir = Path(paths.processed) / cache_folder(cfg)
     manifest = read_json(cdir / "manifest.json")
     names = {"interactions": cdir / "interactions.parquet", "items": cdir / "items.parquet",
              "users": cdir / "users.parquet"}
