@@ -63,13 +63,14 @@ def test_retention_and_cis_from_the_per_user_frame(ch06):
     ret = wide[measured].mean() / wide["teacher"].mean()
     np.testing.assert_allclose([r["retention"][n] for n in measured], ret.to_numpy(), rtol=1e-12)
     np.testing.assert_allclose([r["test_ndcg10"][n] for n in measured], wide[measured].mean().to_numpy(), rtol=1e-12)
-    # the CIs: 1000 percentile bootstrap resamples of the users (ascending user order), seed 0
+    # the CIs: 1000 percentile bootstrap resamples of the users (ascending user order), seed 0, each drawn as
+    # multinomial counts of the users
     m = r["method"]
-    idx = np.random.default_rng(0).integers(0, len(wide), size=(1000, len(wide)))
-    s, t = wide[m].to_numpy(), wide["teacher"].to_numpy()
-    np.testing.assert_allclose(r["retention_ci"][m], np.quantile(s[idx].mean(1) / t[idx].mean(1), [.025, .975]),
-                               rtol=1e-12)
-    np.testing.assert_allclose(r["test_ndcg10_ci"][m], np.quantile(s[idx].mean(1), [.025, .975]), rtol=1e-12)
+    n = len(wide)
+    counts = np.random.default_rng(0).multinomial(n, np.full(n, 1.0 / n), size=1000)  # (1000, n)
+    s, t = counts @ wide[m].to_numpy() / n, counts @ wide["teacher"].to_numpy() / n  # (1000,) resampled means
+    np.testing.assert_allclose(r["retention_ci"][m], np.quantile(s / t, [.025, .975]), rtol=1e-12)
+    np.testing.assert_allclose(r["test_ndcg10_ci"][m], np.quantile(s, [.025, .975]), rtol=1e-12)
     assert r["retention_ci"]["teacher"] == [1.0, 1.0]
 
 

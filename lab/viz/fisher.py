@@ -44,7 +44,7 @@ def heatmap_layer_group(groups_df: pd.DataFrame, estimator: str = "fisher_empiri
     ax.set_ylabel("layer")
     ax.tick_params(axis="y", rotation=0)  # layer numbers read upright
     for t in ax.get_xticklabels():  # group names slanted, each ending under its column
-        t.set(rotation=30, ha="right", rotation_mode="anchor")
+        t.set(rotation=60, ha="right", rotation_mode="anchor")  # 30 degrees: 12 names ran into each other
     ax.set_title(title or f"{estimator} · {norm} · {subset}")
     return fig
 
