@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pandas as pd
 
 from ..config import DataConfig
 from ..data import load_rec_data
+from ..evaluation import paired_comparison
 from .depth import reference_metrics
 
 __all__ = ["ALTERNATIVES", "tie_sensitivity"]
@@ -22,13 +22,13 @@ __all__ = ["ALTERNATIVES", "tie_sensitivity"]
 ALTERNATIVES = (("shuffle", 1), ("item", 0))  # (tie_break, tie_seed) orders compared with the profile's own
 
 
-def tie_sensitivity(dcfg: DataConfig, paths, seed: int = 0, alternatives=ALTERNATIVES, n_boot: int = 2000,
-                    ci: float = 0.95) -> pd.DataFrame:
+def tie_sensitivity(dcfg: DataConfig, paths, seed: int = 0, alternatives=ALTERNATIVES,
+                    n_boot: int = 2000) -> pd.DataFrame:
     """The count baselines' test NDCG@10 under the tie order of `dcfg` and under each alternative order.
 
     Returns a tidy frame, one row per (order, predictor): order ("shuffle seed 1", "item"), predictor ("markov",
     "popularity"), ndcg10 under the profile's order and under this one, their per-user difference (this one minus the
-    profile's) with a percentile bootstrap CI over users (seeded), and the shares of validation and test targets that
+    profile's) with its 95% bootstrap CI over users (`lab.evaluation.paired_comparison`, seeded), and the shares of validation and test targets that
     change. Users are paired by index: the same users under every order. Chapter 01."""
     rd, _, _ = load_rec_data(dcfg, paths, seed, progress=False)
     means, users = reference_metrics(rd, None, split="test")
@@ -39,13 +39,11 @@ def tie_sensitivity(dcfg: DataConfig, paths, seed: int = 0, alternatives=ALTERNA
             continue
         rd_alt, _, _ = load_rec_data(alt, paths, seed, progress=False)
         means_alt, users_alt = reference_metrics(rd_alt, None, split="test")
-        idx = np.random.default_rng(tie_seed).integers(0, len(users), size=(n_boot, len(users)))  # (n_boot, U)
         for name in means:
-            diff = users_alt[name].to_numpy() - users[name].to_numpy()  # (U,) per user
-            lo, hi = np.quantile(diff[idx].mean(1), [(1 - ci) / 2, (1 + ci) / 2])
+            test = paired_comparison(users_alt[name], users[name], n_boot=n_boot, seed=tie_seed)  # per user
             rows.append({"order": f"{rule} seed {tie_seed}" if rule == "shuffle" else rule, "predictor": name,
                          "ndcg10_profile": means[name], "ndcg10_order": means_alt[name],
-                         "diff": float(diff.mean()), "diff_low": float(lo), "diff_high": float(hi),
+                         "diff": test["diff"], "diff_low": test["ci_low"], "diff_high": test["ci_high"],
                          "valid_targets_changed": float((rd.valid_target != rd_alt.valid_target).float().mean()),
                          "test_targets_changed": float((rd.test_target != rd_alt.test_target).float().mean())})
     return pd.DataFrame(rows)

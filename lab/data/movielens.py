@@ -65,9 +65,7 @@ def extract_movielens(wheel: str | os.PathLike, dest: str | os.PathLike) -> dict
                         fh.write(chunk)
                 os.replace(tmp, dest / name)
                 out[name] = dest / name
-    except (zipfile.BadZipFile, EOFError, OSError) as e:
-        if isinstance(e, DataError):
-            raise
+    except (zipfile.BadZipFile, EOFError, OSError) as e:  # a missing member's DataError passes through
         raise DataError(f"{wheel}: damaged wheel ({type(e).__name__}: {e}); delete it and fetch it again with "
                         f"{FETCH}") from None
     return out
