@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -157,11 +158,11 @@ def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Pat
     loss_fn = loss_fn or (lambda m, x, y, rows: m(x, labels=y, score="none").loss)
     epochs_this_call = 0
     t_start = time.perf_counter() - state["elapsed"]
-    while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
-        last_epoch = state["history"][-1]["seconds"] if state["history"] else 0.0
-        if (time.perf_counter() - t_start + last_epoch) / 60 > cfg.max_minutes:  # another epoch would overrun
-            print(f"stopping: another epoch would overrun the {cfg.max_minutes} min budget "
-                  f"(after {state['epoch']} epochs)")
+    state["stopped_by"] = None  # why the run ended: "epochs", "patience" or "budget" (None: interrupted, or running)
+    while True:
+        reason = stop_reason(state, cfg, time.perf_counter() - t_start)
+        if reason is not None:
+            state["stopped_by"] = reason
             break
         model.train()
         torch.manual_seed(seed * 1000 + state["epoch"])  # dropout stream per epoch: same numbers twice, and on resume
@@ -236,11 +237,39 @@ def fit(model: SeqRecModel, data: RecData, cfg: TrainConfig, ckpt_dir: str | Pat
         epochs_this_call += 1
         if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
             break
+    if state["stopped_by"] is not None and ckpt and is_main_process():  # the checkpoint says why the run ended
+        with atomic_path(ckpt / "last.pt") as tmp:
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                        "rng": torch.get_rng_state(), "state": state}, tmp)
     model.load_state_dict(best_state)
     model.eval()
     if acc is not None:
         acc.wait_for_everyone()
-    return pd.DataFrame(state["history"])
+    history = pd.DataFrame(state["history"])
+    history.attrs["stopped_by"] = state["stopped_by"]
+    return history
+
+
+def stop_reason(state: dict, cfg: TrainConfig, elapsed_s: float) -> str | None:
+    """Why `fit` stops before another epoch, or None to go on: "epochs" (the maximum reached), "patience" (early
+    stopping: `cfg.patience` epochs without a better validation NDCG@10) or "budget" (another epoch would overrun
+    `cfg.max_minutes` of wall time). Convergence is the validation's call, never the clock's: a budget stop is
+    warned about loudly (a `RuntimeWarning` and a printed line) and `train_or_load` records it (`stopped_by_budget`),
+    so a loaded machine cannot silently under-train a teacher (issue 24)."""
+    if state["epoch"] >= cfg.epochs:
+        return "epochs"
+    if state["bad_epochs"] >= cfg.patience:
+        return "patience"
+    if not state["history"]:  # the first epoch always runs: a run of no epochs has no model to keep
+        return None
+    if (elapsed_s + state["history"][-1]["seconds"]) / 60 > cfg.max_minutes:  # another epoch would overrun
+        msg = (f"training stopped by the wall-clock budget, NOT by validation: another epoch would overrun "
+               f"max_minutes={cfg.max_minutes} after {state['epoch']} of {cfg.epochs} epochs (early stopping had "
+               f"{state['bad_epochs']} of {cfg.patience} bad epochs); the model may be under-trained")
+        print(f"WARNING: {msg}", flush=True)
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        return "budget"
+    return None
 
 
 def _distributed_step(acc, net, params, opt, loss_fn, data: RecData, idx: torch.Tensor, by_tokens: bool,
@@ -274,8 +303,10 @@ def train_or_load(model: SeqRecModel, data: RecData, cfg: TrainConfig, out_dir: 
                   progress: bool = True, key: dict | None = None) -> tuple[SeqRecModel, pd.DataFrame, dict]:
     """Train and `save_pretrained` into `out_dir`, or load it when a finished model with the same key is there.
 
-    Returns (model, history, info) where info has `train_seconds`, `epochs`, `trainable_params` (what the optimiser
-    changed: an LLM teacher's LoRA adapters and item table), `loaded` and the key.
+    Returns (model, history, info) where info has `train_seconds`, `epochs`, `stopped_by` ("epochs", "patience" or
+    "budget": `stop_reason`) and `stopped_by_budget` (True when the wall clock, not validation, ended it),
+    `trainable_params` (what the optimiser changed: an LLM teacher's LoRA adapters and item table), `loaded` and the
+    key.
     The intermediate checkpoints live in `out_dir/ckpt` until training finishes, so an interrupted run resumes.
     """
     out_dir = Path(out_dir)
@@ -287,8 +318,10 @@ def train_or_load(model: SeqRecModel, data: RecData, cfg: TrainConfig, out_dir: 
     trainable = count_parameters(model, trainable_only=True)
     history = fit(model, data, cfg, ckpt_dir=out_dir / "ckpt", seed=seed, progress=progress)
     dev = next(model.parameters()).device
+    stopped_by = history.attrs.get("stopped_by")
     info = {"key": jsonable(key), "train_seconds": time.perf_counter() - t0,
             "epochs": int(len(history)), "best_valid_ndcg@10": float(history["valid_ndcg@10"].max()),
+            "stopped_by": stopped_by, "stopped_by_budget": stopped_by == "budget",  # validation or the clock
             "trainable_params": trainable, "device": str(dev), "batch_size": train_batch_size(cfg, dev),
             "deterministic": dev.type != "cuda" or bool(cfg.cuda_deterministic)}  # which kernels trained it
     state = checkpoint_state(out_dir / "ckpt")

@@ -119,3 +119,24 @@ def test_compile_mode_names_the_modes():
     assert [compile_mode(m) for m in COMPILE_MODES] == list(COMPILE_MODES)
     with pytest.raises(ValueError, match="reduce-overhead"):
         compile_mode("cudagraphs")
+
+
+def test_the_run_says_why_it_stopped_and_a_budget_stop_is_loud(data, tmp_path):
+    """Validation or the epoch cap ends a run quietly; the wall clock only with a warning, and the result says so
+    (issue 24: a loaded machine must not silently under-train a teacher)."""
+    from lab.train import stop_reason
+
+    state = {"epoch": 2, "bad_epochs": 0, "history": [{"seconds": 30.0}]}
+    assert stop_reason({**state, "epoch": 3}, CFG, 0.0) == "epochs"
+    assert stop_reason({**state, "bad_epochs": 5}, CFG, 0.0) == "patience"
+    assert stop_reason(state, CFG, 60.0) is None  # 1 min + a 30 s epoch fits 5 min
+    with pytest.warns(RuntimeWarning, match="wall-clock budget"):
+        assert stop_reason(state, CFG, 4.6 * 60) == "budget"  # 4.6 min + 30 s would overrun 5 min
+    _, _, info = train_or_load(_model(data), data, CFG, tmp_path / "epochs", progress=False)
+    assert (info["stopped_by"], info["stopped_by_budget"], info["epochs"]) == ("epochs", False, CFG.epochs)
+    assert stop_reason({**state, "history": []}, CFG, 1e6) is None  # the first epoch always runs
+    tiny = TrainConfig(epochs=3, batch_size=32, lr=5e-3, patience=5, max_minutes=1e-9)  # stops after the first
+    with pytest.warns(RuntimeWarning, match="NOT by validation"):
+        _, _, info = train_or_load(_model(data), data, tiny, tmp_path / "budget", progress=False)
+    assert (info["stopped_by"], info["stopped_by_budget"], info["epochs"]) == ("budget", True, 1)
+    assert train_or_load(_model(data), data, tiny, tmp_path / "budget", progress=False)[2]["stopped_by_budget"]

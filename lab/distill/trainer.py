@@ -164,8 +164,9 @@ def distill(teacher: SeqRecModel, student: SeqRecModel, data: RecData, cfg: Dist
         fit_s = time.perf_counter() - t0
     state = checkpoint_state(out_dir / "ckpt")
     train_s = state["elapsed"] if state else fit_s
-    finished = state is None or not (state["epoch"] < tc.epochs and state["bad_epochs"] < tc.patience
-                                     and state["elapsed"] / 60 <= tc.max_minutes)
+    stopped_by = state.get("stopped_by") if state else history.attrs.get("stopped_by")
+    finished = state is None or stopped_by is not None or not (state["epoch"] < tc.epochs
+                                                               and state["bad_epochs"] < tc.patience)
     if dev.type == "cuda":
         peak_mb, how = torch.cuda.max_memory_allocated(dev) / 2**20, "cuda_max_allocated"
     else:
@@ -178,6 +179,7 @@ def distill(teacher: SeqRecModel, student: SeqRecModel, data: RecData, cfg: Dist
         "peak_mem_mb": float(peak_mb), "mem_method": how, "mem_breakdown_mb": {k: v / 2**20 for k, v in mem.items()},
         "teacher_layers": t_layers, "student_layers": list(student.config.source_layers or []),
         "weights": [float(w) for w in weights], "terms": loss.summary(), "finished": bool(finished),
+        "stopped_by": stopped_by, "stopped_by_budget": stopped_by == "budget",  # validation or the clock (`fit`)
     }
     if not finished:
         return model, history, {**info, "loaded": False}
