@@ -141,8 +141,9 @@ LLM = Profile(
     distill=dict(epochs=2, patience=1),
     # every variant (Fisher weighting) for fisher_topk, the best one for uniform, top, bottom and 2 random draws:
     # 8 students of the LLM + LoRA + QLoRA
+    # (no extended teacher: a merged LLM checkpoint cannot continue its LoRA recipe)
     distill_grid=dict(rules=("fisher_topk", "uniform", "top", "bottom", "random"), main_rules=("fisher_topk",),
-                      weightings=("fisher",), n_random=2),
+                      weightings=("fisher",), n_random=2, extended_teacher=False),
     bench=dict(repeats=8, warmup=1),  # a batch-256 pass of the 30-layer LLM is 6 s
     depths=(1, 2, 4, 7, 8),  # the from-scratch models beside the pretrained 30-layer teacher; 7 = L/4, chapter 05's
     #                          control (the students' size trained from scratch with the teacher's recipe)

@@ -8,7 +8,7 @@ import torch
 
 from lab.config import ModelConfig, TrainConfig
 from lab.distill import (DistillConfig, DistillGrid, DistillLoss, apply_adapter, build_teacher_cache, distill,
-                         distillation_record, freeze_teacher, layer_mapping, layer_weights, meets_goal, merge_student,
+                         freeze_teacher, layer_mapping, layer_weights, merge_student,
                          plan_layers, retention, tpme)
 from lab.fisher.tables import importance_vector
 from lab.models import build_model, build_student
@@ -283,15 +283,37 @@ def results_frame() -> pd.DataFrame:
 
 
 def test_meets_goal_on_a_row_and_on_a_frame():
+    from lab.chapters.c05_distillation import meets_goal
+
     r = results_frame().set_index("name")
     best = r.loc["fisher_topk:kd"]
     assert bool(meets_goal(best, 0.95, 3.0)) and bool(meets_goal(best, 0.95, 3.0, ci=True))
     assert not bool(meets_goal(best, 0.95, 3.6))  # too slow
     assert meets_goal(r, 0.95, 3.0).tolist() == [False, True, True, True]
     assert meets_goal(r, 0.95, 3.0, ci=True).tolist() == [False, True, True, False]
+    assert meets_goal(r).tolist() == [True, True, True, True]  # C1's goal (lab.constants): 92% at 3.2x
+
+
+def test_the_method_student_is_named_by_the_rule_not_by_a_score():
+    """Issue 24: C1 tests the method's own student (fisher_topk, "kd+fisher"), even when another variant of it scores
+    better on validation; without that variant, the first of the stated order (lab.hypotheses.VARIANT_ORDER)."""
+    from lab.chapters.c05_distillation import method_name
+    from lab.distill import method_student
+
+    f = pd.concat([results_frame(), pd.DataFrame({
+        "name": ["fisher_topk:kd+fisher", "uniform:kd+fisher", "fisher_topk:kd+fisher:lora"],
+        "rule": ["fisher_topk", "uniform", "fisher_topk"], "variant": ["kd+fisher"] * 3,
+        "adapter": ["full", "full", "lora"], "valid_ndcg@10": [0.10, 0.50, 0.60]})], ignore_index=True)
+    assert method_name(f) == "fisher_topk:kd+fisher"  # the worst on validation: chosen by the rule
+    assert method_name(results_frame()) == "fisher_topk:kd"  # no kd+fisher: "kd" comes first in VARIANT_ORDER
+    assert method_student(results_frame(), fallback=("ce", "kd")) == "fisher_topk:ce"
+    with pytest.raises(ValueError, match="no 'top' student"):
+        method_student(results_frame(), rule="top", fallback=("kd",))
 
 
 def test_distillation_record_from_the_students_table():
+    from lab.chapters.c05_distillation import distillation_record
+
     grid = DistillGrid(main_rules=("fisher_topk",), variants=("ce", "kd"), adapters=("lora",))
     comparisons = pd.DataFrame([{"a": "kd", "b": "ce", "diff": 0.01, "ci_low": 0.0, "ci_high": 0.02,
                                  "wilcoxon_p": 0.04, "holm_p": 0.04, "clear": True, "ci_clear": True,
@@ -300,7 +322,8 @@ def test_distillation_record_from_the_students_table():
     cache = {"cache_mb": 1.5, "steps_per_epoch": 4}
     rec = distillation_record(results_frame(), grid, DistillConfig(mapping="source"), k=2, comparisons=comparisons,
                               ratios=ratios, scratch=pd.Series({"retention": 0.9}), cache=cache, goal=(0.95, 3.0),
-                              alpha=0.05, chapter_seconds=60.0)
+                              alpha=0.05, chapter_seconds=60.0, controls={"scratch_full_retention": 0.8},
+                              teacher_info={"epochs": 7, "stopped_by": "patience", "stopped_by_budget": False})
     names = ["fisher_topk:ce", "fisher_topk:kd", "uniform:kd", "fisher_topk:kd:lora"]
     assert rec == {
         "k": 2, "n_students": 4, "main_rules": ["fisher_topk"], "mapping": "source",
@@ -310,6 +333,10 @@ def test_distillation_record_from_the_students_table():
         "layerwise_choice": {"top_w": None, "rival": None},
         "retention": dict(zip(names, [0.94, 0.97, 0.97, 0.96])),
         "retention_ci": dict(zip(names, [[0.90, 0.98], [0.955, 0.99], [0.955, 0.99], [0.93, 0.99]])),
+        # the method: fisher_topk with kd+fisher, absent here, so "kd" (the first of VARIANT_ORDER it has)
+        "method_name": "fisher_topk:kd", "method_rule": "fisher_topk", "method_variant": "kd",
+        "method_retention": 0.97, "method_retention_ci": [0.955, 0.99], "method_speedup": 3.5,
+        "method_speedup_b1": 2.5,
         "best_retention": 0.97, "best_retention_ci": [0.955, 0.99], "max_retention": 0.97,
         "scratch_small_retention": 0.9, "alpha": 0.05,
         "variant_comparisons": {"kd vs ce": {"diff": 0.01, "ci_low": 0.0, "ci_high": 0.02, "wilcoxon_p": 0.04,
@@ -317,7 +344,9 @@ def test_distillation_record_from_the_students_table():
                                              "a_runs": ["fisher_topk:kd"], "b_runs": ["fisher_topk:ce"]}},
         "best_speedup": 3.5, "best_speedup_b1": 2.5,
         "adapter_speed_ratio": {"fisher_topk:kd:lora": {"1": 1.02, "256": 0.98}},
-        "goal_met": True, "goal_met_ci": True,
+        "goal": [0.95, 3.0], "goal_met": True, "goal_met_ci": True, "best_goal_met": True, "best_goal_met_ci": True,
+        "teacher_epochs": 7, "teacher_stopped_by": "patience", "teacher_stopped_by_budget": False,
+        "scratch_full_retention": 0.8,  # the controls, as given
         "train_seconds": dict(zip(names, [10.0, 12.0, 12.0, 8.0])), "train_seconds_total": 30.0,  # same_as not twice
         "same_as": {"uniform:kd": "fisher_topk:kd"},
         "tpme": dict(zip(names, [0.5, 1.0, 1.0, 0.0])),
@@ -333,6 +362,40 @@ def test_distillation_record_from_the_students_table():
                                alpha=0.05, chapter_seconds=1.0)
     assert np.isnan(bare["scratch_small_retention"]) and bare["variant_comparisons"] == {}
     assert bare["adapter_speed_ratio"] == {} and (bare["goal_met"], bare["goal_met_ci"]) == (False, False)
+    # the goal is decided for the method's student; the best one on validation is a separate row
+    ce = distillation_record(results_frame(), grid, DistillConfig(), k=2, comparisons=pd.DataFrame(),
+                             ratios=pd.DataFrame(index=[1, 256]), scratch=None, cache={}, goal=(0.95, 3.0),
+                             alpha=0.05, chapter_seconds=1.0, method="fisher_topk:ce")
+    assert (ce["method_retention"], ce["goal_met"], ce["best_goal_met"]) == (0.94, False, True)
+
+
+def test_control_summary_from_planted_per_user_values():
+    """Chapter 05's controls: retention and paired differences recomputed from planted per-user NDCG@10 by plain
+    numpy (mean ratios, mean differences)."""
+    from lab.chapters.c05_distillation import EXTENDED, control_summary
+
+    rng = np.random.default_rng(1)
+    users = np.arange(200)
+    t = rng.uniform(0.2, 0.6, 200)
+    vals = {"fisher_topk:kd+fisher": 0.9 * t, "uniform:kd": 0.95 * t, "scratch_full:2": 0.8 * t, EXTENDED: 1.1 * t}
+    pu = pd.concat([pd.DataFrame({"name": n, "user": users, "ndcg@10": v, "hr@10": v, "mrr": v})
+                    for n, v in vals.items()], ignore_index=True)
+    teacher = pd.DataFrame({"user": users, "ndcg@10": t, "hr@10": t, "mrr": t})
+    info = {"epochs": 3, "best_valid_ndcg@10": 0.3, "stopped_by": "epochs"}
+    s = control_summary(pu, teacher, {"scratch_full:2": (None, info), EXTENDED: (None, info)},
+                        "fisher_topk:kd+fisher", "uniform:kd")
+    assert s["scratch_full_name"] == "scratch_full:2" and s["scratch_full_retention"] == pytest.approx(0.8)
+    lo, hi = s["scratch_full_retention_ci"]
+    assert lo == pytest.approx(0.8) and hi == pytest.approx(0.8)  # an exact ratio for every user: no spread
+    assert s["method_vs_scratch_full"]["diff"] == pytest.approx(float((0.1 * t).mean()))
+    assert s["best_vs_scratch_full"]["diff"] == pytest.approx(float((0.15 * t).mean()))
+    assert s["extended_vs_teacher"]["diff"] == pytest.approx(float((0.1 * t).mean()))
+    assert s["method_retention_vs_extended_teacher"] == pytest.approx(0.9 / 1.1)
+    assert s["best_retention_vs_extended_teacher"] == pytest.approx(0.95 / 1.1)
+    assert set(s["retention_vs_extended_teacher"]) == {"fisher_topk:kd+fisher", "uniform:kd"}
+    alone = control_summary(pu[pu["name"] != EXTENDED], teacher, {"scratch_full:2": (None, info)},
+                            "fisher_topk:kd+fisher", "uniform:kd")
+    assert "extended_teacher_epochs" not in alone and "retention_vs_extended_teacher" not in alone
 
 
 def test_rule_comparisons_pair_the_fisher_student_with_every_other_rule():

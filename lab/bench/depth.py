@@ -120,21 +120,40 @@ def score_depth(model, L: int, rd: RecData, refs: dict, frame: pd.DataFrame) -> 
     return {"L": L, "ndcg@10": float(means["ndcg@10"]), "gap_closed": gap_closed(means["ndcg@10"], refs)}
 
 
+def depth_model(cfg, rd: RecData, stats: dict, L: int, root, seed: int = 0, progress: bool = False):
+    """Train (or load) the model of `L` layers from scratch with the teacher's recipe in `root/L<L>`: the profile
+    teacher's width (`lab.models.scratch_config`), data, epochs, patience and learning rate, epochs never minutes.
+    Returns `lab.train.train_or_load`'s (model, history, info). The one train-or-load of a depth: chapter 02's depth
+    curve (`train_depths`), `python -m lab bench depth`, and chapters 05-06's control (`scratch_control`) share it."""
+    # The budget is epochs, never minutes: a wall-clock cap makes the result depend on the machine's load (a 24-layer
+    # model, or any model on a busy machine, would be cut short; seed 2's L = 8 once stopped after 2 of 12 epochs
+    # while other jobs ran). Every depth gets the profile's epochs and early stopping.
+    train_cfg = dataclasses.replace(cfg.train, max_minutes=EPOCHS_ONLY)
+    mcfg = scratch_config(cfg.model, L)
+    torch.manual_seed(seed)
+    model = build_model(mcfg, rd.num_items, rd.max_len, item_titles=rd.item_titles)
+    return train_or_load(model, rd, train_cfg, Path(root) / f"L{L}", seed=seed, progress=progress,
+                         key={"model": dataclasses.asdict(mcfg), "data": stats.get("config_hash")})
+
+
+def scratch_control(cfg, P: Paths, rd: RecData, stats: dict, k: int, seed: int = 0, device=None,
+                    progress: bool = False):
+    """The k-layer model from scratch with the teacher's full recipe (`depth_model` in `<run>/depth_bench`, the folder
+    chapter 02's depth curve trains; the profiles' `depths` hold L/4, so chapter 02 trains it and chapters 05 and 06
+    load it): the control that says whether distillation helps (issue 24). Returns (model in eval mode on `device`,
+    info)."""
+    model, _, info = depth_model(cfg, rd, stats, k, P.root / "depth_bench", seed, progress)
+    return (model.to(device) if device is not None else model).eval(), info
+
+
 def train_depths(cfg, rd: RecData, stats: dict, depths, root, seed: int, refs: dict, frame: pd.DataFrame,
                  progress: bool = False) -> list[dict]:
-    """Train (or load) one model per depth from scratch, the profile teacher's width and budget, in `root/L<depth>`,
-    and add each one's per-user test NDCG@10 to `frame` as column `L<depth>`. Returns one row per depth."""
-    # The sweep's budget is epochs, never minutes: a wall-clock cap makes the result depend on the machine's load (a
-    # 24-layer model, or any model on a busy machine, would be cut short; seed 2's L = 8 once stopped after 2 of 12
-    # epochs while other jobs ran). Every depth gets the profile's epochs and early stopping.
-    train_cfg = dataclasses.replace(cfg.train, max_minutes=EPOCHS_ONLY)
+    """Train (or load) one model per depth from scratch, the profile teacher's width and budget, in `root/L<depth>`
+    (`depth_model`), and add each one's per-user test NDCG@10 to `frame` as column `L<depth>`. Returns one row per
+    depth."""
     rows = []
     for L in depths:
-        mcfg = scratch_config(cfg.model, L)
-        torch.manual_seed(seed)
-        model = build_model(mcfg, rd.num_items, rd.max_len, item_titles=rd.item_titles)
-        model, _, info = train_or_load(model, rd, train_cfg, root / f"L{L}", seed=seed, progress=progress,
-                                       key={"model": dataclasses.asdict(mcfg), "data": stats.get("config_hash")})
+        model, _, info = depth_model(cfg, rd, stats, L, root, seed, progress)
         rows.append({"seed": seed, **score_depth(model, int(L), rd, refs, frame),
                      "train_seconds": float(info["train_seconds"]), "epochs": int(info["epochs"]),
                      "loaded": bool(info.get("loaded", False))})

@@ -30,6 +30,12 @@ LLAMA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_pr
 TINYBERT = dict(alpha=0.0, beta=1.0, temperature=1.0, gamma=1.0, weighting="uniform", distance="mse",
                 mapping="last_of_block", attention=1.0, embedding=1.0)
 BASELINE_VARIANTS = ("tinybert",)  # variants trained as baselines after chapter 05's choices, never chosen by them
+# The book's method, as its authors state it: the Fisher-selected layers (selection rule "fisher_topk") distilled with
+# logit KD plus the Fisher-weighted layer-wise term ("kd+fisher"). Its student is the one C1 and chapter 06 test
+# (`lab.distill.trainer.method_student`); where the grid did not train that variant, the first trained one of a stated
+# order (`lab.hypotheses.VARIANT_ORDER`) stands in, never a choice made on test.
+METHOD_RULE = "fisher_topk"
+METHOD_VARIANT = "kd+fisher"
 
 
 @dataclass
@@ -139,8 +145,12 @@ class DistillGrid:
     weightings: tuple = ("uniform", "depth", "fisher")  # layer weightings that "kd+layer" is trained with
     n_random: int = 0  # random-selection draws used (rule "random", draws 0..n_random-1)
     adapters: tuple = ("lora", "qlora")  # adapter runs on the best full fine-tuning setting
-    tinybert_rules: tuple = ("uniform",)  # rules whose layer sets are also distilled TinyBERT's way (`TINYBERT`; its
-    #                                       uniform mapping and DistilBERT's every-other-layer start), after the choices
+    tinybert_rules: tuple = ("uniform",)  # selection rules whose layer sets are also distilled TinyBERT's way
+    #   (`TINYBERT`, after the choices): the "uniform" *selection rule* (DistilBERT's every-other-layer start); the
+    #   layer *mapping* of TinyBERT's terms is its g(m) = m·L/k, "last_of_block"
+    extended_teacher: bool = True  # also train the teacher for the students' epochs from its saved weights (the
+    #   control "the teacher given the same extra compute", issue 24); off for a pretrained LLM teacher, whose LoRA
+    #   recipe a merged checkpoint cannot continue
 
     @classmethod
     def for_profile(cls, profile: str) -> "DistillGrid":

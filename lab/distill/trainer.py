@@ -28,7 +28,7 @@ from ..selection import layers_str, parse_layers
 from ..train import (accelerator, autocast, checkpoint_state, config_defaults, fit, load_finished,
                      save_finished)
 from .adapters import apply_adapter, merge_student
-from .config import BASELINE_VARIANTS, DistillConfig, DistillGrid
+from .config import BASELINE_VARIANTS, METHOD_RULE, METHOD_VARIANT, DistillConfig, DistillGrid
 from .losses import (DistillLoss, TeacherCache, build_teacher_cache, eager_attention, layer_mapping,
                      layer_weights)
 
@@ -440,6 +440,21 @@ def best_student(frame: pd.DataFrame, metric: str = "valid_ndcg@10") -> str:
     one on ties, in training order)."""
     sel = frame[(frame["same_as"] == "") & (frame["adapter"] == "full") & ~frame["variant"].isin(BASELINE_VARIANTS)]
     return str(sel.loc[sel[metric].idxmax(), "name"])
+
+
+def method_student(frame: pd.DataFrame, rule: str = METHOD_RULE, variant: str = METHOD_VARIANT,
+                   fallback=()) -> str:
+    """The method's own student (chapters 05 and 06, and C1): the full fine-tuned student of selection rule `rule`
+    trained with `variant` (the method: `METHOD_RULE`, `METHOD_VARIANT`, Fisher-weighted layer-wise KD); where the
+    grid did not train that variant for the rule, the first of `fallback` (a stated order of variants) it did train.
+    Decided by this rule alone, never by validation or test scores; ValueError when the rule has none of them."""
+    sel = frame[(frame["rule"] == rule) & (frame["adapter"] == "full")]
+    trained = list(dict.fromkeys(sel["variant"]))
+    for v in (variant, *fallback):
+        if v in trained:
+            return str(sel.loc[sel["variant"] == v, "name"].iloc[0])
+    raise ValueError(f"no {rule!r} student trained with {variant!r} or any of {tuple(fallback)}; its variants: "
+                     f"{trained}")
 
 
 def layerwise_choices(means: pd.Series) -> dict:
