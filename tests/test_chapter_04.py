@@ -1,11 +1,11 @@
 """Chapter 04 in the smoke profile: the values it records are recomputed here from its saved artefacts
-(`selections.parquet`, `speed.parquet`, chapter 03's `importance.parquet`) and the saved teacher: choices are made on
-validation, the p-values against the random draws and their Holm adjustment, the greedy validation search's signed
-gap, and one student's quality rebuilt from the teacher's layers."""
+(`selections.parquet`, `04_selection_users.parquet`, `speed.parquet`, chapter 03's `importance.parquet`) and the
+saved teacher: choices are made on validation, the per-user paired tests against the random draws' mean and their Holm
+adjustment, the greedy validation search's signed gap, and one student's quality rebuilt from the teacher's layers."""
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import spearmanr
+from scipy.stats import spearmanr, wilcoxon
 
 import lab
 from lab import fisher as lf
@@ -60,21 +60,35 @@ def test_chapter_04_chooses_on_validation_and_reports_test(ch04):
     assert r["random_mean_quarter"] == pytest.approx(q.loc[q.rule == "random", "test_ndcg@10"].mean())
 
 
-def test_chapter_04_p_values_against_random_draws(ch04):
-    r, _, _, q, by = ch04
-    rnd = q.loc[q.rule == "random", "test_ndcg@10"].to_numpy()
-    p = r["p_vs_random_quarter"]
-    assert set(p) == {x for x in by.index if x != "random" and "[" not in x}
-    for rule, v in p.items():  # one-sided Monte Carlo p: draws at least as good as the rule, plus one, over n + 1
-        assert v == pytest.approx((1 + np.sum(rnd >= by.loc[rule, "test_ndcg@10"])) / (len(rnd) + 1)), rule
+def test_chapter_04_paired_tests_against_the_random_mean(ch04):
+    r, P, _, q, by = ch04
+    users = pd.read_parquet(P.file("04_selection_users.parquet"))
+    wide = users.pivot(index="user", columns="layers", values="test_ndcg@10")
+    data, _, _ = load_rec_data(lab.get_config("smoke", 0).data, P, seed=0, progress=False)
+    assert len(wide) == r["random_test_users"] == len(data.test_target)
+    rnd = wide[q.loc[q.rule == "random", "layers"].to_list()].mean(axis=1)  # each user's mean over the draws
+    main = {x for x in by.index if x != "random" and "[" not in x}
+    assert set(r["wilcoxon_p_vs_random_quarter"]) == main
+    p = {}
+    for rule in main:  # per user: the rule's student minus the draws' mean; Wilcoxon signed-rank
+        d = wide[q.loc[q.rule == rule, "layers"].iloc[0]] - rnd
+        assert r["minus_random_quarter"][rule] == pytest.approx(d.mean(), abs=1e-12), rule
+        assert d.mean() == pytest.approx(by.loc[rule, "test_ndcg@10"] - by.loc["random", "test_ndcg@10"], abs=1e-9)
+        p[rule] = wilcoxon(d).pvalue if (d != 0).any() else 1.0
+        assert r["wilcoxon_p_vs_random_quarter"][rule] == pytest.approx(p[rule]), rule
     names = sorted(p, key=p.get)  # Holm by hand: the i-th smallest times (m - i), running max, capped at 1
     m, run, want = len(names), 0.0, {}
     for i, n in enumerate(names):
         run = max(run, (m - i) * p[n])
         want[n] = min(1.0, run)
     for n in names:
-        assert r["p_holm_vs_random_quarter"][n] == pytest.approx(want[n]), n
-    assert r["rules_beating_random_holm_quarter"] == [n for n in p if want[n] < r["alpha"]]
+        assert r["holm_p_vs_random_quarter"][n] == pytest.approx(want[n]), n
+        lo, hi = r["minus_random_ci_quarter"][n]
+        clear = want[n] < r["alpha"] and (lo > 0 or hi < 0)
+        assert r["verdict_vs_random_quarter"][n] == (("better" if r["minus_random_quarter"][n] > 0 else "worse")
+                                                     if clear else "cannot tell"), n
+    assert r["rules_beating_random_holm_quarter"] == [n for n in sorted(main)
+                                                      if r["verdict_vs_random_quarter"][n] == "better"]
 
 
 def test_chapter_04_rebuilt_from_the_teacher(ch04):

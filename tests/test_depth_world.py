@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from lab import data as D
 from lab.config import DEPTH_WORLD, DataConfig, depth_world
@@ -383,3 +384,53 @@ def test_full_profile_is_as_large_as_issue_16_asks():
     kept = pairs[keep]
     assert kept["user"].nunique() >= 50_000 and kept["item"].nunique() >= 10_000 and len(kept) >= 500_000, \
         (kept["user"].nunique(), kept["item"].nunique(), len(kept))
+
+
+# ------------------------------------------------------------------ the ceiling on the histories the models see
+def test_bayes_reads_the_generated_history_the_pre_processing_thinned():
+    """Drop a third of the items, as k-core would: every kept user's processed history maps back to their generated
+    history before the next kept item, and the `bayes` scorer is the generator's law given that history (exact),
+    while `bayes_processed` applies it to the thinned history; with nothing dropped the two agree."""
+    cfg = tiny(n_users=80, n_items=30, n_clusters=3, mean_seq_len=8.0)
+    _, w = D.simulate_synthetic(cfg, seed=1)
+    w.item_ids = np.array([f"i{g}" for g in range(w.n_items)])
+    dropped = np.arange(w.n_items) % 3 == 0
+    catalogue = [None] + [f"i{g}" for g in np.flatnonzero(~dropped)]  # processed id -> parent_asin, 0 = PAD
+    proc_id = {int(f[1:]): i for i, f in enumerate(catalogue) if f}
+    refs = D.reference_scorers(w, catalogue)
+    rows, want = [], []
+    for u, seq in enumerate(w.sequences):
+        seq = seq[seq >= 0]
+        steps = [t for t, g in enumerate(seq) if not dropped[g]]
+        if len(steps) >= 5:  # the history: the kept items before the user's last kept one (4 or more: no two alike)
+            rows.append([proc_id[int(seq[t])] for t in steps[:-1]])
+            want.append(seq[:steps[-1]])  # the generated history before the target, dropped items included
+    width = max(map(len, rows))
+    h = torch.tensor([[0] * (width - len(r)) + r for r in rows])  # left-padded with PAD
+    got = refs["bayes"](h).numpy()
+    assert refs["bayes"].prefixes.matched == len(rows) and refs["bayes"].prefixes.fallbacks == 0
+    law = D.bayes_scores(w, want)  # (B, I) over generated items
+    gen = np.array([-1] + [int(f[1:]) for f in catalogue[1:]])
+    np.testing.assert_allclose(got[:, 1:], law[:, gen[1:]], atol=1e-12)
+    thinned = refs["bayes_processed"](h).numpy()
+    assert np.abs(thinned - got).max() > 1e-3  # the thinned history is another law: the old ceiling was not exact
+    # nothing dropped: the generated history is the processed one, and the two scorers agree
+    full = [None] + [f"i{g}" for g in range(w.n_items)]
+    refs = D.reference_scorers(w, full)
+    seqs = [s[s >= 0] for s in w.sequences if (s >= 0).sum() >= 2]
+    width = max(map(len, seqs)) - 1
+    h = torch.tensor([[0] * (width - len(s) + 1) + (s[:-1] + 1).tolist() for s in seqs])
+    np.testing.assert_allclose(refs["bayes"](h).numpy(), refs["bayes_processed"](h).numpy(), atol=1e-12)
+    assert refs["bayes"].prefixes.fallbacks == 0
+
+
+def test_generated_prefixes_fall_back_when_a_history_is_ambiguous_or_unknown():
+    _, w = D.simulate_synthetic(tiny(), seed=0)
+    w.sequences = np.array([[0, 1, 2, -1], [0, 4, 2, 5], [0, 1, 3, -1], [7, 8, -1, -1]])  # four planted users
+    pre = S.GeneratedPrefixes(w, np.r_[-1, [0, 1, 2, 3, 5, 7, 8]])  # items 4 and 6 dropped
+    got = pre.prefixes(np.array([[-1, 0, 1], [-1, -1, 0], [-1, 0, 2], [-1, 1, 0], [-1, -1, 7]]))
+    assert got[0].tolist() == [0, 1]  # users 0 and 2 both continue [0, 1]; their generated histories agree
+    assert got[1] is None  # [0] continues as [0] (users 0, 2) or [0, 4] (user 1): different generated histories
+    assert got[2].tolist() == [0, 4, 2]  # user 1: the dropped item 4 is in the history before the target 5
+    assert got[3] is None and got[4].tolist() == [7]  # [1, 0] starts nobody's items; user 3
+    assert (pre.matched, pre.fallbacks) == (3, 2)

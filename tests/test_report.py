@@ -1,6 +1,6 @@
-"""The calls chapters 01-05 make instead of carrying loops: lab.fisher.report, the chapter-04 report of
-lab.selection, lab.evaluation.score_table, the chapter-05 helpers of lab.distill and lab.data.bad_input; and the one
-row sampler and the one single-layer ablation they share."""
+"""The calls chapters 01-05 make instead of carrying loops: lab.fisher.report, chapter 04's report
+(lab.chapters.c04_selection), lab.evaluation.score_table, the chapter-05 helpers of lab.distill and
+lab.data.bad_input; and the one row sampler and the one single-layer ablation they share."""
 from __future__ import annotations
 
 import hashlib
@@ -16,8 +16,8 @@ from lab import importance as li
 from lab.data import DataError, read_reviews
 from lab.data.bad_input import corrupt_copy, file_level_errors
 from lab.distill import DistillGrid, comparison_records, describe_adapter, scratch_retention, teacher_key
-from lab.selection import (GreedyValidSearch, ablation_reference, draws_needed, mean_by_k, rule_report, share_beaten,
-                           signal_spearman)
+from lab.chapters.c04_selection import ablation_reference, mean_by_k, rule_report, share_beaten, signal_spearman
+from lab.selection import GreedyValidSearch
 from lab.evaluation import score_split, score_table
 
 from toys import N_ITEMS, tiny_model
@@ -73,33 +73,46 @@ def test_signal_spearman_against_the_drop():
 
 # -- chapter 04's verdict -------------------------------------------------------------------------------------------
 def selections():
-    rows = [{"rule": "random", "k": 2, "draw": d, "layers": f"{d},3", "valid_ndcg@10": 0.1 + 0.01 * d,
+    rows = [{"rule": "random", "k": 2, "draw": d, "layers": f"r{d}", "valid_ndcg@10": 0.1 + 0.01 * d,
              "test_ndcg@10": 0.1 + 0.01 * d} for d in range(9)]
-    for rule, v, t in [("fisher_topk", 0.30, 0.20), ("uniform", 0.25, 0.26), ("greedy_valid", 0.40, 0.22),
-                       ("fisher_topk[fisher_true/max]", 0.5, 0.5)]:
-        rows.append({"rule": rule, "k": 2, "draw": 0, "layers": "0,3", "valid_ndcg@10": v, "test_ndcg@10": t})
+    for rule, layers, v, t in [("fisher_topk", "0,3", 0.30, 0.20), ("uniform", "0,2", 0.25, 0.26),
+                               ("greedy_valid", "1,2", 0.40, 0.22), ("fisher_topk[fisher_true/max]", "0,1", 0.5, 0.5)]:
+        rows.append({"rule": rule, "k": 2, "draw": 0, "layers": layers, "valid_ndcg@10": v, "test_ndcg@10": t})
     rows.append({"rule": "teacher", "k": 4, "draw": 0, "layers": "0,1,2,3", "valid_ndcg@10": 0.5,
                  "test_ndcg@10": 0.5})
     return pd.DataFrame(rows)
 
 
+def per_user(sel, n_users=40, seed=0):
+    """Per-user test values of every layer set whose mean over the users is the set's test NDCG@10 in `sel`."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for layers, mean in sel.groupby("layers")["test_ndcg@10"].first().items():
+        noise = rng.normal(0, 0.05, n_users)
+        out.append(pd.DataFrame({"layers": layers, "user": np.arange(n_users),
+                                 "test_ndcg@10": mean + noise - noise.mean()}))
+    return pd.concat(out, ignore_index=True)
+
+
 def test_rule_report_chooses_on_validation_and_tests_against_the_draws():
-    rep = rule_report(selections(), 2)
+    sel = selections()
+    rep = rule_report(sel, per_user(sel), 2)
     assert rep.main == ["fisher_topk", "greedy_valid", "uniform"]  # neither random nor the [signal/norm] variants
     assert rep.best_rule == "fisher_topk[fisher_true/max]" and rep.best_test == 0.5  # validation picks it
     assert (rep.greedy_valid, rep.greedy_test) == (0.40, 0.22)
     assert rep.above_greedy == ["fisher_topk[fisher_true/max]", "uniform"]
-    assert rep.table.loc["uniform", "p"] == pytest.approx(1 / 10)  # no draw at least as good: (1 + 0) / (9 + 1)
-    assert rep.table.loc["uniform", "p_holm"] == pytest.approx(3 / 10)
+    # per user, each rule minus the mean of the 9 draws (0.14 on average): the table's mean differences
+    assert rep.tests.loc["uniform", "diff"] == pytest.approx(0.26 - 0.14)
+    assert rep.table.loc["fisher_topk", "minus_random"] == pytest.approx(0.20 - 0.14)
+    assert list(rep.tests.index) == rep.main and rep.tests["n_users"].eq(40).all()
     assert len(rep.random_test) == 9 and rep.random_valid.mean() == pytest.approx(0.14)
 
 
-def test_share_beaten_mean_by_k_and_draws_needed():
+def test_share_beaten_and_mean_by_k():
     assert share_beaten([0.1, 0.2, 0.3, 0.4], 0.3) == pytest.approx(0.625)  # two below, one tie (half)
     assert np.isnan(share_beaten([0.1], float("nan")))
     m = mean_by_k(selections(), ["random", "uniform"])
     assert m.loc[2, "random"] == pytest.approx(0.14) and m.loc[2, "uniform"] == 0.26
-    assert draws_needed(9, 0.05) == 180 and 9 / (draws_needed(9, 0.05) + 1) < 0.05 <= 9 / draws_needed(9, 0.05)
 
 
 # -- chapter 03's report --------------------------------------------------------------------------------------------

@@ -15,8 +15,12 @@ from lab.data import rec_data_from_sequences, toy_markov_sequences
 from lab.models import SeqRecModel, build_model, build_student, count_parameters
 from lab.importance import angular_block_distance
 from lab.fisher.tables import importance_vector
-from lab.selection import (RULES, GreedyValidSearch, SelectionConfig, budgets, random_selections, rule_report,
-                           rule_table, select_layers, selection_plan, selection_record, uniform_layers)
+from lab.chapters.c04_selection import (chapter_budgets, rule_report, rule_table, selection_plan, selection_record,
+                                        paired_vs_random)
+from lab.evaluation import holm
+from lab.selection import (RULES, GreedyValidSearch, SelectionConfig, budgets, evaluate_selections, random_selections,
+                           select_layers, uniform_layers)
+from scipy.stats import wilcoxon
 
 L = 8
 
@@ -196,52 +200,87 @@ def test_student_cache_and_the_naive_truncation_bug(teacher, data):
 
 
 # -- chapter 04's record -------------------------------------------------------------------------------------------
-def test_selection_record_at_the_headline_budget():
-    rows = [{"rule": "random", "k": 2, "draw": d, "layers": f"{d},3", "valid_ndcg@10": 0.25 - 0.05 * d,
-             "test_ndcg@10": 0.1 * d} for d in range(4)]  # test 0.0, 0.1, 0.2, 0.3
-    for rule, v, t in [("fisher_topk", 0.3, 0.25), ("uniform", 0.2, 0.35), ("greedy_valid", 0.4, 0.3),
-                       ("fisher_topk[fisher_true/max]", 0.1, 0.05)]:
-        rows.append({"rule": rule, "k": 2, "draw": 0, "layers": "0,3", "valid_ndcg@10": v, "test_ndcg@10": t})
-    rows.append({"rule": "teacher", "k": 4, "draw": 0, "layers": "0,1,2,3", "valid_ndcg@10": 0.5, "test_ndcg@10": 0.4})
+def _planted(n_users=300, draws=3, seed=0):
+    """A budget with `draws` random layer sets and three rules whose per-user difference to the random mean is planted:
+    "good" +0.05, "same" 0 (its noise symmetric around the mean), "bad" -0.05; returns (sel, users)."""
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(0.1, 0.5, n_users)  # each user's level, shared by every layer set
+    draws_v = {f"r{d}": base + rng.normal(0, 0.05, n_users) for d in range(draws)}
+    mean = np.mean(list(draws_v.values()), axis=0)
+    noise = rng.normal(0, 0.02, n_users)
+    rules = {"good": mean + 0.05 + noise, "same": mean + _sym(n_users, rng),
+             "bad": mean - 0.05 + noise, "greedy_valid": mean + 0.2}
+    vals = {**draws_v, **rules}
+    users = pd.concat([pd.DataFrame({"layers": k, "user": np.arange(n_users), "test_ndcg@10": v})
+                       for k, v in vals.items()], ignore_index=True)
+    rows = [{"rule": "random", "k": 2, "draw": d, "layers": f"r{d}"} for d in range(draws)]
+    rows += [{"rule": r, "k": 2, "draw": 0, "layers": r} for r in rules]
+    rows.append({"rule": "teacher", "k": 4, "draw": 0, "layers": "teacher"})
     sel = pd.DataFrame(rows)
+    sel["test_ndcg@10"] = [float(np.mean(vals.get(l, [0.6]))) for l in sel["layers"]]
+    sel["valid_ndcg@10"] = sel["test_ndcg@10"]
+    return sel, users
+
+
+def _sym(n, rng):
+    """Zero-mean noise, exactly symmetric (each value and its negative), so the paired difference has no signal."""
+    h = rng.normal(0, 0.02, n // 2)
+    return np.r_[h, -h, np.zeros(n % 2)]
+
+
+def test_paired_vs_random_finds_planted_differences_with_few_draws():
+    sel, users = _planted(draws=3)  # with 3 draws the old empirical p could not go below 1/4
+    t = paired_vs_random(sel, users, 2, ["good", "same", "bad"], alpha=0.05, n_boot=500)
+    assert t.loc["good", "verdict"] == "better" and t.loc["bad", "verdict"] == "worse"
+    assert t.loc["same", "verdict"] == "cannot tell" and t.loc["same", "diff"] == pytest.approx(0.0, abs=1e-12)
+    # against an independent computation: per-user difference to the mean of the draws, Wilcoxon, Holm by hand
+    wide = users.pivot(index="user", columns="layers", values="test_ndcg@10")
+    rnd = wide[["r0", "r1", "r2"]].mean(axis=1)
+    p = [wilcoxon(wide[r] - rnd).pvalue for r in ("good", "same", "bad")]
+    assert t["diff"].tolist() == pytest.approx([(wide[r] - rnd).mean() for r in ("good", "same", "bad")])
+    assert t["wilcoxon_p"].tolist() == pytest.approx(p)
+    m, srt, want, run = 3, np.argsort(p), np.zeros(3), 0.0
+    for i, j in enumerate(srt):
+        run = max(run, (m - i) * p[j])
+        want[j] = min(1.0, run)
+    assert t["holm_p"].tolist() == pytest.approx(want.tolist()) and want.tolist() == pytest.approx(holm(p).tolist())
+
+
+def test_selection_record_at_the_headline_budget():
+    sel, users = _planted(draws=3)
     corr = pd.DataFrame({"signal": ["magnitude", "fisher_empirical"], "norm": ["raw", "per_param"],
                          "spearman": [0.8, np.nan]})
     speed = pd.DataFrame({"model": ["teacher", "k2", "teacher", "k2"], "n_layers": [4, 2, 4, 2], "batch": [1, 1, 8, 8],
                           "speedup": [1.0, 1.5, 1.0, 1.9], "speedup_p10": [1.0, 1.6, 1.0, 1.8],
                           "ideal": [1.0, 2.0, 1.0, 2.0], "params_ratio": [1.0, 0.6, 1.0, 0.6],
                           "mem_ratio": [1.0, 0.7, 1.0, 0.75]})
-    rec = selection_record(rule_report(sel, 2), sel, corr, speed, ks=[1, 2], alpha=0.25, ablation_source="here")
-    spearman = rec.pop("spearman")
-    assert spearman["magnitude/raw"] == 0.8 and np.isnan(spearman["fisher_empirical/per_param"])
-    assert rec == {
-        "L": 4, "k_values": [1, 2], "k_quarter": 2, "teacher_ndcg": 0.4,
-        "ndcg_quarter": {"fisher_topk": 0.25, "fisher_topk[fisher_true/max]": 0.05, "greedy_valid": 0.3,
-                         "random": pytest.approx(0.15), "uniform": 0.35},
-        "valid_ndcg_quarter": {"fisher_topk": 0.3, "fisher_topk[fisher_true/max]": 0.1, "greedy_valid": 0.4,
-                               "random": pytest.approx(0.175), "uniform": 0.2},
-        "best_rule_quarter": "fisher_topk", "best_rule_valid_quarter": 0.3, "best_rule_test_quarter": 0.25,
-        "fisher_ndcg_quarter": 0.25, "uniform_ndcg_quarter": 0.35,
-        "greedy_valid_test_quarter": 0.3, "greedy_valid_valid_quarter": 0.4,
-        "greedy_valid_minus_best_test_quarter": pytest.approx(0.05),
-        "rules_above_greedy_valid_test_quarter": ["uniform"],
-        # (1 + draws at least as good) / (4 + 1): fisher_topk 2/5 (0.3), greedy_valid 2/5 (0.3 ties), uniform 1/5
-        "p_vs_random_quarter": {"fisher_topk": 0.4, "greedy_valid": 0.4, "uniform": 0.2},
-        "p_holm_vs_random_quarter": {"fisher_topk": 0.8, "greedy_valid": 0.8, "uniform": pytest.approx(0.6)},  # Holm
-        "alpha": 0.25, "rules_beating_random_holm_quarter": [],
-        "random_valid_mean_quarter": pytest.approx(0.175), "random_mean_quarter": pytest.approx(0.15),
-        "random_std_quarter": pytest.approx(np.std([0.0, 0.1, 0.2, 0.3], ddof=1)), "random_draws": 4,
-        "fisher_beats_random_share_quarter": 0.75,  # above 0.0, 0.1 and 0.2
-        "speedup_quarter_b8": 1.9, "speedup_p10_quarter_b8": 1.8, "ideal_quarter": 2.0, "params_ratio_quarter": 0.6,
-        "mem_ratio_quarter": 0.75, "ablation_source": "here",
-    }
-    for alpha, beating in ((0.7, ["uniform"]), (0.9, ["fisher_topk", "greedy_valid", "uniform"])):
-        rec = selection_record(rule_report(sel, 2), sel, corr, speed, ks=[1, 2], alpha=alpha, ablation_source="")
-        assert rec["rules_beating_random_holm_quarter"] == beating
+    rep = rule_report(sel, users, 2, alpha=0.05, n_boot=200)
+    rec = selection_record(rep, sel, corr, speed, ks=[1, 2], ablation_source="here")
+    assert rep.main == ["bad", "good", "greedy_valid", "same"] and rec["random_draws"] == 3
+    assert rec["verdict_vs_random_quarter"] == {"bad": "worse", "good": "better", "greedy_valid": "better",
+                                                 "same": "cannot tell"}
+    assert rec["rules_beating_random_holm_quarter"] == ["good", "greedy_valid"]
+    assert rec["minus_random_quarter"]["good"] == pytest.approx(0.05, abs=0.01)
+    assert rec["holm_p_vs_random_quarter"] == pytest.approx(rep.tests["holm_p"].to_dict())
+    rnd = sel.loc[sel.rule == "random", "test_ndcg@10"]
+    assert rec["random_mean_quarter"] == pytest.approx(rnd.mean()) and rec["random_test_users"] == 300
+    assert rec["best_rule_quarter"] == "good"  # the best on validation among the rules that do not look at the metric
+    assert rec["greedy_valid_minus_best_test_quarter"] == pytest.approx(0.15, abs=0.01)
+    assert (rec["speedup_quarter_b8"], rec["speedup_p10_quarter_b8"], rec["mem_ratio_quarter"]) == (1.9, 1.8, 0.75)
+    assert rec["spearman"]["magnitude/raw"] == 0.8 and np.isnan(rec["spearman"]["fisher_empirical/per_param"])
+    assert rec["L"] == 4 and rec["teacher_ndcg"] == 0.6 and rec["ablation_source"] == "here"
+
+
+def test_evaluate_selections_keeps_the_per_user_values_behind_its_means(teacher, data):
+    plan = pd.DataFrame({"rule": ["a", "b", "c"], "k": [2, 2, 2], "layers": ["0,1", "2,3", "0,1"]})
+    sel, users = evaluate_selections(teacher, data, plan, per_user="ndcg@10")
+    means = users.groupby("layers")["test_ndcg@10"].mean()
+    assert sel.set_index("layers")["test_ndcg@10"].groupby(level=0).first().to_dict() == pytest.approx(
+        means.to_dict())
+    assert set(users["layers"]) == {"0,1", "2,3"} and len(users) == 2 * len(data.test_target)
 
 
 def test_chapter_budgets_and_the_headline_one():
-    from lab.selection import chapter_budgets
-
     assert chapter_budgets(24, SelectionConfig()) == ([3, 6, 12], 6)
     assert chapter_budgets(30, SelectionConfig.for_profile("llm")) == ([7, 8], 7)  # 7 and 8 tie around 7.5
     assert chapter_budgets(2, SelectionConfig()) == ([1], 1)

@@ -45,7 +45,9 @@ marginal given the last item's cluster, lag, bit and switch flag, estimated by a
 `SyntheticConstants.last_item_users` freshly simulated users of the same world (`last_item_table`). With pointer and
 switch off that table is T_0's row, exactly. `planted_variables` gives the intermediate variables a model must compute
 (the retrieved cluster, each hop's position, the mode), the ground truth of probes. `synthetic_world` rebuilds the
-world of a seed with the generated ids, and `reference_scorers` scores a processed `RecData` with both predictors.
+world of a seed with the generated ids and histories, and `reference_scorers` scores a processed `RecData` with both
+predictors: Bayes given the user's whole generated history before the target (the items k-core dropped included,
+`GeneratedPrefixes`), which makes the ceiling exact for the targets the models are scored on.
 """
 from __future__ import annotations
 
@@ -243,6 +245,7 @@ class SyntheticWorld:
     mode_bit: np.ndarray | None = None  # (I,) 0/1: the mode an item sets when it follows a switch item
     mode_transition: np.ndarray | None = None  # (2, K, K) T_0 (= cluster_transition) and T_1
     user_map: np.ndarray | None = None  # (U, K) pi_u of each generated user (pi_u(c) != c)
+    sequences: np.ndarray | None = None  # (U, max length) each generated user's items in order, -1 after the end
     # ids written to the raw files (set by generate_synthetic and synthetic_world)
     item_ids: np.ndarray | None = None  # (I,) parent_asin of each generated item
     user_ids: np.ndarray | None = None  # (U,) user_id of each generated user
@@ -323,6 +326,7 @@ def simulate_synthetic(cfg: DataConfig, seed: int = 0, progress: bool = False) -
         _add_depth_mechanisms(world, cfg, drng)
         world.user_map = _random_maps(U, K, drng)
         seq = _simulate_depth(world, lengths, taste_cum, world.user_map, drng, progress=progress)
+        world.sequences = seq
         uu, tt = np.nonzero(seq >= 0)
         return pd.DataFrame({"user": uu, "item": seq[uu, tt], "step": tt}), world
 
@@ -898,24 +902,81 @@ def generated_ids(world: SyntheticWorld, item_ids: list) -> np.ndarray:
 
 
 def reference_scorers(world: SyntheticWorld, item_ids: list) -> dict:
-    """Score functions of the two reference predictors on a processed data set whose item i has parent_asin
-    `item_ids[i]` (`RecData.item_ids`; 0 = padding): `bayes` and `last_item_bayes`, each mapping a (B, S) batch of
-    *complete* processed histories, left-padded with PAD (`RecData.test_seen`), to (B, N+1) float64 probabilities
-    (chapter 01). Items the pre-processing dropped (k-core) are absent from the history and from the catalogue: the
-    predictors treat the processed history as the whole history."""
+    """Score functions of the reference predictors on a processed data set whose item i has parent_asin `item_ids[i]`
+    (`RecData.item_ids`; 0 = padding), each mapping a (B, S) batch of *complete* processed histories, left-padded with
+    PAD (`RecData.test_seen`), to (B, N+1) float64 probabilities (chapter 01):
+
+    - `bayes`, the ceiling: the generator's exact law of the target given the user's whole *generated* history before
+      it (`GeneratedPrefixes`), items the pre-processing dropped (k-core) included. The processed history is part of
+      that history, so no predictor of the processed history can beat it in expectation: it is exact for the item
+      that followed, and a bound for the models. A history that does not match one generated history (ties
+      reordered, or users alike whose generated histories differ) falls back to `bayes_processed` and is counted (`bayes.prefixes`, a `GeneratedPrefixes`).
+    - `bayes_processed`: the same law applied to the processed history as if it were complete (the book's ceiling
+      before issue 24): neither exact nor a bound once k-core drops items; kept to measure the difference.
+    - `last_item_bayes`: the best law given the last processed item only (and which items were seen).
+    """
     gen = generated_ids(world, item_ids)  # processed id -> generated id
+    prefixes = GeneratedPrefixes(world, gen) if world.sequences is not None else None
 
     def scores(p: np.ndarray) -> torch.Tensor:
         out = np.zeros((len(p), len(gen)))
         out[:, 1:] = p[:, gen[1:]]
         return torch.from_numpy(out)  # (B, N+1)
 
-    def bayes(h: torch.Tensor) -> torch.Tensor:
+    def bayes_processed(h: torch.Tensor) -> torch.Tensor:
         return scores(bayes_scores(world, gen[h.cpu().numpy()]))
+
+    def bayes(h: torch.Tensor) -> torch.Tensor:
+        g = gen[h.cpu().numpy()]  # (B, S), -1 = PAD
+        full = prefixes.prefixes(g) if prefixes is not None else [None] * len(g)
+        rows = [f if f is not None else r for f, r in zip(full, g)]  # unmatched: the processed history
+        return scores(bayes_scores(world, rows))
 
     def last_item_bayes(h: torch.Tensor) -> torch.Tensor:
         g = gen[h.cpu().numpy()]  # (B, S), -1 = PAD, the last item in the last column
         return scores(last_item_bayes_scores(world, g[:, -1], g))
 
     assert PAD == 0
-    return {"bayes": bayes, "last_item_bayes": last_item_bayes}
+    bayes.prefixes = prefixes  # how many rows matched their generated history, how many fell back
+    return {"bayes": bayes, "bayes_processed": bayes_processed, "last_item_bayes": last_item_bayes}
+
+
+class GeneratedPrefixes:
+    """Each processed history mapped back to the generated history before the item that follows it (chapter 01's
+    exact ceiling, issue 24).
+
+    A kept user's processed sequence is their generated sequence with the items the pre-processing dropped left out
+    (the depth world never repeats an item within a user; the files' repeats and duplicates come later in time and
+    are removed; ties keep the generated order under `tie_break="line"`). So a processed history h_1..h_m that is the
+    first m kept items of exactly one user u is followed by u's next kept item, generated at step t; the generated
+    history before it is u's first t items. `prefixes` returns that history per row; None where no user has h as the
+    start of their kept items, or users with different generated histories do (counted in `matched` and
+    `fallbacks`). Users k-core removed are indexed too: they can only make a history ambiguous, never wrong.
+    """
+
+    def __init__(self, world: SyntheticWorld, gen: np.ndarray):
+        kept = np.zeros(world.n_items, dtype=bool)
+        kept[gen[1:]] = True
+        self.sequences = world.sequences
+        self.index: dict[tuple, list] = {}
+        for u, row in enumerate(world.sequences):
+            row = row[row >= 0]
+            pos = np.flatnonzero(kept[row])  # generation steps of the kept items
+            items = row[pos]
+            for m in range(1, len(pos)):  # the first m kept items, followed by the one generated at step pos[m]
+                self.index.setdefault(tuple(items[:m].tolist()), []).append((u, int(pos[m])))
+        self.matched, self.fallbacks = 0, 0
+
+    def prefixes(self, histories: np.ndarray) -> list:
+        """For each row of `histories` ((B, S) generated ids, -1 = PAD) the generated history before the next kept
+        item (1-D array), or None when the row matches no single user."""
+        out = []
+        for h in histories:
+            hit = {tuple(self.sequences[u, :t].tolist()) for u, t in self.index.get(tuple(h[h >= 0].tolist()), [])}
+            if len(hit) == 1:  # one user, or users whose generated histories agree (the law reads only the history)
+                out.append(np.array(hit.pop(), dtype=np.int64))
+                self.matched += 1
+            else:
+                out.append(None)
+                self.fallbacks += 1
+        return out
