@@ -29,6 +29,9 @@ from .config import ModelConfig
 from .constants import IGNORE, PAD
 
 ARCHS = ("llama", "qwen2", "mistral", "gpt_neox")  # gpt_neox: LayerNorm, GELU MLP, parallel attention + MLP (H4)
+MISTRAL_HEADS_PER_KV = 4  # Mistral-7B: 32 query heads share 8 key/value heads (grouped-query attention)
+MISTRAL_WINDOW_DIVISOR = 2  # Mistral's sliding window at the book's scale: half the history (Mistral-7B: 4,096 of a
+# 32,768 context); a window of max_len // 2 items per layer, so two layers already reach the whole history
 
 
 class SeqRecConfig(PreTrainedConfig):
@@ -65,9 +68,20 @@ def backbone_config(cfg: ModelConfig, max_len: int = 512) -> PreTrainedConfig:
     )
     if cfg.arch not in ARCHS:
         raise ValueError(f"unknown arch {cfg.arch!r}; choose one of {ARCHS}")
-    if cfg.arch == "mistral":
-        common["sliding_window"] = None
+    if cfg.arch == "mistral":  # what makes Mistral Mistral, at the book's scale (issue 24): grouped key/value heads
+        # and a sliding window shorter than the history; with neither it is Llama's block weight for weight
+        common["num_key_value_heads"] = mistral_kv_heads(cfg.num_heads)
+        common["sliding_window"] = max(1, max_len // MISTRAL_WINDOW_DIVISOR)
     return AutoConfig.for_model(cfg.arch, **common)
+
+
+def mistral_kv_heads(num_heads: int) -> int:
+    """Key/value heads of the book's Mistral block (chapter 02's H4): Mistral-7B's ratio of query heads to key/value
+    heads (32 : 8), rounded to a divisor of `num_heads` (at least one head)."""
+    kv = max(1, num_heads // MISTRAL_HEADS_PER_KV)
+    while num_heads % kv:
+        kv -= 1
+    return kv
 
 
 def mask_pad(logits: torch.Tensor, inplace: bool = False) -> torch.Tensor:

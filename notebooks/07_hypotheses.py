@@ -18,12 +18,13 @@
 # across seeds is the honest and simpler choice, and its width says how little a few seeds can decide.
 
 # %% tags=["parameters"]
-PROFILE = "smoke"  # smoke | default | full | depth
+PROFILE = "smoke"  # smoke | default | full | ml100k | llm | ml100k-llm (lab.profiles)
 SEED = 0  # the run whose results.json receives this chapter's records
 ARTEFACTS = ""  # artefact root; empty means <repo>/artefacts
 SEEDS = None  # training seeds pooled; None: the profile's (lab.hypotheses.default_seeds: smoke [0, 1], else [0, 1, 2])
 ALPHA = None  # family-wise error rate within each Holm family; None: lab.hypotheses.ALPHA (0.05)
 ALSO = None  # other profiles (teachers) whose verdicts are shown beside; None: lab.hypotheses.companions (default: llm)
+N_NULL = 2000  # simulated studies with no effect behind each claim's error rate (lab.hypotheses.null_rates; ~20 s)
 
 # %%
 import pandas as pd
@@ -32,6 +33,7 @@ from IPython.display import display
 import lab
 from lab import hypotheses as H
 from lab import viz as V
+from lab.chapters.c07_hypotheses import hypotheses_record, seeds_message
 
 P = lab.setup(SEED, PROFILE, ARTEFACTS or None, chapter="07_hypotheses")
 seeds = [int(s) for s in lab.resolve(SEEDS, H.default_seeds(PROFILE))]
@@ -40,13 +42,7 @@ inputs, missing = H.load_seeds(PROFILE, seeds, ARTEFACTS or None)
 if not inputs:
     raise FileNotFoundError(f"no seed of {seeds} has chapters 01-05's artefacts: " + "; ".join(missing))
 found = [s["seed"] for s in inputs]
-print(f"Pooling seed(s) {found} of profile {PROFILE}, the seeds whose chapters 01-05 have run.")
-if len(found) < len(seeds):
-    print(f"Seed(s) {sorted(set(seeds) - set(found))} of the {len(seeds)} this profile pools have not run:\n  "
-          + "\n  ".join(m.replace(str(P.root.parent), "artefacts") for m in missing))
-if len(found) == 1:
-    print("With one seed there is no spread across seeds: no interval and no p-value, so a row decided by its "
-          "interval is 'inconclusive' here by construction. The verdicts need every seed's run.")
+print(seeds_message(PROFILE, seeds, found, missing, P.root.parent))
 
 # %% [markdown]
 # ## The criteria, as committed
@@ -68,8 +64,12 @@ display(V.text_left(rows.drop(columns=[c for c in ("profile",) if c in rows])))
 
 # %% [markdown]
 # ## The verdicts
-# Estimate and 95% CI across seeds, p of the t-test across seeds, Holm-adjusted within each family, and the verdict of
-# the criterion's rule (`lab.hypotheses.decide`).
+# Estimate and 95% CI across seeds, p of the t-test across seeds against the row's null, Holm-adjusted within each
+# claim, and the verdict of the criterion's rule (`lab.hypotheses.decide`). A row of a claim that needs every row
+# ("all") is supported on its own p: the claim needs all of them, an intersection-union test that pays no
+# multiplicity. One contradicted row is enough to contradict such a claim, so a contradiction uses the Holm-adjusted
+# p. A claim that one row suffices for ("any") uses the Holm-adjusted p both ways. C1-best is reported beside C1 and
+# decides nothing: the best of ~25 students on validation is not the method.
 
 # %%
 table = H.verdict_table(rows, alpha=alpha)
@@ -81,10 +81,24 @@ for r in table.itertuples():
                                      f" (estimate {V.with_interval(r.estimate, r.ci_low, r.ci_high, '{:.4g}')})"))
 
 # %% [markdown]
+# ## How often would these rules be wrong?
+# The same procedure on studies simulated with no effect: the book's seed count, each row's effects drawn around its
+# null with the spread its seeds show here, C2's profiles with a single peak at the noise its seeds show
+# (`lab.hypotheses.null_rates`). A claim's rate is how often it comes out supported or contradicted when neither is
+# true (for C2, supported: its null is a single peak).
+
+# %%
+null = H.null_rates(rows, n_sim=N_NULL, seed=SEED, alpha=alpha)
+display(null[null["kind"] == "claim"].set_index("id").round(4))
+print(H.null_sentence(null, alpha))
+
+# %% [markdown]
 # ## The claims
 # A claim is decided from its rows (`lab.hypotheses.CLAIMS`, `CLAIM_RULE`): H2 needs both rank agreement and a
 # Fisher selection that beats random, H4 needs llama above every rival; H1 (ablation or Fisher share) and H3 (depth or
-# Fisher weights) are supported by either reading without the other contradicting it.
+# Fisher weights) are supported by either reading without the other contradicting it. KD asks whether distillation
+# helps at all: the method's student against the same number of layers trained from scratch with the teacher's full
+# recipe.
 
 # %%
 claims = H.claim_verdicts(table)
@@ -119,17 +133,4 @@ counts = table["verdict"].value_counts()
 print(", ".join(f"{counts.get(v, 0)} {v}" for v in H.VERDICTS))
 
 # %%
-lab.record_all({
-    "seeds": [s["seed"] for s in inputs],
-    "missing": missing,
-    "alpha": alpha,
-    "verdict": dict(zip(table["id"], table["verdict"])),
-    "claim_verdict": dict(zip(claims["claim"], claims["verdict"])),
-    "side_by_side": {run: col.dropna().to_dict() for run, col in both.items()},
-    "estimate": {i: H.number(x) for i, x in zip(table["id"], table["estimate"])},
-    "ci": {i: [H.number(a), H.number(b)] for i, a, b in zip(table["id"], table["ci_low"], table["ci_high"])},
-    "p": {i: H.number(x) for i, x in zip(table["id"], table["p"])},
-    "p_adj": {i: H.number(x) for i, x in zip(table["id"], table["p_adj"])},
-    "reason": {i: x for i, x in zip(table["id"], table["reason"]) if isinstance(x, str)},
-    "per_seed": {f"{r.id}/{r.seed}": float(r.effect) for r in rows.itertuples() if r.effect == r.effect},  # H2a on z
-})
+lab.record_all(hypotheses_record(found, missing, alpha, table, claims, both, rows, null))

@@ -16,7 +16,7 @@ def fake_seed(seed: int, rng, shift: float = 0.0, n_users: int = 30, layers: int
     independent noise (plus a seed-level training effect shared by both copies), and an importance table."""
     base = rng.uniform(0.3, 0.8, n_users) + rng.normal(0, 0.05)  # the seed's student
     names = ["fisher_topk:kd", "random#0:kd", "random#1:kd", "fisher_topk:kd+uniform", "fisher_topk:kd+depth",
-             "fisher_topk:kd+fisher"]
+             "fisher_topk:kd+fisher", H.SCRATCH_FULL]
     pu = []
     for name in names:  # every copy: the same student, its own training noise per seed and per user
         gain = shift if name in ("fisher_topk:kd", "fisher_topk:kd+depth") else 0.0
@@ -25,18 +25,22 @@ def fake_seed(seed: int, rng, shift: float = 0.0, n_users: int = 30, layers: int
     imp = pd.concat([pd.DataFrame({"layer_idx": np.arange(layers), "signal": s, "norm": n,
                                    "value": rng.uniform(0.5, 1.5, layers)})
                      for s, n in (("ablation_drop", "raw"), ("fisher_empirical", "total"))], ignore_index=True)
-    results = {"02_teacher": {"arch": "llama"}, "05_distillation": {"best_retention": 0.95 + rng.normal(0, 0.01),
-                                                                    "best_speedup": 3.5}}
+    retention = 0.95 + rng.normal(0, 0.01)
+    results = {"02_teacher": {"arch": "llama"}, "05_distillation": {
+        "best_retention": retention, "best_speedup": 3.5, "method_retention": retention, "method_speedup": 3.5,
+        "method_name": "fisher_topk:kd+fisher"}}
     return {"seed": seed, "per_user": pd.concat(pu, ignore_index=True), "importance": imp, "results": results}
 
 
 def test_criteria_are_complete():
     assert [c.id for c in H.CRITERIA] == ["H1a", "H1b", "H2a", "H2b", "H3a", "H3b", "H4-qwen2", "H4-mistral",
-                                          "H4-gpt_neox", "C1", "C2"]
-    assert {i for ids in H.CLAIMS.values() for i in ids} == {c.id for c in H.CRITERIA} and set(H.CLAIM_RULE) == set(H.CLAIMS)
+                                          "H4-gpt_neox", "C1", "C1-best", "KD", "C2"]
+    assert {i for ids in H.CLAIMS.values() for i in ids} | set(H.REPORT_ONLY) == {c.id for c in H.CRITERIA}
+    assert set(H.CLAIM_RULE) == set(H.CLAIMS)
     for c in H.CRITERIA:
         assert c.direction in ("greater", "less") and c.family and c.rule and c.inputs
         assert c.statistic in H.STATISTICS or c.id == "C2"
+        assert c.family == (H.claim_of(c.id) or c.id)  # Holm runs within the claim
 
 
 def test_null_false_positive_rate():
@@ -115,8 +119,8 @@ def test_c1_and_h1_rules():
     rng = np.random.default_rng(2)
     seeds = [fake_seed(s, rng) for s in range(3)]
     assert H.verdict_table(H.per_seed(seeds)).set_index("id").loc["C1", "verdict"] == "supported"  # ~0.95, 3.5x
-    slow = [dict(s, results={**s["results"], "05_distillation": {"best_retention": 0.95, "best_speedup": 2.0}})
-            for s in seeds]
+    slow = [dict(s, results={**s["results"], "05_distillation": {**s["results"]["05_distillation"],
+                                                                 "method_speedup": 2.0}}) for s in seeds]
     assert H.verdict_table(H.per_seed(slow)).set_index("id").loc["C1", "verdict"] == "contradicted"
     for s in seeds:  # make the top layers' ablation drops clearly larger than the bottom ones'
         imp = s["importance"]
@@ -126,13 +130,66 @@ def test_c1_and_h1_rules():
     assert t.loc["H1a", "verdict"] == "supported" and t.loc["H1a", "estimate"] > 0
 
 
-def test_c2_bic_and_peaks():
-    x = np.linspace(0, 1, 24)
-    three = [np.cos(2 * np.pi * 2 * x) * 0.5 + 0.5 + 0.01 * np.random.default_rng(s).normal(size=24) for s in range(2)]
-    out = H.c2_multimodal(three)
-    assert out["estimate"] > H.C2_BIC_MARGIN and all(out["peaks_in_thirds"])
-    line = [x + 0.01 * np.random.default_rng(s).normal(size=24) for s in range(2)]
-    assert not all(H.c2_multimodal(line)["peaks_in_thirds"])
+@pytest.mark.parametrize("noise", [0.05, 0.1, 0.2])
+def test_c2_single_peaks_are_not_multimodal(noise):
+    """C2's size (issue 24): single-peak profiles (a sharp peak at the bottom, where the degree-6 fit it replaces
+    found three peaks 52-90% of the time; a broad one in the middle; a rise to the top; flat) at the noise levels of
+    the review are called multimodal in at most 5% of 400 studies of 3 seeds."""
+    for name, shape in H.single_peak_profiles(24).items():
+        assert H.c2_rate(shape, noise, n_seeds=3, n_sim=400, seed=1) <= 0.05, name
+
+
+def test_c2_finds_planted_three_peaks():
+    """C2's power: peaks at 1/6, 1/2 and 5/6 of 24 layers, 0.6 above the troughs, noise sd 0.1, 3 seeds: supported in
+    at least 80% of studies; the positions come from the other seeds (`c2_effects`), so one seed's noise cannot choose
+    its own peaks."""
+    assert H.c2_rate(H.three_peak_profile(24), 0.1, n_seeds=3, n_sim=400, seed=2) >= 0.8
+    x = H.three_peak_profile(24)
+    peaks, troughs = H.peaks_and_troughs(x)
+    assert (peaks, troughs) == ([4, 11, 19], [8, 15])  # 1/6, 1/2 (a tie of 11 and 12: the first), 5/6 of 23 steps
+
+    def band(i):  # 24 layers: each position is the mean of 3 layers
+        return x[i - 1:i + 2].mean()
+    assert H.smallest_gap(x, peaks, troughs) == pytest.approx(min(
+        band(4) - band(8), band(11) - band(8), band(11) - band(15), band(19) - band(15)))
+
+
+@pytest.fixture(scope="module")
+def null_table():
+    rng = np.random.default_rng(5)
+    return H.null_rates(H.per_seed([fake_seed(s, rng) for s in range(3)]), n_sim=2000, seed=3)
+
+
+def test_every_claim_errs_at_most_alpha_under_the_null(null_table):
+    """Issue 24: 2,000 simulated studies with no effect (3 seeds, the fake runs' spreads); every claim's rate of
+    decisive verdicts has an upper 95% bound <= 0.07, every row has a rate, and H1 (two rows, "any") is no longer at
+    the 9-10% of raw intervals."""
+    t = null_table.set_index("id")
+    assert set(t.index) == {c.id for c in H.CRITERIA} | set(H.CLAIMS)
+    claims = t[t["kind"] == "claim"]
+    assert (claims["ci_high"] <= 0.07).all(), claims
+    assert t.loc["H1", "rate"] <= 0.06 and t.loc["H2b", "rate"] == pytest.approx(0.05, abs=0.025)
+
+
+def test_wilson_interval():
+    lo, hi = H.wilson(50, 1000)
+    assert (lo, hi) == pytest.approx((0.0381, 0.0653), abs=5e-4)  # Wilson (1927), the textbook value
+
+
+def test_only_decisive_verdicts_disagree():
+    a = pd.DataFrame({"claim": ["H1", "H2"], "verdict": ["supported", "inconclusive"]})
+    b = pd.DataFrame({"claim": ["H1", "H2"], "verdict": ["contradicted", "supported"]})
+    t, lines = H.side_by_side({"a": a, "b": b})
+    assert len(lines) == 1 and lines[0].startswith("H1:")
+
+
+def test_all_claims_support_without_holm_and_contradict_with_it():
+    """An "all" claim's row is supported on its own p (intersection-union); contradicted only on its Holm-adjusted
+    p. Three H4 rows with p = 0.03 each: supported; the same rows in the wrong direction: Holm gives 0.09, inconclusive."""
+    c = H.BY_ID["H4-qwen2"]
+    assert H.decide(c, {"estimate": 0.1, "p": 0.03, "p_adj": 0.09}) == "supported"
+    assert H.decide(c, {"estimate": -0.1, "p": 0.03, "p_adj": 0.09}) == "inconclusive"
+    assert H.decide(H.BY_ID["H1a"], {"estimate": 0.1, "p": 0.03, "p_adj": 0.06}) == "inconclusive"  # "any": Holm
 
 
 def test_reading_runs_that_did_not_happen_leaves_no_folders(tmp_path, monkeypatch):

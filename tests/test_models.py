@@ -136,3 +136,29 @@ def test_attn_implementation_takes_effect():
     m.set_attn_implementation("sdpa")
     assert m.layers[0].self_attn.config._attn_implementation == "sdpa"
     torch.testing.assert_close(m(x).logits, eager, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_mistral_is_not_llama(attn):
+    """H4's Mistral has Mistral's grouped key/value heads and a sliding window of half the history (issue 24): with one
+    layer, the last position does not see items older than the window (padding on the left included), while Llama's
+    last position does; fewer key/value projection weights than Llama's."""
+    cfg = get_config("smoke").model
+    cfg.num_layers, cfg.num_heads = 1, 4
+    x = torch.randint(1, 31, (3, 10))
+    y = x.clone()
+    y[:, :5] = torch.randint(1, 31, (3, 5))  # outside the last position's window of 10 // 2 = 5 items
+    sizes = {}
+    for arch in ("mistral", "llama"):
+        cfg.arch = arch
+        torch.manual_seed(2)
+        m = build_model(cfg, 30, 10, attn_implementation=attn).eval()
+        sizes[arch] = count_parameters(m)
+        same = torch.allclose(m(x, score="last").logits, m(y, score="last").logits, atol=1e-6)
+        assert same == (arch == "mistral")
+        bc = m.config.backbone_config
+        assert (bc.num_key_value_heads, getattr(bc, "sliding_window", None)) == \
+            ((1, 5) if arch == "mistral" else (4, None))
+        padded = torch.cat([torch.zeros(3, 4, dtype=torch.long), x], 1)  # left padding: the window is over items
+        assert torch.allclose(m(padded, score="last").logits, m(x, score="last").logits, atol=1e-5)
+    assert sizes["mistral"] < sizes["llama"]

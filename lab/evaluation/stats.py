@@ -136,14 +136,16 @@ def holm_family(rows: list[dict], alpha: float = 0.05, p: str = "wilcoxon_p") ->
 def across_seeds(effects, null: float = 0.0, level: float = 0.95) -> dict:
     """The t-interval across seeds: one-sample t interval at `level` and two-sided t-test against `null` of one effect
     per seed, seeds being the units (users are nested in seeds; chapter 07's criteria, the depth sweep). Returns
-    n_seeds, estimate (the mean), ci_low, ci_high and p; NaN interval and p for fewer than two seeds."""
+    n_seeds, estimate (the mean), ci_low, ci_high and p; NaN interval and p for fewer than two seeds, and NaN p when
+    every seed has the same effect away from `null` (no spread: the test is undefined, not infinitely sure)."""
     x = np.asarray(effects, float)
     n, m = len(x), float(np.mean(x)) if len(x) else math.nan
     if n < 2:
         return {"n_seeds": n, "estimate": m, "ci_low": math.nan, "ci_high": math.nan, "p": math.nan}
     se = float(np.std(x, ddof=1)) / math.sqrt(n)
     h = float(sps.t.ppf(0.5 + level / 2, n - 1)) * se
-    p = 2 * float(sps.t.sf(abs(m - null) / se, n - 1)) if se > 0 else float(m == null)
+    # every seed the same: no spread to test against; p 1 at the null, else undefined (NaN), never 0
+    p = 2 * float(sps.t.sf(abs(m - null) / se, n - 1)) if se > 0 else 1.0 if m == null else math.nan
     return {"n_seeds": n, "estimate": m, "ci_low": m - h, "ci_high": m + h, "p": p}
 
 
