@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .constants import DEPTH_BAND
+from .constants import DEPTH_BAND, GOAL_RETENTION, GOAL_SPEEDUP
 from .profiles import get_profile
 
 ALPHA = 0.05  # error rate of every claim: a decisive verdict where there is no effect at most this often
@@ -32,8 +32,8 @@ CONFIDENCE = 0.95  # level of every pooled interval shown
 TOP_SHARE = DEPTH_BAND  # H1: the "upper" layers are the top 30% of depth, the "lower" ones the bottom 30%
 MIN_RELATIVE_GAIN = 0.01  # H3: a weighting must also gain at least +1% relative NDCG@10
 RHO_FLOOR = 0.5  # H2a: Spearman(Fisher, ablation drop) must be above this
-C1_RETENTION = 0.92  # C1: the L/4 student's NDCG@10 retention must be above this
-C1_SPEEDUP = 3.2  # C1: measured inference speed-up of that student
+C1_RETENTION = GOAL_RETENTION  # C1: the L/4 student's NDCG@10 retention must be above this (0.92, lab.constants)
+C1_SPEEDUP = GOAL_SPEEDUP  # C1: measured inference speed-up of that student (3.2)
 C2_MIN_SEEDS = 2  # C2: each seed's effect is read at positions chosen on the other seeds (cross-fitting)
 H4_RIVALS = ("qwen2", "mistral", "gpt_neox")  # H4: llama against two Llama-style families and one non-Llama block
 # (GPT-NeoX: LayerNorm, GELU MLP, attention and MLP in parallel); llama must beat each of them
