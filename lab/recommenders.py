@@ -218,12 +218,30 @@ def ease_scorer(rd: RecData, lam: float, g: np.ndarray | None = None) -> ItemSco
     return ItemScorer(torch.zeros(rd.num_items + 1), torch.from_numpy(ease_table(g, lam)).float(), "bag")
 
 
-def choose_on_valid(make: Callable, values, rd: RecData, metric: str = "ndcg@10") -> tuple[object, pd.DataFrame]:
+def choose_on_valid(make: Callable, values, rd: RecData, metric: str = "ndcg@10",
+                    widen: int = 0) -> tuple[object, pd.DataFrame]:
     """(the value whose scorer `make(value)` has the best validation `metric`, the first on ties; a frame value ->
-    validation metric) — chapter 06 picks ItemKNN's neighbourhood and EASE's λ this way, never on test."""
-    values = list(values)
+    validation metric, `at_edge` marking the chosen value when it is still the grid's first or last) — chapter 06
+    picks ItemKNN's neighbourhood and EASE's λ this way, never on test.
+
+    `widen` > 0 (a grid of positive numbers in a geometric progression, like EASE's λ): while the best value is at an
+    end of the grid, one more value is tried beyond that end (the grid's own ratio), at most `widen` times, so a best
+    value at the edge of the first grid is not taken for the best there is."""
+    values = [*values]
     scores = [float(score_split(make(v), rd, "valid")[0][metric]) for v in values]
-    return values[int(np.argmax(scores))], pd.DataFrame({"value": values, f"valid_{metric}": scores})
+    for _ in range(widen):
+        best = int(np.argmax(scores))
+        if 0 < best < len(values) - 1:
+            break
+        step = values[1] / values[0] if best == 0 else values[-1] / values[-2]
+        new = values[0] / step if best == 0 else values[-1] * step
+        at = 0 if best == 0 else len(values)
+        values.insert(at, new)
+        scores.insert(at, float(score_split(make(new), rd, "valid")[0][metric]))
+    best = int(np.argmax(scores))
+    frame = pd.DataFrame({"value": values, f"valid_{metric}": scores})
+    frame["at_edge"] = (frame.index == best) & (best in (0, len(values) - 1))
+    return values[best], frame
 
 
 # -- GRU4Rec ---------------------------------------------------------------------------------------------------------

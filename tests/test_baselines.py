@@ -387,3 +387,19 @@ def test_leaderboard_record_from_the_board():
     }
     assert all(type(v) is float for v in rec["params"].values())  # stored parameters recorded as floats, as before
     assert all(type(v) is float for v in rec["prune"].values()) and type(rec["knn_neighbours"]) is int
+
+
+def test_choose_on_valid_widens_a_grid_whose_best_is_at_its_edge(monkeypatch):
+    """A planted validation curve peaking at 1,000 (scores are -|log10 value - 3|): the grid [1, 10] has its best at
+    the edge, so it grows by the grid's ratio (100, 1,000, 10,000) until the best is inside; without `widen` the edge
+    value is taken and marked."""
+    import math
+
+    calls = []
+    monkeypatch.setattr(R, "score_split", lambda v, rd, split: (calls.append(v) or
+                                                                {"ndcg@10": -abs(math.log10(v) - 3)}, None))
+    best, table = R.choose_on_valid(lambda v: v, [1.0, 10.0], toy_data(16), widen=5)
+    assert best == pytest.approx(1000.0) and list(table["value"]) == pytest.approx([1, 10, 100, 1000, 10000])
+    assert not table["at_edge"].any() and calls == pytest.approx([1, 10, 100, 1000, 10000])
+    best, table = R.choose_on_valid(lambda v: v, [1.0, 10.0], toy_data(16))
+    assert best == 10.0 and table["at_edge"].tolist() == [False, True]
