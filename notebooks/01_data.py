@@ -34,7 +34,6 @@ WORLD = None  # synthetic world: "shallow" | "depth"; None: the profile's (shall
 
 # %%
 import dataclasses
-import gzip
 import json
 import time
 
@@ -48,6 +47,7 @@ from lab import data as D
 from lab import viz as V
 from lab.bench import depth as DB
 from lab.bench import ties as TS
+from lab.chapters import c01_data as C
 from lab.data.bad_input import corrupt_copy, file_level_errors
 from lab.io import write_parquet
 
@@ -72,12 +72,8 @@ gen_seconds = time.perf_counter() - t0
 rev_path, meta_path = D.raw_files(dcfg.category, raw)  # DataError naming the folder and the files expected there
 print(f"generated now: {generated} ({gen_seconds:.1f}s)")
 display(pd.DataFrame([{"file": p.name, "MB": p.stat().st_size / 2**20} for p in (rev_path, meta_path) if p]))
-opener = gzip.open if rev_path.name.endswith(".gz") else open
-with opener(rev_path, "rt") as f:
-    print(json.dumps(json.loads(next(f)), indent=1))
-if meta_path is not None:
-    with (gzip.open if meta_path.name.endswith(".gz") else open)(meta_path, "rt") as f:
-        print(json.dumps(json.loads(next(f)), indent=1))
+for record in C.first_records(rev_path, meta_path):  # one raw review, one raw metadata row (when there is one)
+    print(json.dumps(record, indent=1))
 
 # %% [markdown]
 # ## 2 · Read, pre-process, cache
@@ -190,11 +186,7 @@ print(f"{tied_share:.1%} of the interactions share their timestamp with another 
 ties = TS.tie_sensitivity(dcfg, P, SEED) if tied_share > 0.01 else None
 if ties is not None:
     display(ties.round(4))
-    for r in ties.itertuples():
-        moved = r.diff_low > 0 or r.diff_high < 0
-        print(f"{r.predictor} under the {r.order} order: {r.ndcg10_order:.4f} vs {r.ndcg10_profile:.4f} "
-              f"({r.diff:+.4f}, CI {r.diff_low:+.4f} to {r.diff_high:+.4f}): "
-              + ("the order changes this measurement" if moved else "within noise"))
+print("\n".join(C.tie_lines(ties)))
 
 # %% [markdown]
 # ## 6 · Is there sequential structure to learn?
@@ -211,12 +203,7 @@ if ties is not None:
 # %%
 struct = R.sequential_structure(rd, k=10, split="valid")
 struct_ts = R.sequential_structure(rd_ts, k=10, split="valid")
-def baseline_table(st: dict) -> dict:
-    return {**{k: st[k] for k in st if k.startswith(("hr@", "ndcg@"))}, "chance HR@10": st["chance_hr"],
-            "rows": st["rows"]}
-
-
-table = pd.DataFrame({"leave-last-out": baseline_table(struct), "timestamp": baseline_table(struct_ts)})
+table = pd.DataFrame({"leave-last-out": C.baseline_table(struct), "timestamp": C.baseline_table(struct_ts)})
 display(table)
 V.save(V.structure_bars(struct), "01_structure", P)
 plt.show()
@@ -237,10 +224,20 @@ print(f"Markov HR@10 = {struct['hr@10_markov']:.3f} vs popularity {struct['hr@10
 #
 # Against them the floors: first-order **Markov** and **popularity** counted on the training split. All four are
 # ranked on the test split exactly as the models are (`lab.metrics`: full catalogue, seen items masked, ties against
-# the target). Bayes is computed on each user's *processed* history, treated as complete: k-core may have dropped
-# items the user saw, and the catalogue lacks the dropped items. If Bayes and last-item Bayes tie, depth cannot
-# matter on this data; their gap is what attention over the history can add. On real data, and in the shallow world
-# (whose latent user taste makes the law intractable), only the floors are computed.
+# the target). If Bayes and last-item Bayes tie, depth cannot matter on this data; their gap is what attention over
+# the history can add. On real data, and in the shallow world (whose latent user taste makes the law intractable),
+# only the floors are computed.
+#
+# **Which history the ceiling reads.** The models see *processed* histories: the 5-core filter drops rare items
+# (and their users), so a user's processed history can lack items they were generated with, which moves pointer
+# positions, the seen-item counts and the mode the generator used. Bayes applied to the processed history as if it
+# were complete is then neither the generator's law nor a bound. So the ceiling here is the generator's law of each
+# target given the user's whole *generated* history before it (`lab.data.synthetic.GeneratedPrefixes` maps each
+# processed history back to it), ranked over the processed catalogue like every scorer. It is exact for the item
+# that followed, and since the processed history is part of the generated one, no predictor of the processed history
+# can beat it in expectation (more information never lowers the expected NDCG of the best ranking; the one thing it
+# does not model is that k-core's choice of items also depends on the target's own later interactions). Below, the
+# same law on the processed history is paired with it per user: the difference is what the old ceiling got wrong.
 
 # %%
 world = D.synthetic_world(dcfg, SEED) if dcfg.source == "synthetic" and D.is_depth_world(dcfg) else None
@@ -251,11 +248,11 @@ if world is None:
 refs, ref_users = DB.reference_metrics(rd, world, split="test")  # per user: NDCG@10 of each predictor
 write_parquet(P.file("01_reference_ndcg.parquet"), ref_users)
 display(pd.Series(refs, name="test NDCG@10").to_frame())
-if world is not None:
-    print(f"Bayes {refs['bayes']:.3f} vs last-item Bayes {refs['last_item_bayes']:.3f}: the history beyond the last "
-          f"item is worth {refs['bayes'] - refs['last_item_bayes']:+.3f} NDCG@10; Markov {refs['markov']:.3f}, "
-          f"popularity {refs['popularity']:.3f} (gap a model can close: Bayes - Markov = "
-          f"{refs['bayes'] - refs['markov']:.3f})")
+print(C.reference_sentence(refs))
+
+# %%
+ceiling = C.ceiling_check(rd, world, ref_users, split="test", seed=SEED)  # None outside the depth world
+print(C.ceiling_sentence(ceiling))
 
 # %% [markdown]
 # ## What the measurement shows
@@ -284,9 +281,11 @@ if world is not None:
 # * Bad rows are skipped and counted (table above); bad files raise `DataError` naming the file.
 # * The statistics, figures (`figures/<profile>/01_*.png`) and the structure check are recorded below for the tests
 #   and the later chapters; so are the test NDCG@10 of the references (Bayes and last-item Bayes only in the depth
-#   world), with per-user values in `01_reference_ndcg.parquet`.
+#   world), with per-user values in `01_reference_ndcg.parquet`; in the depth world the ceiling is the generator's law
+#   given each user's generated history before the target, and its difference to the same law on the processed
+#   history is recorded (`bayes_minus_processed`, with its CI and how many histories the pre-processing thinned).
 
 # %%
-lab.record_all(D.data_record(dcfg, proc, again, rd, rd_ts, structure=struct, lift=lift, demo=demo_report,
+lab.record_all(C.data_record(dcfg, proc, again, rd, rd_ts, structure=struct, lift=lift, demo=demo_report,
                              demo_errors=file_errors, references=refs, world=world, tied_share=tied_share,
-                             ties=ties))
+                             ties=ties, ceiling=ceiling))

@@ -58,9 +58,9 @@ import lab
 from lab import fisher as lf
 from lab import importance as li
 from lab import viz
+from lab.chapters import c03_fisher as C
 from lab.data import load_rec_data
 from lab.evaluation import kendall_tau
-from scipy.stats import spearmanr
 
 t_start = time.perf_counter()
 P = lab.setup(SEED, PROFILE, ARTEFACTS or None, chapter="03_fisher")
@@ -115,11 +115,11 @@ wrong = lf.batchgrad_squared(teacher, x, y, fc.wrong_batch_size)
 emp, true = est["fisher_empirical"], est["fisher_true"]
 print(f"Fisher of {len(idx)} users with {len(label_sets)} label families ({lf.backward_passes(label_sets)} backward "
       f"passes per chunk) in {fisher_seconds:.1f} s")
-lf.bucket_table(buckets, label_sets)
+C.bucket_table(buckets, label_sets)
 
 # %%
 ubucket = lf.user_buckets(lf.user_activity(data)[idx])  # activity tercile of each of the Fisher's users
-groups, seed_layers = lf.fisher_groups(est, wrong, ubucket, teacher, data, fc, SEED, STABILITY_SEEDS)
+groups, seed_layers = C.fisher_groups(est, wrong, ubucket, teacher, data, fc, SEED, STABILITY_SEEDS)
 layers = pd.concat([lf.fisher_importance_rows(e, fc.n_boot, SEED) for e in (emp, true, wrong)], ignore_index=True)
 fig = viz.layer_bars(layers[layers.norm == "max"].rename(columns={"signal": "estimator"}), hue="estimator",
                      title="Fisher per layer, relative to the largest layer (95% bootstrap CIs over users)",
@@ -148,7 +148,7 @@ display(explorer.widget)
 # ## Do head and tail items, and light and heavy users, use the same layers?
 
 # %%
-sub = lf.subset_shares(groups, L, SEED)  # (subset, layer_idx): value, share of the subset's layer Fisher
+sub = C.subset_shares(groups, L, SEED)  # (subset, layer_idx): value, share of the subset's layer Fisher
 fig = viz.layer_bars(sub.assign(value=sub["share"])[["layer_idx", "value", "subset"]], hue="subset",
                      title="share of each subset's layer Fisher (empirical)", ylabel="share of total")
 viz.save(fig, "03_fisher_subsets", P)
@@ -235,9 +235,9 @@ if probes is not None:
     display(probes.accuracy.round(3).T)
 
 # %%
-probe_rec = lf.probe_record(probes, vec["fisher_empirical"], within=PROBE_WITHIN, n_boot=min(fc.n_boot, 500),
+probe_rec = C.probe_record(probes, vec["fisher_empirical"], within=PROBE_WITHIN, n_boot=min(fc.n_boot, 500),
                             seed=SEED)  # where each variable becomes decodable; Spearman(Fisher, summed probe gain)
-print(lf.probe_conclusion(probe_rec))
+print(C.probe_conclusion(probe_rec))
 
 # %% [markdown]
 # The three views of a layer side by side: its share of the empirical Fisher, the drop when it alone is removed
@@ -255,16 +255,8 @@ viz.save(fig, "03_signals_by_layer", P)
 # bootstrap CI over users; "dominates" means the CI excludes one half.
 
 # %%
-lower_share, share_lo, share_hi = lf.share_ci(emp.per_layer(), lower, fc.n_boot, seed=SEED)  # layers < L/2
-top = lf.top_layers(vec["fisher_empirical"], 3)
-if share_lo > 0.5:
-    where = f"the lower half of the layers dominates: it holds {lower_share:.0%} of the empirical Fisher"
-elif share_hi < 0.5:
-    where = f"the upper half of the layers dominates: the lower half holds only {lower_share:.0%} of the Fisher"
-else:
-    where = f"neither half clearly dominates: the lower half holds {lower_share:.0%} of the empirical Fisher"
-print(f"- {where} (95% CI {share_lo:.0%}–{share_hi:.0%}, {len(idx)} users, {L} layers). "
-      f"The top layers by empirical Fisher per parameter are {top}.")
+lower_half = lf.share_ci(emp.per_layer(), lower, fc.n_boot, seed=SEED)  # (share, ci_low, ci_high) of layers < L/2
+print(C.where_sentence(lower_half, C.top_layers(vec["fisher_empirical"], 3), len(idx), L))
 
 # %% [markdown]
 # Where the important layers sit, in the bands the method's authors name (H1: the upper 30% of the depth matter more
@@ -273,7 +265,7 @@ print(f"- {where} (95% CI {share_lo:.0%}–{share_hi:.0%}, {len(idx)} users, {L}
 
 # %%
 bands = lf.band_table(emp.per_layer(), vec["ablation_drop"], fc.n_boot, seed=SEED)  # lower 30% / middle / upper 30%
-print(f"- {lf.band_sentence(bands)}")
+print(f"- {C.band_sentence(bands)}")
 bands.round(4)
 
 # %% [markdown]
@@ -281,27 +273,13 @@ bands.round(4)
 # of the top three layers of each.
 
 # %%
-r_abl = agree.set_index("signal").loc["fisher_empirical"]
-drop = vec["ablation_drop"]
-top_abl = lf.top_layers(drop, 3)
-overlap = len(set(top) & set(top_abl))
-top2_share = lf.top_share(emp.layer_values("total"), 2)
-abl = ("agrees with the ablation ranking (the CI excludes zero)" if r_abl["ci_low"] > 0 else
-       "runs against the ablation ranking (the CI is below zero)" if r_abl["ci_high"] < 0 else
-       "is not distinguishable from no relation to the ablation ranking (the CI includes zero)")
-print(f"- The Fisher layer ranking {abl}: Spearman {r_abl['spearman_vs_ablation']:.2f} "
-      f"[{r_abl['ci_low']:.2f}, {r_abl['ci_high']:.2f}]. Removing a single layer changes validation NDCG@10 by "
-      f"{-drop.max():+.4f} (worst layer, {int(np.argmax(drop))}) to {-drop.min():+.4f} (least harmful, "
-      f"{int(np.argmin(drop))}). The three layers whose removal hurts most are {top_abl}; {overlap} of them are among "
-      f"the Fisher's top three, and the two highest-Fisher layers hold {top2_share:.0%} of the layer Fisher.")
+print(C.ablation_sentence(agree, vec, emp.layer_values("total")))
 
 # %% [markdown]
 # Which signal follows the ablation drop most closely:
 
 # %%
-best_signal = lf.best_signal(agree)  # the row of the signal with the highest Spearman against the ablation drop
-print(f"- The signal with the highest Spearman against the ablation drop is `{best_signal['signal']}` "
-      f"({best_signal['spearman_vs_ablation']:.2f}, 95% CI {best_signal['ci_low']:.2f} to {best_signal['ci_high']:.2f}).")
+print(C.best_signal_sentence(agree))
 
 # %% [markdown]
 # The three estimators. For a batch of B users the squared batch-mean gradient has expectation
@@ -309,24 +287,8 @@ print(f"- The signal with the highest Spearman against the ablation drop is `{be
 # mean gradient is small. The measured ratio (median over layers) is compared with 1/B below.
 
 # %%
-rho_true, rho_wrong = (float(spearmanr(vec["fisher_empirical"], vec[s]).statistic)
-                        for s in ("fisher_true", "batchgrad_squared"))
-alike = rho_wrong > SAME_RANKING_RHO
-print(f"- Empirical and true Fisher rank layers with Spearman {rho_true:.2f}. The wrong squared batch gradient "
-      f"(batches of B = {fc.wrong_batch_size}) ranks them with Spearman {rho_wrong:.2f} against the empirical Fisher "
-      f"({'above' if alike else 'not above'} {SAME_RANKING_RHO}: {'alike' if alike else 'a different ranking'}).")
-
-# %%
-wrong_scale = lf.wrong_scale(vec)  # median over layers of the wrong estimator / the empirical Fisher
-inv_b = 1.0 / fc.wrong_batch_size
-if wrong_scale > SCALE_FACTOR * inv_b:
-    scale_txt = "more than 1/B: the squared mean gradient (E g)² adds to Var(g)/B"
-elif wrong_scale < inv_b / SCALE_FACTOR:
-    scale_txt = "below 1/B, which the expectation cannot be: the few batches make it noisy"
-else:
-    scale_txt = f"within a factor {SCALE_FACTOR:g} of 1/B: roughly 1/batch size, as expected when E g is small"
-print(f"- Its values are not a Fisher: the median layer is {wrong_scale:.3g} times the empirical Fisher, against "
-      f"1/B = {inv_b:.3g} (ratio {wrong_scale / inv_b:.2f}) — {scale_txt}.")
+print(C.estimators_sentence(vec, fc.wrong_batch_size, SAME_RANKING_RHO))
+print(C.wrong_scale_sentence(vec, fc.wrong_batch_size, SCALE_FACTOR))
 
 # %% [markdown]
 # A diagnostic: how large is the residual stream each layer reads (mean last-token norm of its input on
@@ -334,25 +296,9 @@ print(f"- Its values are not a Fisher: the median layer is {wrong_scale:.3g} tim
 
 # %%
 stream = li.stream_norms(teacher, li.subsample_valid(data, STREAM_USERS, SEED))  # (L,) mean norm of each input
-rho_stream = float(spearmanr(vec["fisher_empirical"], stream).statistic)
-grows = bool(stream[-1] > stream[0])
-tracks = rho_stream <= SCALE_RHO and grows
-print(f"- The residual stream a layer reads {'grows' if grows else 'shrinks'} from {stream[0]:.2g} (layer 0) to "
-      f"{stream[-1]:.2g} (layer {L - 1}) in norm; the Fisher per parameter and the stream norm have Spearman "
-      f"{rho_stream:.2f}" + (f" (at or below {SCALE_RHO}): the Fisher falls as the stream grows, consistent with "
-                             "sensitivity to scale — a change in a layer that reads a small stream is a larger relative "
-                             "change — which is not the same as the layer being needed (compare the ablation above)."
-                             if tracks else f" (not at or below {SCALE_RHO} with a growing stream): the Fisher "
-                             "ranking is not simply the inverse of the stream scale."))
-
-# %%
-stable = lf.stability_label(tau_halves, STABLE_TAU, MODERATE_TAU)
-print(f"- The ranking is {stable} under resampling users (Kendall tau {tau_halves:.2f} between halves"
-      + (f", {tau_seeds:.2f} between seeds" if seed_taus else "") + f"; stable means tau >= {STABLE_TAU}, "
-      f"moderately stable >= {MODERATE_TAU}).")
-print(f"- Head vs tail targets: lower-half share {subset_lower['item:head']:.0%} vs {subset_lower['item:tail']:.0%}, "
-      f"Kendall tau of their layer profiles {tau_head_tail:.2f}; light vs heavy users: "
-      f"{subset_lower['user:low']:.0%} vs {subset_lower['user:high']:.0%} (tau {tau_low_high:.2f}).")
+print(C.stream_sentence(vec["fisher_empirical"], stream, SCALE_RHO))
+print(C.stability_sentences((tau_halves, tau_seeds), len(seed_taus), (STABLE_TAU, MODERATE_TAU), subset_lower,
+                            (tau_head_tail, tau_low_high)))
 print("- Choices here use training users (Fisher) and validation users (ablation, other signals); "
       "the test split is not read by this chapter.")
 
@@ -373,8 +319,8 @@ print("- Choices here use training users (Fisher) and validation users (ablation
 
 # %%
 runtime = time.perf_counter() - t_start
-lab.record_all(lf.fisher_record(
+lab.record_all(C.fisher_record(
     emp, vec, agree, stream, check_table=check_table, wrong_batch_size=fc.wrong_batch_size,
-    lower_half=(lower_share, share_lo, share_hi), taus=(tau_halves, tau_seeds), thresholds=(STABLE_TAU, MODERATE_TAU),
+    lower_half=lower_half, taus=(tau_halves, tau_seeds), thresholds=(STABLE_TAU, MODERATE_TAU),
     exact_tol=EXACT_TOL, users_per_s=rates, fisher_seconds=fisher_seconds, runtime_s=runtime, probes=probe_rec,
     bands=bands))

@@ -484,6 +484,8 @@ def test_left_pad_and_stats():
 def test_data_record_names_every_piece_chapter_01_keeps():
     from types import SimpleNamespace
 
+    from lab.chapters.c01_data import data_record
+
     stats = {"users": 3, "items": 5, "interactions": 12, "density": 0.8, "mean_seq_len": 4.0}
     report = D.LoadReport(rows_read=14, skipped={"duplicate_row": 2})
     proc, again = SimpleNamespace(stats=stats, report=report), SimpleNamespace(stats={"cache": "hit"})
@@ -493,7 +495,7 @@ def test_data_record_names_every_piece_chapter_01_keeps():
                  "ndcg@10_markov": 0.4, "rows": 3}
     demo = D.LoadReport(rows_read=300, skipped={"malformed_json": 2, "bad_type": 1})
     refs = {"markov": 0.4, "popularity": 0.1}
-    rec = D.data_record(tiny_cfg(), proc, again, rd, rd_ts, structure=structure, lift=2.5, demo=demo,
+    rec = data_record(tiny_cfg(), proc, again, rd, rd_ts, structure=structure, lift=2.5, demo=demo,
                         demo_errors=["b.jsonl", "a.jsonl"], references=refs)
     assert rec == {
         "n_users": 3, "n_items": 5, "n_interactions": 12, "density": 0.8, "mean_seq_len": 4.0,
@@ -504,16 +506,25 @@ def test_data_record_names_every_piece_chapter_01_keeps():
         "demo_rows_skipped": 3, "demo_skipped_by_reason": {"malformed_json": 2, "bad_type": 1},
         "demo_file_errors": ["a.jsonl", "b.jsonl"],
         "world": "shallow", "bayes_ndcg10": None, "last_item_bayes_ndcg10": None, "markov_ndcg10": 0.4,
-        "popularity_ndcg10": 0.1, "source": "synthetic", "tie_break": "line", "tied_share": None, "tie_orders": [],
+        "popularity_ndcg10": 0.1, "bayes_processed_ndcg10": None, "bayes_minus_processed": None,
+        "bayes_minus_processed_ci": None, "bayes_histories": None,
+        "source": "synthetic", "tie_break": "line", "tied_share": None, "tie_orders": [],
     }
     assert all(type(rec[k]) is int for k in ("valid_rows", "test_rows", "timestamp_valid_rows", "rows_skipped"))
-    depth = D.data_record(tiny_cfg(), proc, again, rd, rd_ts, structure=structure, lift=2.5, demo=demo,
+    depth = data_record(tiny_cfg(), proc, again, rd, rd_ts, structure=structure, lift=2.5, demo=demo,
                           demo_errors=[], references={**refs, "bayes": 0.6, "last_item_bayes": 0.5}, world=object())
     assert (depth["world"], depth["bayes_ndcg10"], depth["last_item_bayes_ndcg10"]) == ("depth", 0.6, 0.5)
-    real = D.data_record(tiny_cfg(source="amazon", split="timestamp"), proc, again, rd, rd_ts, structure=structure,
+    ceiling = {"generated": 0.6, "processed": 0.55, "diff": 0.05, "ci_low": 0.01, "ci_high": 0.09, "users": 3,
+               "matched": 3, "fallbacks": 0, "thinned": 2}
+    checked = data_record(tiny_cfg(), proc, again, rd, rd_ts, structure=structure, lift=2.5, demo=demo,
+                          demo_errors=[], references={**refs, "bayes": 0.6}, world=object(), ceiling=ceiling)
+    assert (checked["bayes_processed_ndcg10"], checked["bayes_minus_processed"]) == (0.55, 0.05)
+    assert checked["bayes_minus_processed_ci"] == [0.01, 0.09]
+    assert checked["bayes_histories"] == {"users": 3, "matched": 3, "fallbacks": 0, "thinned": 2}
+    real = data_record(tiny_cfg(source="amazon", split="timestamp"), proc, again, rd, rd_ts, structure=structure,
                          lift=2.5, demo=demo, demo_errors=[], references=refs)
     assert (real["world"], real["split"]) == (None, "timestamp")
     ties = pd.DataFrame({"order": ["item"], "predictor": ["markov"], "diff": [0.01]})
-    tied = D.data_record(tiny_cfg(), proc, again, rd, rd_ts, structure=structure, lift=2.5, demo=demo,
+    tied = data_record(tiny_cfg(), proc, again, rd, rd_ts, structure=structure, lift=2.5, demo=demo,
                          demo_errors=[], references=refs, tied_share=0.75, ties=ties)
     assert tied["tied_share"] == 0.75 and tied["tie_orders"] == [{"order": "item", "predictor": "markov", "diff": 0.01}]

@@ -12,6 +12,7 @@ from torch import nn
 
 import lab
 from lab import fisher as lf
+from lab.chapters import c03_fisher as C3
 from lab.profiles import get_config
 from lab.constants import IGNORE, PAD
 from lab.data import rec_data_from_sequences, toy_markov_sequences
@@ -225,7 +226,7 @@ def test_fisher_record_derives_the_chapter_03_numbers_from_its_tables():
                           "spearman_vs_ablation": [0.2, 0.8, -0.4], "ci_low": [-0.5, 0.1, -0.9],
                           "ci_high": [0.9, 1.0, 0.3]})
     check = pd.DataFrame({"method": ["hooks", "vmap"], "rel_diff_max": [1e-16, 3e-16]})
-    rec = lf.fisher_record(emp, vec, agree, np.array([1.0, 2.0, 3.0, 4.0]), check_table=check, wrong_batch_size=16,
+    rec = C3.fisher_record(emp, vec, agree, np.array([1.0, 2.0, 3.0, 4.0]), check_table=check, wrong_batch_size=16,
                            lower_half=(0.7, 0.6, 0.8), taus=(0.5, float("nan")), thresholds=(0.6, 0.3),
                            exact_tol=1e-10, users_per_s={"loop": 10.0, "hooks": 40.0}, fisher_seconds=1.5,
                            runtime_s=9.0)
@@ -250,9 +251,9 @@ def test_fisher_record_derives_the_chapter_03_numbers_from_its_tables():
         "users_per_s": {"loop": 10.0, "hooks": 40.0}, "fisher_seconds": 1.5, "runtime_s": 9.0,
     }
     assert isinstance(rec["spearman_wrong_vs_empirical"], float) and isinstance(rec["wrong_scale_median"], float)
-    # the planted layer roles (`lab.fisher.probes.probe_record`) are merged in; outside the depth world as None
-    probes = lf.probe_record(None, vec["fisher_empirical"], within=0.02)
-    with_probes = lf.fisher_record(emp, vec, agree, np.array([1.0, 2.0, 3.0, 4.0]), check_table=check,
+    # the planted layer roles (`lab.chapters.c03_fisher.probe_record`) are merged in; outside the depth world as None
+    probes = C3.probe_record(None, vec["fisher_empirical"], within=0.02)
+    with_probes = C3.fisher_record(emp, vec, agree, np.array([1.0, 2.0, 3.0, 4.0]), check_table=check,
                                    wrong_batch_size=16, lower_half=(0.7, 0.6, 0.8), taus=(0.5, float("nan")),
                                    thresholds=(0.6, 0.3), exact_tol=1e-10, users_per_s={"loop": 10.0, "hooks": 40.0},
                                    fisher_seconds=1.5, runtime_s=9.0, probes=probes)
@@ -261,16 +262,16 @@ def test_fisher_record_derives_the_chapter_03_numbers_from_its_tables():
 
 
 def test_stability_label_and_best_signal():
-    assert [lf.stability_label(t, 0.6, 0.3) for t in (0.6, 0.59, 0.3, 0.29)] == [
+    assert [C3.stability_label(t, 0.6, 0.3) for t in (0.6, 0.59, 0.3, 0.29)] == [
         "stable", "moderately stable", "moderately stable", "unstable"]
     agree = pd.DataFrame({"signal": ["a", "b"], "spearman_vs_ablation": [0.1, 0.4]})
-    assert lf.best_signal(agree)["signal"] == "b"
+    assert C3.best_signal(agree)["signal"] == "b"
 
 
 def test_depth_bands_and_their_fisher_shares():
     """Chapter 03's depth bands count round(0.3 L) layers at each end, as H1's top-bottom gap does; a band's share of
     the layer Fisher is its layers' sum over the total, its ablation drop the mean over its layers."""
-    from lab.fisher import band_sentence, band_table, depth_bands
+    from lab.fisher import band_table, depth_bands
     from lab.hypotheses import top_bottom_gap
 
     b30 = depth_bands(30)
@@ -288,7 +289,7 @@ def test_depth_bands_and_their_fisher_shares():
     assert t["fisher_share"].sum() == pytest.approx(1.0)
     assert t.loc["middle", "mean_ablation_drop"] == pytest.approx(drop[3:7].mean())
     assert (t["share_low"] <= t["fisher_share"]).all() and (t["fisher_share"] <= t["share_high"]).all()
-    text = band_sentence(t)
+    text = C3.band_sentence(t)
     assert "per layer the upper band holds the most Fisher" in text and "hurts most in the upper band" in text
 
 

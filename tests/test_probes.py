@@ -17,6 +17,7 @@ from toys import tiny_config
 
 from lab import data as D
 from lab import fisher as lf
+from lab.chapters import c03_fisher as C3
 from lab import viz
 from lab.config import DataConfig
 from lab.models import build_model
@@ -167,9 +168,9 @@ def test_run_probes_only_in_the_synthetic_depth_world(depth_data, tmp_path):
     (tmp_path / lf.PROBE_FILE).write_text("stale")
     lf.save_probes(P, None)  # no probes: an earlier run's table does not survive
     assert not (tmp_path / lf.PROBE_FILE).exists()
-    rec = lf.probe_record(None, np.arange(2.0), within=0.05)
+    rec = C3.probe_record(None, np.arange(2.0), within=0.05)
     assert rec["probe_within"] == 0.05 and rec["probe_accuracy"] is None and rec["probe_fisher_spearman"] is None
-    assert "not measured" in lf.probe_conclusion(rec)
+    assert "not measured" in C3.probe_conclusion(rec)
 
 
 # ------------------------------------------------------------------ summary, gains, record, table, figure
@@ -194,7 +195,7 @@ def test_summary_gains_and_record_follow_the_table(tmp_path):
     np.testing.assert_allclose(gains["a"], [0.3, 0.4, 0.01])
     np.testing.assert_allclose(gains["total"], [0.3, 0.51, 0.35])
     fisher = np.array([3.0, 1.0, 2.0])
-    rec = lf.probe_record(res, fisher, within=0.02, n_boot=50, seed=0)
+    rec = C3.probe_record(res, fisher, within=0.02, n_boot=50, seed=0)
     assert rec["probe_accuracy"]["a"] == {-1: 0.2, 0: 0.5, 1: 0.9, 2: 0.91}
     assert rec["probe_majority"] == {"a": 0.2, "b": 0.6, "c": 0.3}
     assert rec["probe_counts"]["c"] == {"train": 8, "test": 9, "undefined": 3}
@@ -202,7 +203,7 @@ def test_summary_gains_and_record_follow_the_table(tmp_path):
     assert rec["probe_gain_total"] == pytest.approx({0: 0.3, 1: 0.51, 2: 0.35})
     assert rec["probe_fisher_spearman"] == pytest.approx(spearmanr(fisher, [0.3, 0.51, 0.35]).statistic)
     assert rec["probe_users"] == 20 and rec["probe_seconds"] == 1.5 and rec["probe_within"] == 0.02
-    text = lf.probe_conclusion(rec)
+    text = C3.probe_conclusion(rec)
     assert "`a`: decodable from layer 1" in text and "`b`: never decodable" in text and "3 users without it" in text
     # the saved table reads back to the same result
     P = SimpleNamespace(file=lambda name: tmp_path / name)

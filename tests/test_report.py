@@ -1,6 +1,6 @@
-"""The calls chapters 01-05 make instead of carrying loops: lab.fisher.report, chapter 04's report
-(lab.chapters.c04_selection), lab.evaluation.score_table, the chapter-05 helpers of lab.distill and
-lab.data.bad_input; and the one row sampler and the one single-layer ablation they share."""
+"""The calls chapters 01-05 make instead of carrying loops: chapter 03's and chapter 04's glue
+(lab.chapters.c03_fisher, lab.chapters.c04_selection), lab.evaluation.score_table, the chapter-05 helpers of
+lab.distill and lab.data.bad_input; and the one row sampler and the one single-layer ablation they share."""
 from __future__ import annotations
 
 import hashlib
@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from lab import fisher as lf
+from lab.chapters import c03_fisher as C3
 from lab import importance as li
 from lab.data import DataError, read_reviews
 from lab.data.bad_input import corrupt_copy, file_level_errors
@@ -123,17 +124,17 @@ def test_fisher_report_pieces(model, data):
     sets = lf.label_sets(model, x, y, buckets, n_draws=2, seed=0)
     assert set(sets) == {"fisher_empirical", "fisher_true", "item:head", "item:torso", "item:tail"}
     assert sets["fisher_true"].shape == (2, *y.shape) and lf.backward_passes(sets) == 1 + 2 + 3
-    table = lf.bucket_table(buckets, sets)
+    table = C3.bucket_table(buckets, sets)
     assert table["items"].sum() == N_ITEMS and table["labelled positions"].sum() == int((y != -100).sum())
     est = lf.fisher_hooks(model, x, sets, chunk_size=6)
     wrong = lf.batchgrad_squared(model, x, y, 4)
     ubucket = lf.user_buckets(lf.user_activity(data)[idx])
     cfg = lf.FisherConfig(n_samples=12, chunk_size=6, n_boot=10)
-    groups, seed_layers = lf.fisher_groups(est, wrong, ubucket, model, data, cfg, seed=0, n_seeds=2)
+    groups, seed_layers = C3.fisher_groups(est, wrong, ubucket, model, data, cfg, seed=0, n_seeds=2)
     assert sorted(seed_layers) == [0, 1] and len(seed_layers[1]) == L
     assert set(groups.subset) == {"all", "user:low", "user:mid", "user:high", "item:head", "item:torso", "item:tail"}
     assert set(groups[groups.seed == 1].estimator) == {"fisher_empirical"}
-    shares = lf.subset_shares(groups, L, seed=0)
+    shares = C3.subset_shares(groups, L, seed=0)
     np.testing.assert_allclose(shares.groupby("subset")["share"].sum(), 1.0)
     total = est["fisher_empirical"].layer_values("total")
     np.testing.assert_allclose(shares[shares.subset == "all"].sort_values("layer_idx")["value"], total, rtol=1e-9)
@@ -148,8 +149,8 @@ def test_agreement_top_layers_and_shares():
     assert "ablation_drop" not in agree.index and len(agree) == len(lf.SIGNALS) - 1
     assert agree.loc["magnitude", "spearman_vs_ablation"] == pytest.approx(1.0)
     assert agree.loc["grad_norm", "spearman_vs_fisher_empirical"] == pytest.approx(-1.0)
-    assert lf.top_layers([0.1, 0.5, 0.3, 0.2], 2) == [1, 2]
-    assert lf.top_share([1.0, 3.0, 2.0, 4.0], 2) == pytest.approx(0.7)
+    assert C3.top_layers([0.1, 0.5, 0.3, 0.2], 2) == [1, 2]
+    assert C3.top_share([1.0, 3.0, 2.0, 4.0], 2) == pytest.approx(0.7)
 
 
 def test_stream_norms(model, data):

@@ -8,7 +8,8 @@ The modules, in the order data flows through them:
 * `synthetic`  - `generate_synthetic` / `ensure_synthetic` write seeded raw files in the Amazon format from
                  `simulate_synthetic`'s latent `SyntheticWorld`; `SyntheticConstants` names the generator's numbers;
                  the depth world's exact `bayes_scores`, `last_item_bayes_scores` and `planted_variables`,
-                 `synthetic_world` / `reference_scorers` to score processed data with them;
+                 `synthetic_world` / `reference_scorers` to score processed data with them (`GeneratedPrefixes`:
+                 each processed history's generated history, so the ceiling is exact on what the models see);
                  `toy_markov_sequences` for unit tests.
 * `preprocess` - `preprocess_reviews` (de-duplication, iterative `k_core`, contiguous ids, chronological order),
                  `sequences_from_interactions`, `dataset_stats`.
@@ -21,6 +22,8 @@ The modules, in the order data flows through them:
 * `convert`    - `python -m lab data convert`: RecBole `.inter`, "user item ..." sequence and CSV files written as the
                  Amazon Reviews 2023 files `amazon` reads (issue 16).
 
+What chapter 01 records of its data is gathered in `lab.chapters.c01_data`.
+
 Item index 0 is padding (`lab.constants.PAD`); real items are 1..num_items. Count baselines over `RecData` live in
 `lab.recommenders`, above `lab.metrics`.
 """
@@ -32,10 +35,9 @@ from .cache import SOURCES, Processed, cache_key, ensure_raw, load_rec_data, pre
 from .movielens import ensure_movielens, extract_movielens
 from .movielens import wheel_path as movielens_wheel
 from .preprocess import TIE_BREAKS, dataset_stats, k_core, order_ties, preprocess_reviews, sequences_from_interactions
-from .report import data_record
 from .splits import SPLITS, RecData, build_rec_data, left_pad, rec_data_from_sequences, split_stats
-from .synthetic import (DEPTH_FIELDS, SYNTHETIC, SyntheticConstants, SyntheticWorld, bayes_scores, ensure_synthetic,
-                        generate_synthetic, generated_ids, generator_params, is_depth_world, last_item_bayes_scores,
+from .synthetic import (DEPTH_FIELDS, SYNTHETIC, GeneratedPrefixes, SyntheticConstants, SyntheticWorld, bayes_scores,
+                        ensure_synthetic, generate_synthetic, generated_ids, generator_params, is_depth_world, last_item_bayes_scores,
                         last_item_table, planted_variables, pointer_positions, reference_scorers,
                         simulate_synthetic, synthetic_world, toy_markov_sequences)
 
@@ -44,9 +46,9 @@ __all__ = [
     "iter_records", "raw_categories", "raw_files", "raw_format", "read_meta", "read_reviews",
     "SOURCES", "Processed", "cache_key", "ensure_raw", "load_rec_data", "prepare_data", "raw_dir_of", "to_rec_data",
     "ensure_movielens", "extract_movielens", "movielens_wheel", "order_ties", "TIE_BREAKS",
-    "dataset_stats", "k_core", "preprocess_reviews", "sequences_from_interactions", "data_record",
+    "dataset_stats", "k_core", "preprocess_reviews", "sequences_from_interactions",
     "SPLITS", "RecData", "build_rec_data", "left_pad", "rec_data_from_sequences", "split_stats",
-    "DEPTH_FIELDS", "SYNTHETIC", "SyntheticConstants", "SyntheticWorld", "bayes_scores", "ensure_synthetic",
+    "DEPTH_FIELDS", "SYNTHETIC", "GeneratedPrefixes", "SyntheticConstants", "SyntheticWorld", "bayes_scores", "ensure_synthetic",
     "generate_synthetic", "generated_ids", "generator_params", "is_depth_world", "last_item_bayes_scores",
     "last_item_table",
     "planted_variables", "pointer_positions", "reference_scorers", "simulate_synthetic", "synthetic_world",

@@ -20,9 +20,10 @@ Groups: per decoder layer q/k/v/o, gate/up/down, input_norm/post_norm; outside t
 item table, in/text projections) and `final_norm`/`out_proj` (layer_idx L). The backbone's unused token table is
 left out.
 
-The modules, one idea each: `estimators` (the Fisher), `subsets` (whose Fisher: users, buckets, labels), `checks`
-(exactness against the loop, rank stability), `tables` (the tidy tables and their contract with chapters 04 and 05),
-`bands` (where the important layers sit by depth), `report` (chapter 03's summaries and record).
+The modules, one idea each: `estimators` (the Fisher), `subsets` (whose Fisher: users, buckets, labels, the label
+families of one pass), `checks` (exactness against the loop, speed, rank stability, agreement with the ablation),
+`tables` (the tidy tables and their contract with chapters 04 and 05), `bands` (where the important layers sit by
+depth). Chapter 03's grid, summaries, sentences and record are in `lab.chapters.c03_fisher`.
 
 `probes` (chapter 03's planted layer roles): linear probes of the depth world's planted variables in every layer's
 residual stream, held-out accuracy per layer beside the majority baseline, and their per-layer gain against the Fisher.
@@ -31,14 +32,12 @@ from .estimators import (ESTIMATORS, GROUP_ORDER, NORMS, SIGNALS, FisherConfig, 
                          compare, draw_labels, estimate_fisher, estimate_fisher_sharded, eval_mode, fisher_hooks, fisher_loop, fisher_params,
                          fisher_vmap, merge_shards, model_logits, normalise, param_key, sample_nll)
 from .probes import (PROBE_COLUMNS, PROBE_FILE, VARIABLES, ProbeConfig, ProbeResult, fit_probe,
-                     last_states, layer_probes, load_probes, planted_targets, probe_conclusion, probe_gains,
-                     probe_predict, probe_record, probe_states, probe_summary, run_probes, save_probes)
-from .report import (ITEM_BUCKETS, USER_BUCKETS, backward_passes, best_signal, bucket_table, fisher_groups,
-                     fisher_record, label_sets, signal_agreement, stability_label, subset_shares, top_layers, top_share,
-                     users_per_second, wrong_scale)
-from .bands import BANDS, band_sentence, band_table, depth_bands, share_ci
-from .checks import exactness_table, kendall_halves
-from .subsets import item_buckets, mask_labels, sample_rows, user_activity, user_buckets
+                     last_states, layer_probes, load_probes, planted_targets, probe_gains,
+                     probe_predict, probe_states, probe_summary, run_probes, save_probes)
+from .bands import BANDS, band_table, depth_bands, share_ci
+from .checks import exactness_table, kendall_halves, signal_agreement, users_per_second
+from .subsets import (ITEM_BUCKETS, USER_BUCKETS, backward_passes, item_buckets, label_sets, mask_labels, sample_rows,
+                      user_activity, user_buckets)
 from .tables import (GROUP_COLUMNS, IMPORTANCE_COLUMNS, fisher_importance_rows, group_frame, importance_rows,
                      importance_vector, load_groups, order_groups, save_tables)
 
@@ -49,12 +48,11 @@ __all__ = [
     "param_key", "sample_nll", "merge_shards", "estimate_fisher_sharded",
     "fisher_importance_rows", "group_frame", "importance_rows", "importance_vector", "item_buckets",
     "kendall_halves", "load_groups", "mask_labels", "order_groups", "save_tables",
-    "user_activity", "user_buckets", "exactness_table", "sample_rows", "share_ci", "BANDS", "band_sentence",
+    "user_activity", "user_buckets", "exactness_table", "sample_rows", "share_ci", "BANDS",
     "band_table", "depth_bands",
-    "ITEM_BUCKETS", "USER_BUCKETS", "backward_passes", "bucket_table", "fisher_groups", "label_sets",
-    "signal_agreement", "subset_shares", "top_layers", "top_share", "users_per_second",
-    "best_signal", "wrong_scale", "stability_label", "fisher_record",
+    "ITEM_BUCKETS", "USER_BUCKETS", "backward_passes", "label_sets",
+    "signal_agreement", "users_per_second",
     "PROBE_COLUMNS", "PROBE_FILE", "VARIABLES", "ProbeConfig", "ProbeResult", "fit_probe",
-    "last_states", "layer_probes", "load_probes", "planted_targets", "probe_conclusion", "probe_gains",
-    "probe_predict", "probe_record", "probe_states", "probe_summary", "run_probes", "save_probes",
+    "last_states", "layer_probes", "load_probes", "planted_targets", "probe_gains",
+    "probe_predict", "probe_states", "probe_summary", "run_probes", "save_probes",
 ]

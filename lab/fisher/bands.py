@@ -8,7 +8,7 @@ import pandas as pd
 from ..constants import DEPTH_BAND
 from ..evaluation import bootstrap_ci
 
-__all__ = ["share_ci", "BANDS", "depth_bands", "band_table", "band_sentence"]
+__all__ = ["share_ci", "BANDS", "depth_bands", "band_table"]
 
 
 def share_ci(values, mask, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
@@ -51,12 +51,3 @@ def band_table(fisher_rows, ablation_drop, n_boot: int = 1000, seed: int = 0) ->
     return pd.DataFrame(rows).set_index("band")
 
 
-def band_sentence(bands: pd.DataFrame) -> str:
-    """Which band holds the most Fisher per layer and which loses the most when one of its layers is removed, with
-    the lower and upper bands' Fisher shares and CIs (chapter 03)."""
-    top_f, top_a = bands["share_per_layer"].idxmax(), bands["mean_ablation_drop"].idxmax()
-    parts = [f"{b} ({r.layers}) {r.fisher_share:.0%} [{r.share_low:.0%}–{r.share_high:.0%}]"
-             for b, r in bands.iterrows()]
-    return (f"Fisher share by depth band (95% CI over users): {', '.join(parts)}; per layer the {top_f} band holds "
-            f"the most Fisher, and removing one layer hurts most in the {top_a} band (mean ablation drop "
-            + ", ".join(f"{b} {v:+.4f}" for b, v in bands["mean_ablation_drop"].items()) + ").")

@@ -1,16 +1,20 @@
-"""Checks of a Fisher estimate (chapter 03): every fast method against the per-user loop, and the rank stability of
-the layer scores across halves of the users."""
+"""Checks of a Fisher estimate (chapter 03): every fast method against the per-user loop, their speed on the same
+users, the rank stability of the layer scores across halves of the users, and how each signal agrees with the
+single-layer ablation drop."""
 from __future__ import annotations
 
 import copy
+import time
 
 import numpy as np
 import pandas as pd
 
-from ..evaluation import kendall_tau
-from .estimators import compare, draw_labels, estimate_fisher, fisher_hooks, fisher_loop
+from scipy.stats import spearmanr
 
-__all__ = ["exactness_table", "kendall_halves"]
+from ..evaluation import kendall_tau, spearman_ci
+from .estimators import SIGNALS, compare, draw_labels, estimate_fisher, fisher_hooks, fisher_loop
+
+__all__ = ["exactness_table", "kendall_halves", "users_per_second", "signal_agreement"]
 
 
 def exactness_table(model, inputs: torch.Tensor, labels: torch.Tensor, methods=("hooks", "ghost", "vmap"),
@@ -45,3 +49,30 @@ def kendall_halves(per_layer, n_splits: int = 20, seed: int = 0) -> tuple[float,
         taus.append(kendall_tau(v[a].mean(0), v[b].mean(0)))
     taus = np.asarray(taus)
     return float(np.nanmean(taus)), taus
+
+
+def users_per_second(model, inputs: torch.Tensor, labels: torch.Tensor, methods=("loop", "hooks"),
+                     chunk_size: int = 128) -> dict:
+    """Users per second of each Fisher method on these users, after a warm-up on two of them (chapter 03)."""
+    rates = {}
+    for method in methods:
+        estimate_fisher(model, inputs[:2], labels[:2], method=method, chunk_size=chunk_size)  # warm-up
+        t0 = time.perf_counter()
+        estimate_fisher(model, inputs, labels, method=method, chunk_size=chunk_size)
+        rates[method] = len(inputs) / (time.perf_counter() - t0)
+    return rates
+
+
+def signal_agreement(vec: dict[str, np.ndarray], n_boot: int = 500, seed: int = 0,
+                     truth: str = "ablation_drop", reference: str = "fisher_empirical") -> pd.DataFrame:
+    """One row per signal (`SIGNALS` but `truth`): Spearman against the ablation drop with a bootstrap CI over
+    layers, Kendall tau against it, and Spearman against the empirical Fisher (chapter 03)."""
+    rows = []
+    for s in SIGNALS:
+        if s == truth:
+            continue
+        rho, lo, hi = spearman_ci(vec[s], vec[truth], n_boot=n_boot, seed=seed)
+        rows.append({"signal": s, "spearman_vs_ablation": rho, "ci_low": lo, "ci_high": hi,
+                     "kendall_vs_ablation": kendall_tau(vec[s], vec[truth]),
+                     f"spearman_vs_{reference}": spearmanr(vec[s], vec[reference]).statistic})
+    return pd.DataFrame(rows)

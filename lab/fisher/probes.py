@@ -9,14 +9,14 @@ on the other half (a seeded permutation), beside the majority-class baseline of 
 
 `layer_idx` names the residual stream as the Fisher tables do: -1 = the input embeddings (the input of layer 0),
 l = the output of decoder layer l (0..L-1, before the final norm). So the gain of layer l, accuracy(l) -
-accuracy(l - 1), is what layer l adds, and lines up with layer l's Fisher (`probe_record`).
+accuracy(l - 1), is what layer l adds, and lines up with layer l's Fisher (chapter 03's `probe_record`).
 
 - `planted_targets`: the planted variables of each history the model reads (processed ids mapped back to generated).
 - `last_states`: (S, L+1, H) the last-position residual stream of every layer.
 - `layer_probes`: held-out accuracy per (layer_idx, variable) and the baselines (`ProbeResult`); `probe_states`
   does the fitting and scoring on given states, `fit_probe` / `probe_predict` one probe.
-- `probe_summary` (where each variable becomes decodable), `probe_gains` (per-layer gain), `probe_record` (what
-  chapter 03 records, with Spearman against the Fisher), `probe_conclusion` (its printed sentences).
+- `probe_summary` (where each variable becomes decodable), `probe_gains` (per-layer gain); what chapter 03 records
+  and prints of them (`probe_record`, `probe_conclusion`) is in `lab.chapters.c03_fisher`.
 - `run_probes`: chapter 03's one call (None outside the depth world: real data and the shallow world plant nothing).
 """
 from __future__ import annotations
@@ -32,7 +32,6 @@ import torch.nn.functional as F
 from ..config import DataConfig
 from ..profiles import profile_config
 from ..data import RecData, SyntheticWorld, generated_ids, is_depth_world, planted_variables, synthetic_world
-from ..evaluation import spearman_ci
 from ..io import write_parquet
 from .subsets import sample_rows
 
@@ -40,6 +39,10 @@ VARIABLES = ("last_cluster", "induction_cluster", "pointer_cluster", "mode")  # 
 UNDEFINED = -1  # the planted value of a variable that does not exist for a history (no earlier occurrence, ...)
 PROBE_COLUMNS = ["layer_idx", "variable", "accuracy", "majority", "n_train", "n_test", "n_undefined", "n_classes"]
 PROBE_FILE = "03_probes.parquet"
+
+__all__ = ["VARIABLES", "UNDEFINED", "PROBE_COLUMNS", "PROBE_FILE", "ProbeConfig", "ProbeResult", "planted_targets",
+           "last_states", "fit_probe", "probe_predict", "layer_probes", "probe_states", "run_probes", "save_probes",
+           "load_probes", "probe_summary", "probe_gains"]
 
 
 @dataclass
@@ -280,74 +283,3 @@ def probe_gains(accuracy: pd.DataFrame) -> pd.DataFrame:
     return gains.assign(total=gains.sum(axis=1, min_count=1))
 
 
-def probe_record(result: ProbeResult | None, fisher, within: float = 0.02, n_boot: int = 1000,
-                 seed: int = 0) -> dict:
-    """The probe results chapter 03 records (`fisher_record(probes=...)`), None throughout without a depth world.
-
-    Args:
-        result: `run_probes`' result, or None.
-        fisher: (L,) the per-layer Fisher importance (`importance_vector(..., "fisher_empirical", "per_param")`).
-        within: the `probe_summary` threshold of "decodable".
-        n_boot, seed: the bootstrap over layers of the Spearman CI (`lab.evaluation.spearman_ci`).
-
-    Returns:
-        probe_accuracy {variable: {layer_idx: accuracy}}, probe_majority {variable: accuracy}, probe_counts
-        {variable: {train, test, undefined}}, probe_decodable_at {variable: layer_idx or None}, probe_gain_total
-        {layer_idx: summed gain}, probe_fisher_spearman (Fisher vs summed gain over layers 0..L-1) and its _ci,
-        probe_within, probe_users, probe_seconds.
-    """
-    keys = ("probe_accuracy", "probe_majority", "probe_counts", "probe_decodable_at", "probe_gain_total",
-            "probe_fisher_spearman", "probe_fisher_spearman_ci", "probe_users", "probe_seconds")
-    if result is None:
-        return {**dict.fromkeys(keys), "probe_within": within}
-    acc, base = result.accuracy, result.baseline
-    summary = probe_summary(acc, base["majority"], within)
-    total = probe_gains(acc)["total"]
-    rho, lo, hi = spearman_ci(np.asarray(fisher, dtype=float), total.to_numpy(), n_boot=n_boot, seed=seed)
-    plain = lambda v: None if pd.isna(v) else float(v)  # noqa: E731
-    return {
-        "probe_accuracy": {v: {int(l): plain(a) for l, a in acc[v].items()} for v in acc.columns},
-        "probe_majority": {v: plain(base.loc[v, "majority"]) for v in acc.columns},
-        "probe_counts": {v: {k: int(base.loc[v, f"n_{k}"]) for k in ("train", "test", "undefined")}
-                         for v in acc.columns},
-        "probe_decodable_at": {v: None if pd.isna(at) else int(at) for v, at in summary["decodable_at"].items()},
-        "probe_gain_total": {int(l): plain(g) for l, g in total.items()},
-        "probe_fisher_spearman": plain(rho),
-        "probe_fisher_spearman_ci": [plain(lo), plain(hi)],
-        "probe_within": within,
-        "probe_users": int(result.n_users),
-        "probe_seconds": float(result.seconds),
-    }
-
-
-def probe_conclusion(rec: dict) -> str:
-    """Chapter 03's printed conclusion of the probes, from `probe_record`'s values: where each variable becomes
-    decodable, and how the per-layer gain relates to the Fisher."""
-    if rec["probe_accuracy"] is None:
-        return ("- Planted layer roles: not measured. Only the synthetic depth world plants the variables a model "
-                "must compute; this data (real data or the shallow world) has none, so the probe results are "
-                "recorded as None.")
-    within = rec["probe_within"]
-    lines = [f"- Planted layer roles ({rec['probe_users']} validation users, half fit, half score; "
-             f"{rec['probe_seconds']:.1f} s):"]
-    for var, at in rec["probe_decodable_at"].items():
-        acc = pd.Series(rec["probe_accuracy"][var], dtype=float)
-        maj, n = rec["probe_majority"][var], rec["probe_counts"][var]
-        if acc.isna().all():
-            lines.append(f"  - `{var}`: not probed (fitting half {n['train']}, scoring half {n['test']} users).")
-            continue
-        best, where = acc.max(), int(acc.idxmax())
-        if at is None:
-            state = f"never decodable beyond the majority baseline (best {best:.2f} vs {maj:.2f}, margin {within})"
-        else:
-            state = (f"decodable from {'the embeddings' if at == -1 else f'layer {at}'} (within {within} of its best "
-                     f"{best:.2f}, reached at layer_idx {where}; majority baseline {maj:.2f})")
-        lines.append(f"  - `{var}`: {state}; {n['undefined']} users without it left out.")
-    rho, (lo, hi) = rec["probe_fisher_spearman"], rec["probe_fisher_spearman_ci"]
-    if rho is None or lo is None:
-        lines.append("  - Spearman of the Fisher with the summed probe gain is undefined (a constant vector).")
-    else:
-        rel = ("agrees with" if lo > 0 else "runs against" if hi < 0 else "is not distinguishable from no relation to")
-        lines.append(f"  - The per-layer Fisher {rel} the per-layer probe gain summed over variables: Spearman "
-                     f"{rho:.2f} (95% CI {lo:.2f} to {hi:.2f} over layers).")
-    return "\n".join(lines)

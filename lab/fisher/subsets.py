@@ -1,5 +1,5 @@
 """Which users and labels a Fisher is computed over (chapter 03): seeded subsamples of rows, users by activity,
-items by popularity, labels kept by item."""
+items by popularity, labels kept by item, and the label families one batched pass serves."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +7,13 @@ import pandas as pd
 import torch
 
 from ..constants import IGNORE, PAD
+from .estimators import draw_labels
 
-__all__ = ["sample_rows", "user_activity", "user_buckets", "item_buckets", "mask_labels"]
+__all__ = ["ITEM_BUCKETS", "USER_BUCKETS", "sample_rows", "user_activity", "user_buckets", "item_buckets",
+           "mask_labels", "label_sets", "backward_passes"]
+
+ITEM_BUCKETS = ("head", "torso", "tail")  # target-popularity buckets (`item_buckets`)
+USER_BUCKETS = ("low", "mid", "high")  # training-activity terciles (`user_buckets`)
 
 
 def sample_rows(n_rows: int, n: int | None, seed: int = 0) -> np.ndarray:
@@ -56,3 +61,18 @@ def mask_labels(labels: torch.Tensor, keep_items) -> torch.Tensor:
     keep = torch.as_tensor(np.asarray(keep_items, dtype=bool), device=labels.device)
     ok = (labels != IGNORE) & keep[labels.clamp(min=0)]
     return torch.where(ok, labels, torch.full_like(labels, IGNORE))
+
+
+def label_sets(model, inputs: torch.Tensor, labels: torch.Tensor, buckets, n_draws: int,
+               seed: int = 0) -> dict[str, torch.Tensor]:
+    """The label families one batched Fisher pass serves (chapter 03): the observed next items (`fisher_empirical`),
+    `n_draws` sets drawn from the model (`fisher_true`, (D, S, T)), and the observed items restricted to each target
+    popularity bucket (`item:<bucket>`; `buckets` from `item_buckets`)."""
+    out = {"fisher_empirical": labels, "fisher_true": draw_labels(model, inputs, labels, n_draws, seed=seed)}
+    out.update({f"item:{b}": mask_labels(labels, buckets == b) for b in ITEM_BUCKETS})
+    return out
+
+
+def backward_passes(sets: dict[str, torch.Tensor]) -> int:
+    """Backward passes per chunk of users that `fisher_hooks` makes for these label sets (one per set or draw)."""
+    return sum(v.shape[0] if v.dim() == 3 else 1 for v in sets.values())
