@@ -18,13 +18,16 @@
 # none is a dependency because each brings its own data pipeline and evaluator, where this table needs one
 # evaluator for every row, and RecBole 1.2.1 pins numpy<2 and pandas<3, which the book's environment cannot share.
 #
-# **Compression at k = L/4**, each at the same training budget as chapter 05's students where it trains: the method
-# (chapter 05's best distilled `fisher_topk` student); every other layer set chapter 05 distilled (read from its
-# tables, not trained again); the same k-layer model trained from scratch without a teacher; the teacher pruned by
-# weight magnitude to the student's parameter count (without training, and then distilled like the students);
-# post-training dynamic INT8 quantisation of the teacher's linear layers; and 4-bit NF4 weight-only quantisation
-# (bitsandbytes). TinyBERT-style distillation (attention maps + hidden states + prediction layer) is not run: the
-# book's trainer has no attention-map term (chapter 05's layer-wise variant is its hidden-state half). A cross-check
+# **Compression at k = L/4**: the method (chapter 05's own student of the method, the `fisher_topk` layers distilled
+# with the Fisher-weighted layer-wise KD, `kd+fisher`, named by that rule and never by a score:
+# `lab.chapters.c05_distillation.method_name`); every other layer set chapter 05 distilled, and chapter 05's
+# TinyBERT-style distillation of the uniform rule's layers (attention maps + hidden states + embeddings + prediction
+# layer, `lab.distill.config.TINYBERT`), all read from its tables, not trained again; the same k-layer model trained
+# from scratch without a teacher twice — **with the teacher's full recipe** (its data, epochs, patience and learning
+# rate: the control that says whether distillation helps, chapter 02's depth-curve model, loaded) and **on the
+# students' budget** (chapter 05's epochs, patience and learning rate); the teacher pruned by weight magnitude to the
+# student's parameter count (without training, and then distilled like the students); post-training dynamic INT8
+# quantisation of the teacher's linear layers; and 4-bit NF4 weight-only quantisation (bitsandbytes). A cross-check
 # of these numbers against RecBole's own SASRec is not part of this chapter.
 
 # %% tags=["parameters"]
@@ -32,7 +35,7 @@ PROFILE = "smoke"  # smoke | default | full
 SEED = 0  # global seed
 ARTEFACTS = ""  # artefact root; empty means <repo>/artefacts
 BUDGET_DIVISOR = 4  # layer budget: k is L divided by this (chapter 05's)
-METHOD_RULE = "fisher_topk"  # the method: chapter 05's best distilled student of this selection rule
+METHOD_RULE = "fisher_topk"  # the method: chapter 05's student of this rule with kd+fisher (C5.method_name's rule)
 KNN_NEIGHBOURS = [10, 50, 200]  # ItemKNN neighbourhood sizes tried; the best on validation is used
 EASE_LAMBDAS = [1.0, 10.0, 100.0, 1000.0]  # EASE ridge strengths tried; the best on validation is used
 GRU_HIDDEN = None  # GRU4Rec width; None: the teacher's hidden size
@@ -41,7 +44,7 @@ GRU_LRS = [0.002, 0.01, 0.05]  # GRU4Rec peak learning rates tried (the teacher'
 SPEED_REPEATS = None  # timed passes per model and batch size; None: the profile's (BenchConfig.for_profile)
 ALPHA = 0.05  # family-wise error rate: a difference is clear if its CI excludes 0 and its Holm-adjusted p < ALPHA
 MARGIN = 0.01  # NDCG@10: a row whose paired difference CI lies within ±MARGIN of the method is "on par"
-GOAL_RETENTION = 0.95  # chapter 05's retention goal, drawn on the retention figure
+GOAL_RETENTION = None  # the retention goal drawn on the retention figure; None: C1's (lab.constants, 0.92)
 
 # %%
 import copy
@@ -58,6 +61,8 @@ from lab import recommenders as R
 from lab.chapters import c06_baselines as B
 from lab import viz as V
 from lab.bench import BenchConfig, compare_speed
+from lab.bench import depth as DB
+from lab.chapters import c05_distillation as C5
 from lab.data import load_rec_data
 from lab.distill import DistillConfig, distill, freeze_teacher, load_4bit, teacher_key
 from lab.evaluation import per_user_table
@@ -75,7 +80,7 @@ teacher = freeze_teacher(lab.load_teacher(P, lab.device()))
 L, k = teacher.num_layers, max(1, teacher.num_layers // BUDGET_DIVISOR)
 ch05 = B.read_tables(P, {"distill_results.parquet": "05", "distill_per_user.parquet": "05"})
 res05, pu05 = ch05["distill_results.parquet"], ch05["distill_per_user.parquet"]
-method = B.method_student(res05, METHOD_RULE)  # the best distilled fisher_topk student on validation
+method = B.method_student(res05, METHOD_RULE)  # chapter 05's student of the method (kd+fisher), by the rule
 read05 = B.chapter05_rows(res05, method)  # chapter 05's rows this table reads: one per layer set, then adapters
 print(f"teacher: {L} layers, {count_parameters(teacher):,} parameters; k = {k}; {len(data.test_target)} test users; "
       f"the method: {method}; read from chapter 05: {', '.join(read05)}")
@@ -130,15 +135,19 @@ print(f"GRU4Rec: {count_parameters(gru):,} parameters, {gru_info['epochs']} epoc
 
 # %% [markdown]
 # ## Compression at the same budget
-# The k-layer model **from scratch** has the students' shape and budget (chapter 05's `DistillConfig`: its epochs,
-# patience and learning rate) and CE alone: no teacher, not even its weights. **Magnitude pruning** zeroes the
-# teacher's decoder linear weights of smallest |w| (one global threshold) until the pruned teacher holds as many
-# parameters as the k-layer student; once as it is, once distilled with the method's loss at the students' budget
-# (the pruned weights stay 0 while it trains). Its matrices stay dense, so it is timed as it would run.
+# The k-layer model **from scratch** has the students' shape and CE alone: no teacher, not even its weights. Once with
+# the teacher's full recipe (`lab.bench.depth.scratch_control`: chapter 02's depth curve trained it, loaded here), the
+# control that decides whether distillation helps, and once on the students' budget (chapter 05's `DistillConfig`:
+# its epochs, patience and learning rate), which tells what the students' few epochs give a model without a teacher.
+# **Magnitude pruning** zeroes the teacher's decoder linear weights of smallest |w| (one global threshold) until the
+# pruned teacher holds as many parameters as the k-layer student; once as it is, once distilled with the method's
+# loss at the students' budget (the pruned weights stay 0 while it trains). Its matrices stay dense, so it is timed
+# as it would run.
 
 # %%
-student = SeqRecModel.from_pretrained(P.root / "students" / method).to(lab.device()).eval()  # the method, as saved
-variant, key = res05.set_index("name").loc[method, "variant"], teacher_key(P.teacher, stats)
+student = SeqRecModel.from_pretrained(C5.student_dir(P, res05, method)).to(lab.device()).eval()  # the method, saved
+r5 = res05.set_index("name")  # chapter 05's rows by name
+variant, key = r5.loc[method, "variant"], teacher_key(P.teacher, stats)
 print(f"the method as saved: {student.num_layers} layers, {count_parameters(student):,} parameters; variant {variant}")
 
 # %%
@@ -147,8 +156,10 @@ torch.manual_seed(SEED)
 scratch = build_model(scratch_cfg, data.num_items, data.max_len, item_titles=data.item_titles).to(lab.device())
 scratch, _, scratch_info = distill(teacher, scratch, data, dcfg.with_variant("ce"), cfg.train, P.root / "scratch",
                                    seed=SEED, progress=False, key={**key, "scratch": scratch_cfg.__dict__})
-print(f"k-layer model from scratch: {scratch_info['epochs']} epochs, validation NDCG@10 "
-      f"{scratch_info['best_valid_ndcg@10']:.4f}, {scratch_info['train_seconds']:.1f} s")
+scratch_full, full_info = DB.scratch_control(cfg, P, data, stats, k, seed=SEED, device=lab.device())  # chapter 02's
+for what, info in (("the teacher's recipe", full_info), ("the students' budget", scratch_info)):
+    print(f"{k}-layer model from scratch on {what}: {info['epochs']} epochs, validation NDCG@10 "
+          f"{info['best_valid_ndcg@10']:.4f}, {info['train_seconds']:.1f} s{' (loaded)' if info.get('loaded') else ''}")
 
 # %%
 pruned, pruned_kd = copy.deepcopy(teacher), copy.deepcopy(teacher)
@@ -183,8 +194,9 @@ print(f"INT8 dynamic: {int8_status}; NF4: {nf4_status}")
 # a float32 model's ranks do not change).
 
 # %%
-models = {**recs, "gru4rec": gru, "sasrec_ce": sasrec, "scratch": scratch, "prune": pruned, "prune+kd": pruned_kd,
-          "int8": int8, "nf4": nf4}
+SCRATCH, SCRATCH_FULL = "scratch (students' budget)", "scratch (teacher's recipe)"  # the two from-scratch rows
+models = {**recs, "gru4rec": gru, "sasrec_ce": sasrec, SCRATCH_FULL: scratch_full, SCRATCH: scratch, "prune": pruned,
+          "prune+kd": pruned_kd, "int8": int8, "nf4": nf4}
 scored = per_user_table({n: m for n, m in models.items() if m is not None}, data)
 per_user = pd.concat([pu05[pu05["name"].isin([*read05, "teacher"])], scored], ignore_index=True)
 write_parquet(P.file("baselines_per_user.parquet"), per_user)
@@ -195,10 +207,11 @@ per_user.groupby("name", sort=False)[["ndcg@10", "hr@10", "mrr"]].mean().round(4
 # Every distinct model is timed against the teacher on the same test histories, repeats interleaved
 # (`lab.bench.compare_speed`), at batch 1 and the profile's largest batch; peak memory is the stored weights plus the
 # activation peak of one pass (chapter 04's measure; quantised weights counted at their stored size). Chapter 05's
-# students and the scratch model all have the method's shapes, so the method's timing stands for them.
+# students and the two scratch models all have the method's shapes, so the method's timing stands for them.
 
 # %%
-timed = {"teacher": teacher, method: student, **{n: m for n, m in models.items() if m is not None and n != "scratch"}}
+timed = {"teacher": teacher, method: student,
+         **{n: m for n, m in models.items() if m is not None and n not in (SCRATCH, SCRATCH_FULL)}}
 bmax = max(bcfg.batch_sizes)
 speed = compare_speed(timed, data.test_history, batch_sizes=(1, bmax), repeats=bcfg.repeats, warmup=bcfg.warmup)
 write_parquet(P.file("baselines_speed.parquet"), speed)
@@ -214,7 +227,6 @@ speed[speed["batch"] == bmax][["model", "median_ms", "speedup", "params", "weigh
 # model's nonzero ones; quantised weights once each, their bytes are in `weights_mb`).
 
 # %%
-r5 = res05.set_index("name")  # chapter 05's rows by name
 specs = [dict(name="popularity", family="recommender", source="06", detail="training counts"),
          dict(name="markov", family="recommender", source="06", detail="first-order transition counts"),
          dict(name="itemknn", family="recommender", source="06", detail=f"cosine, {knn_k} neighbours (valid)"),
@@ -224,7 +236,8 @@ specs = [dict(name="popularity", family="recommender", source="06", detail="trai
          dict(name="teacher", family="teacher", source="02", detail=f"{L} layers"),
          *[dict(name=n, family="method" if n == method else "compression", source="05", timed_as=method,
                 detail="layers {layers}, {variant}, {adapter}".format(**r5.loc[n])) for n in read05],
-         dict(name="scratch", family="compression", source="06", detail=f"{k} layers, scratch, CE", timed_as=method),
+         *[dict(name=n, family="compression", source=src, detail=f"{k} layers, scratch, CE, {how}", timed_as=method)
+           for n, src, how in ((SCRATCH_FULL, "02", "teacher's recipe"), (SCRATCH, "06", "students' budget"))],
          dict(name="prune", family="compression", source="06", detail=f"magnitude {prune_info['sparsity']:.0%}"),
          dict(name="prune+kd", family="compression", source="06", detail=f"magnitude, then {variant}"),
          dict(name="int8", family="compression", source="06", detail="dynamic INT8 linears", status=int8_status),
@@ -232,7 +245,8 @@ specs = [dict(name="popularity", family="recommender", source="06", detail="trai
 
 # %%
 params = {**{n: C.stored_parameters(m) for n, m in timed.items()}, **r5["params"].to_dict(),
-          "scratch": count_parameters(scratch), "prune": prune_info["target"], "prune+kd": prune_info["target"]}
+          SCRATCH_FULL: count_parameters(scratch_full), SCRATCH: count_parameters(scratch),
+          "prune": prune_info["target"], "prune+kd": prune_info["target"]}
 board = B.leaderboard(B.board_rows(specs, speed, params), per_user, method, alpha=ALPHA, margin=MARGIN, seed=SEED)
 write_parquet(P.file("leaderboard.parquet"), board)
 
@@ -244,7 +258,7 @@ fig = V.quality_vs_speed(board, "ndcg@10", batch=bmax)
 V.save(fig, "06_quality_vs_speed", P)
 
 # %%
-fig = V.retention_by_method(board, "ndcg@10", goal=GOAL_RETENTION)
+fig = V.retention_by_method(board, "ndcg@10", goal=lab.resolve(GOAL_RETENTION, C5.GOAL[0]))
 V.save(fig, "06_retention", P)
 
 # %% [markdown]
@@ -270,11 +284,13 @@ print("Verdicts of the method against each row (Holm over the family): " + "; ".
 # What the teacher is worth: a small model without it, and the rows whose paired retention CI lies above 1.
 
 # %%
-s, sr = b.loc["scratch"], b.loc["sasrec_ce"]
+f, s, sr = b.loc[SCRATCH_FULL], b.loc[SCRATCH], b.loc["sasrec_ce"]
 above = B.rows_above_teacher(board)  # measured rows whose paired retention CI lies above 1
-print(f"Without the teacher, the {k}-layer model trained from scratch on the students' budget scores "
-      f"{s['test_ndcg@10']:.4f} ({s['verdict']}); chapter 02's {sasrec.num_layers}-layer SASRec-CE, trained from scratch "
-      f"on the teacher's whole budget, {sr['test_ndcg@10']:.4f} ({sr['verdict']}).")
+print(f"Without the teacher, the {k}-layer model trained from scratch with the teacher's full recipe scores "
+      f"{f['test_ndcg@10']:.4f}, {f['ret_ndcg@10']:.1%} of the teacher (the method against it: {f['verdict']}, "
+      f"{f['diff']:+.4f} per user); on the students' budget {s['test_ndcg@10']:.4f} ({s['verdict']}); chapter 02's "
+      f"{sasrec.num_layers}-layer SASRec-CE, trained from scratch with the teacher's recipe, {sr['test_ndcg@10']:.4f} "
+      f"({sr['verdict']}).")
 print("Rows better than the teacher (paired retention CI above 1): " + (", ".join(above) or "none") + ".")
 
 # %% [markdown]
@@ -292,8 +308,9 @@ for n in ("prune", "prune+kd", "int8", "nf4"):
 # ## Summary
 # Each line is printed from the leaderboard above; `leaderboard.parquet` (one row per method, read by later
 # chapters), `baselines_per_user.parquet` (per-user test metrics of every row, the teacher included) and
-# `baselines_speed.parquet` (the timing run) hold the numbers; GRU4Rec, the scratch model and the distilled pruned
-# teacher are saved under `gru4rec/`, `scratch/` and `pruned/`.
+# `baselines_speed.parquet` (the timing run) hold the numbers; GRU4Rec, the scratch model on the students' budget and
+# the distilled pruned teacher are saved under `gru4rec/`, `scratch/` and `pruned/` (the one on the teacher's recipe
+# is chapter 02's, under `depth_bench/L<k>`).
 
 # %%
 best_rec = recs_board.index[0]

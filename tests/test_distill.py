@@ -377,14 +377,14 @@ def test_control_summary_from_planted_per_user_values():
     rng = np.random.default_rng(1)
     users = np.arange(200)
     t = rng.uniform(0.2, 0.6, 200)
-    vals = {"fisher_topk:kd+fisher": 0.9 * t, "uniform:kd": 0.95 * t, "scratch_full:2": 0.8 * t, EXTENDED: 1.1 * t}
+    vals = {"fisher_topk:kd+fisher": 0.9 * t, "uniform:kd": 0.95 * t, "scratch_full": 0.8 * t, EXTENDED: 1.1 * t}
     pu = pd.concat([pd.DataFrame({"name": n, "user": users, "ndcg@10": v, "hr@10": v, "mrr": v})
                     for n, v in vals.items()], ignore_index=True)
     teacher = pd.DataFrame({"user": users, "ndcg@10": t, "hr@10": t, "mrr": t})
     info = {"epochs": 3, "best_valid_ndcg@10": 0.3, "stopped_by": "epochs"}
-    s = control_summary(pu, teacher, {"scratch_full:2": (None, info), EXTENDED: (None, info)},
+    s = control_summary(pu, teacher, {"scratch_full": (None, info), EXTENDED: (None, info)},
                         "fisher_topk:kd+fisher", "uniform:kd")
-    assert s["scratch_full_name"] == "scratch_full:2" and s["scratch_full_retention"] == pytest.approx(0.8)
+    assert s["scratch_full_name"] == "scratch_full" and s["scratch_full_retention"] == pytest.approx(0.8)
     lo, hi = s["scratch_full_retention_ci"]
     assert lo == pytest.approx(0.8) and hi == pytest.approx(0.8)  # an exact ratio for every user: no spread
     assert s["method_vs_scratch_full"]["diff"] == pytest.approx(float((0.1 * t).mean()))
@@ -393,7 +393,7 @@ def test_control_summary_from_planted_per_user_values():
     assert s["method_retention_vs_extended_teacher"] == pytest.approx(0.9 / 1.1)
     assert s["best_retention_vs_extended_teacher"] == pytest.approx(0.95 / 1.1)
     assert set(s["retention_vs_extended_teacher"]) == {"fisher_topk:kd+fisher", "uniform:kd"}
-    alone = control_summary(pu[pu["name"] != EXTENDED], teacher, {"scratch_full:2": (None, info)},
+    alone = control_summary(pu[pu["name"] != EXTENDED], teacher, {"scratch_full": (None, info)},
                             "fisher_topk:kd+fisher", "uniform:kd")
     assert "extended_teacher_epochs" not in alone and "retention_vs_extended_teacher" not in alone
 

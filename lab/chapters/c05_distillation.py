@@ -24,11 +24,11 @@ from ..evaluation import paired_comparison, per_user_table
 from ..hypotheses import VARIANT_ORDER
 from ..train import train_or_load
 
-__all__ = ["GOAL", "SCRATCH_FULL", "EXTENDED", "method_name", "meets_goal", "extended_teacher", "control_models",
-           "control_summary", "control_sentences", "method_sentences", "distillation_record"]
+__all__ = ["GOAL", "SCRATCH_FULL", "EXTENDED", "method_name", "student_dir", "meets_goal", "extended_teacher",
+           "control_models", "control_per_user", "control_summary", "control_sentences", "method_sentences", "distillation_record"]
 
 GOAL = (GOAL_RETENTION, GOAL_SPEEDUP)  # chapter 05's goal is C1's (lab.constants)
-SCRATCH_FULL = "scratch_full:{k}"  # distill_per_user.parquet name of the k-layer model from scratch, teacher's recipe
+SCRATCH_FULL = "scratch_full"  # distill_per_user.parquet name of the k-layer model from scratch, teacher's recipe
 EXTENDED = "teacher_extended"  # distill_per_user.parquet name of the teacher trained for the students' extra epochs
 
 
@@ -37,6 +37,13 @@ def method_name(results: pd.DataFrame) -> str:
     distilled with "kd+fisher", else the first variant of `lab.hypotheses.VARIANT_ORDER` the grid trained for it
     (`lab.distill.trainer.method_student`): decided by the rule, never by a score (chapters 05 and 06, C1)."""
     return method_student(results, fallback=VARIANT_ORDER)
+
+
+def student_dir(P: Paths, results: pd.DataFrame, name: str):
+    """The `save_pretrained` folder of a student of chapter 05's table: `students/<name>`, or that of the student
+    whose run it shares (`same_as`: the same layers, variant and adapter trained under another rule's name)."""
+    r = results.set_index("name")
+    return P.root / "students" / (r.loc[name, "same_as"] or name)
 
 
 def meets_goal(rows, retention: float = GOAL_RETENTION, speedup: float = GOAL_SPEEDUP, ci: bool = False):
@@ -65,7 +72,7 @@ def control_models(cfg, P: Paths, data, stats: dict, dcfg: DistillConfig, grid: 
     """{distill_per_user.parquet name: (model, train info)} of chapter 05's controls: the k-layer model from scratch
     with the teacher's full recipe (`SCRATCH_FULL`, `lab.bench.depth.scratch_control`: chapter 02 trained it, it is
     loaded) and, where `grid.extended_teacher`, the teacher trained for the students' extra epochs (`EXTENDED`)."""
-    out = {SCRATCH_FULL.format(k=k): scratch_control(cfg, P, data, stats, k, seed, device)}
+    out = {SCRATCH_FULL: scratch_control(cfg, P, data, stats, k, seed, device)}
     if grid.extended_teacher:
         out[EXTENDED] = extended_teacher(P, data, dcfg, cfg.train, stats, seed, device)
     return out
@@ -97,7 +104,7 @@ def control_summary(per_user: pd.DataFrame, teacher_pu: pd.DataFrame, controls: 
     wide = per_user.pivot(index="user", columns="name", values="ndcg@10")
     students = [n for n in dict.fromkeys(per_user["name"]) if n not in controls]
     out = {}
-    scratch = next(n for n in controls if n.startswith("scratch_full:"))
+    scratch = SCRATCH_FULL
     ret = retention(per_user[per_user["name"] == scratch], teacher_pu, ["ndcg@10"], seed=seed).iloc[0]
     info = controls[scratch][1]
     out.update(scratch_full_name=scratch, scratch_full_epochs=int(info["epochs"]),
@@ -159,10 +166,10 @@ def method_sentences(results: pd.DataFrame, method: str, best: str, k: int, L: i
     for who, n in (("The method's student", method), ("The best student on validation", best)):
         row = r.loc[n]
         met, met_ci = bool(meets_goal(row, *goal)), bool(meets_goal(row, *goal, ci=True))
-        out.append(f"{who}, {n} (k = {k} of {L} layers), keeps {row['ret_ndcg@10']:.1%} of the teacher's test NDCG@10 "
-                   f"(95% CI {row['ret_ndcg@10_low']:.1%}–{row['ret_ndcg@10_high']:.1%}) at {row['speedup']:.2f}x its "
-                   f"throughput (batch {bmax}; {row['speedup_b1']:.2f}x at batch 1): the {goal[0]:.0%} / {goal[1]:g}x "
-                   "goal is " + ("met, the whole CI included." if met_ci else "met on the point estimate only."
+        out.append(f"{who}, {n} (k = {k} of {L} layers), keeps {row['ret_ndcg@10']:.1%} of the teacher's test "
+                   f"NDCG@10 (95% CI {row['ret_ndcg@10_low']:.1%}–{row['ret_ndcg@10_high']:.1%}) at "
+                   f"{row['speedup']:.2f}x its throughput (batch {bmax}; {row['speedup_b1']:.2f}x at batch 1): the "
+                   f"{goal[0]:.0%} / {goal[1]:g}x goal is " + ("met, the whole CI included." if met_ci else "met on the point estimate only."
                                  if met else "not met."))
     return out
 

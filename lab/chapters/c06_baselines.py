@@ -8,21 +8,20 @@ import numpy as np
 import pandas as pd
 
 from ..constants import METRICS
+from ..distill.trainer import method_student as distill_method_student
 from ..evaluation import bootstrap_ci, compare_runs, holm_family, paired_ratio_ci
+from ..hypotheses import VARIANT_ORDER
 
 __all__ = ["method_student", "chapter05_rows", "verdict", "leaderboard", "read_tables", "board_rows",
            "rows_above_teacher", "valid_curve", "leaderboard_record"]
 
 
 def method_student(results: pd.DataFrame, rule: str = "fisher_topk") -> str:
-    """Chapter 05's best distilled student of `rule`, the book's method: among its full fine-tuned students trained
-    against the teacher (any variant but "ce"), the one with the highest validation NDCG@10 (the first on ties);
-    `results` is `distill_results.parquet` (chapter 06)."""
-    sel = results[(results["rule"] == rule) & (results["adapter"] == "full") & (results["variant"] != "ce")]
-    if not len(sel):
-        raise ValueError(f"chapter 05 distilled no {rule!r} student with the teacher (variants: "
-                         f"{sorted(results.loc[results['rule'] == rule, 'variant'])})")
-    return str(sel.loc[sel["valid_ndcg@10"].idxmax(), "name"])
+    """Chapter 05's student of the book's method: `rule`'s full fine-tuned student distilled with the method's
+    variant, "kd+fisher" (else the first of `lab.hypotheses.VARIANT_ORDER` chapter 05 trained for it), named by that
+    rule, never by a score — the student chapter 05 and C1 test (`lab.distill.trainer.method_student`); `results` is
+    `distill_results.parquet` (chapter 06)."""
+    return distill_method_student(results, rule, fallback=VARIANT_ORDER)
 
 
 def chapter05_rows(results: pd.DataFrame, method: str, baselines=("tinybert",)) -> list[str]:
