@@ -1,4 +1,4 @@
-"""Command line: `python -m lab book|rerun|bench|data|train|fisher|distill|crosscheck|sync ...`.
+"""Command line: `python -m lab book|rerun|bench|data|train|fisher|distill|crosscheck|sweep|sync ...`.
 
 A wrong first step (an unknown chapter, a missing raw-data folder, a chapter run before the one that makes its input,
 a chapter that fails) ends with one line saying what is missing and the command that makes it, and a non-zero exit
@@ -139,6 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--epochs", type=int, default=None, help="default: the profile's distillation budget")
     ds.add_argument("--importance", default=None, help="importance rows (parquet; e.g. `python -m lab fisher`'s "
                                                       "fisher_layers.parquet); default: the run's chapter 03 table")
+    sw = sub.add_parser("sweep", help="the compression sweep (issue 27): every budget k and selection rule, zero-shot and "
+                                      "distilled, the k-layer model from scratch, measured speed-ups; resumable")
+    sw.add_argument("what", choices=["compression"])
+    sw.add_argument("--profile", default="default", choices=PROFILES)
+    sw.add_argument("--seeds", type=int, nargs="+", default=[0])
+    sw.add_argument("--artefacts", default=None)
+    sw.add_argument("--ks", type=int, nargs="*", help="budgets (default: lab.bench.sweep.default_ks of the teacher)")
+    sw.add_argument("--rules", nargs="*", help="selection rules (default: SweepConfig.rules); random draws apart")
+    sw.add_argument("--n-random", type=int, default=None, help="random layer sets per k (default: 3)")
+    sw.add_argument("--variant", default=None, help="distillation variant (default: chapter 05's choice)")
+    sw.add_argument("--no-scratch", action="store_true", help="skip the k-layer models from scratch")
     sub.add_parser("sync", help="regenerate every notebooks/*.ipynb from its .py (no outputs)")
     return ap
 
@@ -249,6 +260,20 @@ def launched_cmd(a) -> int:
     return 0
 
 
+def sweep_cmd(a) -> int:
+    """`sweep compression`: `lab.bench.sweep.run` over the seeds; its last line is a JSON object."""
+    from .bench import sweep
+
+    try:
+        out = sweep.run(a.profile, a.seeds, a.artefacts, ks=a.ks, rules=a.rules, n_random=a.n_random,
+                        variant=a.variant, scratch=not a.no_scratch)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"python -m lab sweep: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(out, default=str))
+    return 0
+
+
 def sync_cmd(a) -> int:
     """`sync`: regenerate every notebooks/*.ipynb from its .py."""
     from .notebooks import sync_all
@@ -260,7 +285,7 @@ def sync_cmd(a) -> int:
 
 COMMANDS = {"book": book_cmd, "rerun": rerun_cmd, "bench": bench_cmd, "data": data_cmd,
             "crosscheck": crosscheck_cmd, "train": launched_cmd, "fisher": launched_cmd, "distill": launched_cmd,
-            "sync": sync_cmd}
+            "sweep": sweep_cmd, "sync": sync_cmd}
 
 
 def main(argv=None) -> int:
