@@ -37,6 +37,7 @@ from lab.recommenders import choose_on_valid, ease_scorer, popularity_scorer
 from lab.bench import arch as AB
 from lab.bench import depth as DB
 from lab.bench import teachers as TB
+from lab.chapters import c02_teacher as C
 from lab.data import load_rec_data
 from lab.evaluation import per_user_table, score_table
 from lab.models import build_model, build_teacher, count_parameters, scratch_config
@@ -63,12 +64,7 @@ teacher, teacher_hist, teacher_info = train_or_load(teacher, data, cfg.train, P.
                                                     key={"model": cfg.model.__dict__, "data": stats.get("config_hash")})
 n_params = count_parameters(teacher)
 n_layer_params = sum(p.numel() for p in teacher.layers.parameters())
-print(f"teacher: {teacher.num_layers} x {type(teacher.layers[0]).__name__}, {n_params:,} parameters "
-      f"({n_layer_params / n_params:.0%} in the decoder layers)"
-      + (f", pretrained {cfg.model.backbone}, {teacher_info['trainable_params']:,} trained ({cfg.model.tuning})"
-         if cfg.model.backbone and "trainable_params" in teacher_info else "") + "; "
-      f"{'loaded from ' + lab.book.shown_path(P.teacher) if teacher_info['loaded'] else 'trained'} — "
-      f"training took {teacher_info['train_seconds']:.0f} s over {teacher_info['epochs']} epochs")
+print(C.teacher_line(teacher, cfg.model, teacher_info, n_params, n_layer_params, lab.book.shown_path(P.teacher)))
 
 # %% [markdown]
 # ## Reference points: popularity and a small model trained from scratch
@@ -99,19 +95,9 @@ save(fig, "02_test_metrics", P)
 # ## What the numbers say
 
 # %%
-test = table[table.split == "test"].set_index("model")
-t_ndcg = test.loc[f"teacher ({teacher.num_layers} layers)", "ndcg@10"]
-p_ndcg = test.loc["popularity", "ndcg@10"]
-s_ndcg = test.loc[f"small ({SMALL_LAYERS} layers)", "ndcg@10"]
-ratio = t_ndcg / max(p_ndcg, 1e-12)
-print(f"Test NDCG@10 (full ranking): teacher {t_ndcg:.4f}, small {s_ndcg:.4f}, popularity {p_ndcg:.4f}.")
-print(f"The teacher is {ratio:.1f}x popularity ({t_ndcg - p_ndcg:+.4f} absolute) and "
-      f"{'above' if t_ndcg > s_ndcg else 'not above'} the {SMALL_LAYERS}-layer model trained from scratch "
-      f"({t_ndcg - s_ndcg:+.4f}).")
-print(f"Training the teacher took {teacher_info['train_seconds']:.0f} s on "
-      f"{teacher_info.get('device', lab.device())} ({torch.get_num_threads()} threads) for {teacher_info['epochs']} epochs at batch "
-      f"{teacher_info.get('batch_size', cfg.train.batch_size)}, with "
-      f"{'deterministic' if teacher_info.get('deterministic', True) else 'non-deterministic (CUDA, faster)'} kernels.")
+head = C.headline(table, f"teacher ({teacher.num_layers} layers)", f"small ({SMALL_LAYERS} layers)")  # test metrics
+print(C.headline_sentences(head, SMALL_LAYERS, teacher_info, lab.device(), torch.get_num_threads(),
+                           cfg.train.batch_size))
 
 # %% [markdown]
 # ## The teachers side by side, and on rare items
@@ -131,7 +117,7 @@ models = {f"teacher ({PROFILE})": per_user.loc[per_user.model.str.startswith("te
 teachers = TB.compare_all(models, rare)
 lab.io.write_parquet(P.file("02_teachers.parquet"), teachers)
 print(f"{int(rare.rare.sum())} of {len(rare)} test targets are rare (< {TB.RARE_BELOW} training interactions)")
-print("\n".join(TB.sentences(teachers)))
+print(C.comparison_sentences(teachers))
 teachers.round(4)
 
 # %% [markdown]
@@ -181,17 +167,5 @@ arch.table.round(4) if arch else None
 # - The architectures compared at one depth give H4 its per-user input (`02_architectures.parquet`).
 
 # %%
-lab.record_all({
-    "n_layers": teacher.num_layers, "n_params": n_params,
-    "arch": cfg.model.arch, "backbone": cfg.model.backbone,  # backbone: the pretrained LLM, None from scratch
-    "trainable_params": teacher_info.get("trainable_params"),
-    "train_seconds": teacher_info["train_seconds"], "epochs": teacher_info["epochs"],
-    "teacher_ndcg10_test": t_ndcg,
-    "teacher_hr10_test": test.loc[f"teacher ({teacher.num_layers} layers)", "hr@10"],
-    "teacher_mrr_test": test.loc[f"teacher ({teacher.num_layers} layers)", "mrr"],
-    "popularity_ndcg10_test": p_ndcg,
-    "small_ndcg10_test": s_ndcg,
-    "teacher_over_popularity": ratio,
-    **TB.comparison_record(teachers, rare, ease_lam),  # vs the small model, EASE and this data's other teacher
-    **curve.record(), **(arch.record() if arch else {}),
-})
+lab.record_all(C.teacher_record(teacher, cfg.model, teacher_info, n_params, head,
+                                comparison=C.comparison_record(teachers, rare, ease_lam), curve=curve, arch=arch))

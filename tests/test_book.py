@@ -17,12 +17,12 @@ from lab.fisher import IMPORTANCE_COLUMNS, FisherConfig, save_tables
 from lab.selection import SelectionConfig
 
 
-def test_lab_reexports_the_book():
-    for name in ("setup", "record", "record_all", "results", "paths", "run_name", "device", "Paths", "REPO_ROOT",
-                 "load_teacher", "load_importance", "require_teacher", "resolve", "override", "TEACHER_CHAPTER",
-                 "IMPORTANCE_CHAPTER"):
-        assert getattr(lab, name) is getattr(book, name), name
-    assert lab.REPO_ROOT == book.REPO_ROOT and (lab.REPO_ROOT / "notebooks").is_dir()
+def test_lab_exports_what_it_names():
+    # (An identity check of each re-export against `lab.book` was dropped: `from .book import x` makes it true by
+    # construction. What can break is a name in `__all__` that the package no longer has, or a wrong REPO_ROOT.)
+    missing = [name for name in lab.__all__ if not hasattr(lab, name)]
+    assert not missing, missing
+    assert (lab.REPO_ROOT / "notebooks").is_dir() and (lab.REPO_ROOT / "lab" / "__init__.py").is_file()
 
 
 def test_resolve_none_is_the_only_default():

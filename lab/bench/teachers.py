@@ -6,7 +6,8 @@ and SmolLM2-135M with LoRA whose items start from their titles (`ml100k-llm`). `
 rows of the companion runs that share this run's data (same source, pre-processing and split: `same_data`);
 `rare_targets` marks the test targets with few training interactions, where a title should help most; and
 `compare_all` compares the first model with every other one, paired per user (bootstrap CI, Wilcoxon), on all test
-users and on the rare and the other targets apart.
+users and on the rare and the other targets apart. What chapter 02 prints and records of it is in
+`lab.chapters.c02_teacher`.
 """
 from __future__ import annotations
 
@@ -19,8 +20,7 @@ from ..data import RecData
 from ..evaluation import paired_comparison
 from ..profiles import get_config, get_profile
 
-__all__ = ["RARE_BELOW", "DATA_FIELDS", "same_data", "rare_targets", "companion_teachers", "compare_all",
-           "sentences", "comparison_record"]
+__all__ = ["RARE_BELOW", "DATA_FIELDS", "same_data", "rare_targets", "companion_teachers", "compare_all"]
 
 RARE_BELOW = 10  # a test target is rare when its item has fewer training interactions than this (issue 25)
 DATA_FIELDS = ("source", "category", "raw_dir", "k_core", "tie_break", "tie_seed", "split", "valid_from_ms",
@@ -82,20 +82,3 @@ def compare_all(per_user: dict[str, pd.DataFrame], rare: pd.DataFrame, metric: s
                          "mean_model": float(first[u].mean()), "mean_vs": float(b[u].mean()),
                          **{k: test[k] for k in ("diff", "ci_low", "ci_high", "wilcoxon_p", "clear")}})
     return pd.DataFrame(rows)
-
-
-def sentences(table: pd.DataFrame, metric: str = "NDCG@10") -> list[str]:
-    """One printed finding per comparison of `compare_all` on all and on rare targets (chapter 02)."""
-    out = []
-    for r in table[table["subset"] != "rest"].itertuples():
-        word = "above" if r.ci_low > 0 else "below" if r.ci_high < 0 else "no clear difference from"
-        out.append(f"{r.model} − {r.vs} on {r.subset} targets ({r.n_users} users): {r.diff:+.4f} {metric} "
-                   f"(95% CI {r.ci_low:+.4f} to {r.ci_high:+.4f}, Wilcoxon p {r.wilcoxon_p:.2g}): {word} {r.vs}")
-    return out
-
-
-def comparison_record(table: pd.DataFrame, rare: pd.DataFrame, ease_lambda: float) -> dict:
-    """What chapter 02 records of the comparison: rare_targets (count), ease_lambda, teacher_comparisons (one dict
-    per row of `compare_all`)."""
-    return {"rare_targets": int(rare["rare"].sum()), "ease_lambda": float(ease_lambda),
-            "teacher_comparisons": table.to_dict("records")}
