@@ -104,3 +104,21 @@ def _data(P):
     from lab.profiles import get_config
 
     return load_rec_data(get_config("smoke", 0).data, P, seed=0, progress=False)[0]
+
+
+def test_compression_curves_draw_every_rule():
+    """One line per rule at full strength (distilled) and one faint (zero-shot), the scratch line, the teacher; the
+    lines' points are the summary's (retention against speed-up); the book's layout checks pass."""
+    from lab.viz.core import layout_problems
+    from lab.viz.distill import compression_curves
+
+    table, _ = planted(seeds=(0,))
+    table["speedup_b256"] = 8 / table["k"]
+    table["zero_shot_test_ndcg@10"] = table["distilled_test_ndcg@10"] * 0.7
+    s = S.sweep_summary(table)
+    fig = compression_curves(s)
+    lines = {l.get_label(): l for l in fig.axes[0].get_lines()}
+    assert {"fisher_topk", "uniform", "random", "from scratch (teacher's recipe)", "teacher"} <= set(lines)
+    f = s[s["rule"] == "fisher_topk"].sort_values("speedup_b256")
+    assert list(lines["fisher_topk"].get_ydata()) == pytest.approx(list(f["distilled_retention"]))
+    assert layout_problems(fig) == []

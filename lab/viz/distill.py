@@ -103,3 +103,45 @@ def retention_vs_speedup(results: pd.DataFrame, metric: str = "ndcg@10", claim: 
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
     place_labels(ax, df["x"].to_numpy(), df[col].to_numpy(), df["name"].tolist(), fontsize=6.5)
     return fig
+
+
+def compression_curves(summary: pd.DataFrame, metric: str = "ndcg@10", batch: int = 256, goal: float | None = None):
+    """Issue 27's curve: distilled retention of `metric` (test, of the same seed's teacher, mean over seeds; random:
+    the mean over draws) against the measured speed-up at `batch`, one line per selection rule, the k-layer model from
+    scratch dashed and black, the teacher at (1, 100%); each rule's zero-shot retention as a faint line of its colour.
+
+    Args:
+        summary: `lab.bench.sweep.sweep_summary` (k, rule, distilled_retention, zero_shot_retention,
+            speedup_b<batch>).
+    """
+    speed = f"speedup_b{batch}"
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    rules = [r for r in dict.fromkeys(summary["rule"]) if r not in ("teacher", "scratch")]
+    palette = dict(zip(rules, sns.color_palette("tab10", len(rules))))
+    for rule in rules:
+        d = summary[summary["rule"] == rule].sort_values(speed)
+        ax.plot(d[speed], d["distilled_retention"], marker="o", ms=4, color=palette[rule], label=rule,
+                lw=2.2 if rule == "fisher_topk" else 1.2)
+        if "zero_shot_retention" in d:
+            ax.plot(d[speed], d["zero_shot_retention"], color=palette[rule], alpha=0.25, lw=1)
+    sc = summary[summary["rule"] == "scratch"].sort_values(speed)
+    if len(sc):
+        ax.plot(sc[speed], sc["distilled_retention"], color="k", ls="--", marker="s", ms=4,
+                label="from scratch (teacher's recipe)")
+    ax.plot([1.0], [1.0], marker="*", ms=12, color="k", ls="", label="teacher")
+    for r in summary[summary["rule"] == "uniform"].itertuples():  # budgets along the top of one line
+        ax.annotate(f"k={r.k}", (getattr(r, speed), r.distilled_retention), textcoords="offset points",
+                    xytext=(0, 6), ha="center", fontsize=7)
+    if goal is not None:
+        ax.axhline(goal, color="grey", ls=":", lw=1)
+    ax.set_xscale("log")
+    top = float(np.nanmax(summary[speed])) if summary[speed].notna().any() else 1.0
+    ticks = [t for t in (1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32) if t <= top * 1.2]
+    ax.set_xticks(ticks, [f"{t:g}x" for t in ticks])
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set(xlabel=f"measured inference speed-up over the teacher (batch {batch}, log scale)",
+           ylabel=f"test {metric.upper()} kept (of the teacher)",
+           title="Quality kept against speed, every budget (faint: zero-shot)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
