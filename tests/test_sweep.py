@@ -122,3 +122,23 @@ def test_compression_curves_draw_every_rule():
     f = s[s["rule"] == "fisher_topk"].sort_values("speedup_b256")
     assert list(lines["fisher_topk"].get_ydata()) == pytest.approx(list(f["distilled_retention"]))
     assert layout_problems(fig) == []
+
+
+def test_mechanism_coverage_on_planted_probes():
+    """Probe accuracies that build up the pointer at layers 1-2 and the induction variable at layer 5 (of 8): a set
+    keeping layers 1, 2 and 5 covers both fully, one keeping 0 and 7 covers nothing; coverage ranks quality when
+    quality was planted to follow it."""
+    acc = pd.DataFrame({"pointer": [0.1, 0.1, 0.5, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9],
+                        "induction": [0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.8, 0.8, 0.7]}, index=range(-1, 8))
+    full = S.mechanism_coverage([1, 2, 5], acc)
+    assert full == pytest.approx({"pointer": 1.0, "induction": 1.0, "mean": 1.0})
+    half = S.mechanism_coverage([1, 5], acc)
+    assert half["pointer"] == pytest.approx(0.5) and half["mean"] == pytest.approx(0.75)
+    assert S.mechanism_coverage([0, 7], acc)["mean"] == 0.0  # layer 7's drop is no build-up
+    table = pd.DataFrame([{"seed": 0, "k": 8, "rule": "teacher", "draw": 0, "layers": "", "distilled_test_ndcg@10": 1.0},
+                          *({"seed": 0, "k": 2, "rule": "random", "draw": d, "layers": ls,
+                             "distilled_test_ndcg@10": q}
+                            for d, (ls, q) in enumerate([("1,5", 0.8), ("0,7", 0.5), ("2,5", 0.8), ("1,2", 0.6),
+                                                        ("3,4", 0.5)]))])
+    cov = S.coverage_table(table, {0: acc})
+    assert S.coverage_predicts(cov)["by_k"][2][0] == pytest.approx(1.0)

@@ -30,10 +30,10 @@ from ..constants import METRICS
 from ..evaluation import across_seeds, holm, paired_comparison, score_split
 from ..io import write_parquet
 from ..models import build_student, count_parameters
-from ..selection import GreedyValidSearch, layers_str, random_selections, select_layers
+from ..selection import GreedyValidSearch, layers_str, parse_layers, random_selections, select_layers
 
 __all__ = ["SweepConfig", "default_ks", "run_sweep", "run", "sweep_tests", "headline", "sweep_summary", "TABLE",
-           "PER_USER", "read_sweep"]
+           "PER_USER", "read_sweep", "mechanism_coverage", "coverage_table", "coverage_predicts"]
 
 TABLE = "compression_sweep.parquet"  # one row per (seed, k, rule, draw), in every seed's run folder and pooled
 PER_USER = "compression_sweep_per_user.parquet"
@@ -257,10 +257,7 @@ def headline(tests: pd.DataFrame) -> dict:
 def sweep_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per k and rule (random: the mean over draws), the mean over seeds of test NDCG@10 zero-shot and distilled, its
     retention (of the teacher's of the same seed) and the measured speed-ups: the curve of chapter 05's figure."""
-    t = table.copy()
-    teacher = t[t["rule"] == "teacher"].set_index("seed")["distilled_test_ndcg@10"]
-    for stage in (s for s in STAGES if f"{s}_test_ndcg@10" in t):
-        t[f"{stage}_retention"] = t[f"{stage}_test_ndcg@10"] / t["seed"].map(teacher)
+    t = table.merge(sweep_summary_rows(table), on=["seed", "k", "rule", "draw"], how="left")
     cols = [c for c in t.columns if c.endswith(("retention", "test_ndcg@10", "test_hr@10")) or c.startswith("speedup")]
     return t.groupby(["k", "rule"], as_index=False)[cols].mean()
 
@@ -279,6 +276,81 @@ def run(profile: str, seeds=(0,), artefacts=None, ks=None, rules=None, n_random=
         run_sweep(profile, int(s), cfg, artefacts)
     table, per_user, found = read_sweep(profile, seeds, artefacts)
     tests = sweep_tests(table, per_user)
+    cov = coverage_table(table, probe_accuracies(profile, found, artefacts))
     return {"profile": profile, "seeds": found, "ks": sorted(int(k) for k in table["k"].unique()),
-            "headline": headline(tests), "wall_seconds": round(time.time() - t0, 1),
-            "cpu_seconds": round(time.process_time() - c0, 1), "rows": int(len(table))}
+            "headline": headline(tests), "mechanisms": coverage_predicts(cov) if len(cov) else None,
+            "wall_seconds": round(time.time() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1),
+            "rows": int(len(table))}
+
+
+def probe_accuracies(profile: str, seeds, artefacts=None) -> dict:
+    """{seed: chapter 03's probe accuracies} of the seeds whose chapter 03 probed planted variables (the depth
+    world); real data and the shallow world have none."""
+    from ..book import paths
+    from ..fisher.probes import PROBE_FILE, load_probes
+
+    out = {}
+    for s in seeds:
+        P = paths(profile, artefacts, s, create=False)
+        if P.file(PROBE_FILE).is_file():
+            out[int(s)] = load_probes(P).accuracy
+    return out
+
+
+# ---- the planted mechanisms (depth world) -------------------------------------------------------------------------
+def mechanism_coverage(layers, accuracy: pd.DataFrame) -> dict[str, float]:
+    """Per planted variable (chapter 03's probe accuracies, `lab.fisher.probes.ProbeResult.accuracy`: index layer_idx
+    -1..L-1, a column per variable), the share of its probe's accuracy build-up (the positive per-layer gains,
+    `lab.fisher.probes.probe_gains`) that happens in the kept `layers`; `mean` over the variables. 1: the set keeps
+    every layer where the probes find the variable being computed; NaN for a variable no layer builds up."""
+    from ..fisher.probes import probe_gains
+
+    gains = probe_gains(accuracy).drop(columns="total").clip(lower=0)  # (L, V)
+    kept = gains.index.isin([int(i) for i in layers])
+    total = gains.sum()
+    out = {v: float(gains.loc[kept, v].sum() / total[v]) if total[v] > 0 else float("nan") for v in gains.columns}
+    out["mean"] = float(np.nanmean(list(out.values()))) if any(x == x for x in out.values()) else float("nan")
+    return out
+
+
+def coverage_table(table: pd.DataFrame, accuracy_by_seed: dict) -> pd.DataFrame:
+    """`mechanism_coverage` of every layer set of the sweep (rules and random draws, not scratch or the teacher),
+    beside its distilled and zero-shot test NDCG@10 retention: seed, k, rule, draw, coverage columns."""
+    t = table[~table["rule"].isin(["teacher", SCRATCH])]
+    rows = []
+    for r in t.itertuples(index=False):
+        acc = accuracy_by_seed.get(r.seed)
+        if acc is None:
+            continue
+        rows.append({"seed": r.seed, "k": r.k, "rule": r.rule, "draw": r.draw,
+                     **{f"coverage_{v}": c for v, c in mechanism_coverage(parse_layers(r.layers), acc).items()}})
+    cov = pd.DataFrame(rows)
+    if not len(cov):
+        return cov
+    summ = sweep_summary_rows(table)
+    return cov.merge(summ, on=["seed", "k", "rule", "draw"], how="left")
+
+
+def sweep_summary_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """Each row's retention of its seed's teacher (test NDCG@10), zero-shot and distilled, unaveraged."""
+    t = table.copy()
+    teacher = t[t["rule"] == "teacher"].set_index("seed")["distilled_test_ndcg@10"]
+    for stage in (s for s in STAGES if f"{s}_test_ndcg@10" in t):
+        t[f"{stage}_retention"] = t[f"{stage}_test_ndcg@10"] / t["seed"].map(teacher)
+    return t[["seed", "k", "rule", "draw", *[c for c in t.columns if c.endswith("_retention")]]]
+
+
+def coverage_predicts(cov: pd.DataFrame, stage: str = "distilled") -> dict:
+    """Does keeping the planted mechanisms predict quality? Spearman's rho between `coverage_mean` and the stage's
+    retention within each k (the layer sets of one budget), and their mean over the ks weighted by the sets per k;
+    the p of each k's rho (scipy). {"by_k": {k: (rho, p, n)}, "rho": weighted mean}."""
+    from scipy.stats import spearmanr
+
+    by_k = {}
+    for k, g in cov.groupby("k"):
+        g = g.dropna(subset=["coverage_mean", f"{stage}_retention"])
+        if len(g) >= 4 and g["coverage_mean"].nunique() > 1 and g[f"{stage}_retention"].nunique() > 1:
+            r = spearmanr(g["coverage_mean"], g[f"{stage}_retention"])
+            by_k[int(k)] = (float(r.statistic), float(r.pvalue), int(len(g)))
+    n = sum(v[2] for v in by_k.values())
+    return {"by_k": by_k, "rho": float(sum(v[0] * v[2] for v in by_k.values()) / n) if n else float("nan")}
