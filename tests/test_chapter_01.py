@@ -1,7 +1,8 @@
 """Chapter 01 (data) in the smoke profile: every recorded count and baseline is recomputed here, independently of
 `lab.data`, from the files the chapter read and wrote (raw files, processed cache, the bad-input demo). The chapter
 runs in the smoke profile's depth world, where the Bayes reference is recomputed for sampled users from the generator's
-law written out in `tests/test_depth_world.py`, and once more in the shallow world (`WORLD="shallow"`, its own artefact
+law written out in `tests/test_depth_world.py` on each user's generated history before the target (the processed one
+plus what the pre-processing dropped), and once more in the shallow world (`WORLD="shallow"`, its own artefact
 folder), which has no Bayes reference."""
 from __future__ import annotations
 
@@ -227,6 +228,49 @@ def _bayes_by_the_law(world, hist: list[int]) -> np.ndarray:
     return sum(post[d] / post.sum() * step_law(world, hist, pi(d)) for d in range(world.n_clusters) if d != c)
 
 
+def _generated_histories(world, inter: pd.DataFrame, user_ids: pd.Series, to_gen: np.ndarray) -> list[list[int]]:
+    """Per processed user (by user_id, independently of `lab.data.synthetic.GeneratedPrefixes`): the generated items
+    before the user's last processed item, checking on the way that the processed sequence is the generated one with
+    only dropped items left out."""
+    row_of = {u: i for i, u in enumerate(world.user_ids)}
+    kept = set(to_gen[1:].tolist())
+    out = []
+    for user, g in inter.groupby("user", sort=True)["item"]:
+        seq = world.sequences[row_of[user_ids.iloc[user]]]
+        seq = seq[seq >= 0].tolist()
+        assert [x for x in seq if x in kept] == to_gen[g.to_numpy()].tolist(), user  # order kept, nothing added
+        out.append(seq[:seq.index(int(to_gen[g.iloc[-1]]))])
+    return out
+
+
+def test_ceiling_on_generated_against_processed_histories(chapter):
+    """The recorded ceiling check, recomputed: how many test histories the pre-processing thinned (from the
+    generated sequences by user id), and the law on the processed histories alone, ranked as every scorer is."""
+    from lab.data import bayes_scores, synthetic_world
+
+    r, P, cfg = chapter
+    world = synthetic_world(cfg, 0)
+    items = pd.read_parquet(P.processed / cfg.category / "items.parquet")
+    gen = {a: g for g, a in enumerate(world.item_ids)}
+    to_gen = np.array([-1] + [gen[a] for a in items["parent_asin"].iloc[1:]])
+    inter = pd.read_parquet(P.processed / cfg.category / "interactions.parquet")
+    user_ids = pd.read_parquet(P.processed / cfg.category / "users.parquet")["user_id"]
+    generated = _generated_histories(world, inter, user_ids, to_gen)
+    seqs = [g.tolist() for _, g in inter.groupby("user", sort=True)["item"]]
+    test = [(s, h) for s, h in zip(seqs, generated) if len(s) >= 3]
+    thinned = sum(len(h) > len(s) - 1 for s, h in test)
+    assert r["bayes_histories"] == {"users": len(test), "matched": len(test), "fallbacks": 0, "thinned": thinned}
+    law = bayes_scores(world, [to_gen[s[:-1]] for s, _ in test])  # (U, I) on the processed histories
+    ndcg = []
+    for (s, _), p in zip(test, law):
+        k = _pessimistic_rank(np.r_[0.0, p[to_gen[1:]]], s[-1], s[:-1])
+        ndcg.append(1 / math.log2(k + 2) if k < 10 else 0.0)
+    assert r["bayes_processed_ndcg10"] == pytest.approx(np.mean(ndcg), abs=1e-9)
+    assert r["bayes_minus_processed"] == pytest.approx(r["bayes_ndcg10"] - np.mean(ndcg), abs=1e-9)
+    lo, hi = r["bayes_minus_processed_ci"]
+    assert lo <= r["bayes_minus_processed"] <= hi
+
+
 def test_depth_world_references(chapter):
     from lab.data import synthetic_world
 
@@ -245,12 +289,15 @@ def test_depth_world_references(chapter):
     gen = {a: g for g, a in enumerate(world.item_ids)}
     to_gen = np.array([-1] + [gen[a] for a in items["parent_asin"].iloc[1:]])  # processed item -> generated item
     inter = pd.read_parquet(P.processed / cfg.category / "interactions.parquet")
+    user_ids = pd.read_parquet(P.processed / cfg.category / "users.parquet")["user_id"]
+    generated = _generated_histories(world, inter, user_ids, to_gen)  # per test user: the history before the target
     seqs = [g.tolist() for _, g in inter.groupby("user", sort=True)["item"]]
-    seqs = [s for s in seqs if len(s) >= 3]
+    keep = [i for i, s in enumerate(seqs) if len(s) >= 3]
+    seqs, generated = [seqs[i] for i in keep], [generated[i] for i in keep]
     rows = np.random.default_rng(0).choice(len(seqs), 25, replace=False)
     for row in rows:
         hist, target = seqs[row][:-1], seqs[row][-1]
-        p = _bayes_by_the_law(world, to_gen[hist].tolist())
+        p = _bayes_by_the_law(world, generated[row])  # the law given everything generated before the target
         scores = np.r_[0.0, p[to_gen[1:]]]  # (N+1,) processed ids
         t = scores[target]
         near = np.isclose(scores, t, rtol=1e-9, atol=0)

@@ -82,6 +82,12 @@ def toy_markov_sequences(n_users: int = 64, n_items: int = 30, length: int = 12,
     return seqs
 
 
+__all__ = ["GENERATOR_VERSION", "DAY_MS", "GENERATOR_FIELDS", "DEPTH_FIELDS", "SYNTHETIC", "SyntheticConstants",
+           "SyntheticWorld", "toy_markov_sequences", "is_depth_world", "generator_params", "simulate_synthetic",
+           "generate_synthetic", "ensure_synthetic", "pointer_positions", "bayes_scores", "last_item_table",
+           "last_item_bayes_scores", "planted_variables", "synthetic_world", "generated_ids", "reference_scorers",
+           "GeneratedPrefixes"]
+
 GENERATOR_VERSION = 1  # bump when the generator's output changes, so cached raw files are regenerated
 DAY_MS = 86_400_000  # one day in milliseconds (Amazon timestamps are Unix ms)
 GENERATOR_FIELDS = ("category", "n_users", "n_items", "n_clusters", "mean_seq_len", "popularity_alpha",
