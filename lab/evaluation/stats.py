@@ -1,5 +1,5 @@
 """Statistics for honest comparisons: the bootstrap, the paired per-user comparison, Holm's correction, the t-interval
-across seeds, rank correlations and tests against a null sample.
+across seeds and rank correlations.
 
 Introduced for chapters 03–05 (CIs of importance scores, retention, correlations, tests against a null); chapter 07
 pools seeds with `across_seeds`. Per-user metric vectors are paired by user, so every two-model comparison here is a
@@ -13,7 +13,7 @@ import numpy as np
 from scipy import stats as sps
 
 __all__ = ["bootstrap_means", "bootstrap_ci", "paired_ratio_ci", "paired_comparison", "compare_runs", "holm",
-           "holm_family", "across_seeds", "spearman_ci", "kendall_tau", "empirical_p", "against_null"]
+           "holm_family", "across_seeds", "spearman_ci", "kendall_tau"]
 
 
 def bootstrap_means(values, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
@@ -147,42 +147,3 @@ def across_seeds(effects, null: float = 0.0, level: float = 0.95) -> dict:
     # every seed the same: no spread to test against; p 1 at the null, else undefined (NaN), never 0
     p = 2 * float(sps.t.sf(abs(m - null) / se, n - 1)) if se > 0 else 1.0 if m == null else math.nan
     return {"n_seeds": n, "estimate": m, "ci_low": m - h, "ci_high": m + h, "p": p}
-
-
-def empirical_p(value: float, null, alternative: str = "greater") -> float:
-    """One-sided Monte Carlo p-value of `value` against draws from a null distribution (chapter 04).
-
-    "greater": (1 + #{null >= value}) / (n + 1), the chance that a null draw does at least as well; "less" mirrors it.
-    Exact when `value` is exchangeable with the draws under the null (e.g. a rule's layer set vs random layer sets);
-    ties count against `value`, and the smallest attainable p is 1 / (n + 1).
-    """
-    z = np.asarray(null, dtype=float).reshape(-1)
-    if len(z) == 0:
-        raise ValueError("empirical_p needs at least one null draw")
-    if alternative == "greater":
-        hits = int(np.sum(z >= value))
-    elif alternative == "less":
-        hits = int(np.sum(z <= value))
-    else:
-        raise ValueError(f"alternative must be 'greater' or 'less', not {alternative!r}")
-    return (1 + hits) / (len(z) + 1)
-
-
-def against_null(values, null, alternative: str = "greater"):
-    """Each named value against one null sample: empirical p (`empirical_p`) and Holm-adjusted p across the values
-    (chapter 04: every selection rule against the random layer sets).
-
-    Args:
-        values: a mapping or Series name -> value (e.g. each rule's test NDCG@10).
-        null: the null draws (e.g. the random selections' test NDCG@10).
-    Returns:
-        a frame indexed by name: value, null_mean, null_ge (draws at least as good), p, p_holm.
-    """
-    import pandas as pd
-
-    v = pd.Series(values, dtype=float)
-    z = np.asarray(null, dtype=float).reshape(-1)
-    p = np.array([empirical_p(x, z, alternative) for x in v.to_numpy()])
-    return pd.DataFrame({"value": v.to_numpy(), "null_mean": float(z.mean()) if len(z) else np.nan,
-                         "null_ge": [int(np.sum(z >= x)) for x in v.to_numpy()], "p": p, "p_holm": holm(p)},
-                        index=v.index)
