@@ -2,8 +2,9 @@
 
 A logic line is a non-blank, non-comment physical line of a code cell, except the parameters cell (constants) and
 import statements. `lab.record(...)` / `lab.record_all(...)` calls count like any other line: what a chapter keeps is
-built in `lab` (e.g. `lab.chapters.c04_selection.selection_record`), so the record cell is a short call. Run this file directly
-(`.venv/bin/python tests/test_chapter_shape.py`) for the per-chapter table: the largest cell and the total.
+built in `lab` (e.g. `lab.chapters.c04_selection.selection_record`), so the record cell is a short call. Run this
+file directly (`.venv/bin/python tests/test_chapter_shape.py`) for the per-chapter table: the largest cell and the
+total.
 """
 from __future__ import annotations
 

@@ -93,7 +93,8 @@ def test_h4_reads_the_architectures_and_needs_every_rival():
     t = H.verdict_table(rows)
     assert set(t.set_index("id").loc[[f"H4-{a}" for a in H.H4_RIVALS], "verdict"]) == {"supported"}
     assert H.claim_verdicts(t).set_index("claim").loc["H4", "verdict"] == "supported"
-    worse = [dict(s, architectures=s["architectures"].assign(qwen2=s["architectures"]["llama"] + 0.2)) for s in seeds]
+    worse = [dict(s, architectures=s["architectures"].assign(  # qwen2 better by 0.2 plus each user's noise
+        qwen2=s["architectures"]["llama"] + 0.2 + rng.normal(0, 0.03, len(s["architectures"])))) for s in seeds]
     t2 = H.verdict_table(H.per_seed(worse))
     assert t2.set_index("id").loc["H4-qwen2", "verdict"] == "contradicted"
     assert H.claim_verdicts(t2).set_index("claim").loc["H4", "verdict"] == "contradicted"

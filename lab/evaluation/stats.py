@@ -144,6 +144,7 @@ def across_seeds(effects, null: float = 0.0, level: float = 0.95) -> dict:
         return {"n_seeds": n, "estimate": m, "ci_low": math.nan, "ci_high": math.nan, "p": math.nan}
     se = float(np.std(x, ddof=1)) / math.sqrt(n)
     h = float(sps.t.ppf(0.5 + level / 2, n - 1)) * se
-    # every seed the same: no spread to test against; p 1 at the null, else undefined (NaN), never 0
-    p = 2 * float(sps.t.sf(abs(m - null) / se, n - 1)) if se > 0 else 1.0 if m == null else math.nan
+    # every seed the same (to rounding): no spread to test against; p 1 at the null, else undefined (NaN), never 0
+    spread = se > 1e-12 * max(abs(m), abs(null), 1e-300)
+    p = 2 * float(sps.t.sf(abs(m - null) / se, n - 1)) if spread else 1.0 if abs(m - null) <= 1e-12 else math.nan
     return {"n_seeds": n, "estimate": m, "ci_low": m - h, "ci_high": m + h, "p": p}
