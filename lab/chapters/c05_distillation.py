@@ -147,14 +147,16 @@ def control_sentences(s: dict, method: str, best: str, k: int) -> list[str]:
              f"epochs, no teacher) keeps {s['scratch_full_retention']:.1%} of the teacher's NDCG@10 (95% CI "
              f"{s['scratch_full_retention_ci'][0]:.1%}–{s['scratch_full_retention_ci'][1]:.1%}).",
              f"The method's student ({method}) minus it: {_diff(m)}: distillation is {verdict} training the same "
-             f"{k} layers alone on this seed. The best student on validation ({best}) minus it: {_diff(b)}."]
+             f"{k} layers alone on this seed." + ("" if best == method else
+                                                  f" The best student on validation ({best}) minus it: {_diff(b)}.")]
     if "extended_teacher_epochs" in s:
         e = s["extended_vs_teacher"]
         lo, hi = s["method_retention_vs_extended_teacher_ci"]
         lines.append(f"The teacher trained {s['extended_teacher_epochs']} more epochs (the students' budget) scores "
                      f"{s['extended_teacher_test_ndcg10']:.4f} on test, {_diff(e)} against the teacher; against it "
                      f"the method's student keeps {s['method_retention_vs_extended_teacher']:.1%} (CI {lo:.1%}–"
-                     f"{hi:.1%}) and the best one {s['best_retention_vs_extended_teacher']:.1%}.")
+                     f"{hi:.1%})" + ("." if best == method else
+                                     f" and the best one {s['best_retention_vs_extended_teacher']:.1%}."))
     return lines
 
 
@@ -164,6 +166,9 @@ def method_sentences(results: pd.DataFrame, method: str, best: str, k: int, L: i
     r = results.set_index("name")
     out = []
     for who, n in (("The method's student", method), ("The best student on validation", best)):
+        if who != "The method's student" and n == method:
+            out.append("The best student on validation is the method's own.")
+            continue
         row = r.loc[n]
         met, met_ci = bool(meets_goal(row, *goal)), bool(meets_goal(row, *goal, ci=True))
         out.append(f"{who}, {n} (k = {k} of {L} layers), keeps {row['ret_ndcg@10']:.1%} of the teacher's test "
