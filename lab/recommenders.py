@@ -244,6 +244,15 @@ def choose_on_valid(make: Callable, values, rd: RecData, metric: str = "ndcg@10"
     return values[best], frame
 
 
+def choice_sentence(what: str, value, frame: pd.DataFrame, metric: str = "ndcg@10") -> str:
+    """The choice `choose_on_valid` made, in words: the value, the grid it was chosen from (with each validation
+    score) and, when the value is still at an end of the grid, that a wider grid might do better (chapters 02, 06)."""
+    grid = ", ".join(f"{v:g} ({s:.4f})" for v, s in zip(frame["value"], frame[f"valid_{metric}"]))
+    edge = bool(frame["at_edge"].any()) if "at_edge" in frame else False
+    return (f"{what} chosen on validation {metric.upper()}: {value:g}, from {grid}."
+            + (" It is at the edge of the grid tried, so a value beyond it may do better." if edge else ""))
+
+
 # -- GRU4Rec ---------------------------------------------------------------------------------------------------------
 class GRU4RecConfig(PreTrainedConfig):
     """Config of `GRU4Rec` (chapter 06)."""

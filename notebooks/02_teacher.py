@@ -26,14 +26,15 @@ ARCH = None  # backbone family: "llama", "qwen2", "mistral" or "gpt_neox"; None:
 SMALL_LAYERS = 2  # depth of the small SASRec-style reference model trained from scratch
 DEPTHS = None  # depths of the depth curve's models trained from scratch; None: the profile's (lab.bench.depth.DEPTHS)
 H4_ARCHS = None  # architectures trained side by side for H4, llama among them; None: lab.bench.arch.ARCHS; () skips
-EASE_LAMBDAS = [1.0, 10.0, 100.0, 1000.0]  # EASE ridge strengths for the comparison; the best on validation is used
+EASE_LAMBDAS = [1.0, 10.0, 100.0, 1000.0]  # EASE ridge strengths; the best on validation is used, the grid grown past
+# an end while the best is there (at most 3 more values, lab.recommenders.choose_on_valid)
 H4_DEPTH = None  # their depth; None: the profile's (lab.bench.arch.ARCH_DEPTH: smoke 2, default 8; llm none)
 
 # %%
 import torch
 
 import lab
-from lab.recommenders import choose_on_valid, ease_scorer, popularity_scorer
+from lab.recommenders import choice_sentence, choose_on_valid, ease_scorer, popularity_scorer
 from lab.bench import arch as AB
 from lab.bench import depth as DB
 from lab.bench import teachers as TB
@@ -109,7 +110,7 @@ print(C.headline_sentences(head, SMALL_LAYERS, teacher_info, lab.device(), torch
 
 # %%
 rare = TB.rare_targets(data)
-ease_lam, _ = choose_on_valid(lambda lam: ease_scorer(data, lam), EASE_LAMBDAS, data)
+ease_lam, ease_grid = choose_on_valid(lambda lam: ease_scorer(data, lam), EASE_LAMBDAS, data, widen=3)
 models = {f"teacher ({PROFILE})": per_user.loc[per_user.model.str.startswith("teacher"), ["user", "ndcg@10"]],
           **TB.companion_teachers(PROFILE, SEED, ARTEFACTS or None),
           f"small ({SMALL_LAYERS} layers)": per_user.loc[per_user.model.str.startswith("small"), ["user", "ndcg@10"]],
@@ -117,6 +118,7 @@ models = {f"teacher ({PROFILE})": per_user.loc[per_user.model.str.startswith("te
 teachers = TB.compare_all(models, rare)
 lab.io.write_parquet(P.file("02_teachers.parquet"), teachers)
 print(f"{int(rare.rare.sum())} of {len(rare)} test targets are rare (< {TB.RARE_BELOW} training interactions)")
+print(choice_sentence("EASE's λ", ease_lam, ease_grid))
 print(C.comparison_sentences(teachers))
 teachers.round(4)
 
@@ -168,4 +170,4 @@ arch.table.round(4) if arch else None
 
 # %%
 lab.record_all(C.teacher_record(teacher, cfg.model, teacher_info, n_params, head,
-                                comparison=C.comparison_record(teachers, rare, ease_lam), curve=curve, arch=arch))
+                                comparison=C.comparison_record(teachers, rare, ease_lam, ease_grid), curve=curve, arch=arch))

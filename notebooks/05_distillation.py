@@ -321,6 +321,19 @@ print(f"Training the {n_trained} distinct students ({len(r) - n_trained} rows sh
       f"{r.loc[r['same_as'] == '', 'total_seconds'].sum():.0f} s of wall time (chapter: {chapter_seconds:.0f} s).")
 
 # %% [markdown]
+# ## Every budget: when does the choice of layers start to matter?
+# This chapter distils at one budget, k = L/4. The compression sweep (`python -m lab sweep compression`,
+# `lab.bench.sweep`) repeats it at every budget: each rule's student zero-shot and after this chapter's recipe with
+# the variant chosen above, random layer sets, the k-layer model from scratch with the teacher's recipe, and measured
+# speed-ups, tested per user with Holm within each budget. When its table exists for this profile, its curve is here.
+
+# %%
+sweep = C5.sweep_view(PROFILE, SEED, ARTEFACTS or None)  # the sweep's summary, tests and headline, if it has run
+print(sweep["sentence"])
+if sweep["found"]:
+    V.save(V.compression_curves(sweep["summary"], "ndcg@10", batch=256, goal=goal[0]), "05_compression_curves", P)
+
+# %% [markdown]
 # ## Summary
 # Each line is printed from the numbers above; `distill_results.parquet` (one row per student),
 # `distill_per_user.parquet` (per-user test metrics: the teacher as "teacher", the k-layer model from scratch with the

@@ -37,7 +37,8 @@ ARTEFACTS = ""  # artefact root; empty means <repo>/artefacts
 BUDGET_DIVISOR = 4  # layer budget: k is L divided by this (chapter 05's)
 METHOD_RULE = "fisher_topk"  # the method: chapter 05's student of this rule with kd+fisher (C5.method_name's rule)
 KNN_NEIGHBOURS = [10, 50, 200]  # ItemKNN neighbourhood sizes tried; the best on validation is used
-EASE_LAMBDAS = [1.0, 10.0, 100.0, 1000.0]  # EASE ridge strengths tried; the best on validation is used
+EASE_LAMBDAS = [1.0, 10.0, 100.0, 1000.0]  # EASE ridge strengths tried; the best on validation is used, the grid
+# grown past an end while the best is there (at most 3 more values, lab.recommenders.choose_on_valid)
 GRU_HIDDEN = None  # GRU4Rec width; None: the teacher's hidden size
 GRU_LAYERS = 1  # stacked GRU layers of GRU4Rec
 GRU_LRS = [0.002, 0.01, 0.05]  # GRU4Rec peak learning rates tried (the teacher's schedule otherwise); best on valid
@@ -94,12 +95,11 @@ print(f"teacher: {L} layers, {count_parameters(teacher):,} parameters; k = {k}; 
 # %%
 G = R.cooccurrence(data)  # (N+1, N+1) users who had both items
 knn_k, knn_valid = R.choose_on_valid(lambda n: R.itemknn_scorer(data, n, G), KNN_NEIGHBOURS, data)
-ease_l, ease_valid = R.choose_on_valid(lambda lam: R.ease_scorer(data, lam, G), EASE_LAMBDAS, data)
+ease_l, ease_valid = R.choose_on_valid(lambda lam: R.ease_scorer(data, lam, G), EASE_LAMBDAS, data, widen=3)
 recs = {"popularity": R.popularity_scorer(data), "markov": R.markov_scorer(data),
         "itemknn": R.itemknn_scorer(data, knn_k, G), "ease": R.ease_scorer(data, ease_l, G)}
-print(f"chosen on validation: ItemKNN with {knn_k} neighbours, EASE with λ = {ease_l:g}")
-display(knn_valid.rename(columns={"value": "neighbours"}).round(4).T)
-display(ease_valid.rename(columns={"value": "λ"}).round(4).T)
+print(R.choice_sentence("ItemKNN's neighbours", knn_k, knn_valid))
+print(R.choice_sentence("EASE's λ", ease_l, ease_valid))
 
 # %% [markdown]
 # GRU4Rec is trained like the teacher (`lab.train.train_or_load`: the teacher's schedule, early stopping on

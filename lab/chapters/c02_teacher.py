@@ -18,7 +18,11 @@ def teacher_line(teacher, model_cfg, info: dict, n_params: int, n_layer_params: 
             + (f", pretrained {model_cfg.backbone}, {info['trainable_params']:,} trained ({model_cfg.tuning})"
                if model_cfg.backbone and "trainable_params" in info else "") + "; "
             f"{'loaded from ' + shown_path if info['loaded'] else 'trained'} — "
-            f"training took {info['train_seconds']:.0f} s over {info['epochs']} epochs")
+            f"training took {info['train_seconds']:.0f} s over {info['epochs']} epochs"
+            + {"patience": ", stopped when validation stopped improving",
+               "epochs": ", stopped at its epoch cap while validation still improved",
+               "budget": " — STOPPED BY THE WALL-CLOCK GUARD before validation stopped improving"}.get(
+                info.get("stopped_by"), ""))
 
 
 def headline(table: pd.DataFrame, teacher: str, small: str) -> dict:
@@ -55,10 +59,13 @@ def comparison_sentences(table: pd.DataFrame, metric: str = "NDCG@10") -> str:
     return "\n".join(out)
 
 
-def comparison_record(table: pd.DataFrame, rare: pd.DataFrame, ease_lambda: float) -> dict:
-    """What chapter 02 records of the comparison: rare_targets (count), ease_lambda, teacher_comparisons (one dict
-    per row of `lab.bench.teachers.compare_all`)."""
-    return {"rare_targets": int(rare["rare"].sum()), "ease_lambda": float(ease_lambda),
+def comparison_record(table: pd.DataFrame, rare: pd.DataFrame, ease_lambda: float,
+                      ease_grid: pd.DataFrame | None = None) -> dict:
+    """What chapter 02 records of the comparison: rare_targets (count), ease_lambda (and ease_lambda_at_edge: still at
+    an end of the grid `choose_on_valid` grew), teacher_comparisons (one dict per row of
+    `lab.bench.teachers.compare_all`)."""
+    edge = bool(ease_grid["at_edge"].any()) if ease_grid is not None and "at_edge" in ease_grid else None
+    return {"rare_targets": int(rare["rare"].sum()), "ease_lambda": float(ease_lambda), "ease_lambda_at_edge": edge,
             "teacher_comparisons": table.to_dict("records")}
 
 
@@ -77,5 +84,6 @@ def teacher_record(teacher, model_cfg, info: dict, n_params: int, h: dict, *, co
         "arch": model_cfg.arch, "backbone": model_cfg.backbone,  # backbone: the pretrained LLM, None from scratch
         "trainable_params": info.get("trainable_params"),
         "train_seconds": info["train_seconds"], "epochs": info["epochs"],
+        "stopped_by": info.get("stopped_by"), "stopped_by_budget": bool(info.get("stopped_by_budget", False)),
         **h, **comparison, **curve.record(), **(arch.record() if arch else {}),
     }

@@ -24,7 +24,7 @@ from ..evaluation import paired_comparison, per_user_table
 from ..hypotheses import VARIANT_ORDER
 from ..train import train_or_load
 
-__all__ = ["GOAL", "SCRATCH_FULL", "EXTENDED", "method_name", "student_dir", "meets_goal", "extended_teacher",
+__all__ = ["GOAL", "SCRATCH_FULL", "EXTENDED", "sweep_view", "method_name", "student_dir", "meets_goal", "extended_teacher",
            "control_models", "control_per_user", "control_summary", "control_sentences", "method_sentences", "distillation_record"]
 
 GOAL = (GOAL_RETENTION, GOAL_SPEEDUP)  # chapter 05's goal is C1's (lab.constants)
@@ -262,3 +262,28 @@ def distillation_record(results: pd.DataFrame, grid: DistillGrid, cfg: DistillCo
         "cache": {name: float(v) for name, v in cache.items()},
         "chapter_seconds": chapter_seconds,
     }
+
+
+def sweep_view(profile: str, seed: int, artefacts=None) -> dict:
+    """Chapter 05's view of the compression sweep (issue 27, `lab.bench.sweep`) of every seed of the profile that has
+    one: its summary (the curve), tests and headline, and a sentence; when no seed has one, the sentence says how to
+    make it. Keys: found (seeds), summary, tests, headline, sentence."""
+    from ..bench import sweep as S
+    from ..profiles import get_profile
+
+    seeds = sorted({int(seed), *get_profile(profile).seeds})
+    table, per_user, found = S.read_sweep(profile, seeds, artefacts)
+    if not found:
+        return {"found": [], "sentence": f"No compression sweep has run for {profile}: python -m lab sweep "
+                                          f"compression --profile {profile} --seeds {seed} makes it (resumable; it "
+                                          "distils every rule at every budget, see docs/running.md)."}
+    tests = S.sweep_tests(table, per_user)
+    h = S.headline(tests)
+    where = "pooled over seeds " if (tests["seed"] == -1).any() else "on a seed "
+    sentence = (f"Sweep of seed(s) {found}, budgets {sorted(int(k) for k in table['k'].unique())}: "
+                + (f"the smallest budget at which a rule's distilled student beats random layer sets ({where}with "
+                   f"Holm p < 0.05 within the budget) is k = {h['k']} ({h['comparison']}: {h['diff']:+.4f} NDCG@10, "
+                   f"95% CI {h['ci_low']:+.4f} to {h['ci_high']:+.4f})." if h["k"] is not None else
+                   f"{h['reason']}: after the same distillation the choice of layers did not matter at any budget "
+                   "tried."))
+    return {"found": found, "summary": S.sweep_summary(table), "tests": tests, "headline": h, "sentence": sentence}

@@ -22,7 +22,7 @@ pyplot.
 from .core import MAX_ASPECT, MAX_WIDTH_PX, layout_problems, place_labels, save, use_backend  # noqa: I001
 from .baselines import quality_vs_speed, retention_by_method
 from .data import activity_over_time, popularity_tail, rating_distribution, seq_length_hist, structure_bars
-from .distill import cost_and_speed, retention_bars, retention_vs_speedup
+from .distill import compression_curves, cost_and_speed, retention_bars, retention_vs_speedup
 from .explorer import LayerExplorer, layer_explorer
 from .fisher import (estimator_scatter, group_matrix, heatmap_layer_group, layer_bars, probe_accuracy,
                      signals_by_layer)
@@ -37,7 +37,7 @@ __all__ = [
     "group_matrix", "heatmap_layer_group", "layer_bars", "estimator_scatter", "probe_accuracy", "signals_by_layer",
     "LayerExplorer", "layer_explorer",
     "plot_rules_by_budget", "plot_quality_vs_k", "plot_selection_grid", "plot_speedup",
-    "retention_bars", "cost_and_speed", "retention_vs_speedup",
+    "retention_bars", "cost_and_speed", "retention_vs_speedup", "compression_curves",
     "quality_vs_speed", "retention_by_method",
     "config_table", "leaderboard_view", "text_left", "with_interval",
 ]
