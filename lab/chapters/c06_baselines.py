@@ -182,7 +182,7 @@ def leaderboard_record(board: pd.DataFrame, method: str, *, k: int, read_from_05
         "read_from_05": list(read_from_05),
         "knn_neighbours": int(knn_k),
         "ease_lambda": float(ease_l),
-        "ease_lambda_at_edge": bool(ease_valid["at_edge"].any()),
+        "ease_lambda_at_edge": bool(ease_valid["at_edge"].any()) if "at_edge" in ease_valid else None,
         "knn_valid": valid_curve(knn_valid),
         "ease_valid": valid_curve(ease_valid),
         "test_ndcg10": b["test_ndcg@10"].astype(float).to_dict(),
