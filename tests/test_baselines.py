@@ -362,7 +362,7 @@ def test_rows_above_teacher_and_valid_curve():
 
 def test_leaderboard_record_from_the_board():
     knn = (50, pd.DataFrame({"value": [10, 50], "valid_ndcg@10": [0.2, 0.25]}))
-    ease = (100.0, pd.DataFrame({"value": [1.0, 100.0], "valid_ndcg@10": [0.1, 0.3]}))
+    ease = (100.0, pd.DataFrame({"value": [1.0, 100.0], "valid_ndcg@10": [0.1, 0.3], "at_edge": [False, True]}))
     grus = {0.002: (None, None, {"epochs": 12, "best_valid_ndcg@10": 0.1}),
             0.05: (None, None, {"epochs": 7, "best_valid_ndcg@10": 0.3})}  # lr -> (model, history, info)
     prune = {"pool": 80, "removed": 60, "sparsity": 0.75, "target": 25, "threshold": 0.05}
@@ -376,7 +376,7 @@ def test_leaderboard_record_from_the_board():
     assert all(np.isnan(v) for v in nan_rows.values())
     assert rec == {
         "k": 2, "method": "method", "rows": ["method", "markov", "int8"], "read_from_05": ["method"],
-        "knn_neighbours": 50, "ease_lambda": 100.0, "knn_valid": {"10": 0.2, "50": 0.25},
+        "knn_neighbours": 50, "ease_lambda": 100.0, "ease_lambda_at_edge": True, "knn_valid": {"10": 0.2, "50": 0.25},
         "ease_valid": {"1.0": 0.1, "100.0": 0.3},
         "test_ndcg10": {"method": 0.30, "markov": 0.35}, "retention": {"method": 0.97, "markov": 1.10},
         "speedup": {"method": 3.5, "markov": 150.0}, "speedup_b1": {"method": 2.5, "markov": 50.0},
