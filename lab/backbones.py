@@ -24,6 +24,10 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 
 from .config import backbone_from_env
 
+__all__ = ["DEFAULT_BACKBONE", "PackagedBackbone", "PACKAGED", "GGUF_REQUIREMENT", "install_command",
+           "resolve_backbone", "check_cuttable", "load_backbone", "load_tokenizer", "TITLE_ENCODINGS",
+           "title_hidden_states", "title_embeddings"]
+
 DEFAULT_BACKBONE = "smollm2-135m"  # what `load_backbone()` loads when neither an argument nor $LAB_BACKBONE names one
 
 

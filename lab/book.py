@@ -19,6 +19,10 @@ import torch
 from .config import DataConfig, real_data_from_env
 from .io import read_json, write_json
 
+__all__ = ["REPO_ROOT", "Paths", "run_name", "paths", "TEACHER_CHAPTER", "require_teacher", "load_teacher",
+           "trained_or_fresh_teacher", "IMPORTANCE_CHAPTER", "load_importance", "resolve", "override", "device",
+           "setup", "record", "record_all", "shown_path", "results", "collect"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 _CONTEXT: dict = {"chapter": None, "paths": None}

@@ -16,6 +16,9 @@ import os
 import re
 from dataclasses import dataclass, field
 
+__all__ = ["WORLDS", "DataConfig", "ModelConfig", "TrainConfig", "BookConfig", "config_hash", "DEPTH_WORLD",
+           "depth_world", "CATEGORY_PATTERN", "check_category", "real_data_from_env", "backbone_from_env"]
+
 WORLDS = ("shallow", "depth")  # the synthetic worlds (`DEPTH_WORLD`)
 
 

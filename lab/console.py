@@ -19,6 +19,9 @@ import logging
 import os
 import sys
 
+__all__ = ["PROGRESS_ENV", "BATCH_ENV", "interactive", "batch_environment", "progress_bar", "BNB_CPU_LOGGER",
+           "BNB_KERNEL_WARNING", "quiet_bitsandbytes", "bitsandbytes_path"]
+
 PROGRESS_ENV = "LAB_PROGRESS"  # "0": never draw progress bars, "1": always; unset: draw when someone watches
 BATCH_ENV = {PROGRESS_ENV: "0", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}  # the book runner's kernels (papermill)
 

@@ -26,6 +26,9 @@ from .fisher.subsets import sample_rows
 from .fisher.tables import importance_rows
 from .models import build_student
 
+__all__ = ["LayerPass", "layer_pass", "stream_norms", "block_influence", "angular_per_sample", "angular_block_distance",
+           "grad_norm", "weight_magnitude", "subsample_valid", "ablation_drop", "importance_signals"]
+
 
 @dataclass
 class LayerPass:
@@ -135,7 +138,7 @@ def grad_norm(model, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int
     return out
 
 
-def linear_weights(layer: torch.nn.Module) -> list[torch.Tensor]:
+def _linear_weights(layer: torch.nn.Module) -> list[torch.Tensor]:
     """The weight matrices of a decoder layer's linear projections (q/k/v/o, gate/up/down): no norms, no biases."""
     ws = [m.weight for m in layer.modules() if isinstance(m, torch.nn.Linear)]
     if not ws:
@@ -149,7 +152,7 @@ def weight_magnitude(model) -> np.ndarray:
     Magnitude pruning ranks the weights of linear maps; RMSNorm gains (initialised at 1, a per-channel scale) would
     otherwise dominate a small layer's mean, so they are left out, as are biases.
     """
-    return np.array([float(torch.cat([w.detach().abs().flatten() for w in linear_weights(layer)]).mean())
+    return np.array([float(torch.cat([w.detach().abs().flatten() for w in _linear_weights(layer)]).mean())
                      for layer in model.layers])
 
 

@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+__all__ = ["atomic_path", "write_json", "read_json", "jsonable", "write_parquet", "write_jsonl_gz"]
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+__all__ = ["train_run", "fisher_run", "distill_run"]
+
 
 def _context(profile: str, seed: int, artefacts):
     """(accelerator or None, Paths, BookConfig, RecData, device, data stats) of a launched run; rank 0 builds the

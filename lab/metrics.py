@@ -15,6 +15,8 @@ import torch
 
 from .constants import KS, PAD
 
+__all__ = ["target_ranks", "metrics_from_ranks", "evaluate"]
+
 
 def target_ranks(scores: torch.Tensor, target: torch.Tensor, seen: torch.Tensor | None = None,
                  mask_history: bool = True, batch: int = 0, row0: int = 0,

@@ -28,6 +28,11 @@ from transformers.utils import ModelOutput
 from .config import ModelConfig
 from .constants import IGNORE, PAD
 
+__all__ = ["ARCHS", "MISTRAL_HEADS_PER_KV", "MISTRAL_WINDOW_DIVISOR", "SeqRecConfig", "backbone_config",
+           "mistral_kv_heads", "mask_pad", "SeqRecOutput", "Recommender", "SeqRecModel", "title_features",
+           "build_model", "init_for_depth", "build_teacher", "scratch_config", "TUNINGS", "LORA_TARGETS",
+           "build_llm_teacher", "lora_layers", "plain_state_dict", "build_student", "count_parameters"]
+
 ARCHS = ("llama", "qwen2", "mistral", "gpt_neox")  # gpt_neox: LayerNorm, GELU MLP, parallel attention + MLP (H4)
 MISTRAL_HEADS_PER_KV = 4  # Mistral-7B: 32 query heads share 8 key/value heads (grouped-query attention)
 MISTRAL_WINDOW_DIVISOR = 2  # Mistral's sliding window at the book's scale: half the history (Mistral-7B: 4,096 of a

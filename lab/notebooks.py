@@ -16,6 +16,9 @@ from . import REPO_ROOT, TEACHER_CHAPTER, paths, require_teacher, run_name
 from .profiles import get_profile
 from .console import batch_environment
 
+__all__ = ["NOTEBOOKS", "RUNS", "ChapterFailed", "chapters", "select_chapters", "run_dir", "KERNELSPEC",
+           "parameters_cells", "parameter_names", "run_chapter", "run_book", "pair_in_sync", "sync_all"]
+
 NOTEBOOKS = REPO_ROOT / "notebooks"
 RUNS = REPO_ROOT / "runs"
 
@@ -52,7 +55,7 @@ def run_dir(profile: str = "smoke", seed: int = 0) -> Path:
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 
-def with_kernel(nb):
+def _with_kernel(nb):
     """Give a notebook read from a bare py:percent file the kernel and language metadata papermill needs."""
     nb.metadata.setdefault("kernelspec", dict(KERNELSPEC))
     nb.metadata.setdefault("language_info", {"name": "python"})
@@ -98,7 +101,7 @@ def run_chapter(path: str | os.PathLike, profile: str = "smoke", seed: int = 0, 
     import papermill as pm
 
     path = Path(path)
-    nb = with_kernel(jupytext.read(path))
+    nb = _with_kernel(jupytext.read(path))
     if len(parameters_cells(nb)) != 1:
         raise ChapterFailed(f"{path.name}: expected exactly one cell tagged 'parameters', "
                             f"found {len(parameters_cells(nb))}")
@@ -163,7 +166,7 @@ def sync_all(folder: Path = NOTEBOOKS) -> list[Path]:
 
     written = []
     for py in chapters(folder):
-        nb = with_kernel(jupytext.read(py))
+        nb = _with_kernel(jupytext.read(py))
         for i, c in enumerate(nb.cells):
             c["id"] = f"{py.stem[:2]}-{i:02d}"  # stable ids keep the .ipynb diff small
             if c.cell_type == "code":

@@ -25,6 +25,9 @@ from . import REPO_ROOT, get_config, paths
 from .io import read_json, write_json
 from .notebooks import NOTEBOOKS, chapters, parameter_names, run_chapter, select_chapters
 
+__all__ = ["LAB_DIR", "PACKAGES", "STATE", "PROVENANCE", "POOLING", "lab_sources_hash", "fingerprints", "git_commit",
+           "provenance", "rerun_seed", "rerun"]
+
 LAB_DIR = Path(__file__).resolve().parent
 PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "numpy", "pandas", "scipy", "papermill", "jupytext")
 STATE = "rerun.json"  # per run: {chapter: {"fingerprint": ..., "status": "running" | "done" | "failed"}}

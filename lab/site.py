@@ -49,6 +49,12 @@ from . import REPO_ROOT, paths, run_name
 from .io import read_json
 from .notebooks import NOTEBOOKS, RUNS
 
+__all__ = ["WIDGET_VIEW", "WIDGET_STATE", "CHAPTER_GLOB", "DOCS", "VERDICT_CHAPTER", "MATHJAX_PARTS", "MATHJAX_URL",
+           "MATHJAX_FONTS", "STYLE", "static_widgets", "merge_parameters", "NOISE", "page_noise", "SAVE_CALL",
+           "figure_title", "describe_images", "IMG_SRC", "copy_file_images", "copy_mathjax", "chapter_heading",
+           "readme_sections", "run_facts", "verdict_rows", "verdict_table_html", "findings", "index_html", "doc_pages",
+           "build_site", "main"]
+
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 CHAPTER_GLOB = "[0-9][0-9]_*.ipynb"

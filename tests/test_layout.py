@@ -132,3 +132,51 @@ def test_import_parser(tmp_path, where, source, expected):
     f = root / where
     f.write_text(source)
     assert lab_imports(f, root) == expected
+
+
+# Modules that declare no `__all__`: the command line (a script) and packages that re-export nothing; and, until they
+# declare one (issue 23 item 4), the modules below PENDING_ALL. A listed module that declares one is checked like any
+# other, so declaring it never fails this test; remove it from the list then.
+NO_ALL = {"__main__.py", "chapters/__init__.py", "crosscheck/__init__.py"}
+PENDING_ALL = {"distill/__init__.py", "distill/adapters.py", "distill/config.py", "distill/losses.py",
+               "distill/trainer.py", "train.py", "bench/depth.py", "chapters/c05_distillation.py",
+               "chapters/c06_baselines.py", "profiles.py", "constants.py", "hypotheses.py"}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(LAB.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _declares_all(path: Path) -> bool:
+    """Whether the module at `path` assigns `__all__` at its top level."""
+    for node in ast.parse(path.read_text(), filename=str(path)).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) \
+            else []
+        if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+            return True
+    return False
+
+
+def test_every_module_declares_its_public_names():
+    """Each module under lab/ states its public names in `__all__` (helpers are private, `_name`), and every name
+    listed exists in the module, once."""
+    import importlib
+
+    undeclared, wrong = [], []
+    for path in modules():
+        rel = path.relative_to(LAB).as_posix()
+        if rel in NO_ALL:
+            continue
+        if not _declares_all(path):
+            if rel not in PENDING_ALL:
+                undeclared.append(rel)
+            continue
+        module = importlib.import_module(_module_name(path))
+        names = list(module.__all__)
+        missing = [n for n in names if not hasattr(module, n)]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if missing or twice or not all(isinstance(n, str) for n in names):
+            wrong.append(f"{rel}: missing {missing}, listed twice {twice}")
+    assert not undeclared, f"declare `__all__` (the names other modules, notebooks and tests use) in: {undeclared}"
+    assert not wrong, "`__all__` names that the module lacks:\n" + "\n".join(wrong)

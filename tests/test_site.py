@@ -15,7 +15,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lab.notebooks import REPO_ROOT, chapters, run_dir
+from lab.book import REPO_ROOT
+from lab.notebooks import chapters, run_dir
 from lab.site import (build_site, copy_file_images, describe_images, merge_parameters, page_noise, readme_sections,
                       static_widgets)
 

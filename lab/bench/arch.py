@@ -24,6 +24,8 @@ from ..evaluation import holm, paired_comparison, score_split
 from ..train import train_or_load
 from .depth import EPOCHS_ONLY
 
+__all__ = ["ARCHS", "arch_depth", "arch_folder", "ArchComparison", "compare_architectures"]
+
 ARCHS = ("llama", "qwen2", "mistral", "gpt_neox")  # the architectures H4 compares; llama first (the claim's)
 
 

@@ -25,6 +25,9 @@ from ..models import SeqRecModel, build_student, count_parameters
 from ..selection import budgets, uniform_layers
 from .timing import seconds
 
+__all__ = ["BenchConfig", "summarize_times", "time_forward", "time_components", "activation_peak_mb", "weights_mb",
+           "compare_speed", "random_histories", "compact_students", "run"]
+
 
 @dataclass
 class BenchConfig:

@@ -37,6 +37,8 @@ from ..profiles import get_config
 from ..data import (LoadReport, generate_synthetic, is_depth_world, prepare_data, raw_files, read_meta, read_reviews,
                     to_rec_data)
 
+__all__ = ["STAGES", "EVAL_BATCH", "scaled_data", "run_stage", "run"]
+
 STAGES = ("generate", "read", "preprocess", "evaluate")
 EVAL_BATCH = 512  # users scored at a time by the evaluator (lab.metrics.evaluate's default)
 
@@ -52,7 +54,7 @@ def scaled_data(profile: str, scale: float, seed: int = 0):
     return depth_world(data) if is_depth_world(data) else data
 
 
-def rss_mb() -> float:
+def _rss_mb() -> float:
     """This process's peak resident set size so far, MB (`ru_maxrss`: KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
@@ -66,7 +68,7 @@ def run_stage(stage: str, profile: str, scale: float, folder: str | os.PathLike,
     raw = folder / "raw"
     paths = SimpleNamespace(processed=folder / "processed")
     amazon = dataclasses.replace(data, source="amazon", raw_dir=str(raw))
-    start = rss_mb()
+    start = _rss_mb()
     t0 = time.perf_counter()
     if stage == "generate":
         files = generate_synthetic(data, raw, seed)
@@ -98,7 +100,7 @@ def run_stage(stage: str, profile: str, scale: float, folder: str | os.PathLike,
     else:
         raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
     return {"stage": stage, "scale": scale, "seconds": round(time.perf_counter() - t0, 3),
-            "rss_start_mb": round(start, 1), "peak_rss_mb": round(rss_mb(), 1), **out}
+            "rss_start_mb": round(start, 1), "peak_rss_mb": round(_rss_mb(), 1), **out}
 
 
 def _stage_in_subprocess(stage: str, profile: str, scale: float, folder: Path, seed: int) -> dict:

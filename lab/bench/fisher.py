@@ -14,6 +14,8 @@ from ..data import load_rec_data, rec_data_from_sequences, toy_markov_sequences
 from ..fisher import FisherConfig, compare, fisher_hooks, fisher_loop, fisher_vmap
 from .timing import seconds
 
+__all__ = ["bench_inputs", "benchmark"]
+
 
 def bench_inputs(profile: str, seed: int = 0, artefacts=None):
     """(model, inputs, labels, info): the trained teacher and its training sequences when they exist, else a fresh

@@ -6,6 +6,8 @@ from typing import Callable
 
 import torch
 
+__all__ = ["sync", "seconds"]
+
 
 def sync(device: torch.device) -> None:
     """Wait for queued CUDA work on `device` (nothing to wait for on the CPU)."""

@@ -29,6 +29,8 @@ from ..train import autocast, compile_mode, train_batch_size
 from .compact import random_histories
 from .timing import seconds
 
+__all__ = ["step_seconds", "throughput", "CUDA_VARIANTS", "histories", "cuda_variants", "ratios_against", "run"]
+
 
 def step_seconds(model, loss_fn, x: torch.Tensor, y: torch.Tensor, steps: int, warmup: int,
                  grad_clip: float = 1.0, bf16: bool = True, compile: bool | str = False) -> list[float]:

@@ -87,6 +87,11 @@ from ..metrics import metrics_from_ranks
 from ..models import build_model
 from ..train import train_or_load
 
+__all__ = ["HERE", "VENV", "REQUIREMENTS", "RUNNER", "DATASET", "FIELDS", "K", "METRICS", "SMALL_LAYERS", "MODELS",
+           "book_sequences", "inter_frame", "write_atomic", "recbole_split", "book_split", "compare_splits",
+           "compare_counts", "rank_metrics", "book_metrics", "optimistic_metrics", "book_sasrec", "requirements_hash",
+           "ensure_venv", "recbole_spec", "run_recbole", "git_state", "table", "main", "report", "parse_args"]
+
 HERE = Path(__file__).resolve().parent
 VENV = REPO_ROOT / ".venv-recbole"  # git-ignored
 REQUIREMENTS = HERE / "recbole-requirements.txt"

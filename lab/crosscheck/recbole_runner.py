@@ -24,6 +24,8 @@ import os
 import sys
 import time
 
+__all__ = ["split_of", "run_model", "main"]
+
 
 def _tokens(dataset, field: str, ids) -> list[str]:
     return [str(t) for t in dataset.id2token(field, ids.numpy())]

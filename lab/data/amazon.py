@@ -23,6 +23,10 @@ import pandas as pd
 
 from ..console import progress_bar
 
+__all__ = ["REVIEW_FIELDS", "SEQ_FIELDS", "META_FIELDS", "SUFFIXES", "REASONS", "DataError", "LoadReport", "raw_format",
+           "find_raw_file", "EXPECTED_RAW", "raw_categories", "raw_files", "check_file", "iter_records", "bad_row",
+           "read_reviews", "check_review", "read_meta", "fingerprint"]
+
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Errors and the load report

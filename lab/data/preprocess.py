@@ -12,6 +12,8 @@ import pandas as pd
 
 from .amazon import DataError, LoadReport
 
+__all__ = ["k_core", "TIE_BREAKS", "order_ties", "preprocess_reviews", "sequences_from_interactions", "dataset_stats"]
+
 
 def k_core(users: np.ndarray, items: np.ndarray, k: int) -> tuple[np.ndarray, int]:
     """Iterative k-core: a boolean mask of the interactions to keep so that every remaining user and item has at least

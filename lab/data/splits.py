@@ -14,6 +14,9 @@ import torch
 
 from ..constants import IGNORE, PAD
 
+__all__ = ["SPLITS", "RecData", "left_pad", "training_windows", "build_rec_data", "rec_data_from_sequences",
+           "split_stats"]
+
 SPLITS = ("leave_last_out", "timestamp")  # the split rules `build_rec_data` knows (`DataConfig.split`)
 
 

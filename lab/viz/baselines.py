@@ -11,6 +11,8 @@ import seaborn as sns
 
 from .core import place_labels
 
+__all__ = ["VERDICT_COLOURS", "pareto_front", "quality_vs_speed", "retention_by_method"]
+
 VERDICT_COLOURS = {"the method": "black", "method better": "tab:green", "method worse": "tab:red",
                    "on par": "tab:blue", "inconclusive": "tab:grey"}
 

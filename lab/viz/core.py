@@ -17,6 +17,9 @@ import matplotlib.text
 
 from ..io import atomic_path
 
+__all__ = ["use_backend", "figure_title", "save", "MAX_WIDTH_PX", "MAX_ASPECT", "layout_problems", "place_labels",
+           "fig_ax"]
+
 
 def use_backend() -> str:
     """Apply the backend policy (module docstring) and return the backend matplotlib will use."""

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+__all__ = ["popularity_tail", "seq_length_hist", "rating_distribution", "activity_over_time", "structure_bars"]
+
 
 def popularity_tail(inter: pd.DataFrame, title: str = "Item popularity (long tail)"):
     """Interactions per item against the item's popularity rank, on log-log axes."""

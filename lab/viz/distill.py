@@ -13,6 +13,8 @@ from matplotlib.ticker import PercentFormatter
 from ..hypotheses import C1_RETENTION
 from .core import fig_ax, place_labels
 
+__all__ = ["retention_bars", "cost_and_speed", "retention_vs_speedup", "compression_curves"]
+
 
 def retention_bars(results: pd.DataFrame, metric: str = "ndcg@10", goal: float = 0.95):
     """Retention (student ÷ teacher) of `metric` per trained student, with its paired bootstrap 95% CI.

@@ -6,6 +6,8 @@ import pandas as pd
 import matplotlib.pyplot as plt
 from .fisher import group_matrix, heatmap_layer_group
 
+__all__ = ["LayerExplorer", "layer_explorer"]
+
 
 class LayerExplorer:
     """Interactive layer x group heatmap: choose estimator, normalisation, subset, seed and colour scale.

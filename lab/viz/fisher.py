@@ -14,6 +14,9 @@ from scipy import stats as sps
 from ..fisher import order_groups
 from .core import fig_ax
 
+__all__ = ["group_matrix", "heatmap_layer_group", "layer_bars", "estimator_scatter", "probe_accuracy",
+           "signals_by_layer"]
+
 
 def group_matrix(groups_df: pd.DataFrame, estimator: str = "fisher_empirical", norm: str = "per_param",
                  subset: str = "all", seed=None, stack_only: bool = True) -> pd.DataFrame:

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+__all__ = ["plot_rules_by_budget", "plot_quality_vs_k", "plot_selection_grid", "plot_speedup"]
+
 
 def plot_rules_by_budget(sel: pd.DataFrame, metric: str = "test_ndcg@10", teacher: float | None = None):
     """A dot plot: one row per rule (named on the axis, no legend to decode), one marker per budget k; the random

@@ -9,6 +9,8 @@ import dataclasses
 
 import pandas as pd
 
+__all__ = ["config_table", "text_left", "with_interval", "LEADERBOARD_COLUMNS", "leaderboard_view"]
+
 
 def config_table(cfg, name: str = "value") -> pd.DataFrame:
     """A dataclass configuration as a two-column table (field, value), in place of its one-line repr (chapters

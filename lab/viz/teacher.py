@@ -6,6 +6,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+__all__ = ["learning_curves", "metric_bars", "quality_by_depth"]
+
 
 def learning_curves(histories: dict[str, pd.DataFrame]):
     """Training loss and validation NDCG@10 per epoch, one line per model (chapter 02)."""
