@@ -5,6 +5,8 @@ for two integers.
 """
 from __future__ import annotations
 
+__all__ = ["PAD", "IGNORE", "KS", "METRICS", "DEPTH_BAND", "GOAL_RETENTION", "GOAL_SPEEDUP"]
+
 PAD = 0  # item index used for padding; real items are 1..num_items
 IGNORE = -100  # label value ignored by the loss
 KS = (5, 10, 20)  # cut-offs K of HR@K and NDCG@K (`lab.metrics`)

@@ -27,6 +27,16 @@ from dataclasses import dataclass
 from .constants import DEPTH_BAND, GOAL_RETENTION, GOAL_SPEEDUP
 from .profiles import get_profile
 
+__all__ = ["ALPHA", "CONFIDENCE", "TOP_SHARE", "MIN_RELATIVE_GAIN", "RHO_FLOOR", "C1_RETENTION", "C1_SPEEDUP",
+           "C2_MIN_SEEDS", "H4_RIVALS", "CLAIMS", "CLAIM_RULE", "REPORT_ONLY", "Criterion", "CRITERIA", "BY_ID",
+           "VERDICTS", "SEED_CHAPTERS", "SEED_FILES", "ARCH_FILE", "VARIANT_ORDER", "METRIC", "SCRATCH_FULL", "number",
+           "top_bottom_gap", "h1_ablation_gap", "h1_fisher_gap", "h2_spearman", "h2_fisher_vs_random",
+           "h3_depth_vs_uniform", "h3_fisher_vs_uniform", "h4_llama_vs", "c1_retention", "c1_best_retention",
+           "kd_vs_scratch", "SPEEDUP_OF", "layer_profile", "peaks_and_troughs", "smallest_gap", "c2_effects",
+           "STATISTICS", "default_seeds", "load_seeds", "seed_inputs", "per_seed", "null_value", "claim_of", "decide",
+           "verdict_table", "claim_verdicts", "single_peak_profiles", "three_peak_profile", "c2_rate", "profile_noise",
+           "null_rates", "null_sentence", "wilson", "companions", "profile_verdicts", "side_by_side"]
+
 ALPHA = 0.05  # error rate of every claim: a decisive verdict where there is no effect at most this often
 CONFIDENCE = 0.95  # level of every pooled interval shown
 TOP_SHARE = DEPTH_BAND  # H1: the "upper" layers are the top 30% of depth, the "lower" ones the bottom 30%

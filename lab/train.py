@@ -27,6 +27,10 @@ from .evaluation import score_split
 from .io import atomic_path, jsonable, read_json, write_json
 from .models import SeqRecModel, count_parameters
 
+__all__ = ["lr_lambda", "autocast", "accelerator", "is_main_process", "train_batch_size", "COMPILE_MODES",
+           "compile_mode", "cuda_setup", "fit", "stop_reason", "train_or_load", "checkpoint_state", "same_key",
+           "config_defaults", "load_finished", "save_finished"]
+
 
 def lr_lambda(total_steps: int, warmup_steps: int):
     """Linear warm-up then cosine decay to 0, as a LambdaLR multiplier."""

@@ -30,6 +30,10 @@ from ..evaluation import across_seeds, paired_comparison, score_split
 from ..models import build_model, scratch_config
 from ..train import train_or_load
 
+__all__ = ["EPOCHS_ONLY", "REFERENCES", "profile_depths", "reference_metrics", "knob_tag", "world_config",
+           "bench_paths", "gap_closed", "world_of", "run_seed", "score_depth", "depth_model", "scratch_control",
+           "train_depths", "DepthCurve", "paired_columns", "model_label", "depth_curve", "compare_depths", "run"]
+
 EPOCHS_ONLY = 10_000.0  # max_minutes of the sweep's models: no wall-clock cap, the epochs are the budget
 REFERENCES = ("bayes", "last_item_bayes", "markov", "popularity")  # the ceiling, its last-item version, the floors
 

@@ -35,6 +35,10 @@ from ..console import bitsandbytes_path, quiet_bitsandbytes
 from ..models import SeqRecModel
 from .config import DistillConfig
 
+__all__ = ["lora_config", "CPU_BLOCKSIZES", "load_4bit", "linear4bit_layers", "keep_off_cpu_packing", "cpu_blocksize",
+           "requantize", "reference_dequantize", "check_4bit", "apply_adapter", "TrainableView", "merge_student",
+           "dequantize_merge"]
+
 quiet_bitsandbytes()  # before bitsandbytes is imported: its kernels-community warning is about a kernel not used here
 _SAID_PATH: set = set()  # the devices whose NF4 path `load_4bit` has named in this process
 

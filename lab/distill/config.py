@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from ..config import TrainConfig
 from ..profiles import profile_config
 
+__all__ = ["DISTANCES", "MAPPINGS", "WEIGHTINGS", "POSITIONS", "ADAPTERS", "LLAMA_PROJECTIONS", "TINYBERT",
+           "BASELINE_VARIANTS", "METHOD_RULE", "METHOD_VARIANT", "DistillConfig", "DistillGrid"]
+
 DISTANCES = ("mse", "cosine", "slmrec")
 MAPPINGS = ("source", "last_of_block", "uniform")
 WEIGHTINGS = ("uniform", "depth", "fisher", "none")

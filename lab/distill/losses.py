@@ -19,6 +19,10 @@ from torch import nn
 from ..constants import IGNORE, PAD
 from .config import DistillConfig
 
+__all__ = ["SLMREC_L2", "layer_mapping", "layer_weights", "hidden_distance", "kd_loss", "base_model", "LayerTap",
+           "AttentionTap", "eager_attention", "attention_rows", "position_mask", "TeacherCache", "build_teacher_cache",
+           "DistillLoss"]
+
 SLMREC_L2 = 0.1  # weight of the L2 distance in SLMRec's hidden-state loss
 
 

@@ -32,6 +32,12 @@ from .config import BASELINE_VARIANTS, METHOD_RULE, METHOD_VARIANT, DistillConfi
 from .losses import (DistillLoss, TeacherCache, build_teacher_cache, eager_attention, layer_mapping,
                      layer_weights)
 
+__all__ = ["freeze_teacher", "plan_layers", "estimate_training_memory", "distill", "time_teacher_cache", "tpme",
+           "retention", "mapped_teacher_layers", "StudentRuns", "weights_fingerprint", "teacher_key", "run_grid",
+           "choose_variant", "scratch_retention", "valid_means", "best_student", "method_student", "layerwise_choices",
+           "variant_comparisons", "rule_comparisons", "comparison_records", "describe_comparison", "describe_adapter",
+           "results_table", "throughput_ratios"]
+
 
 def freeze_teacher(teacher: SeqRecModel) -> SeqRecModel:
     """Eval mode and requires_grad False on every parameter: the teacher only ever gives targets."""
