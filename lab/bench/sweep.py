@@ -127,7 +127,8 @@ def run_sweep(profile: str, seed: int = 0, cfg: SweepConfig | None = None, artef
             name = f"k{k}_{rule}#{draw}:{variant}"
             model = runs.train(name, rule, draw, layers, variant, verbose=False)
             kd, kd_users = _scores(model.eval(), data, bs)
-            rows.append({"k": k, "rule": rule, "draw": draw, "layers": layers_str(layers),
+            student = runs.rows[-1]["same_as"] or name  # the folder under sweep/students (a shared layer set: once)
+            rows.append({"k": k, "rule": rule, "draw": draw, "layers": layers_str(layers), "student": student,
                          "params": count_parameters(model), **{f"zero_shot_{c}": v for c, v in zs.items()},
                          **{f"distilled_{c}": v for c, v in kd.items()}})
             users += [zs_users.assign(k=k, rule=rule, draw=draw, stage="zero_shot"),
