@@ -52,6 +52,8 @@ class Profile:
     chapters: tuple | None = None  # the chapters `python -m lab book` runs when none are named; None: all
     seeds: tuple = (0, 1, 2)  # the seeds chapter 07 pools (`lab.hypotheses.default_seeds`)
     companions: tuple = ()  # profiles whose verdicts chapter 07 shows beside this one's
+    sweep: dict = dataclasses.field(default_factory=dict)  # the compression sweep: SweepConfig fields
+    #   (`lab.bench.sweep`; {}: every budget of `default_ks`, the seven rules, 3 random draws)
 
 
 # --- chapter 05's selection rules (`lab.selection.RULES`) distilled in the larger profiles
@@ -145,6 +147,9 @@ LLM = Profile(
     distill_grid=dict(rules=("fisher_topk", "uniform", "top", "bottom", "random"), main_rules=("fisher_topk",),
                       weightings=("fisher",), n_random=2, extended_teacher=False),
     bench=dict(repeats=8, warmup=1),  # a batch-256 pass of the 30-layer LLM is 6 s
+    # the sweep at three budgets of the 30 layers (a student of the LLM is ~25 s an epoch per 8 layers on the 2-core
+    # CPU): the authors' 32 -> 8 as 7 = L/4, and a half and a sixth beside it
+    sweep=dict(ks=(4, 7, 15), rules=("fisher_topk", "uniform", "top", "bottom"), n_random=2, greedy_users=32),
     depths=(1, 2, 4, 7, 8),  # the from-scratch models beside the pretrained 30-layer teacher; 7 = L/4, chapter 05's
     #                          control (the students' size trained from scratch with the teacher's recipe)
     arch_depth=None,  # the teacher is pretrained: its rivals would have to be too
@@ -194,7 +199,7 @@ ML100K_LLM = Profile(
     train=TrainConfig(epochs=6, batch_size=32, lr=1e-3, patience=2, eval_batch_size=256,
                       max_minutes=120.0),  # a guard only: a budget stop warns and is recorded
     fisher=LLM.fisher, probes=dict(n_users=0), selection=LLM.selection, distill=LLM.distill,
-    distill_grid=LLM.distill_grid, bench=LLM.bench,
+    distill_grid=LLM.distill_grid, bench=LLM.bench, sweep=LLM.sweep,
     depths=(1, 2, 4, 7, 8), arch_depth=None,  # 7 = L/4 of the 30-layer LLM: chapter 05's from-scratch control
     seeds=(0, 1),  # two: a seed of chapters 01-07 is ~2 hours on the 2-core CPU
     companions=("ml100k", "default"),

@@ -63,6 +63,13 @@ class SweepConfig:
     greedy_users: int = 512  # validation users of greedy_valid's search (one search serves every k)
     scratch: bool = True  # train the k-layer model from scratch with the teacher's full recipe at every k
 
+    @classmethod
+    def for_profile(cls, profile: str) -> "SweepConfig":
+        """The profile's `sweep` section (`lab.profiles`; {} keeps these defaults)."""
+        from ..profiles import profile_config
+
+        return profile_config(cls, profile, "sweep")
+
 
 def _layer_sets(teacher, data, importance, k: int, cfg: SweepConfig, search, seed: int) -> list[tuple]:
     """(rule, draw, layers) of every rule at budget k; random draws seeded by (seed, k)."""
@@ -96,7 +103,7 @@ def run_sweep(profile: str, seed: int = 0, cfg: SweepConfig | None = None, artef
     from ..console import progress_bar
     from .depth import scratch_control
 
-    cfg = cfg or SweepConfig()
+    cfg = cfg or SweepConfig.for_profile(profile)
     P = paths(profile, artefacts, seed)
     book = get_config(profile, seed)
     data, _, stats = load_rec_data(book.data, P, seed=seed, progress=False)
@@ -269,9 +276,9 @@ def run(profile: str, seeds=(0,), artefacts=None, ks=None, rules=None, n_random=
     the seeds that have a sweep; a JSON-able summary (CPU seconds of this call included)."""
     import time
 
-    cfg = SweepConfig(ks=tuple(ks) if ks else None, variant=variant, scratch=scratch,
-                      **({"rules": tuple(rules)} if rules else {}),
-                      **({"n_random": int(n_random)} if n_random is not None else {}))
+    cfg = dataclasses.replace(SweepConfig.for_profile(profile), variant=variant, scratch=scratch,
+                              **({"ks": tuple(ks)} if ks else {}), **({"rules": tuple(rules)} if rules else {}),
+                              **({"n_random": int(n_random)} if n_random is not None else {}))
     t0, c0 = time.time(), time.process_time()
     for s in seeds:
         run_sweep(profile, int(s), cfg, artefacts)
