@@ -257,3 +257,20 @@ def test_tables_a_reader_can_read():
     assert view.loc["ease", "method − row"] == "+0.0060" and view.loc["method", "verdict"] == "—"
     styled = viz.text_left(pd.DataFrame({"claim": ["upper layers matter more"], "estimate": [0.123456]})).to_html()
     assert "text-align: left" in styled and "0.1235" in styled  # sentences left, numbers as numbers
+
+
+def test_selection_grid_stays_within_the_aspect_limit():
+    """Many rules at four budgets of a shallow teacher (the smoke book's chapter 04: 665 x 1,681 px when stacked):
+    the panels go side by side before the figure gets taller than MAX_ASPECT times its width, and every budget keeps
+    its panel."""
+    from lab.viz.core import MAX_ASPECT
+    from lab.viz.selection import plot_selection_grid
+
+    rules = [f"rule{i}" for i in range(13)]
+    sel = pd.DataFrame([{"rule": r, "k": k, "layers": ",".join(map(str, range(k)))}
+                        for k in (1, 2, 3, 4) for r in rules])
+    fig = plot_selection_grid(sel, 8)
+    w, h = fig.get_size_inches()
+    assert h / w <= MAX_ASPECT and viz.layout_problems(fig) == []
+    titles = sorted(a.get_title() for a in fig.axes if a.get_visible() and a.get_title())
+    assert titles == [f"k = {k}" for k in (1, 2, 3, 4)]

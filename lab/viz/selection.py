@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from .core import MAX_ASPECT
+
 __all__ = ["plot_rules_by_budget", "plot_quality_vs_k", "plot_selection_grid", "plot_speedup"]
 
 
@@ -78,10 +80,15 @@ def plot_selection_grid(sel: pd.DataFrame, num_layers: int):
     d = sel[sel["rule"] != "teacher"]
     ks = sorted(d["k"].unique())
     rules = list(dict.fromkeys(d["rule"]))
-    fig, axes = plt.subplots(len(ks), 1, figsize=(min(8.0, max(5.0, 0.28 * num_layers + 3.2)),
-                                                  (0.2 * len(rules) + 0.9) * len(ks) + 0.4), squeeze=False)
-    axes = axes[:, 0][None, :]  # one panel per budget, stacked: the layer axis keeps the page's width
-    for ax, k in zip(axes[0], ks):
+    width, panel = max(5.0, 0.28 * num_layers + 3.2), 0.2 * len(rules) + 0.9  # one panel's size (in)
+    cols = 1  # panels stacked, the layer axis keeping the page's width; side by side while that is too tall
+    while cols < len(ks) and panel * -(-len(ks) // cols) + 0.4 > 0.95 * MAX_ASPECT * min(8.0, width * cols):
+        cols += 1
+    rows = -(-len(ks) // cols)
+    fig, grid_axes = plt.subplots(rows, cols, figsize=(min(8.0, width * cols), panel * rows + 0.4), squeeze=False)
+    for ax in grid_axes.ravel()[len(ks):]:
+        ax.set_visible(False)
+    for n, (ax, k) in enumerate(zip(grid_axes.ravel(), ks)):
         grid = np.zeros((len(rules), num_layers))
         for i, r in enumerate(rules):
             g = d[(d["k"] == k) & (d["rule"] == r)]
@@ -92,7 +99,7 @@ def plot_selection_grid(sel: pd.DataFrame, num_layers: int):
                     cbar_kws={"label": "share kept", "fraction": 0.04},
                     linewidths=0.3, linecolor="0.9")
         ax.set_title(f"k = {k}")
-        ax.set_xlabel("teacher layer" if ax is axes[0][-1] else "")
+        ax.set_xlabel("teacher layer" if n >= len(ks) - cols else "")  # the lowest panel of each column
         ax.tick_params(axis="x", rotation=0, labelsize=7 if num_layers > 16 else None)
         ax.tick_params(axis="y", rotation=0, labelsize=8)
     fig.suptitle("Layers kept by each rule")
