@@ -27,10 +27,11 @@ import pandas as pd
 import torch
 
 from ..constants import METRICS
-from ..evaluation import across_seeds, holm, paired_comparison, score_split
+from ..evaluation import across_seeds, compare_runs, holm, score_split
 from ..io import write_parquet
-from ..models import build_student, count_parameters
-from ..selection import GreedyValidSearch, layers_str, parse_layers, random_selections, select_layers
+from ..models import count_parameters
+from ..selection import (GreedyValidSearch, evaluate_selections, layers_str, parse_layers, random_selections,
+                         select_layers)
 
 __all__ = ["SweepConfig", "default_ks", "run_sweep", "run", "sweep_tests", "headline", "sweep_summary", "TABLE",
            "PER_USER", "read_sweep", "mechanism_coverage", "coverage_table", "coverage_predicts"]
@@ -129,17 +130,24 @@ def run_sweep(profile: str, seed: int = 0, cfg: SweepConfig | None = None, artef
     users += [teacher_users.assign(k=L, rule="teacher", draw=0, stage=s) for s in STAGES]
     bar = progress_bar(ks, enabled=progress, desc=f"sweep {profile} seed {seed}")
     for k in bar:
-        for rule, draw, layers in _layer_sets(teacher, data, importance, k, cfg, search, seed):
-            zs, zs_users = _scores(build_student(teacher, layers).eval(), data, bs)
+        sets = _layer_sets(teacher, data, importance, k, cfg, search, seed)
+        plan = pd.DataFrame({"layers": [layers_str(layers) for *_, layers in sets]})
+        zs, zs_users = evaluate_selections(teacher, data, plan, metrics=SWEEP_METRICS, batch_size=bs,
+                                           per_user="ndcg@10")  # each distinct layer set scored once
+        for (rule, draw, layers), z in zip(sets, zs.to_dict("records")):
             name = f"k{k}_{rule}#{draw}:{variant}"
-            model = runs.train(name, rule, draw, layers, variant, verbose=False)
-            kd, kd_users = _scores(model.eval(), data, bs)
-            student = runs.rows[-1]["same_as"] or name  # the folder under sweep/students (a shared layer set: once)
-            rows.append({"k": k, "rule": rule, "draw": draw, "layers": layers_str(layers), "student": student,
-                         "params": count_parameters(model), **{f"zero_shot_{c}": v for c, v in zs.items()},
-                         **{f"distilled_{c}": v for c, v in kd.items()}})
-            users += [zs_users.assign(k=k, rule=rule, draw=draw, stage="zero_shot"),
-                      kd_users.assign(k=k, rule=rule, draw=draw, stage="distilled")]
+            model = runs.train(name, rule, draw, layers, variant, verbose=False)  # scores it on test, per user
+            trained, kd_users = runs.rows[-1], runs.per_user[-1]
+            valid = score_split(model.eval(), data, "valid", batch_size=bs)[0]
+            rows.append({"k": k, "rule": rule, "draw": draw, "layers": z["layers"],
+                         "student": trained["same_as"] or name,  # its folder under sweep/students: a set two rules
+                         "params": count_parameters(model),      # share is trained once
+                         **{f"zero_shot_{c}": z[c] for c in z if c != "layers"},
+                         **{f"distilled_valid_{m}": float(valid[m]) for m in SWEEP_METRICS},
+                         **{f"distilled_test_{m}": float(trained[f"test_{m}"]) for m in SWEEP_METRICS}})
+            users += [zs_users[zs_users["layers"] == z["layers"]].rename(columns={"test_ndcg@10": "ndcg@10"})
+                      .drop(columns="layers").assign(k=k, rule=rule, draw=draw, stage="zero_shot"),
+                      kd_users[["user", "ndcg@10"]].assign(k=k, rule=rule, draw=draw, stage="distilled")]
         if cfg.scratch:
             model, _ = scratch_control(book, P, data, stats, k, seed=seed)
             sc, sc_users = _scores(model, data, bs)
@@ -158,11 +166,10 @@ def run_sweep(profile: str, seed: int = 0, cfg: SweepConfig | None = None, artef
 def _speedups(teacher, ks, cfg: SweepConfig, data) -> pd.DataFrame:
     """The teacher against one student per k (uniform layers: the speed of a k-layer student does not depend on which
     layers it kept), timed in one run: a column `speedup_b<batch>` per batch size, one row per k."""
-    from ..selection import uniform_layers
-    from .compact import compare_speed, random_histories
+    from .compact import compact_students, compare_speed, random_histories
 
     L = teacher.num_layers
-    models = {"teacher": teacher, **{f"k={k}": build_student(teacher, uniform_layers(L, k)).eval() for k in ks}}
+    models = compact_students(teacher, ks)  # {"teacher", "k=1", ...}: uniform layers
     hist = random_histories(data.num_items, data.max_len, max(cfg.batch_sizes), seed=0)
     t = compare_speed(models, hist, batch_sizes=cfg.batch_sizes, repeats=cfg.repeats, memory=False)
     t["k"] = t["model"].map(lambda m: L if m == "teacher" else int(m.split("=")[1]))
@@ -187,14 +194,7 @@ def read_sweep(profile: str, seeds, artefacts=None) -> tuple[pd.DataFrame, pd.Da
     return pd.concat(tables, ignore_index=True), pd.concat(users, ignore_index=True), found
 
 
-# ---- the tests --------------------------------------------------------------------------------------------------------
-def _per_user(pu: pd.DataFrame, seed: int, k: int, stage: str, rule: str, draw: int | None = None) -> pd.Series:
-    sel = pu[(pu["seed"] == seed) & (pu["k"] == k) & (pu["stage"] == stage) & (pu["rule"] == rule)]
-    if draw is not None:
-        sel = sel[sel["draw"] == draw]
-    return sel.groupby("user")["ndcg@10"].mean()  # the mean over draws for "random"
-
-
+# ---- the tests ----------------------------------------------------------------------------------------------------
 def _comparisons(table: pd.DataFrame, seed: int, k: int) -> list[tuple[str, str, str]]:
     """(label, rule a, rule b) compared at one k on one seed: every rule vs random, fisher vs uniform, the best rule on
     validation (distilled) vs scratch."""
@@ -212,17 +212,16 @@ def _comparisons(table: pd.DataFrame, seed: int, k: int) -> list[tuple[str, str,
 
 def sweep_tests(table: pd.DataFrame, per_user: pd.DataFrame, stage: str = "distilled", alpha: float = 0.05,
                 n_boot: int = 1000) -> pd.DataFrame:
-    """Per seed and k, the paired per-user comparisons of `_comparisons` on test NDCG@10 (`paired_comparison`:
-    bootstrap CI, Wilcoxon p), Holm within the k; with two or more seeds also one row per k and comparison pooled
-    across seeds (the per-seed mean differences, t across seeds, Holm within the k), seed = -1. Columns: seed, k,
-    comparison, a, b, diff, ci_low, ci_high, p, p_holm, clear (diff's sign clear at Holm p < alpha)."""
+    """Per seed and k, the paired per-user comparisons of `_comparisons` on test NDCG@10 (`compare_runs`: each user's
+    mean over a rule's draws, bootstrap CI, Wilcoxon p), Holm within the k; with two or more seeds also one row per k
+    and comparison pooled across seeds (the per-seed mean differences, t across seeds, Holm within the k), seed = -1.
+    Columns: seed, k, comparison, a, b, diff, ci_low, ci_high, p, p_holm, clear (diff's sign clear at Holm p < alpha)."""
     rows = []
     for (seed, k), _ in table[table["rule"] != "teacher"].groupby(["seed", "k"]):
-        for label, a, b in _comparisons(table, seed, k):
-            x = _per_user(per_user, seed, k, stage, a)
-            y = _per_user(per_user, seed, k, "distilled" if b == SCRATCH else stage, b)  # scratch: trained only
-            both = pd.concat([x, y], axis=1, join="inner")
-            c = paired_comparison(both.iloc[:, 0], both.iloc[:, 1], n_boot=n_boot, seed=int(seed))
+        at = per_user[(per_user["seed"] == seed) & (per_user["k"] == k)]
+        runs = at[(at["stage"] == stage) | (at["rule"] == SCRATCH)].rename(columns={"rule": "name"})  # scratch:
+        for label, a, b in _comparisons(table, seed, k):  # trained only; random: its draws averaged per user
+            c = compare_runs(runs, [a], [b], "ndcg@10", n_boot=n_boot, seed=int(seed))
             rows.append({"seed": int(seed), "k": int(k), "comparison": label, "a": a, "b": b, "diff": c["diff"],
                          "ci_low": c["ci_low"], "ci_high": c["ci_high"], "p": c["wilcoxon_p"]})
     out = pd.DataFrame(rows)
