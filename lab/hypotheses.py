@@ -35,7 +35,7 @@ __all__ = ["ALPHA", "CONFIDENCE", "TOP_SHARE", "MIN_RELATIVE_GAIN", "RHO_FLOOR",
            "kd_vs_scratch", "SPEEDUP_OF", "layer_profile", "peaks_and_troughs", "smallest_gap", "c2_effects",
            "STATISTICS", "default_seeds", "load_seeds", "seed_inputs", "per_seed", "null_value", "claim_of", "decide",
            "verdict_table", "claim_verdicts", "single_peak_profiles", "three_peak_profile", "c2_rate", "profile_noise",
-           "null_rates", "null_sentence", "wilson", "companions", "profile_verdicts", "side_by_side"]
+           "noisy_profiles", "null_rates", "null_sentence", "wilson", "companions", "profile_verdicts", "side_by_side"]
 
 ALPHA = 0.05  # error rate of every claim: a decisive verdict where there is no effect at most this often
 CONFIDENCE = 0.95  # level of every pooled interval shown
@@ -475,15 +475,20 @@ def three_peak_profile(n_layers: int, depth: float = 0.6) -> np.ndarray:
     return 1 - depth * (0.5 - 0.5 * np.cos(6 * np.pi * (x - 1 / 6)))
 
 
+def noisy_profiles(shape, noise: float, n_seeds: int, rng) -> list[np.ndarray]:
+    """`n_seeds` simulated ablation profiles: `shape` + N(0, noise) per layer, each scaled by its largest |value| as
+    `layer_profile` scales a seed's (C2's simulations)."""
+    P = np.asarray(shape, float) + rng.normal(0, noise, (n_seeds, len(shape)))  # (S, L)
+    return list(P / np.abs(P).max(axis=1, keepdims=True))
+
+
 def c2_rate(shape, noise: float, n_seeds: int, n_sim: int = 1000, seed: int = 0) -> float:
     """Share of simulated studies (`n_seeds` seeds, each `shape` + N(0, noise) per layer, scaled as
     `layer_profile` scales) that C2's row calls supported (chapter 07's size and power checks)."""
     rng = np.random.default_rng(seed)
     c, hits = BY_ID["C2"], 0
     for _ in range(n_sim):
-        P = shape + rng.normal(0, noise, (n_seeds, len(shape)))  # (S, L)
-        P = P / np.abs(P).max(axis=1, keepdims=True)
-        s = across_seeds(c2_effects(list(P)), level=CONFIDENCE)
+        s = across_seeds(c2_effects(noisy_profiles(shape, noise, n_seeds, rng)), level=CONFIDENCE)
         hits += decide(c, {**s, "p_adj": s["p"]}) == "supported"
     return hits / n_sim
 
@@ -497,12 +502,12 @@ def profile_noise(seed_rows: pd.DataFrame, fallback: float = 0.1) -> float:
 
 
 def null_rates(seed_rows: pd.DataFrame, n_sim: int = 2000, seed: int = 0, alpha: float = ALPHA) -> pd.DataFrame:
-    """Each row's and each claim's rate of wrong decisive verdicts (supported or contradicted; for C2, whose null is
-    a single peak, supported) in `n_sim` simulated studies with no effect (chapter 07; issue 24): the book's seed count, each row's effects drawn around its null with the
-    spread measured across the book's seeds (1 where it cannot be measured: the t-test does not depend on it), C1's
-    speed-up above its bar, C2's profiles single-peaked (`single_peak_profiles`, in turn) at the measured noise
-    (`profile_noise`); then the chapter's own `verdict_table` and `claim_verdicts`. Returns id, kind (row or claim),
-    rate, ci_low, ci_high (Wilson 95%)."""
+    """Each row's and each claim's rate of wrong decisive verdicts (supported or contradicted; for C2, whose null is a
+    single peak, supported) in `n_sim` simulated studies with no effect (chapter 07; issue 24): the book's seed count,
+    each row's effects drawn around its null with the spread measured across the book's seeds (1 where it cannot be
+    measured: the t-test does not depend on it), C1's speed-up above its bar, C2's profiles single-peaked
+    (`single_peak_profiles`, in turn) at the measured noise (`profile_noise`); then the chapter's own `verdict_table`
+    and `claim_verdicts`. Returns id, kind (row or claim), rate, ci_low, ci_high (Wilson 95%)."""
     rng = np.random.default_rng(seed)
     n_seeds = max(2, int(seed_rows["seed"].nunique()))
     spread = {c.id: _spread(seed_rows, c.id) for c in CRITERIA}
@@ -513,9 +518,8 @@ def null_rates(seed_rows: pd.DataFrame, n_sim: int = 2000, seed: int = 0, alpha:
         rows = []
         for c in CRITERIA:
             if c.id == "C2":
-                P = shapes[i % len(shapes)] + rng.normal(0, noise, (n_seeds, len(shapes[0])))  # (S, L)
-                P = P / np.abs(P).max(axis=1, keepdims=True)
-                rows += [{"id": "C2", "seed": j, "effect": e} for j, e in enumerate(c2_effects(list(P)))]
+                effects = c2_effects(noisy_profiles(shapes[i % len(shapes)], noise, n_seeds, rng))
+                rows += [{"id": "C2", "seed": j, "effect": e} for j, e in enumerate(effects)]
                 continue
             e = null_value(c) + rng.normal(0, spread[c.id], n_seeds)
             rows += [{"id": c.id, "seed": j, "effect": x, **({"speedup": C1_SPEEDUP + 1} if c.id in SPEEDUP_OF
@@ -540,8 +544,9 @@ def null_sentence(null: pd.DataFrame, alpha: float = ALPHA) -> str:
             f"seeds each), the claims' rates of a wrong decisive verdict are "
             + ", ".join(f"{r.id} {r.rate:.3f}" for r in claims.itertuples())
             + f"; the highest, {worst['id']}, is {worst['rate']:.3f} (95% CI {worst['ci_low']:.3f} to "
-            f"{worst['ci_high']:.3f}). " + (f"Every claim errs at most at the nominal {alpha:g} within simulation error."
-                                             if within else f"Some claim errs above the nominal {alpha:g}."))
+            f"{worst['ci_high']:.3f}). "
+            + (f"Every claim errs at most at the nominal {alpha:g} within simulation error." if within else
+               f"Some claim errs above the nominal {alpha:g}."))
 
 
 def _spread(seed_rows: pd.DataFrame, row_id: str) -> float:
