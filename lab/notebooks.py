@@ -52,6 +52,61 @@ def run_dir(profile: str = "smoke", seed: int = 0) -> Path:
     return RUNS / run_name(profile, seed)
 
 
+# Longest single wait on a kernel channel before polling it again. The replies of a chapter cell that displays widgets
+# were sometimes never seen by nbclient's unbounded wait (chapter 03's explorer cell: 1 hang in 3 runs measured on
+# 2026-12-07, kernel idle, reply sent; pyzmq's asyncio poll misses an edge); a bounded wait polls the socket again.
+POLL_SLICE_S = 1.0
+ENGINE = "lab"
+
+
+def _in_slices(get_msg, slice_s: float):
+    """Wrap a channel's async `get_msg` so that an unbounded wait (`timeout=None`) becomes repeated waits of
+    `slice_s` seconds; each ends with a real poll of the socket, so a message whose wake-up was missed is read."""
+    from queue import Empty
+
+    async def get_msg_in_slices(timeout: float | None = None):
+        if timeout is not None:
+            return await get_msg(timeout=timeout)
+        while True:
+            try:
+                return await get_msg(timeout=slice_s)
+            except Empty:
+                continue
+
+    return get_msg_in_slices
+
+
+def _register_engine() -> str:
+    """Register the papermill engine `lab`: papermill's nbclient engine whose client waits on the shell and
+    IOPub channels in slices of `POLL_SLICE_S` (`_in_slices`). Returns its name."""
+    from jupyter_core.utils import run_sync
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.log import logger
+
+    class SlicedPollClient(PapermillNotebookClient):
+        async def async_start_new_kernel_client(self):
+            kc = await super().async_start_new_kernel_client()
+            for channel in (kc.shell_channel, kc.iopub_channel):
+                channel.get_msg = _in_slices(channel.get_msg, POLL_SLICE_S)
+            return kc
+
+        # nbclient's synchronous twin is bound to its own coroutine, so it is rebuilt over this one
+        start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
+    class SlicedPollEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
+                                     stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
+            kwargs = {k: v for k, v in kwargs.items() if k not in ("input_path", "timeout", "startup_timeout")}
+            return SlicedPollClient(nb_man, timeout=execution_timeout, startup_timeout=start_timeout,
+                                    kernel_name=kernel_name, log=logger, log_output=log_output,
+                                    stdout_file=stdout_file, stderr_file=stderr_file, **kwargs).execute()
+
+    papermill_engines.register(ENGINE, SlicedPollEngine)
+    return ENGINE
+
+
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 
@@ -115,7 +170,7 @@ def run_chapter(path: str | os.PathLike, profile: str = "smoke", seed: int = 0, 
     try:
         with batch_environment():  # the page is read later: no progress bars in its outputs (lab.console)
             pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=kernel, cwd=str(path.parent),
-                                progress_bar=False, execution_timeout=timeout)
+                                progress_bar=False, execution_timeout=timeout, engine_name=_register_engine())
     except pm.PapermillExecutionError as e:
         raise ChapterFailed(f"chapter {path.stem} failed in cell {e.exec_count} (index {e.cell_index}): "
                             f"{e.ename}: {e.evalue}\n  executed copy: {out}") from None

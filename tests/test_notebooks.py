@@ -99,3 +99,49 @@ def test_chapter_tests_are_marked_notebook():
     assert notebook and all(t.startswith("tests/test_chapter_") for t in notebook)
     assert {t.split("::")[0] for t in notebook} == set(files[:-1])  # every chapter has marked tests
     assert unit and all(t.startswith("tests/test_env.py") for t in unit)
+
+
+def test_unbounded_channel_wait_polls_in_slices():
+    """`_in_slices`: a wait without timeout polls again every slice until a message comes (a missed wake-up costs one
+    slice, not the run); a wait with a timeout is passed through, Empty included."""
+    import asyncio
+    from queue import Empty
+
+    from lab.notebooks import _in_slices
+
+    calls = []
+
+    async def get_msg(timeout=None):
+        calls.append(timeout)
+        if len(calls) < 3:
+            raise Empty
+        return {"msg_type": "execute_reply"}
+
+    wait = _in_slices(get_msg, 0.25)
+    assert asyncio.run(wait())["msg_type"] == "execute_reply"
+    assert calls == [0.25, 0.25, 0.25]
+    calls.clear()
+    with pytest.raises(Empty):
+        asyncio.run(wait(timeout=2.0))
+    assert calls == [2.0]
+
+
+def test_widget_state_is_saved_through_the_engine(tmp_path, monkeypatch):
+    """The `lab` papermill engine waits on the shell and IOPub channels in slices and keeps nbclient's widget
+    handling: a displayed widget's state is in the executed notebook's metadata (the site renders chapter 03's
+    explorer from it, `lab.site.static_widgets`)."""
+    import lab.notebooks as nbs
+
+    wrapped = []
+    monkeypatch.setattr(nbs, "_in_slices", lambda get_msg, s: wrapped.append(s) or get_msg)
+    py = tmp_path / "09_widget.py"
+    py.write_text('# %% tags=["parameters"]\nPROFILE = "smoke"\nSEED = 0\nARTEFACTS = ""\n\n'
+                  '# %%\nimport ipywidgets as w\nout = w.Output()\nwith out:\n    print("inside")\n'
+                  'display(w.VBox([w.IntSlider(value=7), out]))\n')
+    executed = nbformat.read(run_chapter(py, out_dir=tmp_path / "runs"), as_version=4)
+    assert wrapped == [nbs.POLL_SLICE_S] * 2  # both channels of this run's client
+    state = executed.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    sliders = [m for m in state.values() if m["model_name"] == "IntSliderModel"]
+    assert [m["state"]["value"] for m in sliders] == [7]
+    outputs = [m for m in state.values() if m["model_name"] == "OutputModel"]
+    assert outputs[0]["state"]["outputs"][0]["text"] == "inside\n"
