@@ -31,7 +31,8 @@ from .constants import IGNORE, PAD
 __all__ = ["ARCHS", "MISTRAL_HEADS_PER_KV", "MISTRAL_WINDOW_DIVISOR", "SeqRecConfig", "backbone_config",
            "mistral_kv_heads", "mask_pad", "SeqRecOutput", "Recommender", "SeqRecModel", "title_features",
            "build_model", "init_for_depth", "build_teacher", "scratch_config", "TUNINGS", "LORA_TARGETS",
-           "build_llm_teacher", "lora_layers", "plain_state_dict", "build_student", "count_parameters"]
+           "build_llm_teacher", "HEADS", "DimAffine", "standardise_head", "lora_layers", "plain_state_dict",
+           "build_student", "count_parameters"]
 
 ARCHS = ("llama", "qwen2", "mistral", "gpt_neox")  # gpt_neox: LayerNorm, GELU MLP, parallel attention + MLP (H4)
 MISTRAL_HEADS_PER_KV = 4  # Mistral-7B: 32 query heads share 8 key/value heads (grouped-query attention)
@@ -53,6 +54,8 @@ class SeqRecConfig(PreTrainedConfig):
     text_dim: int = 0  # width of frozen item text features (0 = none)
     source_layers: list | None = None  # for a compact student: the teacher layer each of its layers came from
     pretrained: str | None = None  # the pretrained backbone the decoder layers came from (`build_llm_teacher`), if any
+    head: str = "dot"  # "dot": scores are the backbone's output against the item table; "standardised": a trained
+    #                    per-dimension affine map (`DimAffine`) comes first (`HEADS`, `ModelConfig.head`)
     tie_word_embeddings: bool = False
 
 
@@ -122,6 +125,22 @@ class Recommender:
         return s
 
 
+HEADS = ("dot", "standardised")  # how backbone outputs become item scores (`SeqRecConfig.head`)
+
+
+class DimAffine(nn.Module):
+    """`hidden * weight + bias`, one scale and shift per dimension: the LLM teacher's standardising head (issue 25;
+    `standardise_head` starts it). Starts as the identity."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))  # (H,)
+        self.bias = nn.Parameter(torch.zeros(dim))  # (H,)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden * self.weight + self.bias  # (..., H)
+
+
 class SeqRecModel(Recommender, PreTrainedModel):
     """Next-item recommender with a Hugging Face decoder backbone (chapter 02)."""
 
@@ -142,8 +161,15 @@ class SeqRecModel(Recommender, PreTrainedModel):
                         else nn.Linear(config.item_dim, bc.hidden_size, bias=False))
         self.emb_dropout = nn.Dropout(config.dropout)
         self.backbone = backbone if backbone is not None else AutoModel.from_config(bc)
-        self.out_proj = (nn.Identity() if config.item_dim == bc.hidden_size
-                         else nn.Linear(bc.hidden_size, config.item_dim, bias=False))
+        if config.head not in HEADS:
+            raise ValueError(f"unknown head {config.head!r}; choose one of {HEADS}")
+        if config.head == "standardised":
+            if config.item_dim != bc.hidden_size:
+                raise ValueError("head='standardised' needs item_dim equal to the backbone's hidden_size")
+            self.out_proj = DimAffine(bc.hidden_size)
+        else:
+            self.out_proj = (nn.Identity() if config.item_dim == bc.hidden_size
+                             else nn.Linear(bc.hidden_size, config.item_dim, bias=False))
         self.post_init()
 
     def _init_weights(self, module):
@@ -304,7 +330,7 @@ def build_teacher(cfg: ModelConfig, num_items: int, max_len: int, item_titles: l
     return build_llm_teacher(num_items, max_len, cfg.backbone, item_titles if cfg.title_init else None,
                              tuning=cfg.tuning, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, dropout=cfg.dropout,
                              attn_implementation=attn_implementation, title_encoding=cfg.title_encoding,
-                             title_cache=title_cache)
+                             title_cache=title_cache, head=cfg.head)
 
 
 def scratch_config(cfg: ModelConfig, num_layers: int) -> ModelConfig:
@@ -321,7 +347,7 @@ def build_llm_teacher(num_items: int, max_len: int, backbone: str | PreTrainedMo
                       item_titles: list[str] | None = None, tokenizer=None, tuning: str = "lora", lora_r: int = 8,
                       lora_alpha: float = 16.0, lora_dropout: float = 0.0, lora_targets: tuple = LORA_TARGETS,
                       dropout: float = 0.1, attn_implementation: str = "sdpa", title_encoding: str = "tokens",
-                      title_cache: str | os.PathLike | None = None) -> SeqRecModel:
+                      title_cache: str | os.PathLike | None = None, head: str = "dot") -> SeqRecModel:
     """A recommender on a pretrained LLM's decoder layers (issue 13): E4SRec-style item-ID embeddings in the LLM's
     width, the pretrained layers and final norm, scores for the whole catalogue tied to the item table.
 
@@ -342,6 +368,8 @@ def build_llm_teacher(num_items: int, max_len: int, backbone: str | PreTrainedMo
         tokenizer: the backbone's tokenizer for the titles; None: loaded with the backbone by name.
         tuning: "lora": the base frozen, LoRA adapters (r, alpha, dropout) on `lora_targets` and the item table
             trained; "full": every weight trained.
+        head: "dot" or "standardised" (`HEADS`): with "standardised" a trained per-dimension affine map, started by
+            `standardise_head`, takes the LLM's final states to the item table's space.
     """
     from .backbones import TITLE_ENCODINGS, load_backbone, load_tokenizer, title_embeddings, title_hidden_states
 
@@ -369,6 +397,7 @@ def build_llm_teacher(num_items: int, max_len: int, backbone: str | PreTrainedMo
     bc.tie_word_embeddings = False
     base.set_input_embeddings(nn.Embedding(2, H))  # the token table is unused: items come in as inputs_embeds
     config = SeqRecConfig(backbone_config=bc, num_items=num_items, item_dim=H, max_len=max_len, dropout=dropout,
+                          head=head,
                           pretrained=backbone if isinstance(backbone, str) else getattr(bc, "_name_or_path", None)
                           or None)
     model = SeqRecModel(config, backbone=base)
@@ -384,6 +413,8 @@ def build_llm_teacher(num_items: int, max_len: int, backbone: str | PreTrainedMo
             means, has = title_embeddings(item_titles, tokenizer, table)  # (N+1, H), (N+1,)
             w[has] = means[has].to(w.dtype)
         w[PAD].zero_()
+    if head == "standardised":
+        standardise_head(model)
     model.requires_grad_(True)
     if tuning == "lora":
         from peft import LoraConfig, inject_adapter_in_model
@@ -392,6 +423,29 @@ def build_llm_teacher(num_items: int, max_len: int, backbone: str | PreTrainedMo
                         bias="none")
         inject_adapter_in_model(lc, model.backbone)  # freezes the backbone but its adapters; item table trains
     return model
+
+
+@torch.no_grad()
+def standardise_head(model: SeqRecModel, n_histories: int = 64, length: int = 16, seed: int = 0) -> DimAffine:
+    """Start a `DimAffine` head so that the backbone's final states have mean 0 and variance 1 in every dimension over
+    `n_histories` random histories of `length` items (uniform over the catalogue, seeded; dropout off). A pretrained
+    LLM's final states share one large vector whatever the input (`ModelConfig.head`); scored as they are, every
+    history ranks the items nearly alike. Returns the head."""
+    head = model.out_proj
+    if not isinstance(head, DimAffine):
+        raise ValueError("standardise_head needs a model built with head='standardised'")
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, model.config.num_items + 1, (n_histories, min(length, model.config.max_len)), generator=g)
+    was_training = model.training
+    model.eval()
+    mask = torch.ones_like(ids)
+    h = model.run_backbone(model.embed(ids.to(model.device)), mask.to(model.device)).last_hidden_state  # (B, T, H)
+    model.train(was_training)
+    h = h.reshape(-1, h.shape[-1]).float()  # (B*T, H)
+    mean, std = h.mean(0), h.std(0).clamp_min(1e-6)  # (H,), (H,)
+    head.weight.copy_(1.0 / std)
+    head.bias.copy_(-mean / std)
+    return head
 
 
 def lora_layers(model: nn.Module) -> dict:

@@ -197,3 +197,35 @@ def test_title_hidden_states_mask_padding_and_cache(smol, tmp_path):
     assert torch.allclose(rows, centred * (table_std / float(means[1:4].std())), atol=1e-5)
     with pytest.raises(ValueError, match="title_encoding"):
         build_llm_teacher(N, T, backbone=b, title_encoding="words")
+
+
+def test_standardised_head_centres_the_final_states_and_travels(tmp_path):
+    """head='standardised' (issue 25): the head maps the final states of the calibration histories to mean 0 and
+    variance 1 in every dimension (recomputed here from the same seeded histories); it is trained, saved, loaded and
+    copied into students; the scores are the standardised states against the item table."""
+    from lab.models import DimAffine
+
+    _tiny_llama(tmp_path / "tiny")
+    m = build_llm_teacher(N, T, backbone=tmp_path / "tiny", tuning="lora", head="standardised").eval()
+    assert isinstance(m.out_proj, DimAffine) and m.config.head == "standardised"
+    assert {"out_proj.weight", "out_proj.bias"} <= {n for n, p in m.named_parameters() if p.requires_grad}
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, N + 1, (64, T), generator=g)  # standardise_head's histories (length min(16, T))
+    with torch.no_grad():
+        h = m.run_backbone(m.embed(ids), torch.ones_like(ids)).last_hidden_state.reshape(-1, 32)  # (64*T, H)
+        z = m.out_proj(h)
+        assert torch.allclose(z.mean(0), torch.zeros(32), atol=1e-4)
+        assert torch.allclose(z.std(0), torch.ones(32), atol=1e-4)
+        assert not torch.allclose(h.mean(0), torch.zeros(32), atol=1e-2)  # the raw states were not centred
+        x = ids[:3]
+        want = m.out_proj(m(x, score="none").last_hidden_state[:, -1]) @ m.item_table().T  # (3, N+1)
+        assert torch.allclose(_scores(m, x), want[:, 1:], atol=1e-5)
+        m.save_pretrained(tmp_path / "teacher")
+        back = SeqRecModel.from_pretrained(tmp_path / "teacher").eval()
+        assert back.config.head == "standardised" and torch.allclose(_scores(back, x), _scores(m, x), atol=1e-5)
+        s = build_student(m, [0, 3])
+        assert torch.equal(s.out_proj.bias, m.out_proj.bias)
+    plain = build_llm_teacher(N, T, backbone=tmp_path / "tiny", tuning="lora")
+    assert isinstance(plain.out_proj, torch.nn.Identity)  # "dot", the default, as before
+    with pytest.raises(ValueError, match="head"):
+        build_llm_teacher(N, T, backbone=tmp_path / "tiny", head="mlp")
