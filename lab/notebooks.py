@@ -52,33 +52,46 @@ def run_dir(profile: str = "smoke", seed: int = 0) -> Path:
     return RUNS / run_name(profile, seed)
 
 
-# Longest single wait on a kernel channel before polling it again. The replies of a chapter cell that displays widgets
-# were sometimes never seen by nbclient's unbounded wait (chapter 03's explorer cell: 1 hang in 3 runs measured on
-# 2026-12-07, kernel idle, reply sent; pyzmq's asyncio poll misses an edge); a bounded wait polls the socket again.
+# How the client waits for a kernel (`_in_slices`, engine `lab`). Chapter 03's explorer cell (it displays widgets)
+# sometimes never finished: kernel idle, client waiting for the execute reply (CI, 2026-12-06; 1 of 20 local runs of
+# the chapter, 2026-12-07). Two known causes fit, both a missed edge of ZeroMQ's edge-triggered wake-up: on the
+# client, a reply the asyncio poll did not see; in the kernel, ipykernel 7's shell ROUTER leaving a request unread
+# until another message arrives (ipython/ipykernel#1554). The client therefore polls its sockets again every slice and,
+# after `NUDGE_AFTER_S` of silence on the shell channel, sends a `kernel_info_request`, whose arrival wakes a stalled
+# kernel (its reply, like every reply to another request, is skipped by nbclient). A cell that is still running just
+# queues the request behind itself.
 POLL_SLICE_S = 1.0
+NUDGE_AFTER_S = 30.0
 ENGINE = "lab"
 
 
-def _in_slices(get_msg, slice_s: float):
+def _in_slices(get_msg, slice_s: float, nudge=None, nudge_after_s: float | None = None):
     """Wrap a channel's async `get_msg` so that an unbounded wait (`timeout=None`) becomes repeated waits of
-    `slice_s` seconds; each ends with a real poll of the socket, so a message whose wake-up was missed is read."""
+    `slice_s` seconds; each ends with a real poll of the socket, so a message whose wake-up was missed is read.
+    `nudge()` (when given) is called after every `nudge_after_s` (default `NUDGE_AFTER_S`) seconds without a
+    message."""
     from queue import Empty
+
+    every = max(1, round((NUDGE_AFTER_S if nudge_after_s is None else nudge_after_s) / slice_s))
 
     async def get_msg_in_slices(timeout: float | None = None):
         if timeout is not None:
             return await get_msg(timeout=timeout)
+        empty = 0
         while True:
             try:
                 return await get_msg(timeout=slice_s)
             except Empty:
-                continue
+                empty += 1
+                if nudge is not None and empty % every == 0:
+                    nudge()
 
     return get_msg_in_slices
 
 
 def _register_engine() -> str:
     """Register the papermill engine `lab`: papermill's nbclient engine whose client waits on the shell and
-    IOPub channels in slices of `POLL_SLICE_S` (`_in_slices`). Returns its name."""
+    IOPub channels in slices of `POLL_SLICE_S` and nudges a silent kernel (`_in_slices`). Returns its name."""
     from jupyter_core.utils import run_sync
     from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine, papermill_engines
@@ -87,8 +100,8 @@ def _register_engine() -> str:
     class SlicedPollClient(PapermillNotebookClient):
         async def async_start_new_kernel_client(self):
             kc = await super().async_start_new_kernel_client()
-            for channel in (kc.shell_channel, kc.iopub_channel):
-                channel.get_msg = _in_slices(channel.get_msg, POLL_SLICE_S)
+            kc.shell_channel.get_msg = _in_slices(kc.shell_channel.get_msg, POLL_SLICE_S, nudge=kc.kernel_info)
+            kc.iopub_channel.get_msg = _in_slices(kc.iopub_channel.get_msg, POLL_SLICE_S)
             return kc
 
         # nbclient's synchronous twin is bound to its own coroutine, so it is rebuilt over this one

@@ -124,6 +124,18 @@ def test_unbounded_channel_wait_polls_in_slices():
     with pytest.raises(Empty):
         asyncio.run(wait(timeout=2.0))
     assert calls == [2.0]
+    nudges = []
+    silent = 7  # empty slices before the message
+
+    async def slow(timeout=None):
+        calls.append(timeout)
+        if len(calls) <= silent:
+            raise Empty
+        return {"msg_type": "execute_reply", "nudges_before": len(nudges)}
+
+    calls.clear()
+    reply = asyncio.run(_in_slices(slow, 0.5, nudge=lambda: nudges.append(len(calls)), nudge_after_s=1.0)())
+    assert nudges == [2, 4, 6] and reply["nudges_before"] == 3  # one nudge per 2 silent slices of 0.5 s
 
 
 def test_widget_state_is_saved_through_the_engine(tmp_path, monkeypatch):
@@ -133,15 +145,41 @@ def test_widget_state_is_saved_through_the_engine(tmp_path, monkeypatch):
     import lab.notebooks as nbs
 
     wrapped = []
-    monkeypatch.setattr(nbs, "_in_slices", lambda get_msg, s: wrapped.append(s) or get_msg)
+    monkeypatch.setattr(nbs, "_in_slices", lambda get_msg, s, nudge=None: wrapped.append((s, nudge)) or get_msg)
     py = tmp_path / "09_widget.py"
     py.write_text('# %% tags=["parameters"]\nPROFILE = "smoke"\nSEED = 0\nARTEFACTS = ""\n\n'
                   '# %%\nimport ipywidgets as w\nout = w.Output()\nwith out:\n    print("inside")\n'
                   'display(w.VBox([w.IntSlider(value=7), out]))\n')
     executed = nbformat.read(run_chapter(py, out_dir=tmp_path / "runs"), as_version=4)
-    assert wrapped == [nbs.POLL_SLICE_S] * 2  # both channels of this run's client
+    assert [s for s, _ in wrapped] == [nbs.POLL_SLICE_S] * 2  # both channels of this run's client
+    from jupyter_client.asynchronous import AsyncKernelClient
+
+    assert wrapped[0][1].__func__ is AsyncKernelClient.kernel_info and wrapped[1][1] is None  # shell nudges
     state = executed.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     sliders = [m for m in state.values() if m["model_name"] == "IntSliderModel"]
     assert [m["state"]["value"] for m in sliders] == [7]
     outputs = [m for m in state.values() if m["model_name"] == "OutputModel"]
     assert outputs[0]["state"]["outputs"][0]["text"] == "inside\n"
+
+
+def test_nudged_kernel_replies_do_not_confuse_the_run(tmp_path, monkeypatch):
+    """With a nudge every 0.5 s of shell silence, a 3-second cell gets several `kernel_info_request`s queued behind
+    it; their replies are skipped and every cell's own output lands in its own cell."""
+    import lab.notebooks as nbs
+
+    monkeypatch.setattr(nbs, "POLL_SLICE_S", 0.25)
+    monkeypatch.setattr(nbs, "NUDGE_AFTER_S", 0.5)
+    sent, in_slices = [], nbs._in_slices
+
+    def counting(get_msg, slice_s, nudge=None):
+        return in_slices(get_msg, slice_s, nudge=nudge and (lambda: sent.append(nudge())))
+
+    monkeypatch.setattr(nbs, "_in_slices", counting)
+    py = tmp_path / "09_slow.py"
+    py.write_text('# %% tags=["parameters"]\nPROFILE = "smoke"\nSEED = 0\nARTEFACTS = ""\n\n'
+                  '# %%\nimport time\ntime.sleep(3)\nprint("slept")\n\n# %%\nprint("next", 6 * 7)\n')
+    executed = nbformat.read(run_chapter(py, out_dir=tmp_path / "runs"), as_version=4)
+    code = [c for c in executed.cells if c.cell_type == "code"]
+    assert [o["text"] for o in code[-2].outputs] == ["slept\n"]
+    assert [o["text"] for o in code[-1].outputs] == ["next 42\n"]
+    assert len(sent) >= 3 and all(isinstance(m, str) for m in sent)  # the msg_ids of the nudges sent
