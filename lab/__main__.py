@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from .constants import HEADS
 from .profiles import PROFILES
 
 
@@ -115,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  "(default: the profile's)")
     tr.add_argument("--dropout", type=float, default=None, help="override the model's dropout (0: comparable runs)")
     tr.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the profile's)")
+    tr.add_argument("--head", default=None, choices=HEADS, help="an LLM teacher's scoring head (default: the "
+                                                                "profile's; lab.constants.HEADS)")
     tr.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of one process (default: the "
                                                                    "profile's; not applied under N processes)")
     fi = sub.add_parser("fisher", help="chapter 03's Fisher of the teacher over the profile's Fisher users into --out "
@@ -243,7 +246,7 @@ def launched_cmd(a) -> int:
     try:
         if a.cmd == "train":
             out = launch.train_run(**common, epochs=a.epochs, dropout=a.dropout, batch_size=a.batch_size,
-                                   lr=a.lr, max_minutes=a.max_minutes)
+                                   lr=a.lr, max_minutes=a.max_minutes, head=a.head)
             out = {k: v for k, v in out.items() if k != "history"}
         elif a.cmd == "fisher":
             out = launch.fisher_run(**common, teacher=a.teacher, estimator=a.estimator, method=a.method,

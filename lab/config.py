@@ -99,7 +99,7 @@ class ModelConfig:
     #   other; 1,682 MovieLens titles ~110 s on the 2-core CPU, cached)
     head: str = "dot"  # how the LLM teacher scores items from its last hidden state: "dot", the state itself against
     #   the item table; "standardised", a trained per-dimension affine map first, started so that the states of
-    #   random histories have mean 0 and variance 1 in every dimension (`lab.models.HEADS`). SmolLM2's final states
+    #   random histories have mean 0 and variance 1 in every dimension (`lab.constants.HEADS`). SmolLM2's final states
     #   share one large vector whatever the history (squared norm of the mean 2,347 against a total variance of 677
     #   over 64 random histories of 16 items; dimension 199 alone averages 42), so 86% of the variance of the items'
     #   scores at the start was the same for every history (measured 2026-12-07, /tmp/llmx/diag.py)

@@ -5,7 +5,7 @@ for two integers.
 """
 from __future__ import annotations
 
-__all__ = ["PAD", "IGNORE", "KS", "METRICS", "DEPTH_BAND", "GOAL_RETENTION", "GOAL_SPEEDUP"]
+__all__ = ["PAD", "IGNORE", "KS", "METRICS", "DEPTH_BAND", "GOAL_RETENTION", "GOAL_SPEEDUP", "HEADS"]
 
 PAD = 0  # item index used for padding; real items are 1..num_items
 IGNORE = -100  # label value ignored by the loss
@@ -18,3 +18,4 @@ DEPTH_BAND = 0.30  # the bottom and the top 30% of the layers by depth are the "
 # (`lab.chapters.c05_distillation`), chapter 06 draws it, and chapter 07 decides C1 against it (`lab.hypotheses`).
 GOAL_RETENTION = 0.92  # share of the teacher's test NDCG@10 the L/4 student keeps (C1)
 GOAL_SPEEDUP = 3.2  # measured inference speed-up of that student over the teacher (C1)
+HEADS = ("dot", "standardised")  # how a model's backbone outputs become item scores (`lab.models.SeqRecConfig.head`)

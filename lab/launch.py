@@ -51,7 +51,7 @@ def _done(acc) -> None:
 
 def train_run(profile: str, out: str | os.PathLike, seed: int = 0, epochs: int | None = None, artefacts=None,
               dropout: float | None = None, batch_size: int | None = None, lr: float | None = None,
-              max_minutes: float | None = None, progress: bool = False) -> dict:
+              max_minutes: float | None = None, progress: bool = False, head: str | None = None) -> dict:
     """`python -m lab train --profile P --out DIR`: train the profile's teacher (chapter 02's recipe) into `DIR`.
     `batch_size` is the global batch, split across the ranks. Rank 0 saves the model (`save_pretrained`),
     `history.csv`, `train_info.json` and `loss_curve.json` (each step's global-batch loss)."""
@@ -63,7 +63,7 @@ def train_run(profile: str, out: str | os.PathLike, seed: int = 0, epochs: int |
     acc, P, cfg, data, dev, stats = _context(profile, seed, artefacts)
     cfg.train = override(cfg.train, epochs=epochs, batch_size=batch_size, lr=lr,  # None keeps the profile's value
                          max_minutes=1e9 if acc is not None else max_minutes)  # ranks must not disagree on stopping
-    cfg.model = override(cfg.model, dropout=dropout)
+    cfg.model = override(cfg.model, dropout=dropout, head=head)
     torch.manual_seed(seed)
     model = build_teacher(cfg.model, data.num_items, data.max_len, item_titles=data.item_titles,
                           title_cache=P.file("title_cache")).to(dev)

@@ -26,12 +26,12 @@ from transformers.initialization import no_init_weights
 from transformers.utils import ModelOutput
 
 from .config import ModelConfig
-from .constants import IGNORE, PAD
+from .constants import HEADS, IGNORE, PAD
 
 __all__ = ["ARCHS", "MISTRAL_HEADS_PER_KV", "MISTRAL_WINDOW_DIVISOR", "SeqRecConfig", "backbone_config",
            "mistral_kv_heads", "mask_pad", "SeqRecOutput", "Recommender", "SeqRecModel", "title_features",
            "build_model", "init_for_depth", "build_teacher", "scratch_config", "TUNINGS", "LORA_TARGETS",
-           "build_llm_teacher", "HEADS", "DimAffine", "standardise_head", "lora_layers", "plain_state_dict",
+           "build_llm_teacher", "DimAffine", "standardise_head", "lora_layers", "plain_state_dict",
            "build_student", "count_parameters"]
 
 ARCHS = ("llama", "qwen2", "mistral", "gpt_neox")  # gpt_neox: LayerNorm, GELU MLP, parallel attention + MLP (H4)
@@ -55,7 +55,7 @@ class SeqRecConfig(PreTrainedConfig):
     source_layers: list | None = None  # for a compact student: the teacher layer each of its layers came from
     pretrained: str | None = None  # the pretrained backbone the decoder layers came from (`build_llm_teacher`), if any
     head: str = "dot"  # "dot": scores are the backbone's output against the item table; "standardised": a trained
-    #                    per-dimension affine map (`DimAffine`) comes first (`HEADS`, `ModelConfig.head`)
+    #                    per-dimension affine map (`DimAffine`) comes first (`lab.constants.HEADS`, `ModelConfig.head`)
     tie_word_embeddings: bool = False
 
 
@@ -123,9 +123,6 @@ class Recommender:
         s = self(input_ids.to(self.device), score="last").logits
         self.train(was)
         return s
-
-
-HEADS = ("dot", "standardised")  # how backbone outputs become item scores (`SeqRecConfig.head`)
 
 
 class DimAffine(nn.Module):
@@ -368,8 +365,8 @@ def build_llm_teacher(num_items: int, max_len: int, backbone: str | PreTrainedMo
         tokenizer: the backbone's tokenizer for the titles; None: loaded with the backbone by name.
         tuning: "lora": the base frozen, LoRA adapters (r, alpha, dropout) on `lora_targets` and the item table
             trained; "full": every weight trained.
-        head: "dot" or "standardised" (`HEADS`): with "standardised" a trained per-dimension affine map, started by
-            `standardise_head`, takes the LLM's final states to the item table's space.
+        head: "dot" or "standardised" (`lab.constants.HEADS`): with "standardised" a trained per-dimension affine
+            map, started by `standardise_head`, takes the LLM's final states to the item table's space.
     """
     from .backbones import TITLE_ENCODINGS, load_backbone, load_tokenizer, title_embeddings, title_hidden_states
 
