@@ -102,7 +102,7 @@ class ModelConfig:
     #   random histories have mean 0 and variance 1 in every dimension (`lab.constants.HEADS`). SmolLM2's final states
     #   share one large vector whatever the history (squared norm of the mean 2,347 against a total variance of 677
     #   over 64 random histories of 16 items; dimension 199 alone averages 42), so 86% of the variance of the items'
-    #   scores at the start was the same for every history (measured 2026-12-07, /tmp/llmx/diag.py)
+    #   scores at the start was the same for every history (2026-12-07, docs/movielens.md); it did not lift the teacher
 
 
 @dataclass
