@@ -189,8 +189,8 @@ ML100K = Profile(
 ML100K_LLM = Profile(
     name="ml100k-llm", about="MovieLens-100K with SmolLM2-135M + LoRA as the teacher, items started from their titles",
     world="real",
-    # windows of 17 items (about 6,000 of them: every transition once), so a step is the llm profile's 32 x 16 (2.1 s
-    # on the 2-core CPU): ~190 steps, ~7 min an epoch with validation: 6 epochs are ~45 minutes
+    # windows of 17 items (about 6,000 of them: every transition once), so a step is the llm profile's 32 x 16 (1.4 s
+    # on the 2-core CPU alone): ~190 steps an epoch (the epoch count is sized below)
     data=dataclasses.replace(ML100K.data, max_len=16),
     # each item starts at the LLM's mean last hidden state over "Title (Year) — genres" (cached): a first probe ranked
     # every item by the cosine of these to the user's last item at test NDCG@10 0.0143 (token means 0.0125, chance
