@@ -35,7 +35,7 @@ N_BOOT = None  # bootstrap resamples for the CIs; None: the profile's
 STABILITY_SEEDS = 2  # user subsamples drawn with different seeds for the between-seed rank stability
 ABLATION_USERS = None  # validation users for the ablation and representation signals (0: all); None: the profile's
 STREAM_USERS = 256  # validation users for the residual-stream diagnostic
-EXACT_TOL = 1e-10  # largest float64 relative difference to the per-user loop that still counts as agreement
+EXACT_TOL = None  # largest float64 relative difference to the loop still counted as agreement; None: the profile's
 SCALE_FACTOR = 2.0  # the wrong estimator is roughly 1/batch size times the Fisher when within this factor of 1/B
 SAME_RANKING_RHO = 0.9  # Spearman above which two estimators are said to rank the layers alike
 SCALE_RHO = -0.7  # Spearman of Fisher and stream norm at or below which the Fisher is said to track the stream scale
@@ -66,7 +66,7 @@ t_start = time.perf_counter()
 P = lab.setup(SEED, PROFILE, ARTEFACTS or None, chapter="03_fisher")
 cfg = lab.get_config(PROFILE, SEED)
 fc = lab.override(lf.FisherConfig.for_profile(PROFILE), n_samples=N_SAMPLES, n_draws=N_DRAWS, n_boot=N_BOOT,
-                  ablation_users=ABLATION_USERS)  # None keeps the profile's value
+                  ablation_users=ABLATION_USERS, exact_tol=EXACT_TOL)  # None keeps the profile's value
 data, report, stats = load_rec_data(cfg.data, P, seed=SEED, progress=False)
 teacher = lab.load_teacher(P)  # FileNotFoundError naming the command that trains it when chapter 02 has not run
 L = teacher.num_layers
@@ -83,7 +83,7 @@ viz.config_table(fc)
 # float64 (a copy of the teacher, `lab.fisher.checks.exactness_table`) so that summation-order noise of float32 does
 # not hide a real discrepancy; it covers every parameter's diagonal, every per-group total and every per-user squared
 # gradient norm (largest relative difference, scaled by the largest entry of each tensor or group). The chapter stops
-# if the largest difference is not below `EXACT_TOL`. The float32 timings are on the same users.
+# if the largest difference is not below the profile's `exact_tol`. The float32 timings are on the same users.
 
 # %%
 xc, yc = x[:fc.n_check], y[:fc.n_check]
@@ -92,9 +92,9 @@ fast_vs_loop = float(check_table["rel_diff_max"].max())
 rates = lf.users_per_second(teacher, xc, yc, ("loop", "hooks"), fc.chunk_size)  # float32, on the same users
 check_table["float32_users_per_s"] = check_table["method"].map(rates)
 display(check_table)
-assert fast_vs_loop < EXACT_TOL, f"a fast Fisher method differs from the per-user loop by {fast_vs_loop:.1e}"
+assert fast_vs_loop < fc.exact_tol, f"a fast Fisher method differs from the per-user loop by {fast_vs_loop:.1e}"
 print(f"hooks, ghost and vmap agree with the per-user loop: largest relative difference {fast_vs_loop:.1e} "
-      f"< EXACT_TOL = {EXACT_TOL:.0e} (float64, {len(xc)} users). float32 users/s on these users: "
+      f"< exact_tol = {fc.exact_tol:.0e} (float64, {len(xc)} users). float32 users/s on these users: "
       + ", ".join(f"{k} {v:.1f}" for k, v in rates.items())
       + " (tiny batches here; `python -m lab bench fisher` measures speed at scale)")
 
@@ -306,7 +306,7 @@ print("- Choices here use training users (Fisher) and validation users (ablation
 # ## Summary
 # - The Fisher is computed per user (sum of log-likelihoods over the user's positions), squared, then averaged — never
 #   a squared batch gradient. The fast implementations are checked against the per-user loop in float64 (the chapter
-#   stops above `EXACT_TOL`); the batched hook method is the one used here, and `python -m lab bench fisher` measures
+#   stops above `exact_tol`); the batched hook method is the one used here, and `python -m lab bench fisher` measures
 #   its speed against the loop at scale.
 # - The statements above are computed from this run's numbers: which half of the stack holds the Fisher mass, how
 #   the Fisher ranking relates to the measured effect of removing each layer, how much the three estimators and the
@@ -322,5 +322,5 @@ runtime = time.perf_counter() - t_start
 lab.record_all(C.fisher_record(
     emp, vec, agree, stream, check_table=check_table, wrong_batch_size=fc.wrong_batch_size,
     lower_half=lower_half, taus=(tau_halves, tau_seeds), thresholds=(STABLE_TAU, MODERATE_TAU),
-    exact_tol=EXACT_TOL, users_per_s=rates, fisher_seconds=fisher_seconds, runtime_s=runtime, probes=probe_rec,
+    exact_tol=fc.exact_tol, users_per_s=rates, fisher_seconds=fisher_seconds, runtime_s=runtime, probes=probe_rec,
     bands=bands))

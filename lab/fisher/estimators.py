@@ -46,6 +46,7 @@ class FisherConfig:
     wrong_batch_size: int = 64  # mini-batch size of the (wrong) squared batch gradient
     n_boot: int = 1000  # bootstrap resamples for CIs
     n_check: int = 8  # users on which the fast methods are checked against the loop (float64)
+    exact_tol: float = 1e-10  # largest float64 relative difference to the loop that still counts as agreement
     ablation_users: int = 1000  # validation users for the ablation and representation signals (0 = all)
     bench_fast: int = 256  # users timed for the fast methods in `benchmark`
     bench_loop: int = 32  # users timed for the per-sample loop in `benchmark`
