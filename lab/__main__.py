@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--n-random", type=int, default=None, help="random layer sets per k (default: 3)")
     sw.add_argument("--variant", default=None, help="distillation variant (default: chapter 05's choice)")
     sw.add_argument("--no-scratch", action="store_true", help="skip the k-layer models from scratch")
+    sw.add_argument("--report", action="store_true", help="train nothing: the tests, headline and figure of the "
+                                                          "seeds' saved sweep tables")
     sub.add_parser("sync", help="regenerate every notebooks/*.ipynb from its .py (no outputs)")
     return ap
 
@@ -269,10 +271,13 @@ def sweep_cmd(a) -> int:
 
     try:
         out = sweep.run(a.profile, a.seeds, a.artefacts, ks=a.ks, rules=a.rules, n_random=a.n_random,
-                        variant=a.variant, scratch=not a.no_scratch)
+                        variant=a.variant, scratch=not a.no_scratch, train=not a.report)
     except (FileNotFoundError, ValueError) as e:
         print(f"python -m lab sweep: error: {e}", file=sys.stderr)
         return 2
+    from .chapters.c05_distillation import save_sweep_figure
+
+    out["figure"] = save_sweep_figure(a.profile, out["seeds"], a.artefacts)
     print(json.dumps(out, default=str))
     return 0
 

@@ -474,7 +474,9 @@ def index_html(title: str, question: str, facts: dict, results: dict, entries: l
 
 
 def doc_pages(docs: Path, out_dir: Path, home: str) -> list[tuple[str, str]]:
-    """Render every `docs/*.md` to `out_dir/docs/NAME.html` (title: its first heading); return [(stem, title)]."""
+    """Render every `docs/*.md` to `out_dir/docs/NAME.html` (title: its first heading); return [(stem, title)]. An
+    image a page references as a file (relative to `docs`, e.g. `![...](img/curve.png)`: a figure committed beside its
+    dated measurement) is copied under `out_dir/docs/assets/`."""
     from nbconvert.filters.markdown_mistune import markdown2html_mistune as md
 
     written = []
@@ -485,7 +487,8 @@ def doc_pages(docs: Path, out_dir: Path, home: str) -> list[tuple[str, str]]:
         (out_dir / "docs" / f"{src.stem}.html").write_text(
             f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f'{STYLE}</head>\n<body class="site"><nav class="site"><a href="../index.html">{html.escape(home)}</a>'
-            f"</nav>\n{md(text)}\n</body></html>\n", encoding="utf-8")
+            f"</nav>\n{copy_file_images(md(text), [Path(docs)], out_dir / 'docs' / 'assets')}\n</body></html>\n",
+            encoding="utf-8")
         written.append((src.stem, title))
     return written
 

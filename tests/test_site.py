@@ -17,8 +17,8 @@ import pytest
 
 from lab.book import REPO_ROOT
 from lab.notebooks import chapters, run_dir
-from lab.site import (build_site, copy_file_images, describe_images, merge_parameters, page_noise, readme_sections,
-                      static_widgets)
+from lab.site import (build_site, copy_file_images, describe_images, doc_pages, merge_parameters, page_noise,
+                      readme_sections, static_widgets)
 
 STEMS = [c.stem for c in chapters()]
 IMG = re.compile(r'<img\b[^>]*?\bsrc=(["\'])(.*?)\1', re.I)
@@ -160,6 +160,18 @@ def test_build_site_copies_images_referenced_as_files(tmp_path):
     assert "Chapter 07 (the verdicts) has not run." in index  # a run without chapter 07 says so
     with pytest.raises(FileNotFoundError, match="missing.png"):
         copy_file_images('<img src="missing.png">', [run], out / "assets")
+
+
+def test_doc_pages_copy_their_figures(tmp_path):
+    """A docs page's figure committed beside it (`docs/img/...`) is copied into the site and the page points there."""
+    docs = tmp_path / "docs"
+    (docs / "img").mkdir(parents=True)
+    (docs / "img" / "curve.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (docs / "results.md").write_text("# Results\n\n![the curve](img/curve.png)\n", encoding="utf-8")
+    out = tmp_path / "site"
+    assert doc_pages(docs, out, "home") == [("results", "Results")]
+    srcs = [s for _, s in IMG.findall((out / "docs" / "results.html").read_text())]
+    assert srcs == ["assets/curve.png"] and (out / "docs" / "assets" / "curve.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_a_run_without_chapters_names_the_command(tmp_path):

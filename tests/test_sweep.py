@@ -125,6 +125,32 @@ def test_compression_curves_draw_every_rule():
     assert layout_problems(fig) == []
 
 
+def test_report_and_figure_from_saved_tables(tmp_path, monkeypatch):
+    """`python -m lab sweep compression --report` trains nothing: it reads the seeds' saved tables, prints the same
+    headline as `sweep_tests` + `headline` on them, and saves the curve in the first seed's figure folder; with no
+    table it fails naming the command that makes one."""
+    import lab
+    from lab.__main__ import main
+    from lab.chapters.c05_distillation import SWEEP_FIGURE
+    from lab.io import write_parquet
+
+    monkeypatch.setenv("LAB_FIGURES", str(tmp_path / "figures"))
+    table, pu = planted(seeds=(0, 1))
+    table["speedup_b256"] = 8 / table["k"]
+    for seed in (0, 1):
+        P = lab.paths("default", tmp_path, seed)
+        write_parquet(P.file(S.TABLE), table[table["seed"] == seed])
+        write_parquet(P.file(S.PER_USER), pu[pu["seed"] == seed])
+    out = S.run("default", (0, 1), tmp_path, train=False)
+    assert out["seeds"] == [0, 1] and out["headline"] == S.headline(S.sweep_tests(table, pu))
+    assert main(["sweep", "compression", "--profile", "default", "--seeds", "0", "1", "--artefacts", str(tmp_path),
+                 "--report"]) == 0
+    png = tmp_path / "figures" / lab.run_name("default", 0) / f"{SWEEP_FIGURE}.png"
+    assert png.is_file() and png.stat().st_size > 10_000
+    with pytest.raises(FileNotFoundError, match="python -m lab sweep compression --profile default --seeds 5"):
+        S.run("default", (5,), tmp_path, train=False)
+
+
 def test_mechanism_coverage_on_planted_probes():
     """Probe accuracies that build up the pointer at layers 1-2 and the induction variable at layer 5 (of 8): a set
     keeping layers 1, 2 and 5 covers both fully, one keeping 0 and 7 covers nothing; coverage ranks quality when

@@ -14,7 +14,8 @@ test, speed-ups, parameters), and the per-user test NDCG@10 behind it, `compress
 k, rule, draw, stage, user, ndcg@10), the input of `sweep_tests`: per k, paired per-user tests with Holm within the
 k — each rule against the mean of the random draws, Fisher against uniform, the best rule on validation against the
 model from scratch. `headline` is the smallest k at which a rule's distilled student beats random layer sets.
-`python -m lab sweep compression --profile P --seeds 0 1` runs it; chapter 05 draws its figure when the table exists.
+`python -m lab sweep compression --profile P --seeds 0 1` runs it (`--report`: the tests of the saved tables
+only, training nothing) and saves its figure; chapter 05 draws the same figure when the table exists.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from ..selection import (GreedyValidSearch, evaluate_selections, layers_str, par
                          select_layers)
 
 __all__ = ["SweepConfig", "default_ks", "run_sweep", "run", "sweep_tests", "headline", "sweep_summary", "TABLE",
-           "PER_USER", "read_sweep", "mechanism_coverage", "coverage_table", "coverage_predicts"]
+           "PER_USER", "report", "read_sweep", "mechanism_coverage", "coverage_table", "coverage_predicts"]
 
 TABLE = "compression_sweep.parquet"  # one row per (seed, k, rule, draw), in every seed's run folder and pooled
 PER_USER = "compression_sweep_per_user.parquet"
@@ -270,23 +271,34 @@ def sweep_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def run(profile: str, seeds=(0,), artefacts=None, ks=None, rules=None, n_random=None, variant=None,
-        scratch: bool = True) -> dict:
-    """`python -m lab sweep compression`: `run_sweep` on every seed (resumable), then the tests and the headline over
-    the seeds that have a sweep; a JSON-able summary (CPU seconds of this call included)."""
+        scratch: bool = True, train: bool = True) -> dict:
+    """`python -m lab sweep compression`: `run_sweep` on every seed (resumable; skipped with `train=False`, the CLI's
+    `--report`), then `report` over the seeds that have a sweep; a JSON-able summary (CPU seconds of this call
+    included)."""
     import time
 
     cfg = dataclasses.replace(SweepConfig.for_profile(profile), variant=variant, scratch=scratch,
                               **({"ks": tuple(ks)} if ks else {}), **({"rules": tuple(rules)} if rules else {}),
                               **({"n_random": int(n_random)} if n_random is not None else {}))
     t0, c0 = time.time(), time.process_time()
-    for s in seeds:
+    for s in seeds if train else ():
         run_sweep(profile, int(s), cfg, artefacts)
+    out = report(profile, seeds, artefacts)
+    return {**out, "wall_seconds": round(time.time() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1)}
+
+
+def report(profile: str, seeds, artefacts=None) -> dict:
+    """The sweep's tests, headline and planted-mechanism check over the seeds whose sweep has run; raises
+    FileNotFoundError naming the command when none has. (Its figure: `lab.chapters.c05_distillation.save_sweep_figure`,
+    which the command line calls after it.)"""
     table, per_user, found = read_sweep(profile, seeds, artefacts)
+    if not found:
+        raise FileNotFoundError(f"no compression sweep of {profile} for seeds {list(seeds)}: run python -m lab sweep "
+                                f"compression --profile {profile} --seeds {' '.join(map(str, seeds))}")
     tests = sweep_tests(table, per_user)
     cov = coverage_table(table, probe_accuracies(profile, found, artefacts))
     return {"profile": profile, "seeds": found, "ks": sorted(int(k) for k in table["k"].unique()),
             "headline": headline(tests), "mechanisms": coverage_predicts(cov) if len(cov) else None,
-            "wall_seconds": round(time.time() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1),
             "rows": int(len(table))}
 
 

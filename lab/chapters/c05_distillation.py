@@ -11,6 +11,7 @@ Fisher-weighted layer-wise KD); the best student on validation is reported besid
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pandas as pd
 
@@ -24,7 +25,7 @@ from ..evaluation import paired_comparison, per_user_table
 from ..hypotheses import VARIANT_ORDER
 from ..train import train_or_load
 
-__all__ = ["GOAL", "SCRATCH_FULL", "EXTENDED", "sweep_view", "method_name", "student_dir", "meets_goal",
+__all__ = ["GOAL", "SCRATCH_FULL", "EXTENDED", "sweep_view", "SWEEP_FIGURE", "save_sweep_figure", "method_name", "student_dir", "meets_goal",
            "extended_teacher", "control_models", "control_per_user", "control_summary", "control_sentences",
            "method_sentences", "distillation_record"]
 
@@ -288,3 +289,28 @@ def sweep_view(profile: str, seed: int, artefacts=None) -> dict:
                    f"{h['reason']}: after the same distillation the choice of layers did not matter at any budget "
                    "tried."))
     return {"found": found, "summary": S.sweep_summary(table), "tests": tests, "headline": h, "sentence": sentence}
+
+
+SWEEP_FIGURE = "05_compression_curves"  # the sweep's curve, as chapter 05 saves it in its run's figure folder
+
+
+def save_sweep_figure(profile: str, seeds, artefacts=None, batch: int = 256):
+    """Issue 27's figure (`lab.viz.compression_curves`: distilled retention against the measured speed-up at `batch`)
+    of every seed in `seeds` whose sweep has run, saved as `SWEEP_FIGURE` .png/.svg in the figure folder of the first
+    of them: what `python -m lab sweep compression` draws after the sweep, so a reader need not rerun chapter 05.
+    Returns the PNG's path, or None when no seed has a sweep."""
+    import matplotlib.pyplot as plt
+
+    from ..bench import sweep as S
+    from ..book import paths
+    from ..viz import compression_curves, save
+
+    table, _, found = S.read_sweep(profile, seeds, artefacts)
+    if not found:
+        return None
+    P = paths(profile, artefacts, found[0])
+    fig = compression_curves(S.sweep_summary(table), "ndcg@10", batch=batch)
+    fig.axes[0].set_title(f"{profile}, seed(s) {', '.join(map(str, found))}: test NDCG@10 kept vs measured speed-up")
+    save(fig, SWEEP_FIGURE, P)
+    plt.close(fig)
+    return Path(P.figures) / f"{SWEEP_FIGURE}.png"
