@@ -125,6 +125,29 @@ def test_compression_curves_draw_every_rule():
     assert layout_problems(fig) == []
 
 
+def test_a_later_call_keeps_the_other_budgets(tmp_path):
+    """A sweep call over k = 2 after one over k = 1, 2, 4 keeps k = 1 and 4 from the saved table (same variant) and
+    replaces k = 2 and the teacher's row; rows of another variant leave the table with a warning."""
+    import lab
+    from lab.io import write_parquet
+
+    table, pu = planted(seeds=(0,))
+    table["variant"] = "kd+fisher"
+    P = lab.paths("default", tmp_path, 0)
+    write_parquet(P.file(S.TABLE), table)
+    write_parquet(P.file(S.PER_USER), pu)
+    new = table[table["k"].isin([2, 8])].assign(**{"distilled_test_ndcg@10": 0.5})
+    new_users = pu[pu["k"] == 2].assign(**{"ndcg@10": 0.5})
+    t, u = S.keep_other_budgets(P, new, new_users)
+    assert sorted(t["k"].unique()) == [1, 2, 4, 8] and len(t) == len(table)
+    assert (t.loc[t["k"].isin([2, 8]), "distilled_test_ndcg@10"] == 0.5).all()
+    assert u.groupby("k").size().to_dict() == pu.groupby("k").size().to_dict()
+    assert (u.loc[u["k"] == 2, "ndcg@10"] == 0.5).all()
+    with pytest.warns(UserWarning, match=r"budgets \[1, 4\] were distilled with variant 'kd\+fisher', not 'ce'"):
+        t, u = S.keep_other_budgets(P, new.assign(variant="ce"), new_users)
+    assert sorted(t["k"].unique()) == [2, 8] and set(u["k"]) == {2}
+
+
 def test_report_and_figure_from_saved_tables(tmp_path, monkeypatch):
     """`python -m lab sweep compression --report` trains nothing: it reads the seeds' saved tables, prints the same
     headline as `sweep_tests` + `headline` on them, and saves the curve in the first seed's figure folder; with no

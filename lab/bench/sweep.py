@@ -35,7 +35,7 @@ from ..selection import (GreedyValidSearch, evaluate_selections, layers_str, par
                          select_layers)
 
 __all__ = ["SweepConfig", "default_ks", "run_sweep", "run", "sweep_tests", "headline", "sweep_summary", "TABLE",
-           "PER_USER", "report", "read_sweep", "mechanism_coverage", "coverage_table", "coverage_predicts"]
+           "PER_USER", "report", "keep_other_budgets", "read_sweep", "mechanism_coverage", "coverage_table", "coverage_predicts"]
 
 TABLE = "compression_sweep.parquet"  # one row per (seed, k, rule, draw), in every seed's run folder and pooled
 PER_USER = "compression_sweep_per_user.parquet"
@@ -159,9 +159,31 @@ def run_sweep(profile: str, seed: int = 0, cfg: SweepConfig | None = None, artef
     table = pd.DataFrame(rows).assign(profile=profile, seed=seed, variant=variant)
     table = table.merge(speed, on="k", how="left")
     per_user = pd.concat(users, ignore_index=True).assign(seed=seed)
+    table, per_user = keep_other_budgets(P, table, per_user)
     write_parquet(P.file(TABLE), table)
     write_parquet(P.file(PER_USER), per_user)
     return table, per_user
+
+
+def keep_other_budgets(P, table: pd.DataFrame, per_user: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`table` and `per_user` (one call's budgets) with the rows of the other budgets of the run's saved sweep added,
+    when they were distilled with the same variant: `--ks 3 8` after `--ks 1 2 4 6` leaves one table of six budgets,
+    not two. Rows of another variant are dropped with a warning naming them (their students stay on disk)."""
+    import warnings
+
+    if not (P.file(TABLE).is_file() and P.file(PER_USER).is_file()):
+        return table, per_user
+    old, old_users = pd.read_parquet(P.file(TABLE)), pd.read_parquet(P.file(PER_USER))
+    other = ~old["k"].isin(table["k"].unique())  # the teacher's row (k = L) is always this call's
+    variant = table["variant"].iloc[0]
+    stale = old[other & (old["variant"] != variant)]
+    if len(stale):
+        warnings.warn(f"{P.file(TABLE)}: budgets {sorted(int(k) for k in stale['k'].unique())} were distilled with variant "
+                      f"{stale['variant'].iloc[0]!r}, not {variant!r}; they leave the table (run them again)")
+    kept = old[other & (old["variant"] == variant)]
+    users = old_users[old_users["k"].isin(kept["k"].unique())]
+    return (pd.concat([table, kept], ignore_index=True).sort_values(["k", "rule", "draw"], ignore_index=True),
+            pd.concat([per_user, users], ignore_index=True))
 
 
 def _speedups(teacher, ks, cfg: SweepConfig, data) -> pd.DataFrame:
