@@ -247,7 +247,8 @@ def test_fisher_record_derives_the_chapter_03_numbers_from_its_tables():
         "spearman_fisher_vs_stream_norm": pytest.approx(-0.8),
         "top3_overlap_fisher_ablation": 2,  # Fisher's top three 0, 2, 1; the ablation's 2, 3, 0
         "top2_share_fisher": pytest.approx(6 / 9),  # layer totals 4, 2, 2, 1 (mean over the two users)
-        "fast_vs_loop_max_rel_diff": 3e-16, "exact_tol": 1e-10,
+        "fast_vs_loop_max_rel_diff": 3e-16, "fast_vs_loop_by_method": {"hooks": 1e-16, "vmap": 3e-16},
+        "exact_tol": 1e-10,
         "users_per_s": {"loop": 10.0, "hooks": 40.0}, "fisher_seconds": 1.5, "runtime_s": 9.0,
     }
     assert isinstance(rec["spearman_wrong_vs_empirical"], float) and isinstance(rec["wrong_scale_median"], float)
@@ -305,3 +306,19 @@ def test_gpt_neox_fisher_by_loop_and_vmap():
     assert lf.param_key("backbone.layers.1.attention.query_key_value.weight", m.num_layers) == (1, "qkv")
     with pytest.raises(NotImplementedError, match="layernorm"):
         lf.fisher_hooks(m, x, {"e": y}, chunk_size=3)
+
+
+def test_each_fast_method_is_held_to_its_own_bound():
+    """`FisherConfig.tolerance`: a method's `method_tol` entry, else `exact_tol` (the LLM profiles loosen vmap only);
+    chapter 03's check names every method over its bound and passes when each is under its own."""
+    from lab.chapters import c03_fisher as C3
+    from lab.fisher import FisherConfig
+
+    fc = FisherConfig(exact_tol=1e-10, method_tol={"vmap": 1e-8})
+    assert (fc.tolerance("vmap"), fc.tolerance("hooks"), fc.tolerance("ghost")) == (1e-8, 1e-10, 1e-10)
+    assert FisherConfig.for_profile("ml100k-llm").tolerance("hooks") == FisherConfig().exact_tol
+    check = pd.DataFrame({"method": ["hooks", "vmap", "ghost"], "rel_diff_max": [3e-16, 1.6e-9, 1e-14]})
+    text = C3.exactness_sentence(check, fc.tolerance, 2, {"loop": 1.0})
+    assert "hooks 3.0e-16 < 1e-10, vmap 1.6e-09 < 1e-08, ghost 1.0e-14 < 1e-10" in text
+    with pytest.raises(ValueError, match=r"^.*: vmap 1.6e-09 >= 1e-10$"):
+        C3.exactness_sentence(check, FisherConfig().tolerance, 2, {})

@@ -19,7 +19,7 @@ from ..fisher.tables import group_frame
 __all__ = ["bucket_table", "fisher_groups", "subset_shares", "top_layers", "top_share", "best_signal", "wrong_scale",
            "stability_label", "band_sentence", "probe_record", "probe_conclusion", "where_sentence",
            "ablation_sentence", "best_signal_sentence", "estimators_sentence", "wrong_scale_sentence",
-           "stream_sentence", "stability_sentences", "fisher_record"]
+           "stream_sentence", "stability_sentences", "exactness_sentence", "fisher_record"]
 
 
 def bucket_table(buckets, sets: dict[str, torch.Tensor]) -> pd.DataFrame:
@@ -275,6 +275,23 @@ def stability_sentences(taus: tuple, n_seed_pairs: int, thresholds: tuple, subse
             f"{subset_lower['user:low']:.0%} vs {subset_lower['user:high']:.0%} (tau {tau_lh:.2f}).")
 
 
+def exactness_sentence(check_table: pd.DataFrame, tolerance, n_users: int, users_per_s: dict) -> str:
+    """Chapter 03's check that the fast Fisher methods give the per-user loop's numbers: each method's largest float64
+    relative difference (`exactness_table`'s rel_diff_max) against its bound `tolerance(method)`
+    (`FisherConfig.tolerance`); raises ValueError naming every method over its bound."""
+    bound = check_table["method"].map(tolerance)
+    over = check_table[check_table["rel_diff_max"] >= bound]
+    if len(over):
+        raise ValueError("fast Fisher methods differ from the per-user loop beyond their bound: " + ", ".join(
+            f"{m} {d:.1e} >= {tolerance(m):.0e}" for m, d in zip(over["method"], over["rel_diff_max"])))
+    diffs = ", ".join(f"{m} {d:.1e} < {b:.0e}" for m, d, b in zip(check_table["method"], check_table["rel_diff_max"],
+                                                                  bound))
+    return (f"The fast methods agree with the per-user loop (float64, {n_users} users; largest relative difference "
+            f"and its bound): {diffs}. float32 users/s on these users: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in users_per_s.items())
+            + " (tiny batches here; `python -m lab bench fisher` measures speed at scale).")
+
+
 # -- the record --------------------------------------------------------------------------------------------------------
 def fisher_record(emp: FisherEstimate, vec: dict[str, np.ndarray], agree: pd.DataFrame, stream, *,
                   check_table: pd.DataFrame, wrong_batch_size: int, lower_half: tuple, taus: tuple,
@@ -292,7 +309,8 @@ def fisher_record(emp: FisherEstimate, vec: dict[str, np.ndarray], agree: pd.Dat
         lower_half: (share, ci_low, ci_high) of the lower half's layer Fisher (`share_ci`).
         taus: (Kendall tau between user halves, mean tau between seeds; NaN with one seed).
         thresholds: (stable, moderate) Kendall tau thresholds of `stability_label`.
-        exact_tol: the relative difference below which the fast methods count as exact.
+        exact_tol: the relative difference below which the fast methods count as exact (`FisherConfig.exact_tol`; a
+            method may have its own bound, `FisherConfig.method_tol`).
         users_per_s: float32 users per second of each Fisher method (`users_per_second`).
         fisher_seconds, runtime_s: wall time of the batched Fisher and of the chapter.
         probes: the planted layer roles (`lab.fisher.probes.probe_record`; None values outside the depth world),
@@ -328,6 +346,7 @@ def fisher_record(emp: FisherEstimate, vec: dict[str, np.ndarray], agree: pd.Dat
         "top3_overlap_fisher_ablation": len(set(top) & set(top_layers(drop, 3))),
         "top2_share_fisher": top_share(emp.layer_values("total"), 2),
         "fast_vs_loop_max_rel_diff": float(check_table["rel_diff_max"].max()),
+        "fast_vs_loop_by_method": {str(m): float(d) for m, d in zip(check_table["method"], check_table["rel_diff_max"])},
         "exact_tol": exact_tol,
         "users_per_s": users_per_s,
         "fisher_seconds": fisher_seconds,

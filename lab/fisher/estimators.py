@@ -47,6 +47,8 @@ class FisherConfig:
     n_boot: int = 1000  # bootstrap resamples for CIs
     n_check: int = 8  # users on which the fast methods are checked against the loop (float64)
     exact_tol: float = 1e-10  # largest float64 relative difference to the loop that still counts as agreement
+    method_tol: dict = field(default_factory=dict)  # {method: bound} for a fast method that needs a looser bound than
+    #                                                 exact_tol (the LLM profiles' vmap); the others keep exact_tol
     ablation_users: int = 1000  # validation users for the ablation and representation signals (0 = all)
     bench_fast: int = 256  # users timed for the fast methods in `benchmark`
     bench_loop: int = 32  # users timed for the per-sample loop in `benchmark`
@@ -56,6 +58,11 @@ class FisherConfig:
     def for_profile(cls, profile: str) -> "FisherConfig":
         """The profile's `fisher` section (`lab.profiles`)."""
         return profile_config(cls, profile, "fisher")
+
+    def tolerance(self, method: str) -> float:
+        """The float64 agreement bound of one fast method against the loop (chapter 03): its `method_tol` entry,
+        else `exact_tol`."""
+        return float(self.method_tol.get(method, self.exact_tol))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
