@@ -182,7 +182,7 @@ def keep_other_budgets(P, table: pd.DataFrame, per_user: pd.DataFrame) -> tuple[
                       f"{stale['variant'].iloc[0]!r}, not {variant!r}; they leave the table (run them again)")
     kept = old[other & (old["variant"] == variant)]
     users = old_users[old_users["k"].isin(kept["k"].unique())]
-    return (pd.concat([table, kept], ignore_index=True).sort_values(["k", "rule", "draw"], ignore_index=True),
+    return (pd.concat([table, kept], ignore_index=True),  # this call's rows first, in its order
             pd.concat([per_user, users], ignore_index=True))
 
 
