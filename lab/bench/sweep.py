@@ -35,7 +35,8 @@ from ..selection import (GreedyValidSearch, evaluate_selections, layers_str, par
                          select_layers)
 
 __all__ = ["SweepConfig", "default_ks", "run_sweep", "run", "sweep_tests", "headline", "sweep_summary", "TABLE",
-           "PER_USER", "report", "keep_other_budgets", "read_sweep", "mechanism_coverage", "coverage_table", "coverage_predicts"]
+           "PER_USER", "report", "keep_other_budgets", "read_sweep", "mechanism_coverage", "coverage_table",
+           "coverage_predicts"]
 
 TABLE = "compression_sweep.parquet"  # one row per (seed, k, rule, draw), in every seed's run folder and pooled
 PER_USER = "compression_sweep_per_user.parquet"
@@ -178,8 +179,9 @@ def keep_other_budgets(P, table: pd.DataFrame, per_user: pd.DataFrame) -> tuple[
     variant = table["variant"].iloc[0]
     stale = old[other & (old["variant"] != variant)]
     if len(stale):
-        warnings.warn(f"{P.file(TABLE)}: budgets {sorted(int(k) for k in stale['k'].unique())} were distilled with variant "
-                      f"{stale['variant'].iloc[0]!r}, not {variant!r}; they leave the table (run them again)")
+        ks = sorted(int(k) for k in stale["k"].unique())
+        warnings.warn(f"{P.file(TABLE)}: budgets {ks} were distilled with variant {stale['variant'].iloc[0]!r}, not "
+                      f"{variant!r}; they leave the table (run them again)")
     kept = old[other & (old["variant"] == variant)]
     users = old_users[old_users["k"].isin(kept["k"].unique())]
     return (pd.concat([table, kept], ignore_index=True),  # this call's rows first, in its order

@@ -346,7 +346,8 @@ def fisher_record(emp: FisherEstimate, vec: dict[str, np.ndarray], agree: pd.Dat
         "top3_overlap_fisher_ablation": len(set(top) & set(top_layers(drop, 3))),
         "top2_share_fisher": top_share(emp.layer_values("total"), 2),
         "fast_vs_loop_max_rel_diff": float(check_table["rel_diff_max"].max()),
-        "fast_vs_loop_by_method": {str(m): float(d) for m, d in zip(check_table["method"], check_table["rel_diff_max"])},
+        "fast_vs_loop_by_method": {str(m): float(d) for m, d in
+                                   zip(check_table["method"], check_table["rel_diff_max"])},
         "exact_tol": exact_tol,
         "users_per_s": users_per_s,
         "fisher_seconds": fisher_seconds,

@@ -25,9 +25,9 @@ from ..evaluation import paired_comparison, per_user_table
 from ..hypotheses import VARIANT_ORDER
 from ..train import train_or_load
 
-__all__ = ["GOAL", "SCRATCH_FULL", "EXTENDED", "sweep_view", "SWEEP_FIGURE", "save_sweep_figure", "method_name", "student_dir", "meets_goal",
-           "extended_teacher", "control_models", "control_per_user", "control_summary", "control_sentences",
-           "method_sentences", "distillation_record"]
+__all__ = ["GOAL", "SCRATCH_FULL", "EXTENDED", "sweep_view", "SWEEP_FIGURE", "save_sweep_figure", "method_name",
+           "student_dir", "meets_goal", "extended_teacher", "control_models", "control_per_user", "control_summary",
+           "control_sentences", "method_sentences", "distillation_record"]
 
 GOAL = (GOAL_RETENTION, GOAL_SPEEDUP)  # chapter 05's goal is C1's (lab.constants)
 SCRATCH_FULL = "scratch_full"  # distill_per_user.parquet name of the k-layer model from scratch, teacher's recipe
