@@ -318,5 +318,5 @@ runtime = time.perf_counter() - t_start
 lab.record_all(C.fisher_record(
     emp, vec, agree, stream, check_table=check_table, wrong_batch_size=fc.wrong_batch_size,
     lower_half=lower_half, taus=(tau_halves, tau_seeds), thresholds=(STABLE_TAU, MODERATE_TAU),
-    exact_tol=fc.exact_tol, users_per_s=rates, fisher_seconds=fisher_seconds, runtime_s=runtime, probes=probe_rec,
-    bands=bands))
+    exact_tol=fc.exact_tol, method_tol=fc.method_tol, users_per_s=rates, fisher_seconds=fisher_seconds,
+    runtime_s=runtime, probes=probe_rec, bands=bands))

@@ -248,7 +248,7 @@ def test_fisher_record_derives_the_chapter_03_numbers_from_its_tables():
         "top3_overlap_fisher_ablation": 2,  # Fisher's top three 0, 2, 1; the ablation's 2, 3, 0
         "top2_share_fisher": pytest.approx(6 / 9),  # layer totals 4, 2, 2, 1 (mean over the two users)
         "fast_vs_loop_max_rel_diff": 3e-16, "fast_vs_loop_by_method": {"hooks": 1e-16, "vmap": 3e-16},
-        "exact_tol": 1e-10,
+        "exact_tol": 1e-10, "method_tol": {},
         "users_per_s": {"loop": 10.0, "hooks": 40.0}, "fisher_seconds": 1.5, "runtime_s": 9.0,
     }
     assert isinstance(rec["spearman_wrong_vs_empirical"], float) and isinstance(rec["wrong_scale_median"], float)
