@@ -294,7 +294,8 @@ def exactness_sentence(check_table: pd.DataFrame, tolerance, n_users: int, users
 def fisher_record(emp: FisherEstimate, vec: dict[str, np.ndarray], agree: pd.DataFrame, stream, *,
                   check_table: pd.DataFrame, wrong_batch_size: int, lower_half: tuple, taus: tuple,
                   thresholds: tuple, exact_tol: float, users_per_s: dict, fisher_seconds: float,
-                  runtime_s: float, method_tol: dict | None = None, probes: dict | None = None, bands: pd.DataFrame | None = None) -> dict:
+                  runtime_s: float, method_tol: dict | None = None, probes: dict | None = None,
+                  bands: pd.DataFrame | None = None) -> dict:
     """The key results chapter 03 records, derived from its tables (chapter 03).
 
     Args:
