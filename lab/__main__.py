@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, nargs="+", default=[0])
     r.add_argument("--artefacts", default=None, help="artefact root (default: ./artefacts)")
     r.add_argument("--only", nargs="*", help="chapter prefixes to run, e.g. 01 02")
+    r.add_argument("--headlines", action="store_true", help="run nothing: each chapter's headline numbers of the "
+                                                            "seeds, with commit, date and minutes (markdown)")
     r.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                    help="extra chapter parameter (UPPERCASE name of a parameters-cell constant); repeatable")
     cc = sub.add_parser("crosscheck", help="a peer cross-check by hand, not in CI; its last line is a JSON object")
@@ -175,16 +177,24 @@ def book_cmd(a) -> int:
     """`book`: run the chapters with papermill (`lab.notebooks.run_book`)."""
     from .notebooks import run_book
 
+    from .rerun import record_chapter
+
     def book():
-        times = run_book(a.profile, a.seed, a.artefacts, a.only, extra=chapter_params(a))
+        extra = chapter_params(a)
+        times = run_book(a.profile, a.seed, a.artefacts, a.only, extra=extra,
+                         on_chapter=lambda stem, s: record_chapter(a.profile, a.seed, a.artefacts, stem, s, extra))
         return {"profile": a.profile, "seconds": times, "total_s": sum(times.values())}
     return run_chapters("book", book)
 
 
 def rerun_cmd(a) -> int:
-    """`rerun`: the book over several seeds, skipping what did not change (issue 15, `lab.rerun`)."""
-    from .rerun import rerun
+    """`rerun`: the book over several seeds, skipping what did not change (issue 15, `lab.rerun`); with
+    `--headlines`, each chapter's headline numbers of the seeds as markdown, and nothing runs."""
+    from .rerun import headlines, headlines_markdown, rerun
 
+    if a.headlines:
+        print(headlines_markdown(headlines(a.profile, a.seeds, a.artefacts)))
+        return 0
     return run_chapters("rerun", lambda: {"profile": a.profile, "seconds": rerun(a.profile, a.seeds, a.artefacts,
                                                                                    a.only, extra=chapter_params(a))})
 

@@ -193,9 +193,11 @@ def run_chapter(path: str | os.PathLike, profile: str = "smoke", seed: int = 0, 
 
 
 def run_book(profile: str = "smoke", seed: int = 0, artefacts: str | None = None, only: list[str] | None = None,
-             out_dir: str | os.PathLike | None = None, extra: dict | None = None) -> dict[str, float]:
+             out_dir: str | os.PathLike | None = None, extra: dict | None = None,
+             on_chapter=None) -> dict[str, float]:
     """Run every chapter in order (or those whose name starts with one of `only`; without `only`, the profile's
-    its block's `chapters` in `lab.profiles` where it names some); return seconds per chapter.
+    its block's `chapters` in `lab.profiles` where it names some); return seconds per chapter. `on_chapter(stem,
+    seconds)` is called as each chapter finishes (`python -m lab book` records its time: `lab.rerun.record_chapter`).
 
     Before running anything: ValueError for a prefix that matches no chapter, FileNotFoundError (naming the command
     that trains it) when a chapter needs the teacher, there is none and chapter 02 is not part of this run.
@@ -211,6 +213,8 @@ def run_book(profile: str = "smoke", seed: int = 0, artefacts: str | None = None
         run_chapter(ch, profile=profile, seed=seed, artefacts=artefacts, out_dir=out_dir, extra=extra)
         times[ch.stem] = time.perf_counter() - t0
         print(f"[book:{profile}] {ch.stem} done in {times[ch.stem]:.1f}s", flush=True)
+        if on_chapter is not None:
+            on_chapter(ch.stem, times[ch.stem])
     return times
 
 

@@ -8,7 +8,12 @@ it and every later chapter. Once a chapter of a pass has run, every later chapte
 were rewritten). The state (`artefacts/<run>/rerun.json`: fingerprint and status per chapter) is written before and
 after each chapter, so a rerun killed mid-chapter, or a chapter that failed, is run again and the finished ones are
 skipped. `artefacts/<run>/provenance.json` records the git commit, config hash, package versions, device, threads and
-the wall time of each chapter; every write is atomic (`lab.io`).
+the wall time of each chapter (`record_chapter`; `python -m lab book` records there too); every write is atomic
+(`lab.io`).
+
+`headlines` reads it back: each chapter's headline numbers of a profile's seeds side by side, with the commit, the date
+and the minutes per chapter (issue 25), printed as markdown by `python -m lab rerun --profile P --seeds 0 1 2
+--headlines`, which runs nothing.
 """
 from __future__ import annotations
 
@@ -25,8 +30,8 @@ from . import REPO_ROOT, get_config, paths
 from .io import read_json, write_json
 from .notebooks import NOTEBOOKS, chapters, parameter_names, run_chapter, select_chapters
 
-__all__ = ["LAB_DIR", "PACKAGES", "STATE", "PROVENANCE", "POOLING", "lab_sources_hash", "fingerprints", "git_commit",
-           "provenance", "rerun_seed", "rerun"]
+__all__ = ["LAB_DIR", "PACKAGES", "STATE", "PROVENANCE", "POOLING", "HEADLINES", "lab_sources_hash", "fingerprints",
+           "git_commit", "provenance", "record_chapter", "rerun_seed", "rerun", "headlines", "headlines_markdown"]
 
 LAB_DIR = Path(__file__).resolve().parent
 PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "numpy", "pandas", "scipy", "papermill", "jupytext")
@@ -132,12 +137,26 @@ def rerun_seed(profile: str, seed: int, artefacts: str | None = None, only: list
             raise
         out[ch.stem] = time.perf_counter() - t0
         state[ch.stem].update(status="done", seconds=out[ch.stem])
-        prov["chapters"][ch.stem] = {"wall_s": out[ch.stem], "fingerprint": fps[ch.stem], "finished": time.time()}
         write_json(P.file(STATE), state)
-        write_json(P.file(PROVENANCE), prov)
+        record_chapter(profile, seed, artefacts, ch.stem, out[ch.stem], extra, fps[ch.stem], prov)
     if not P.file(PROVENANCE).exists():
         write_json(P.file(PROVENANCE), prov)
     return out
+
+
+def record_chapter(profile: str, seed: int, artefacts: str | None, chapter: str, seconds: float,
+                   extra: dict | None = None, fingerprint: str | None = None, prov: dict | None = None) -> dict:
+    """Record that `chapter` of the run finished in `seconds` (wall) in its `provenance.json`, with this process's
+    commit, packages and threads, the earlier chapters' times kept; returns the provenance written. `prov`: one made
+    already for this pass (`provenance`)."""
+    P = paths(profile, artefacts, seed)
+    if prov is None:
+        prov = provenance(profile, seed, extra)
+        prov["chapters"] = read_json(P.file(PROVENANCE), default={}).get("chapters", {})
+    prov["chapters"][chapter] = {"wall_s": float(seconds), "fingerprint": fingerprint, "finished": time.time(),
+                                 "git_commit": prov["git_commit"], "threads": prov["threads"]}
+    write_json(P.file(PROVENANCE), prov)
+    return prov
 
 
 def rerun(profile: str, seeds: list[int], artefacts: str | None = None, only: list[str] | None = None,
@@ -158,3 +177,115 @@ def rerun(profile: str, seeds: list[int], artefacts: str | None = None, only: li
             out[int(s)].update(rerun_seed(profile, s, artefacts, last, extra, folder, (out_dirs or {}).get(int(s)),
                                           pooled_salt=salt))
     return out
+
+
+def _at(r: dict, chapter: str, *keys):
+    """The value recorded under `chapter` and the nested `keys`, or None when the run did not record it."""
+    v = r.get(chapter, {})
+    for k in keys:
+        v = v.get(str(k)) if isinstance(v, dict) else None
+    return v
+
+
+def _num(x, fmt: str = "{:.4f}") -> str | None:
+    return None if x is None or x != x else fmt.format(x)
+
+
+def _diff_ci(c) -> str | None:
+    """A paired comparison's mean difference and 95% CI (`lab.evaluation.paired_comparison`'s record)."""
+    if not isinstance(c, dict) or c.get("diff") is None:
+        return None
+    return f"{c['diff']:+.4f} ({c['ci_low']:+.4f} to {c['ci_high']:+.4f})"
+
+
+def _share_ci(x, ci) -> str | None:
+    return None if x is None else f"{x:.1%}" + (f" ({ci[0]:.1%} to {ci[1]:.1%})" if ci else "")
+
+
+def _quarter_depth(r: dict) -> str | None:
+    """The model from scratch at L/4 layers, the size of chapter 05's students (chapter 02's depth curve)."""
+    n = _at(r, "02_teacher", "n_layers")
+    return _num(_at(r, "02_teacher", "depth_ndcg10", n // 4)) if n else None
+
+
+def _best_row(r: dict) -> str | None:
+    """Chapter 06's best row on test NDCG@10."""
+    rows = _at(r, "06_baselines", "test_ndcg10") or {}
+    name = max(rows, key=rows.get, default=None)
+    return None if name is None else f"{name} {rows[name]:.4f}"
+
+
+# (chapter, what, cell): each chapter's headline numbers as one run records them (`headlines`, issue 25); a cell
+# is None when the run did not record it (a chapter not run, or not part of its profile)
+HEADLINES = (
+    ("01", "users / items / interactions after pre-processing",
+     lambda r: None if _at(r, "01_data", "n_users") is None else
+     "{:,} / {:,} / {:,}".format(*(_at(r, "01_data", k) for k in ("n_users", "n_items", "n_interactions")))),
+    ("01", "Markov / popularity test NDCG@10",
+     lambda r: None if _at(r, "01_data", "markov_ndcg10") is None else
+     f"{_at(r, '01_data', 'markov_ndcg10'):.4f} / {_at(r, '01_data', 'popularity_ndcg10'):.4f}"),
+    ("02", "teacher test NDCG@10 (epochs, stopped by)",
+     lambda r: None if _at(r, "02_teacher", "teacher_ndcg10_test") is None else
+     f"{_at(r, '02_teacher', 'teacher_ndcg10_test'):.4f} ({_at(r, '02_teacher', 'epochs')}, "
+     f"{_at(r, '02_teacher', 'stopped_by')})"),
+    ("02", "L/4 layers / 2 layers from scratch, teacher's recipe", lambda r: None if _quarter_depth(r) is None else
+     f"{_quarter_depth(r)} / {_num(_at(r, '02_teacher', 'small_ndcg10_test'))}"),
+    ("02", "teacher − 2 layers, per user (95% CI)", lambda r: _diff_ci(_at(r, "02_teacher", "depth_compare"))),
+    ("03", "Fisher in the lower half of the layers (95% CI)",
+     lambda r: _share_ci(_at(r, "03_fisher", "lower_half_share"), _at(r, "03_fisher", "lower_half_share_ci"))),
+    ("03", "Spearman of Fisher and single-layer ablation",
+     lambda r: _num(_at(r, "03_fisher", "spearman_fisher_vs_ablation"), "{:.2f}")),
+    ("04", "zero-shot at L/4: fisher_topk / mean of random sets",
+     lambda r: None if _at(r, "04_selection", "fisher_ndcg_quarter") is None else
+     f"{_at(r, '04_selection', 'fisher_ndcg_quarter'):.4f} / {_at(r, '04_selection', 'random_mean_quarter'):.4f}"),
+    ("04", "best rule on validation (its test NDCG@10)",
+     lambda r: None if _at(r, "04_selection", "best_rule_quarter") is None else
+     f"{_at(r, '04_selection', 'best_rule_quarter')} ({_at(r, '04_selection', 'best_rule_test_quarter'):.4f})"),
+    ("05", "the method's student: retention (95% CI), speed-up at batch 256",
+     lambda r: None if _at(r, "05_distillation", "method_retention") is None else
+     _share_ci(_at(r, "05_distillation", "method_retention"), _at(r, "05_distillation", "method_retention_ci"))
+     + f", {_at(r, '05_distillation', 'method_speedup'):.2f}x"),
+    ("05", "L/4 from scratch, teacher's recipe: retention",
+     lambda r: _share_ci(_at(r, "05_distillation", "scratch_full_retention"), None)),
+    ("05", "the method − that control, per user (95% CI)",
+     lambda r: _diff_ci(_at(r, "05_distillation", "method_vs_scratch_full"))),
+    ("06", "best row of the leaderboard, test NDCG@10", _best_row),
+    ("07", "claims (every seed pooled)",
+     lambda r: ", ".join(f"{k} {v}" for k, v in (_at(r, "07_hypotheses", "claim_verdict") or {}).items()) or None),
+)
+
+
+def headlines(profile: str, seeds, artefacts: str | None = None):
+    """Each chapter's headline numbers (`HEADLINES`) of the profile's `seeds`, one column per seed, then the minutes
+    of each chapter, the commit and the day it finished (`provenance.json`; "—" where the run did not record it, e.g.
+    a chapter run before `python -m lab book` recorded its time) (issue 25). A frame indexed by (chapter, what)."""
+    import pandas as pd
+
+    from .book import results
+
+    cols = {}
+    for seed in seeds:
+        r = results(profile, artefacts, seed)
+        prov = read_json(paths(profile, artefacts, seed, create=False).file(PROVENANCE), default={})
+        done = prov.get("chapters", {})
+        cells = {(nn, what): cell(r) for nn, what, cell in HEADLINES}
+        for stem in sorted(done):
+            cells[(stem[:2], "minutes")] = f"{done[stem]['wall_s'] / 60:.1f}"
+        stamps = [c for c in done.values() if c.get("finished")]
+        last = max(stamps, key=lambda c: c["finished"]) if stamps else {}
+        commits = sorted({c.get("git_commit") or prov.get("git_commit", "") for c in stamps} - {""})
+        cells[("run", "commit")] = ", ".join(c[:7] + ("+dirty" if c.endswith("+dirty") else "") for c in commits) or None
+        cells[("run", "finished")] = (time.strftime("%Y-%m-%d", time.gmtime(last["finished"])) if last else None)
+        cols[f"seed {seed}"] = cells
+    frame = pd.DataFrame(cols)
+    frame.index.names = ["chapter", "what"]
+    frame = frame.dropna(how="all").sort_index(level=0, sort_remaining=False)
+    return frame.fillna("—")
+
+
+def headlines_markdown(frame) -> str:
+    """`headlines` as a markdown table (docs/movielens.md, docs/measurements.md)."""
+    head = ["chapter", "what", *frame.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join([nn, what, *map(str, row)]) + " |" for (nn, what), row in frame.iterrows()]
+    return "\n".join(lines)

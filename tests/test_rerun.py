@@ -133,3 +133,50 @@ def test_collect(book):
     assert frame[(frame.key == "nested/a")]["value"].tolist() == [1.5] * 6
     assert frame[(frame.key == "seed")].groupby("seed")["value"].first().to_dict() == {0: 0.0, 1: 1.0}
     assert (art / "smoke-results.parquet").is_file()
+
+
+def test_headlines_read_each_seeds_records_and_times(tmp_path):
+    """`headlines`: a seed's recorded numbers in its column, its chapters' minutes, commit and day from
+    provenance.json (`record_chapter`), "—" where a seed did not record a value, rows no seed recorded dropped."""
+    from lab.io import write_json
+    from lab.rerun import headlines, headlines_markdown, record_chapter
+
+    art = str(tmp_path)
+    comparison = {"diff": -0.0073, "ci_low": -0.0195, "ci_high": 0.0045}
+    write_json(lab.paths("smoke", art, 0).results, {
+        "02_teacher": {"teacher_ndcg10_test": 0.0924, "epochs": 25, "stopped_by": "patience", "n_layers": 24,
+                       "depth_ndcg10": {"6": 0.0925, "2": 0.0997}, "small_ndcg10_test": 0.0997,
+                       "depth_compare": comparison},
+        "06_baselines": {"test_ndcg10": {"ease": 0.0757, "gru4rec": 0.1, "teacher": 0.0924}}})
+    write_json(lab.paths("smoke", art, 1).results, {"02_teacher": {"teacher_ndcg10_test": 0.1, "epochs": 3,
+                                                                   "stopped_by": "epochs", "n_layers": 8}})
+    record_chapter("smoke", 0, art, "02_teacher", 90.0)
+    record_chapter("smoke", 0, art, "06_baselines", 30.0)
+    frame = headlines("smoke", [0, 1], art)
+    assert list(frame.columns) == ["seed 0", "seed 1"]
+    assert frame.loc[("02", "teacher test NDCG@10 (epochs, stopped by)")].tolist() == ["0.0924 (25, patience)",
+                                                                                       "0.1000 (3, epochs)"]
+    assert frame.loc[("02", "L/4 layers / 2 layers from scratch, teacher's recipe"), "seed 0"] == "0.0925 / 0.0997"
+    assert frame.loc[("02", "teacher − 2 layers, per user (95% CI)")].tolist() == ["-0.0073 (-0.0195 to +0.0045)", "—"]
+    assert frame.loc[("06", "best row of the leaderboard, test NDCG@10"), "seed 0"] == "gru4rec 0.1000"
+    assert frame.loc[("02", "minutes")].tolist() == ["1.5", "—"] and frame.loc[("06", "minutes"), "seed 0"] == "0.5"
+    assert ("03", "Fisher in the lower half of the layers (95% CI)") not in frame.index  # no seed recorded it
+    assert frame.loc[("run", "finished"), "seed 1"] == "—"
+    prov = json.loads(lab.paths("smoke", art, 0).file(PROVENANCE).read_text())
+    assert set(prov["chapters"]) == {"02_teacher", "06_baselines"}  # the second record kept the first
+    table = headlines_markdown(frame).splitlines()
+    assert table[0] == "| chapter | what | seed 0 | seed 1 |" and len(table) == 2 + len(frame)
+
+
+def test_book_records_each_chapters_time(book, monkeypatch):
+    """`python -m lab book` records each chapter's wall time in the run's provenance.json as it finishes."""
+    folder, art = book
+    import lab.notebooks as N
+    from lab.__main__ import main
+
+    monkeypatch.setattr(N, "select_chapters", lambda only: [folder / "01_fake.py", folder / "02_fake.py"])
+    monkeypatch.setattr(N, "run_chapter", lambda ch, **kw: ch)  # what ran is not the point: its time is
+    assert main(["book", "--profile", "smoke", "--artefacts", str(art), "--only", "01"]) == 0
+    prov = json.loads(lab.paths("smoke", str(art), 0).file(PROVENANCE).read_text())
+    assert set(prov["chapters"]) == {"01_fake", "02_fake"} and prov["chapters"]["02_fake"]["wall_s"] >= 0
+    assert prov["chapters"]["01_fake"]["git_commit"] == prov["git_commit"]
