@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="data tools: convert other data sets to the Amazon Reviews 2023 format")
     dsub = d.add_subparsers(dest="data_cmd", required=True)
     cv = dsub.add_parser("convert", help="write <OUT_DIR>/<Category>.jsonl.gz and meta_<Category>.jsonl.gz from a "
-                                         "RecBole .inter, a 'user item item ...' sequence file or a CSV; last line JSON")
+                                         "RecBole .inter, a 'user item item ...' sequence file or a CSV; "
+                                         "last line JSON")
     cv.add_argument("--from", dest="fmt", required=True, choices=["recbole", "seq", "csv"])
     cv.add_argument("src", metavar="IN")
     cv.add_argument("out_dir", metavar="OUT_DIR")
@@ -144,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--epochs", type=int, default=None, help="default: the profile's distillation budget")
     ds.add_argument("--importance", default=None, help="importance rows (parquet; e.g. `python -m lab fisher`'s "
                                                       "fisher_layers.parquet); default: the run's chapter 03 table")
-    sw = sub.add_parser("sweep", help="the compression sweep (issue 27): every budget k and selection rule, zero-shot and "
-                                      "distilled, the k-layer model from scratch, measured speed-ups; resumable")
+    sw = sub.add_parser("sweep", help="the compression sweep (issue 27): every budget k and selection rule, zero-shot "
+                                      "and distilled, the k-layer model from scratch, measured speed-ups; resumable")
     sw.add_argument("what", choices=["compression"])
     sw.add_argument("--profile", default="default", choices=PROFILES)
     sw.add_argument("--seeds", type=int, nargs="+", default=[0])

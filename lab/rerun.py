@@ -96,7 +96,8 @@ def provenance(profile: str, seed: int, extra: dict | None = None) -> dict:
 
     c = get_config(profile, seed)
     cfg = jsonable(dataclasses.asdict(c) if dataclasses.is_dataclass(c) else c)
-    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})"
+    cpu = f"cpu ({platform.processor() or platform.machine()})"
+    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else cpu
     return {"profile": profile, "seed": int(seed), "git_commit": git_commit(), "lab_sources": lab_sources_hash(),
             "config_hash": _sha(json.dumps([cfg, extra or {}], sort_keys=True, default=str)),
             "parameters": extra or {}, "packages": {p: ver(p) for p in PACKAGES}, "python": platform.python_version(),
@@ -274,7 +275,8 @@ def headlines(profile: str, seeds, artefacts: str | None = None):
         stamps = [c for c in done.values() if c.get("finished")]
         last = max(stamps, key=lambda c: c["finished"]) if stamps else {}
         commits = sorted({c.get("git_commit") or prov.get("git_commit", "") for c in stamps} - {""})
-        cells[("run", "commit")] = ", ".join(c[:7] + ("+dirty" if c.endswith("+dirty") else "") for c in commits) or None
+        short = [c[:7] + ("+dirty" if c.endswith("+dirty") else "") for c in commits]
+        cells[("run", "commit")] = ", ".join(short) or None
         cells[("run", "finished")] = (time.strftime("%Y-%m-%d", time.gmtime(last["finished"])) if last else None)
         cols[f"seed {seed}"] = cells
     frame = pd.DataFrame(cols)
