@@ -185,3 +185,20 @@ def test_device_script_compares_with_saved_cpu_runs():
         assert saved["device"] == "cpu" and saved["profile"] == p
         r = bt.ratios_against(saved, saved)
         assert r["teacher_epoch_speedup"] == r["distill_epoch_speedup"] == 1.0
+
+
+def test_speed_is_timed_on_the_threads_the_run_was_given(monkeypatch):
+    """BenchConfig.num_threads: the config's own count first, then $LAB_BENCH_THREADS, then $LAB_THREADS (a run
+    sharing the machine is not timed on every core), then the machine's cores."""
+    import os
+
+    from lab.bench import BenchConfig
+
+    for name in ("LAB_BENCH_THREADS", "LAB_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    assert BenchConfig().num_threads() == (os.cpu_count() or 1)
+    monkeypatch.setenv("LAB_THREADS", "1")
+    assert BenchConfig().num_threads() == 1
+    monkeypatch.setenv("LAB_BENCH_THREADS", "3")
+    assert BenchConfig().num_threads() == 3
+    assert BenchConfig(threads=5).num_threads() == 5

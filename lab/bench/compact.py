@@ -37,11 +37,16 @@ class BenchConfig:
     repeats: int = 30  # timed forward passes per model and batch size (interleaved across models)
     warmup: int = 3  # untimed passes per model and batch size before timing
     memory: bool = True  # also measure peak memory (one extra pass per model and batch size)
-    threads: int = 0  # torch threads while timing (0 = os.cpu_count(), what the machine has; env LAB_BENCH_THREADS)
+    # torch threads while timing: 0 = $LAB_BENCH_THREADS, else $LAB_THREADS (a run told to share the machine: timing
+    # it on every core beside another job oversubscribes them; ml100k's teacher took ~1.3 s a batch-1 pass that way,
+    # 2026-12-07), else os.cpu_count(), what the machine has
+    threads: int = 0
 
     def num_threads(self) -> int:
-        """The thread count to time with: `threads`, else $LAB_BENCH_THREADS, else os.cpu_count()."""
-        return int(self.threads or os.environ.get("LAB_BENCH_THREADS") or os.cpu_count() or 1)
+        """The thread count to time with: `threads`, else $LAB_BENCH_THREADS, else $LAB_THREADS, else
+        os.cpu_count()."""
+        env = os.environ.get("LAB_BENCH_THREADS") or os.environ.get("LAB_THREADS")
+        return int(self.threads or env or os.cpu_count() or 1)
 
     @classmethod
     def for_profile(cls, profile: str) -> "BenchConfig":
