@@ -588,13 +588,19 @@ def profile_verdicts(profile: str, artefacts=None, seeds=None, alpha: float = AL
 
 def side_by_side(claims: dict) -> tuple[pd.DataFrame, list[str]]:
     """One column of claim verdicts per run ({run label: `claim_verdicts` frame}), and a sentence for each claim one
-    run supports and another contradicts (chapter 07): only decisive verdicts can disagree, so a run that leaves a
-    claim inconclusive (one seed, say) disagrees with none."""
+    run supports and another contradicts (chapter 07), then one for each claim that some runs decide and others leave
+    inconclusive: only decisive verdicts can disagree, but a verdict that one teacher's runs reach and another's cannot
+    is worth a sentence too. "not measured" is neither."""
     t = pd.DataFrame({run: c.set_index("claim")["verdict"] for run, c in claims.items() if len(c)})
-    lines = []
+    lines, partly = [], []
     for claim, row in t.iterrows():
         decisive = row[row.isin(["supported", "contradicted"])]
+        open_ = row[row == "inconclusive"]
         if decisive.nunique() > 1:
             lines.append(f"{claim}: the runs disagree — " + ", ".join(f"{run} {v}" for run, v in decisive.items())
                          + ".")
+        elif len(decisive) and len(open_):
+            partly.append(f"{claim}: {decisive.iloc[0]} by " + " and ".join(decisive.index) + "; inconclusive in "
+                          + " and ".join(open_.index) + ".")
+    lines += partly
     return t, lines

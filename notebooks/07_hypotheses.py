@@ -108,7 +108,8 @@ with pd.option_context("display.max_colwidth", None):
 # %% [markdown]
 # ## Every teacher the book has, side by side
 # The same criteria on the runs of the other profiles (the pretrained LLM teacher of profile `llm` beside the
-# from-scratch teacher): each profile's seeds pooled as above. A claim on which they disagree gets a sentence.
+# from-scratch teacher): each profile's seeds pooled as above. A claim that one run supports and another contradicts
+# gets a sentence, and then one that some runs decide and others leave inconclusive.
 
 # %%
 runs = {f"{PROFILE} (seeds {', '.join(str(s['seed']) for s in inputs)})": claims}
@@ -118,7 +119,7 @@ for other in lab.resolve(ALSO, H.companions(PROFILE)):
           + (f" ({len(gone)} seed(s) missing)" if gone else ""))
     runs[f"{other} (seeds {c['seeds'].iloc[0]})" if len(c) else other] = c
 both, disagree = H.side_by_side(runs)
-print("\n".join(disagree) or "No measured claim differs between the runs.")
+print("\n".join(disagree) or "No claim is decided by one run and not, or otherwise, by another.")
 both
 
 # %% [markdown]

@@ -181,7 +181,10 @@ def test_only_decisive_verdicts_disagree():
     a = pd.DataFrame({"claim": ["H1", "H2"], "verdict": ["supported", "inconclusive"]})
     b = pd.DataFrame({"claim": ["H1", "H2"], "verdict": ["contradicted", "supported"]})
     t, lines = H.side_by_side({"a": a, "b": b})
-    assert len(lines) == 1 and lines[0].startswith("H1:")
+    assert lines == ["H1: the runs disagree — a supported, b contradicted.",
+                     "H2: supported by b; inconclusive in a."]  # decided in one run only: said, after the disagreements
+    c = pd.DataFrame({"claim": ["H1", "H2"], "verdict": ["not measured", "inconclusive"]})
+    assert H.side_by_side({"a": a, "c": c})[1] == []  # "not measured" is not a verdict, both H2s are inconclusive
 
 
 def test_all_claims_support_without_holm_and_contradict_with_it():
