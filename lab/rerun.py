@@ -192,15 +192,11 @@ def _num(x, fmt: str = "{:.4f}") -> str | None:
     return None if x is None or x != x else fmt.format(x)
 
 
-def _diff_ci(c) -> str | None:
-    """A paired comparison's mean difference and 95% CI (`lab.evaluation.paired_comparison`'s record)."""
-    if not isinstance(c, dict) or c.get("diff") is None:
-        return None
-    return f"{c['diff']:+.4f} ({c['ci_low']:+.4f} to {c['ci_high']:+.4f})"
-
-
-def _share_ci(x, ci) -> str | None:
-    return None if x is None else f"{x:.1%}" + (f" ({ci[0]:.1%} to {ci[1]:.1%})" if ci else "")
+def _ci(c, fmt: str = "{:+.4f}") -> str | None:
+    """A 95% CI as "low to high": a paired comparison's record (`lab.evaluation.paired_comparison`) or a pair."""
+    if isinstance(c, dict):
+        c = None if c.get("ci_low") is None else (c["ci_low"], c["ci_high"])
+    return None if not c else f"{fmt.format(c[0])} to {fmt.format(c[1])}"
 
 
 def _quarter_depth(r: dict) -> str | None:
@@ -216,43 +212,48 @@ def _best_row(r: dict) -> str | None:
     return None if name is None else f"{name} {rows[name]:.4f}"
 
 
-# (chapter, what, cell): each chapter's headline numbers as one run records them (`headlines`, issue 25); a cell
-# is None when the run did not record it (a chapter not run, or not part of its profile)
+def _decided(r: dict) -> str | None:
+    """Chapter 07's decisive claims: "supported / contradicted" (each a list, "—" when none)."""
+    v = _at(r, "07_hypotheses", "claim_verdict")
+    if not v:
+        return None
+    pick = [", ".join(sorted(c for c, x in v.items() if x == want)) or "—" for want in ("supported", "contradicted")]
+    return " / ".join(pick)
+
+
+# (chapter, what, cell): each chapter's headline numbers as one run records them (`headlines`, issue 25), a CI on a
+# row of its own so that three seeds fit a page; a cell is None when the run did not record it (a chapter not run)
 HEADLINES = (
-    ("01", "users / items / interactions after pre-processing",
-     lambda r: None if _at(r, "01_data", "n_users") is None else
+    ("01", "users / items / interactions", lambda r: None if _at(r, "01_data", "n_users") is None else
      "{:,} / {:,} / {:,}".format(*(_at(r, "01_data", k) for k in ("n_users", "n_items", "n_interactions")))),
-    ("01", "Markov / popularity test NDCG@10",
-     lambda r: None if _at(r, "01_data", "markov_ndcg10") is None else
+    ("01", "Markov / popularity, test NDCG@10", lambda r: None if _at(r, "01_data", "markov_ndcg10") is None else
      f"{_at(r, '01_data', 'markov_ndcg10'):.4f} / {_at(r, '01_data', 'popularity_ndcg10'):.4f}"),
-    ("02", "teacher test NDCG@10 (epochs, stopped by)",
-     lambda r: None if _at(r, "02_teacher", "teacher_ndcg10_test") is None else
-     f"{_at(r, '02_teacher', 'teacher_ndcg10_test'):.4f} ({_at(r, '02_teacher', 'epochs')}, "
-     f"{_at(r, '02_teacher', 'stopped_by')})"),
-    ("02", "L/4 layers / 2 layers from scratch, teacher's recipe", lambda r: None if _quarter_depth(r) is None else
+    ("02", "teacher, test NDCG@10", lambda r: _num(_at(r, "02_teacher", "teacher_ndcg10_test"))),
+    ("02", "its epochs, stopped by", lambda r: None if _at(r, "02_teacher", "epochs") is None else
+     f"{_at(r, '02_teacher', 'epochs')}, {_at(r, '02_teacher', 'stopped_by')}"),
+    ("02", "L/4 / 2 layers from scratch", lambda r: None if _quarter_depth(r) is None else
      f"{_quarter_depth(r)} / {_num(_at(r, '02_teacher', 'small_ndcg10_test'))}"),
-    ("02", "teacher − 2 layers, per user (95% CI)", lambda r: _diff_ci(_at(r, "02_teacher", "depth_compare"))),
-    ("03", "Fisher in the lower half of the layers (95% CI)",
-     lambda r: _share_ci(_at(r, "03_fisher", "lower_half_share"), _at(r, "03_fisher", "lower_half_share_ci"))),
-    ("03", "Spearman of Fisher and single-layer ablation",
-     lambda r: _num(_at(r, "03_fisher", "spearman_fisher_vs_ablation"), "{:.2f}")),
-    ("04", "zero-shot at L/4: fisher_topk / mean of random sets",
-     lambda r: None if _at(r, "04_selection", "fisher_ndcg_quarter") is None else
-     f"{_at(r, '04_selection', 'fisher_ndcg_quarter'):.4f} / {_at(r, '04_selection', 'random_mean_quarter'):.4f}"),
-    ("04", "best rule on validation (its test NDCG@10)",
-     lambda r: None if _at(r, "04_selection", "best_rule_quarter") is None else
-     f"{_at(r, '04_selection', 'best_rule_quarter')} ({_at(r, '04_selection', 'best_rule_test_quarter'):.4f})"),
-    ("05", "the method's student: retention (95% CI), speed-up at batch 256",
-     lambda r: None if _at(r, "05_distillation", "method_retention") is None else
-     _share_ci(_at(r, "05_distillation", "method_retention"), _at(r, "05_distillation", "method_retention_ci"))
-     + f", {_at(r, '05_distillation', 'method_speedup'):.2f}x"),
-    ("05", "L/4 from scratch, teacher's recipe: retention",
-     lambda r: _share_ci(_at(r, "05_distillation", "scratch_full_retention"), None)),
-    ("05", "the method − that control, per user (95% CI)",
-     lambda r: _diff_ci(_at(r, "05_distillation", "method_vs_scratch_full"))),
-    ("06", "best row of the leaderboard, test NDCG@10", _best_row),
-    ("07", "claims (every seed pooled)",
-     lambda r: ", ".join(f"{k} {v}" for k, v in (_at(r, "07_hypotheses", "claim_verdict") or {}).items()) or None),
+    ("02", "teacher − 2 layers, per user", lambda r: _num(_at(r, "02_teacher", "depth_compare", "diff"), "{:+.4f}")),
+    ("02", "its 95% CI", lambda r: _ci(_at(r, "02_teacher", "depth_compare"))),
+    ("03", "Fisher in the lower half", lambda r: _num(_at(r, "03_fisher", "lower_half_share"), "{:.1%}")),
+    ("03", "its 95% CI", lambda r: _ci(_at(r, "03_fisher", "lower_half_share_ci"), "{:.1%}")),
+    ("03", "Spearman, Fisher vs ablation", lambda r: _num(_at(r, "03_fisher", "spearman_fisher_vs_ablation"),
+                                                           "{:.2f}")),
+    ("04", "zero-shot L/4: fisher_topk / random", lambda r: None if _at(r, "04_selection", "fisher_ndcg_quarter")
+     is None else f"{_at(r, '04_selection', 'fisher_ndcg_quarter'):.4f} / "
+                  f"{_at(r, '04_selection', 'random_mean_quarter'):.4f}"),
+    ("04", "best rule on validation", lambda r: _at(r, "04_selection", "best_rule_quarter")),
+    ("04", "its test NDCG@10", lambda r: _num(_at(r, "04_selection", "best_rule_test_quarter"))),
+    ("05", "the method's retention", lambda r: _num(_at(r, "05_distillation", "method_retention"), "{:.1%}")),
+    ("05", "its 95% CI", lambda r: _ci(_at(r, "05_distillation", "method_retention_ci"), "{:.1%}")),
+    ("05", "its speed-up, batch 256", lambda r: _num(_at(r, "05_distillation", "method_speedup"), "{:.2f}x")),
+    ("05", "L/4 from scratch: retention", lambda r: _num(_at(r, "05_distillation", "scratch_full_retention"),
+                                                         "{:.1%}")),
+    ("05", "method − L/4 from scratch, per user",
+     lambda r: _num(_at(r, "05_distillation", "method_vs_scratch_full", "diff"), "{:+.4f}")),
+    ("05", "the difference's 95% CI", lambda r: _ci(_at(r, "05_distillation", "method_vs_scratch_full"))),
+    ("06", "best row, test NDCG@10", _best_row),
+    ("07", "claims supported / contradicted", _decided),
 )
 
 
