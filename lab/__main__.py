@@ -177,7 +177,6 @@ def chapter_params(a) -> dict:
 def book_cmd(a) -> int:
     """`book`: run the chapters with papermill (`lab.notebooks.run_book`)."""
     from .notebooks import run_book
-
     from .rerun import record_chapter
 
     def book():

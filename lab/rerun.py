@@ -192,6 +192,11 @@ def _num(x, fmt: str = "{:.4f}") -> str | None:
     return None if x is None or x != x else fmt.format(x)
 
 
+def _pair(a, b, fmt: str = "{:.4f}") -> str | None:
+    """Two recorded numbers as "a / b", or None when the run did not record the first."""
+    return None if a is None else f"{_num(a, fmt)} / {_num(b, fmt)}"
+
+
 def _ci(c, fmt: str = "{:+.4f}") -> str | None:
     """A 95% CI as "low to high": a paired comparison's record (`lab.evaluation.paired_comparison`) or a pair."""
     if isinstance(c, dict):
@@ -199,10 +204,10 @@ def _ci(c, fmt: str = "{:+.4f}") -> str | None:
     return None if not c else f"{fmt.format(c[0])} to {fmt.format(c[1])}"
 
 
-def _quarter_depth(r: dict) -> str | None:
+def _quarter_depth(r: dict) -> float | None:
     """The model from scratch at L/4 layers, the size of chapter 05's students (chapter 02's depth curve)."""
     n = _at(r, "02_teacher", "n_layers")
-    return _num(_at(r, "02_teacher", "depth_ndcg10", n // 4)) if n else None
+    return _at(r, "02_teacher", "depth_ndcg10", n // 4) if n else None
 
 
 def _best_row(r: dict) -> str | None:
@@ -226,22 +231,21 @@ def _decided(r: dict) -> str | None:
 HEADLINES = (
     ("01", "users / items / interactions", lambda r: None if _at(r, "01_data", "n_users") is None else
      "{:,} / {:,} / {:,}".format(*(_at(r, "01_data", k) for k in ("n_users", "n_items", "n_interactions")))),
-    ("01", "Markov / popularity, test NDCG@10", lambda r: None if _at(r, "01_data", "markov_ndcg10") is None else
-     f"{_at(r, '01_data', 'markov_ndcg10'):.4f} / {_at(r, '01_data', 'popularity_ndcg10'):.4f}"),
+    ("01", "Markov / popularity, test NDCG@10",
+     lambda r: _pair(_at(r, "01_data", "markov_ndcg10"), _at(r, "01_data", "popularity_ndcg10"))),
     ("02", "teacher, test NDCG@10", lambda r: _num(_at(r, "02_teacher", "teacher_ndcg10_test"))),
     ("02", "its epochs, stopped by", lambda r: None if _at(r, "02_teacher", "epochs") is None else
      f"{_at(r, '02_teacher', 'epochs')}, {_at(r, '02_teacher', 'stopped_by')}"),
-    ("02", "L/4 / 2 layers from scratch", lambda r: None if _quarter_depth(r) is None else
-     f"{_quarter_depth(r)} / {_num(_at(r, '02_teacher', 'small_ndcg10_test'))}"),
+    ("02", "L/4 / 2 layers from scratch",
+     lambda r: _pair(_quarter_depth(r), _at(r, "02_teacher", "small_ndcg10_test"))),
     ("02", "teacher − 2 layers, per user", lambda r: _num(_at(r, "02_teacher", "depth_compare", "diff"), "{:+.4f}")),
     ("02", "its 95% CI", lambda r: _ci(_at(r, "02_teacher", "depth_compare"))),
     ("03", "Fisher in the lower half", lambda r: _num(_at(r, "03_fisher", "lower_half_share"), "{:.1%}")),
     ("03", "its 95% CI", lambda r: _ci(_at(r, "03_fisher", "lower_half_share_ci"), "{:.1%}")),
     ("03", "Spearman, Fisher vs ablation", lambda r: _num(_at(r, "03_fisher", "spearman_fisher_vs_ablation"),
                                                            "{:.2f}")),
-    ("04", "zero-shot L/4: fisher_topk / random", lambda r: None if _at(r, "04_selection", "fisher_ndcg_quarter")
-     is None else f"{_at(r, '04_selection', 'fisher_ndcg_quarter'):.4f} / "
-                  f"{_at(r, '04_selection', 'random_mean_quarter'):.4f}"),
+    ("04", "zero-shot L/4: fisher_topk / random",
+     lambda r: _pair(_at(r, "04_selection", "fisher_ndcg_quarter"), _at(r, "04_selection", "random_mean_quarter"))),
     ("04", "best rule on validation", lambda r: _at(r, "04_selection", "best_rule_quarter")),
     ("04", "its test NDCG@10", lambda r: _num(_at(r, "04_selection", "best_rule_test_quarter"))),
     ("05", "the method's retention", lambda r: _num(_at(r, "05_distillation", "method_retention"), "{:.1%}")),
