@@ -41,7 +41,8 @@ LAYERS = (
     ("bench", "viz", "crosscheck"),  # serve the chapters, or check them by hand: may import every module above
     ("chapters",),  # each chapter's glue (grids, records, sentences, tables), one module per chapter
     ("notebooks",),  # the papermill harness that runs the chapters
-    ("rerun", "site", "launch"),  # batch reruns over seeds (issue 15); `site`: a run's chapters as a website (issue
-    #                               17); `launch`: train / fisher / distill on 1 process or N (issue 16)
+    ("rerun", "site", "launch", "archive"),  # batch reruns over seeds (issue 15); `site`: a run's chapters as a
+    #   website (issue 17); `launch`: train / fisher / distill on 1 process or N (issue 16); `archive`: a run's
+    #   summaries kept in the repository (issue 25)
     ("__main__",),  # the command line: `python -m lab book|bench|train|fisher|distill|sync ...`
 )

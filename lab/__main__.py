@@ -1,4 +1,4 @@
-"""Command line: `python -m lab book|rerun|bench|data|train|fisher|distill|crosscheck|sweep|sync ...`.
+"""Command line: `python -m lab book|rerun|bench|data|train|fisher|distill|crosscheck|sweep|archive|sync ...`.
 
 A wrong first step (an unknown chapter, a missing raw-data folder, a chapter run before the one that makes its input,
 a chapter that fails) ends with one line saying what is missing and the command that makes it, and a non-zero exit
@@ -158,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--no-scratch", action="store_true", help="skip the k-layer models from scratch")
     sw.add_argument("--report", action="store_true", help="train nothing: the tests, headline and figure of the "
                                                           "seeds' saved sweep tables")
+    ar = sub.add_parser("archive", help="keep a run's summaries in the repository's archive/, or copy them back into "
+                                        "an artefacts folder (lab.archive)")
+    ar.add_argument("action", choices=("save", "restore"))
+    ar.add_argument("--profile", default="default", choices=PROFILES)
+    ar.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the profile's seeds")
+    ar.add_argument("--artefacts", default=None, help="artefact root (default: ./artefacts)")
     sub.add_parser("sync", help="regenerate every notebooks/*.ipynb from its .py (no outputs)")
     return ap
 
@@ -292,6 +298,23 @@ def sweep_cmd(a) -> int:
     return 0
 
 
+def archive_cmd(a) -> int:
+    """`archive save|restore`: a run's summaries into archive/<run>/, or back where the artefacts lack them."""
+    from . import archive
+    from .profiles import get_profile
+
+    seeds = a.seeds if a.seeds is not None else list(get_profile(a.profile).seeds)
+    try:
+        rows = (archive.save if a.action == "save" else archive.restore)(a.profile, seeds, a.artefacts)
+    except ValueError as e:
+        print(f"python -m lab archive: error: {e}", file=sys.stderr)
+        return 2
+    for r in rows:
+        print("  ".join(str(v) for v in r.values()), file=sys.stderr)
+    print(json.dumps({"action": a.action, "profile": a.profile, "seeds": seeds, "files": rows}))
+    return 0
+
+
 def sync_cmd(a) -> int:
     """`sync`: regenerate every notebooks/*.ipynb from its .py."""
     from .notebooks import sync_all
@@ -303,7 +326,7 @@ def sync_cmd(a) -> int:
 
 COMMANDS = {"book": book_cmd, "rerun": rerun_cmd, "bench": bench_cmd, "data": data_cmd,
             "crosscheck": crosscheck_cmd, "train": launched_cmd, "fisher": launched_cmd, "distill": launched_cmd,
-            "sweep": sweep_cmd, "sync": sync_cmd}
+            "sweep": sweep_cmd, "archive": archive_cmd, "sync": sync_cmd}
 
 
 def main(argv=None) -> int:

@@ -19,11 +19,12 @@ import torch
 from .config import DataConfig, real_data_from_env
 from .io import read_json, write_json
 
-__all__ = ["REPO_ROOT", "Paths", "run_name", "paths", "TEACHER_CHAPTER", "require_teacher", "load_teacher",
-           "trained_or_fresh_teacher", "IMPORTANCE_CHAPTER", "load_importance", "resolve", "override", "device",
-           "setup", "record", "record_all", "shown_path", "results", "collect"]
+__all__ = ["REPO_ROOT", "ARCHIVE", "Paths", "run_name", "paths", "TEACHER_CHAPTER", "require_teacher",
+           "load_teacher", "trained_or_fresh_teacher", "IMPORTANCE_CHAPTER", "load_importance", "resolve", "override",
+           "device", "setup", "record", "record_all", "shown_path", "results", "collect"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+ARCHIVE = REPO_ROOT / "archive"  # committed summaries of runs, one folder per run (`lab.archive`, issue 25)
 
 _CONTEXT: dict = {"chapter": None, "paths": None}
 

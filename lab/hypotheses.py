@@ -346,13 +346,17 @@ def load_seeds(profile: str, seeds, artefacts=None) -> tuple[list[dict], list[st
 
 def seed_inputs(profile: str, seed: int, artefacts=None) -> dict:
     """What chapter 07 reads of one seed's run (chapters 01-05): importance table, per-user metrics, results."""
-    from .book import paths, results
+    from .book import ARCHIVE, paths, results, shown_path
 
     P = paths(profile, artefacts, seed, create=False)
     missing = [f for f in SEED_FILES if not P.file(f).is_file()]
     if missing:
-        raise FileNotFoundError(f"seed {seed}: {', '.join(missing)} missing in {P.root}; make them with "
-                                f"python -m lab rerun --profile {profile} --seeds {seed} --only {' '.join(SEED_CHAPTERS)}")
+        make = f"python -m lab rerun --profile {profile} --seeds {seed} --only {' '.join(SEED_CHAPTERS)}"
+        kept = ARCHIVE / P.root.name
+        if kept.is_dir():  # an earlier machine's run, kept in the repository (`lab.archive`)
+            make += (f", or copy back what {shown_path(kept)} keeps of an earlier run with python -m lab archive "
+                     f"restore --profile {profile} --seeds {seed}")
+        raise FileNotFoundError(f"seed {seed}: {', '.join(missing)} missing in {P.root}; make them with {make}")
     arch = P.file(ARCH_FILE)
     return {"seed": int(seed), "importance": pd.read_parquet(P.file("importance.parquet")),
             "per_user": pd.read_parquet(P.file("distill_per_user.parquet")),
