@@ -4,6 +4,7 @@ while finished ones are skipped, provenance is recorded, and `lab.collect` gathe
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -139,7 +140,7 @@ def test_headlines_read_each_seeds_records_and_times(tmp_path):
     """`headlines`: a seed's recorded numbers in its column, its chapters' minutes, commit and day from
     provenance.json (`record_chapter`), "—" where a seed did not record a value, rows no seed recorded dropped."""
     from lab.io import write_json
-    from lab.rerun import headlines, headlines_markdown, record_chapter
+    from lab.rerun import cpu_description, headlines, headlines_markdown, record_chapter
 
     art = str(tmp_path)
     comparison = {"diff": -0.0073, "ci_low": -0.0195, "ci_high": 0.0045}
@@ -163,6 +164,7 @@ def test_headlines_read_each_seeds_records_and_times(tmp_path):
     assert frame.loc[("02", "minutes")].tolist() == ["1.5", "—"] and frame.loc[("06", "minutes"), "seed 0"] == "0.5"
     assert ("03", "Fisher in the lower half") not in frame.index  # no seed recorded it
     assert frame.loc[("run", "finished"), "seed 1"] == "—"
+    assert frame.loc[("run", "CPU")].tolist() == [cpu_description(), "—"]
     prov = json.loads(lab.paths("smoke", art, 0).file(PROVENANCE).read_text())
     assert set(prov["chapters"]) == {"02_teacher", "06_baselines"}  # the second record kept the first
     table = headlines_markdown(frame).splitlines()
@@ -181,3 +183,18 @@ def test_book_records_each_chapters_time(book, monkeypatch):
     prov = json.loads(lab.paths("smoke", str(art), 0).file(PROVENANCE).read_text())
     assert set(prov["chapters"]) == {"01_fake", "02_fake"} and prov["chapters"]["02_fake"]["wall_s"] >= 0
     assert prov["chapters"]["01_fake"]["git_commit"] == prov["git_commit"]
+
+
+def test_cpu_description_names_the_model_the_vector_unit_and_amx(tmp_path):
+    """The CPU in provenance.json: a chapter's minutes mean little without it (an AMX machine ran an LLM epoch in
+    about half the time of an AVX2-only one)."""
+    import torch
+
+    from lab.rerun import cpu_description
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu avx2 amx_bf16 amx_tile\n")
+    cap = torch.backends.cpu.get_cpu_capability()
+    assert cpu_description(info) == f"Test CPU 9000, {cap}+AMX, {os.cpu_count()} cores"
+    info.write_text("processor\t: 0\nmodel name\t: Other\nflags\t\t: fpu avx2\n")
+    assert cpu_description(info) == f"Other, {cap}, {os.cpu_count()} cores"
