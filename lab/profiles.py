@@ -202,7 +202,8 @@ ML100K_LLM = Profile(
     # at 1e-3, whose whole budget stopped at 0.042 after 5 epochs. bf16 autocast is not used: a step of 32 x 16 took
     # 1.35 s against 1.42 s in float32 on this CPU (AMX, 2 threads), 5% is not worth a second numeric path. 8 epochs:
     # at 6 (seed 0, 2026-12-07) validation NDCG@10 was still rising (0.058, 0.061 after epochs 5 and 6); an epoch took
-    # 276-323 s alone on 2 threads (2026-12-06), so 8 are 37-43 minutes
+    # 276-323 s alone on 2 threads with AMX (2026-12-06), so 8 are 37-43 minutes there, but 538-570 s on an AVX2-only
+    # CPU (74 minutes for 8; 2026-12-07, validation 0.069 and 0.079 after epochs 6 and 8, still rising)
     train=TrainConfig(epochs=8, batch_size=32, lr=1e-2, patience=2, eval_batch_size=256,
                       max_minutes=120.0),  # a guard only: a budget stop warns and is recorded
     fisher=LLM.fisher, probes=dict(n_users=0), selection=LLM.selection, distill=LLM.distill,
