@@ -49,16 +49,16 @@ def save(profile: str, seeds, artefacts=None, archive: str | Path | None = None)
         root = paths(profile, artefacts, seed, create=False).root
         for name in KEPT:
             src = root / name
-            if src.is_file() and src.stat().st_size > MAX_BYTES:
-                raise ValueError(f"{src}: {src.stat().st_size:,} bytes, more than the archive's {MAX_BYTES:,}")
-            plan.append((seed, name, src))
+            size = src.stat().st_size if src.is_file() else None  # None: the run has no such file
+            if size is not None and size > MAX_BYTES:
+                raise ValueError(f"{src}: {size:,} bytes, more than the archive's {MAX_BYTES:,}")
+            plan.append((seed, name, src, size))
     rows = []
-    for seed, name, src in plan:
-        dst = archived(profile, seed, archive) / name
-        if src.is_file():
-            _copy(src, dst)
-        rows.append({"run": run_name(profile, seed), "file": name, "bytes": src.stat().st_size if src.is_file() else 0,
-                     "action": "saved" if src.is_file() else "absent"})
+    for seed, name, src, size in plan:
+        if size is not None:
+            _copy(src, archived(profile, seed, archive) / name)
+        rows.append({"run": run_name(profile, seed), "file": name, "bytes": size or 0,
+                     "action": "absent" if size is None else "saved"})
     return rows
 
 
