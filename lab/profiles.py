@@ -132,11 +132,9 @@ LLM = Profile(
     model=ModelConfig(num_layers=8, backbone=LLM_BACKBONE),
     # 5 epochs are ~8 min; the 60 minutes only guard (a budget stop warns and is recorded, `lab.train.stop_reason`)
     train=TrainConfig(epochs=5, batch_size=32, lr=1e-3, patience=2, eval_batch_size=256, max_minutes=60.0),
-    # 256 users, one draw, 256 ablation users (a scoring pass of the 30-layer LLM over 256 users is 6 s). vmap's
-    # agreement bound 1e-8: on ml100k-llm (2026-12-07) it differed from the float64 loop by 1.6e-9 (float64 rounding
-    # through a residual stream of norm ~2,400); hooks (3e-16) and ghost (1e-14) keep the default 1e-10
+    # 256 users, one draw, 256 ablation users (a scoring pass of the 30-layer LLM over 256 users is 6 s)
     fisher=dict(n_samples=256, n_draws=1, chunk_size=16, wrong_batch_size=16, n_check=2, ablation_users=256,
-                bench_fast=32, bench_loop=4, bench_rounds=1, method_tol={"vmap": 1e-8}),
+                bench_fast=32, bench_loop=4, bench_rounds=1),
     probes=dict(n_users=600),  # the LLM's 576-wide states
     # the budgets L/4 and 8 only (the 32 -> 8 of the method's authors; a zero-shot evaluation of a 15-layer student is
     # 20 s), 32 greedy users (its greedy path down to 7 of 30 layers scores about 9,000 layer-passes: 19 min with 64

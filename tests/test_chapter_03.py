@@ -72,7 +72,6 @@ def test_chapter_03_records_what_its_tables_say(ch03):
     # the exactness check passed under the chapter's own tolerance, and that tolerance is tight
     assert r["fast_vs_loop_max_rel_diff"] < r["exact_tol"] <= 1e-8
     assert r["fast_vs_loop_max_rel_diff"] == max(r["fast_vs_loop_by_method"].values())
-    assert all(d < r["method_tol"].get(m, r["exact_tol"]) for m, d in r["fast_vs_loop_by_method"].items())
     # the stability label follows the recorded tau and the thresholds of the parameters cell
     th = r["stability_thresholds"]
     tau = r["kendall_tau_halves"]

@@ -275,11 +275,11 @@ def stability_sentences(taus: tuple, n_seed_pairs: int, thresholds: tuple, subse
             f"{subset_lower['user:low']:.0%} vs {subset_lower['user:high']:.0%} (tau {tau_lh:.2f}).")
 
 
-def exactness_sentence(check_table: pd.DataFrame, tolerance, n_users: int, users_per_s: dict) -> str:
+def exactness_sentence(check_table: pd.DataFrame, exact_tol: float, n_users: int, users_per_s: dict) -> str:
     """Chapter 03's check that the fast Fisher methods give the per-user loop's numbers: each method's largest float64
-    relative difference (`exactness_table`'s rel_diff_max) against its bound `tolerance(method)`
-    (`FisherConfig.tolerance`); raises ValueError naming every method over its bound."""
-    rows = list(zip(check_table["method"], check_table["rel_diff_max"], check_table["method"].map(tolerance)))
+    relative difference (`exactness_table`'s rel_diff_max) against the bound `exact_tol` (`FisherConfig.exact_tol`);
+    raises ValueError naming every method over it."""
+    rows = [(m, d, exact_tol) for m, d in zip(check_table["method"], check_table["rel_diff_max"])]
     over = [f"{m} {d:.1e} >= {b:.0e}" for m, d, b in rows if not d < b]
     if over:
         raise ValueError("fast Fisher methods differ from the per-user loop beyond their bound: " + ", ".join(over))
@@ -294,7 +294,7 @@ def exactness_sentence(check_table: pd.DataFrame, tolerance, n_users: int, users
 def fisher_record(emp: FisherEstimate, vec: dict[str, np.ndarray], agree: pd.DataFrame, stream, *,
                   check_table: pd.DataFrame, wrong_batch_size: int, lower_half: tuple, taus: tuple,
                   thresholds: tuple, exact_tol: float, users_per_s: dict, fisher_seconds: float,
-                  runtime_s: float, method_tol: dict | None = None, probes: dict | None = None,
+                  runtime_s: float, probes: dict | None = None,
                   bands: pd.DataFrame | None = None) -> dict:
     """The key results chapter 03 records, derived from its tables (chapter 03).
 
@@ -309,7 +309,6 @@ def fisher_record(emp: FisherEstimate, vec: dict[str, np.ndarray], agree: pd.Dat
         taus: (Kendall tau between user halves, mean tau between seeds; NaN with one seed).
         thresholds: (stable, moderate) Kendall tau thresholds of `stability_label`.
         exact_tol: the relative difference below which the fast methods count as exact (`FisherConfig.exact_tol`).
-        method_tol: {method: bound} of the methods held to their own bound (`FisherConfig.method_tol`); None: none.
         users_per_s: float32 users per second of each Fisher method (`users_per_second`).
         fisher_seconds, runtime_s: wall time of the batched Fisher and of the chapter.
         probes: the planted layer roles (`lab.fisher.probes.probe_record`; None values outside the depth world),
@@ -348,7 +347,6 @@ def fisher_record(emp: FisherEstimate, vec: dict[str, np.ndarray], agree: pd.Dat
         "fast_vs_loop_by_method": {str(m): float(d) for m, d in
                                    zip(check_table["method"], check_table["rel_diff_max"])},
         "exact_tol": exact_tol,
-        "method_tol": dict(method_tol or {}),  # with exact_tol, the bound each entry of fast_vs_loop_by_method met
         "users_per_s": users_per_s,
         "fisher_seconds": fisher_seconds,
         "runtime_s": runtime_s,

@@ -29,8 +29,9 @@ depth). Chapter 03's grid, summaries, sentences and record are in `lab.chapters.
 residual stream, held-out accuracy per layer beside the majority baseline, and their per-layer gain against the Fisher.
 """
 from .estimators import (ESTIMATORS, GROUP_ORDER, NORMS, SIGNALS, FisherConfig, FisherEstimate, batchgrad_squared,
-                         compare, draw_labels, estimate_fisher, estimate_fisher_sharded, eval_mode, fisher_hooks, fisher_loop, fisher_params,
-                         fisher_vmap, merge_shards, model_logits, normalise, param_key, sample_nll)
+                         compare, draw_labels, estimate_fisher, estimate_fisher_sharded, eval_mode, fisher_hooks,
+                         fisher_loop, fisher_params, fisher_vmap, merge_shards, method_attention, model_logits,
+                         normalise, param_key, sample_nll)
 from .probes import (PROBE_COLUMNS, PROBE_FILE, VARIABLES, ProbeConfig, ProbeResult, fit_probe,
                      last_states, layer_probes, load_probes, planted_targets, probe_gains,
                      probe_predict, probe_states, probe_summary, run_probes, save_probes)
@@ -43,7 +44,7 @@ from .tables import (GROUP_COLUMNS, IMPORTANCE_COLUMNS, fisher_importance_rows, 
 
 __all__ = [
     "ESTIMATORS", "GROUP_ORDER", "NORMS", "SIGNALS", "GROUP_COLUMNS", "IMPORTANCE_COLUMNS",
-    "FisherConfig", "FisherEstimate", "estimate_fisher", "fisher_loop", "fisher_vmap", "fisher_hooks",
+    "FisherConfig", "FisherEstimate", "estimate_fisher", "fisher_loop", "fisher_vmap", "method_attention", "fisher_hooks",
     "batchgrad_squared", "draw_labels", "compare", "eval_mode", "fisher_params", "model_logits", "normalise",
     "param_key", "sample_nll", "merge_shards", "estimate_fisher_sharded",
     "fisher_importance_rows", "group_frame", "importance_rows", "importance_vector", "item_buckets",

@@ -12,7 +12,8 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from ..evaluation import kendall_tau, spearman_ci
-from .estimators import SIGNALS, compare, draw_labels, estimate_fisher, fisher_hooks, fisher_loop
+from .estimators import (SIGNALS, compare, draw_labels, estimate_fisher, fisher_hooks, fisher_loop,
+                         method_attention)
 
 __all__ = ["exactness_table", "kendall_halves", "users_per_second", "signal_agreement"]
 
@@ -24,17 +25,24 @@ def exactness_table(model, inputs: torch.Tensor, labels: torch.Tensor, methods=(
     One row per method on the observed labels, plus the hooks on two label draws from the model (the true Fisher's
     label sets) for the first half of the users; columns rel_diff_<part> are `compare`'s largest relative differences
     (groups, layers, per_sample, diag, and their max). float64 keeps summation-order noise far below a real error.
+    Each method is compared with the loop run through the same attention (`method_attention`, column
+    loop_attention), so the check tests the gradients, not two attention kernels' float64 rounding.
     """
     m64 = copy.deepcopy(model).double()
-    ref = fisher_loop(m64, inputs, labels)
+    refs = {}  # attention implementation -> the loop through it
     rows = []
     for method in methods:
+        attn = method_attention(m64, method)
+        if attn not in refs:
+            refs[attn] = fisher_loop(m64, inputs, labels, attn=attn)
         est = estimate_fisher(m64, inputs, labels, method=method, chunk_size=chunk_size)
-        rows.append({"method": method, **{f"rel_diff_{k}": v for k, v in compare(est, ref).items()}})
+        rows.append({"method": method, "loop_attention": attn or "model's own",
+                     **{f"rel_diff_{k}": v for k, v in compare(est, refs[attn]).items()}})
     n = max(2, len(inputs) // 2)
     ys = draw_labels(m64, inputs[:n], labels[:n], 2, seed=seed)  # (2, n, T) two label draws per user
     diff = compare(fisher_hooks(m64, inputs[:n], {"t": ys}, chunk_size)["t"], fisher_loop(m64, inputs[:n], ys))
-    rows.append({"method": "hooks (true Fisher, 2 draws)", **{f"rel_diff_{k}": v for k, v in diff.items()}})
+    rows.append({"method": "hooks (true Fisher, 2 draws)", "loop_attention": "model's own",
+                 **{f"rel_diff_{k}": v for k, v in diff.items()}})
     return pd.DataFrame(rows)
 
 
