@@ -11,7 +11,7 @@ import torch
 from ..book import paths as _paths, trained_or_fresh_teacher
 from ..profiles import get_config
 from ..data import load_rec_data, rec_data_from_sequences, toy_markov_sequences
-from ..fisher import FisherConfig, compare, fisher_hooks, fisher_loop, fisher_vmap
+from ..fisher import FisherConfig, compare, fisher_hooks, fisher_loop, fisher_vmap, method_attention
 from .timing import seconds
 
 __all__ = ["bench_inputs", "benchmark"]
@@ -74,7 +74,8 @@ def benchmark(profile: str, seed: int = 0, artefacts: str | None = None) -> dict
     xc, yc = x[:fc.n_check], y[:fc.n_check]
     ref = fisher_loop(m64, xc, yc)
     d64 = {"hooks": compare(fisher_hooks(m64, xc, {"e": yc}, ch)["e"], ref),
-           "vmap": compare(fisher_vmap(m64, xc, yc, chunk_size=min(ch, 32)), ref),
+           "vmap": compare(fisher_vmap(m64, xc, yc, chunk_size=min(ch, 32)),  # the loop through vmap's attention
+                           fisher_loop(m64, xc, yc, attn=method_attention(m64, "vmap"))),
            "ghost": compare(fisher_hooks(m64, xc, {"e": yc}, ch, ghost=True)["e"], ref)}
     xl, yl = x[:n_loop], y[:n_loop]
     d32 = compare(fisher_hooks(model, xl, {"e": yl}, ch)["e"], fisher_loop(model, xl, yl))

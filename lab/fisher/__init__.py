@@ -44,7 +44,8 @@ from .tables import (GROUP_COLUMNS, IMPORTANCE_COLUMNS, fisher_importance_rows, 
 
 __all__ = [
     "ESTIMATORS", "GROUP_ORDER", "NORMS", "SIGNALS", "GROUP_COLUMNS", "IMPORTANCE_COLUMNS",
-    "FisherConfig", "FisherEstimate", "estimate_fisher", "fisher_loop", "fisher_vmap", "method_attention", "fisher_hooks",
+    "FisherConfig", "FisherEstimate", "estimate_fisher", "fisher_loop", "fisher_vmap", "method_attention",
+    "fisher_hooks",
     "batchgrad_squared", "draw_labels", "compare", "eval_mode", "fisher_params", "model_logits", "normalise",
     "param_key", "sample_nll", "merge_shards", "estimate_fisher_sharded",
     "fisher_importance_rows", "group_frame", "importance_rows", "importance_vector", "item_buckets",
