@@ -18,9 +18,8 @@ from ..models import mask_pad
 
 __all__ = ["ESTIMATORS", "NORMS", "SIGNALS", "GROUP_ORDER", "FisherConfig", "param_key", "fisher_params",
            "FisherEstimate", "normalise", "model_logits", "sample_nll", "draw_labels", "eval_mode", "fisher_loop",
-           "fisher_vmap", "method_attention",
-           "fisher_hooks", "batchgrad_squared", "estimate_fisher", "compare", "merge_shards",
-           "estimate_fisher_sharded"]
+           "fisher_vmap", "method_attention", "fisher_hooks", "batchgrad_squared", "estimate_fisher", "compare",
+           "merge_shards", "estimate_fisher_sharded"]
 
 ESTIMATORS = ("fisher_empirical", "fisher_true", "batchgrad_squared")
 NORMS = ("per_param", "total", "max")
