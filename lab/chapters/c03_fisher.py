@@ -279,11 +279,11 @@ def exactness_sentence(check_table: pd.DataFrame, exact_tol: float, n_users: int
     """Chapter 03's check that the fast Fisher methods give the per-user loop's numbers: each method's largest float64
     relative difference (`exactness_table`'s rel_diff_max) against the bound `exact_tol` (`FisherConfig.exact_tol`);
     raises ValueError naming every method over it."""
-    rows = [(m, d, exact_tol) for m, d in zip(check_table["method"], check_table["rel_diff_max"])]
-    over = [f"{m} {d:.1e} >= {b:.0e}" for m, d, b in rows if not d < b]
+    rows = list(zip(check_table["method"], check_table["rel_diff_max"]))
+    over = [f"{m} {d:.1e} >= {exact_tol:.0e}" for m, d in rows if not d < exact_tol]
     if over:
         raise ValueError("fast Fisher methods differ from the per-user loop beyond their bound: " + ", ".join(over))
-    diffs = ", ".join(f"{m} {d:.1e} < {b:.0e}" for m, d, b in rows)
+    diffs = ", ".join(f"{m} {d:.1e} < {exact_tol:.0e}" for m, d in rows)
     return (f"The fast methods agree with the per-user loop (float64, {n_users} users; largest relative difference "
             f"and its bound): {diffs}. float32 users/s on these users: "
             + ", ".join(f"{k} {v:.1f}" for k, v in users_per_s.items())
